@@ -1,0 +1,125 @@
+//! Logging in and out, and who is asking.
+
+use crate::account::User;
+use crate::error::AppError;
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use crate::account::User;
+    use crate::error::AppError;
+    use crate::state::AppState;
+    use leptos::prelude::*;
+    use tower_sessions::Session;
+
+    /// The session key that holds the signed-in user's id.
+    pub const USER_ID: &str = "user_id";
+
+    pub fn state() -> AppState {
+        expect_context::<AppState>()
+    }
+
+    pub async fn session() -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>().await.map_err(AppError::internal)
+    }
+
+    /// The signed-in user, or `Unauthorized`. A deactivated user's session stops working here.
+    pub async fn require_user() -> Result<User, AppError> {
+        // Context is read before the first await: a resource's fetch can outlive the view that
+        // started it, and after that the reactive owner holding the context is gone.
+        let pool = state().pool;
+        let session = session().await?;
+        let id: Option<i64> = session.get(USER_ID).await.map_err(AppError::internal)?;
+        let Some(id) = id else {
+            return Err(AppError::Unauthorized);
+        };
+        match crate::store::active_user(&pool, id).await? {
+            Some(user) => Ok(user),
+            None => {
+                session.flush().await.map_err(AppError::internal)?;
+                Err(AppError::Unauthorized)
+            }
+        }
+    }
+
+    /// Sets the status of the response a server function's error goes out with, unless the caller
+    /// is a plain HTML form: that one must get leptos' redirect back to the page, which shows the error.
+    pub fn set_error_status(error: &AppError) {
+        let accepts_html = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+            parts
+                .headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"))
+        });
+        if !accepts_html {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(error.status());
+            }
+        }
+    }
+}
+
+/// Who is signed in, if anyone.
+#[server(prefix = "/portal", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<User>, AppError> {
+    match ssr::require_user().await {
+        Ok(user) => Ok(Some(user)),
+        Err(AppError::Unauthorized) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Checks the password and starts a session. Wrong user and wrong password are answered alike, and
+/// take alike long: an unknown user is checked against a dummy hash.
+#[server(prefix = "/portal", endpoint = "login")]
+pub async fn login(username: String, password: String) -> Result<(), AppError> {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let result = async {
+        let state = ssr::state();
+        let address = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+            .await
+            .map(|ConnectInfo(address)| address.ip().to_string())
+            .unwrap_or_default();
+        let username = username.trim().to_owned();
+        let keys = [format!("user:{username}"), format!("address:{address}")];
+        if let Some(wait) = state.login_throttle.retry_after(&keys) {
+            tracing::warn!(%username, %address, "login throttled");
+            return Err(AppError::Throttled { retry_after: wait.as_secs().max(1) });
+        }
+        let candidate = crate::store::login_candidate(&state.pool, &username).await?;
+        let (user, hash) = match candidate {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
+        };
+        let verified = crate::store::verify_password(hash, password).await.map_err(AppError::internal)?;
+        let Some(user) = user.filter(|_| verified) else {
+            state.login_throttle.record_failure(&keys);
+            tracing::info!(%username, %address, "login failed");
+            return Err(AppError::Invalid("wrong user name or password".into()));
+        };
+        state.login_throttle.clear(&keys[0]);
+        let session = ssr::session().await?;
+        // A new id on login, so that an id planted before login is worthless after it.
+        session.cycle_id().await.map_err(AppError::internal)?;
+        session.insert(ssr::USER_ID, user.id).await.map_err(AppError::internal)?;
+        tracing::info!(username = %user.name, "logged in");
+        leptos_axum::redirect("/");
+        Ok(())
+    }
+    .await;
+    if let Err(error) = &result {
+        ssr::set_error_status(error);
+    }
+    result
+}
+
+/// Ends the session.
+#[server(prefix = "/portal", endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let session = ssr::session().await?;
+    session.flush().await.map_err(AppError::internal)?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}

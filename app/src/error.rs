@@ -1,0 +1,71 @@
+//! The error of the portal's server functions: what a page shows, and (on the server) the status.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// No session, or its user is gone or deactivated.
+    #[error("please log in")]
+    Unauthorized,
+    /// Logged in, but this is not theirs to do.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Does not exist, or is not visible to this user (answered alike so names do not leak).
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad input; the message names the field and the value.
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many failed logins; `retry_after` is in seconds.
+    #[error("too many failed attempts; try again in {retry_after} seconds")]
+    Throttled { retry_after: u64 },
+    /// Anything else. The cause is logged on the server; the page only learns that it failed.
+    #[error("something went wrong on the server; it has been logged")]
+    Internal,
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(message) | ServerFnErrorErr::MissingArg(message) => AppError::Invalid(message),
+            _ => AppError::Internal,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs an unexpected failure with its cause chain and hides it from the page.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        tracing::error!(error = format!("{:#}", error.into()), "request failed");
+        AppError::Internal
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::store::StoreError> for AppError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::NotFound(message) => AppError::NotFound(message),
+            StoreError::Conflict { message, .. } => AppError::Invalid(message),
+            StoreError::Unexpected(error) => AppError::internal(error),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The tagward portal (compiled for the server with `ssr`, for the browser with `hydrate`) and the
+//! rule engine every part of tagward decides with.
+
+pub mod account;
+pub mod auth;
+pub mod error;
+mod pages;
+pub mod policy;
+pub mod projects;
+#[cfg(feature = "ssr")]
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+use account::User;
+use auth::Logout;
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+
+/// The HTML document around the app (server side only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// What every page can reach: the signed-in user, and logging out.
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub user: Resource<Result<Option<User>, error::AppError>>,
+    pub logout: ServerAction<Logout>,
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/tagward.css"/>
+        <Title formatter=|page: String| if page.is_empty() { "tagward".to_owned() } else { format!("{page} · tagward") }/>
+        <Router>
+            <Portal/>
+        </Router>
+    }
+}
+
+/// Everything inside the router.
+#[component]
+fn Portal() -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    let location = leptos_router::hooks::use_location();
+    // Asked again on every client-side navigation: logging in ends with one, and a session can end
+    // on the server. (On the server the path never changes within a request; tracking it there made
+    // the router re-run the fetch outside the request's context.)
+    let user = Resource::new(
+        move || {
+            if cfg!(feature = "hydrate") {
+                location.pathname.track();
+            }
+            logout.version().get()
+        },
+        |_| auth::current_user(),
+    );
+    provide_context(Session { user, logout });
+
+    view! {
+        <pages::layout::Header/>
+        <main id="main">
+            <Routes fallback=pages::not_found::NotFound>
+                <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/") view=pages::projects::ProjectsPage ssr=SsrMode::Async/>
+                <Route path=path!("/projects/:project") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+                <Route path=path!("/projects/:project/:tab") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+            </Routes>
+        </main>
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per page.
+
+pub mod layout;
+pub mod login;
+pub mod not_found;
+pub mod project;
+pub mod projects;

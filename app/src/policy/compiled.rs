@@ -1,0 +1,287 @@
+//! A project's enabled rules compiled into two glob sets (one over every repository pattern, one over
+//! every tag pattern), so a decision is two set matches and a few bit operations, however many rules.
+
+use super::names::{Digest, RepositoryName, Tag};
+use super::rule::{Action, PolicyRule, RuleSpec, Selector};
+use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use std::cell::RefCell;
+use std::fmt;
+
+/// The product's limit of rules per project (enforced where rules are stored).
+pub const MAX_RULES: usize = 15;
+/// What one compiled policy can hold: one bit per enabled rule.
+const MASK_BITS: usize = 64;
+
+/// A set of rules of one compiled policy, by position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleMask(u64);
+
+impl RuleMask {
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    fn positions(self) -> impl Iterator<Item = usize> {
+        (0..MASK_BITS).filter(move |i| self.0 & (1u64 << i) != 0)
+    }
+}
+
+/// A rule as decisions report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub id: i64,
+    pub summary: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("a policy holds at most {MASK_BITS} enabled rules, got {0}")]
+    TooManyRules(usize),
+    #[error("pattern `{pattern}` did not compile: {source}")]
+    Glob { pattern: String, source: globset::Error },
+}
+
+/// Matches one side (repositories or tags) of every rule at once.
+#[derive(Debug, Clone)]
+struct SideMatcher {
+    set: GlobSet,
+    /// For each glob of `set`, the bit of the rule it belongs to.
+    owner: Vec<u64>,
+    /// The bits of the rules whose action on this side is `excluding`.
+    excluding: u64,
+}
+
+thread_local! {
+    /// Reused by every match on a thread, so that a decision allocates nothing once warm.
+    static MATCHES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SideMatcher {
+    fn build(rules: &[&PolicyRule], side: fn(&RuleSpec) -> &Selector) -> Result<Self, CompileError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut owner = Vec::new();
+        let mut excluding = 0u64;
+        for (position, rule) in rules.iter().enumerate() {
+            let bit = 1u64 << position;
+            let selector = side(&rule.spec);
+            if selector.action() == Action::Excluding {
+                excluding |= bit;
+            }
+            for pattern in selector.patterns() {
+                let glob = GlobBuilder::new(pattern.canonical())
+                    .literal_separator(true)
+                    .backslash_escape(false)
+                    .empty_alternates(true)
+                    .build()
+                    .map_err(|source| CompileError::Glob { pattern: pattern.as_str().to_owned(), source })?;
+                builder.add(glob);
+                owner.push(bit);
+            }
+        }
+        let set =
+            builder.build().map_err(|source| CompileError::Glob { pattern: "(all patterns)".to_owned(), source })?;
+        Ok(Self { set, owner, excluding })
+    }
+
+    /// The rules whose selector on this side holds for `name`.
+    fn holding(&self, name: &str) -> u64 {
+        let candidate = Candidate::new(name);
+        MATCHES.with(|matches| {
+            let mut matches = matches.borrow_mut();
+            self.set.matches_candidate_into(&candidate, &mut matches);
+            let hits = matches.iter().filter_map(|&glob| self.owner.get(glob)).fold(0u64, |acc, bit| acc | bit);
+            hits ^ self.excluding
+        })
+    }
+}
+
+/// One project's enabled rules, ready to answer.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    rules: Vec<RuleInfo>,
+    repositories: SideMatcher,
+    tags: SideMatcher,
+    all: u64,
+}
+
+impl CompiledPolicy {
+    /// Compiles the enabled rules; disabled ones are left out.
+    pub fn compile<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) -> Result<Self, CompileError> {
+        let enabled: Vec<&PolicyRule> = rules.into_iter().filter(|r| r.enabled).collect();
+        if enabled.len() > MASK_BITS {
+            return Err(CompileError::TooManyRules(enabled.len()));
+        }
+        let all = if enabled.len() == MASK_BITS { u64::MAX } else { (1u64 << enabled.len()) - 1 };
+        Ok(Self {
+            repositories: SideMatcher::build(&enabled, RuleSpec::repositories)?,
+            tags: SideMatcher::build(&enabled, RuleSpec::tags)?,
+            rules: enabled.iter().map(|r| RuleInfo { id: r.id, summary: r.spec.summary() }).collect(),
+            all,
+        })
+    }
+
+    /// A policy without rules: nothing is immutable.
+    pub fn empty() -> Self {
+        Self::compile([]).unwrap_or_else(|_| unreachable!("an empty policy always compiles"))
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rules that make `tag` of the repository at `path` (inside the project) immutable.
+    pub fn immutable_rules(&self, path: &str, tag: &str) -> RuleMask {
+        let repositories = self.repositories.holding(path) & self.all;
+        if repositories == 0 {
+            return RuleMask(0);
+        }
+        RuleMask(repositories & self.tags.holding(tag))
+    }
+
+    /// The rules of a mask, in rule order.
+    pub fn rules(&self, mask: RuleMask) -> impl Iterator<Item = &RuleInfo> {
+        mask.positions().filter_map(|position| self.rules.get(position))
+    }
+
+    fn immutable(&self, repository: &RepositoryName, tag: &Tag) -> RuleMask {
+        self.immutable_rules(repository.path(), tag.as_str())
+    }
+
+    /// A push of `pushed` to `tag`, which points at `current` now (or at nothing).
+    pub fn check_push<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tag: &'a Tag,
+        pushed: &'a Digest,
+        current: Option<&'a Digest>,
+    ) -> Decision<'a> {
+        let rules = self.immutable(repository, tag);
+        let outcome = match current {
+            _ if rules.is_empty() => Outcome::MutableTag { tag },
+            None => Outcome::FirstPush { tag, rules },
+            Some(current) if current == pushed => Outcome::SameDigest { tag, rules },
+            Some(current) => Outcome::Overwrite { tag, rules, current, pushed },
+        };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Deleting `tag` (the manifest stays).
+    pub fn check_delete_tag<'a>(&'a self, repository: &'a RepositoryName, tag: &'a Tag) -> Decision<'a> {
+        let rules = self.immutable(repository, tag);
+        let outcome =
+            if rules.is_empty() { Outcome::MutableTag { tag } } else { Outcome::DeleteImmutableTag { tag, rules } };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Deleting the manifest `digest`, which the `tags` point at now: locked by any immutable one.
+    pub fn check_delete_manifest<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        digest: &'a Digest,
+        tags: &'a [Tag],
+    ) -> Decision<'a> {
+        let locked = tags.iter().map(|tag| (tag, self.immutable(repository, tag))).find(|(_, rules)| !rules.is_empty());
+        let outcome = match locked {
+            Some((tag, rules)) => Outcome::LockedManifest { digest, tag, rules },
+            None => Outcome::UnlockedManifest { digest },
+        };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Of `tags`, those that are immutable.
+    pub fn immutable_tags<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tags: &'a [Tag],
+    ) -> impl Iterator<Item = &'a Tag> + 'a {
+        tags.iter().filter(move |tag| !self.immutable(repository, tag).is_empty())
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    MutableTag { tag: &'a Tag },
+    FirstPush { tag: &'a Tag, rules: RuleMask },
+    SameDigest { tag: &'a Tag, rules: RuleMask },
+    Overwrite { tag: &'a Tag, rules: RuleMask, current: &'a Digest, pushed: &'a Digest },
+    DeleteImmutableTag { tag: &'a Tag, rules: RuleMask },
+    LockedManifest { digest: &'a Digest, tag: &'a Tag, rules: RuleMask },
+    UnlockedManifest { digest: &'a Digest },
+}
+
+/// The answer to one question of the registry; its `Display` is the one-line message.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    policy: &'a CompiledPolicy,
+    repository: &'a RepositoryName,
+    pub outcome: Outcome<'a>,
+}
+
+impl<'a> Decision<'a> {
+    pub fn allowed(&self) -> bool {
+        !matches!(
+            self.outcome,
+            Outcome::Overwrite { .. } | Outcome::DeleteImmutableTag { .. } | Outcome::LockedManifest { .. }
+        )
+    }
+    /// The rules that made the tag immutable (empty for a mutable tag or an unlocked manifest).
+    pub fn rules(&self) -> impl Iterator<Item = &'a RuleInfo> {
+        let mask = match self.outcome {
+            Outcome::FirstPush { rules, .. }
+            | Outcome::SameDigest { rules, .. }
+            | Outcome::Overwrite { rules, .. }
+            | Outcome::DeleteImmutableTag { rules, .. }
+            | Outcome::LockedManifest { rules, .. } => rules,
+            Outcome::MutableTag { .. } | Outcome::UnlockedManifest { .. } => RuleMask(0),
+        };
+        self.policy.rules(mask)
+    }
+
+    fn write_rules(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        for (i, rule) in self.rules().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "rule {}: {}", rule.id, rule.summary)?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let repository = self.repository;
+        match self.outcome {
+            Outcome::MutableTag { tag } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is not immutable")
+            }
+            Outcome::FirstPush { tag, .. } => {
+                write!(f, "first push of immutable tag \"{tag}\" of \"{repository}\" ")?;
+                self.write_rules(f)
+            }
+            Outcome::SameDigest { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" already points at this digest ")?;
+                self.write_rules(f)
+            }
+            Outcome::Overwrite { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is immutable ")?;
+                self.write_rules(f)?;
+                f.write_str("; push a new tag instead")
+            }
+            Outcome::DeleteImmutableTag { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is immutable ")?;
+                self.write_rules(f)?;
+                f.write_str("; it cannot be deleted")
+            }
+            Outcome::LockedManifest { digest, tag, .. } => {
+                write!(f, "manifest {digest} of \"{repository}\" is locked by its immutable tag \"{tag}\" ")?;
+                self.write_rules(f)?;
+                f.write_str("; it cannot be deleted")
+            }
+            Outcome::UnlockedManifest { digest } => {
+                write!(f, "manifest {digest} of \"{repository}\" has no immutable tag")
+            }
+        }
+    }
+}

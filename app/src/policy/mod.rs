@@ -1,0 +1,285 @@
+//! THE rule engine: names, patterns, rules, validation and the compiled matcher.
+//!
+//! Pure: no I/O, no async, no Leptos. The decision API, the gateway, the CLI and the Add Rule
+//! dialog's live preview (compiled to WASM) all use this module and nothing else to decide.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod compiled;
+mod names;
+mod pattern;
+pub mod reference;
+mod rule;
+
+pub use compiled::{CompileError, CompiledPolicy, Decision, Outcome, RuleInfo, RuleMask, MAX_RULES};
+pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
+pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
+pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, Selector};
+
+/// The fuzzing entry point: parse anything as a rule, and if it parses, compile and query it.
+pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {
+    let input = RuleInput {
+        repositories_action: "matching".into(),
+        repositories: repositories.into(),
+        tags_action: "excluding".into(),
+        tags: tags.into(),
+    };
+    if let Ok(spec) = RuleSpec::parse(&input) {
+        let rule = PolicyRule { id: 1, enabled: true, spec };
+        let Ok(policy) = CompiledPolicy::compile([&rule]) else { unreachable!("a rule that parses always compiles") };
+        // Only names a registry can send are compared: globset reads candidates as paths, so `..`
+        // (never a valid tag or segment) is special to it.
+        let path = if name.split('/').all(names::is_path_component) { name } else { "app" };
+        let tag = if names::is_tag(name) { name } else { "latest" };
+        let compiled = !policy.immutable_rules(path, tag).is_empty();
+        let reference = !reference::immutable_rule_ids(std::slice::from_ref(&rule), path, tag).is_empty();
+        assert_eq!(compiled, reference, "compiled and reference disagree on `{name}`");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule(id: i64, repositories: &str, tags: &str) -> PolicyRule {
+        let side = |text: &str| match text.strip_prefix('!') {
+            Some(list) => ("excluding".to_owned(), list.to_owned()),
+            None => ("matching".to_owned(), text.to_owned()),
+        };
+        let (repositories_action, repositories) = side(repositories);
+        let (tags_action, tags) = side(tags);
+        let input = RuleInput { repositories_action, repositories, tags_action, tags };
+        PolicyRule { id, enabled: true, spec: RuleSpec::parse(&input).unwrap() }
+    }
+
+    fn immutable(rules: &[PolicyRule], path: &str, tag: &str) -> Vec<i64> {
+        let policy = CompiledPolicy::compile(rules).unwrap();
+        let compiled: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
+        assert_eq!(compiled, reference::immutable_rule_ids(rules, path, tag), "{path}:{tag}");
+        compiled
+    }
+
+    /// (rules as `[!]repositories` / `[!]tags`, repository path, tag, immutable?)
+    const TABLE: &[(&[(&str, &str)], &str, &str, bool)] = &[
+        // The seed's examples: all tags immutable.
+        (&[("**", "**")], "api", "latest", true),
+        (&[("**", "**")], "team/web/app", "v1", true),
+        // All except rc, test, nightly.
+        (&[("**", "!rc,test,nightly")], "api", "nightly", false),
+        (&[("**", "!rc,test,nightly")], "api", "v1.0", true),
+        (&[("**", "!rc,test,nightly")], "api", "rc1", true),
+        // Only v*.*.*.
+        (&[("**", "v*.*.*")], "api", "v1.2.3", true),
+        (&[("**", "v*.*.*")], "api", "v1.2", false),
+        (&[("**", "v*.*.*")], "api", "latest", false),
+        // Harbor's doublestar behaviour.
+        (&[("team/**", "**")], "team", "v1", false),
+        (&[("team/**", "**")], "team/app", "v1", true),
+        (&[("team/**", "**")], "team/app/web", "v1", true),
+        (&[("*", "**")], "team/app", "v1", false),
+        (&[("*", "**")], "app", "v1", true),
+        (&[("**/api", "**")], "api", "v1", true),
+        (&[("**/api", "**")], "a/b/api", "v1", true),
+        (&[("a/**/b", "**")], "a/b", "v1", true),
+        (&[("a/**/b", "**")], "a/x/y/b", "v1", true),
+        (&[("{web,team/app}", "**")], "team/app", "v1", true),
+        (&[("{web,team/app}", "**")], "web", "v1", true),
+        (&[("{web,team/app}", "**")], "team", "v1", false),
+        (&[("{a,b}/api", "**")], "b/api", "v1", true),
+        (&[("[!a]pi", "**")], "b/pi", "v1", false),
+        (&[("ap?", "**")], "api", "v1", true),
+        (&[("[a-c]pi", "v[0-9]*")], "bpi", "v9x", true),
+        (&[("[a-c]pi", "v[0-9]*")], "bpi", "vx", false),
+        (&[("**", "v1{,-rc}")], "x", "v1", true),
+        (&[("**", "v1{,-rc}")], "x", "v1-rc", true),
+        // Excluding on either side.
+        (&[("!team/**", "**")], "team/app", "v1", false),
+        (&[("!team/**", "**")], "other", "v1", true),
+        (&[("!team/**", "!latest")], "other", "latest", false),
+        // OR across rules, and no cross product: repo of rule 1 with the tag of rule 2 is not enough.
+        (&[("web", "v1"), ("api", "v2")], "web", "v2", false),
+        (&[("web", "v1"), ("api", "v2")], "api", "v2", true),
+        (&[("web", "v1"), ("api", "v2")], "web", "v1", true),
+    ];
+
+    #[test]
+    fn behaviour_table() {
+        for (rules, path, tag, expected) in TABLE {
+            let rules: Vec<PolicyRule> = rules.iter().enumerate().map(|(i, (r, t))| rule(i as i64 + 1, r, t)).collect();
+            let got = !immutable(&rules, path, tag).is_empty();
+            assert_eq!(
+                got,
+                *expected,
+                "rules {:?}, {path}:{tag}",
+                rules.iter().map(|r| r.spec.summary()).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn several_rules_are_all_named_and_disabled_ones_ignored() {
+        let mut rules = vec![rule(4, "**", "v*"), rule(7, "api", "**"), rule(9, "**", "v1")];
+        assert_eq!(immutable(&rules, "api", "v1"), [4, 7, 9]);
+        rules[1].enabled = false;
+        assert_eq!(immutable(&rules, "api", "v1"), [4, 9]);
+        assert_eq!(immutable(&rules, "api", "latest"), Vec::<i64>::new());
+    }
+
+    fn names() -> (RepositoryName, Tag, Digest, Digest) {
+        (
+            RepositoryName::parse("shop/api").unwrap(),
+            Tag::parse("v1.2.3").unwrap(),
+            Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
+        )
+    }
+
+    #[test]
+    fn push_decisions() {
+        let policy = CompiledPolicy::compile(&[rule(4, "**", "v*.*.*")]).unwrap();
+        let (repository, tag, a, b) = names();
+        let first = policy.check_push(&repository, &tag, &a, None);
+        assert!(first.allowed());
+        let same = policy.check_push(&repository, &tag, &a, Some(&a));
+        assert!(same.allowed());
+        let overwrite = policy.check_push(&repository, &tag, &b, Some(&a));
+        assert!(!overwrite.allowed());
+        assert_eq!(
+            overwrite.to_string(),
+            "tag \"v1.2.3\" of \"shop/api\" is immutable (rule 4: repositories matching **, tags matching v*.*.*); push a new tag instead"
+        );
+        assert_eq!(overwrite.rules().map(|r| r.id).collect::<Vec<_>>(), [4]);
+        let latest = Tag::parse("latest").unwrap();
+        let mutable = policy.check_push(&repository, &latest, &b, Some(&a));
+        assert!(mutable.allowed());
+        assert_eq!(mutable.rules().count(), 0);
+    }
+
+    #[test]
+    fn delete_decisions() {
+        let policy = CompiledPolicy::compile(&[rule(2, "**", "!rc,test,nightly")]).unwrap();
+        let (repository, _, digest, _) = names();
+        let nightly = Tag::parse("nightly").unwrap();
+        let prod = Tag::parse("prod").unwrap();
+        assert!(policy.check_delete_tag(&repository, &nightly).allowed());
+        let denied = policy.check_delete_tag(&repository, &prod);
+        assert!(!denied.allowed());
+        assert!(denied.to_string().ends_with("; it cannot be deleted"), "{denied}");
+
+        let only_mutable = [nightly.clone()];
+        assert!(policy.check_delete_manifest(&repository, &digest, &only_mutable).allowed());
+        let with_prod = [nightly, prod];
+        let locked = policy.check_delete_manifest(&repository, &digest, &with_prod);
+        assert!(!locked.allowed());
+        assert!(locked.to_string().contains("locked by its immutable tag \"prod\""), "{locked}");
+        assert_eq!(policy.immutable_tags(&repository, &with_prod).count(), 1);
+        // A digest with no tags is never locked, even under an excluding rule.
+        assert!(policy.check_delete_manifest(&repository, &digest, &[]).allowed());
+    }
+
+    #[test]
+    fn an_empty_policy_locks_nothing() {
+        let (repository, tag, a, b) = names();
+        let policy = CompiledPolicy::empty();
+        assert!(policy.check_push(&repository, &tag, &b, Some(&a)).allowed());
+    }
+
+    /// Items the random rules are made of: literals, wildcards, classes, braces, doublestars.
+    fn repository_item() -> impl Strategy<Value = String> {
+        let segments = prop::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just("b"),
+                Just("ab"),
+                Just("*"),
+                Just("?"),
+                Just("[ab]"),
+                Just("[!a]"),
+                Just("{a,b/a}"),
+                Just("a*"),
+                Just("*b")
+            ],
+            1..4,
+        )
+        .prop_map(|segments| segments.join("/"));
+        let doublestars = prop_oneof![Just("**"), Just("a/**"), Just("**/b"), Just("a/**/b")].prop_map(str::to_owned);
+        prop_oneof![3 => segments, 1 => doublestars]
+    }
+
+    fn tag_item() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("v"),
+                Just("1"),
+                Just("."),
+                Just("*"),
+                Just("?"),
+                Just("[0-9]"),
+                Just("{rc,x}"),
+                Just("**")
+            ],
+            1..5,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn random_rule() -> impl Strategy<Value = Option<PolicyRule>> {
+        (
+            any::<bool>(),
+            prop::collection::vec(repository_item(), 1..3),
+            any::<bool>(),
+            prop::collection::vec(tag_item(), 1..3),
+            any::<bool>(),
+        )
+            .prop_map(|(repo_excl, repos, tag_excl, tags, enabled)| {
+                let action = |excluding: bool| if excluding { "excluding" } else { "matching" }.to_owned();
+                let input = RuleInput {
+                    repositories_action: action(repo_excl),
+                    repositories: repos.join(","),
+                    tags_action: action(tag_excl),
+                    tags: tags.join(","),
+                };
+                RuleSpec::parse(&input).ok().map(|spec| PolicyRule { id: 0, enabled, spec })
+            })
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("ab"), Just("ba"), Just("c")], 1..5)
+            .prop_map(|segments| segments.join("/"))
+    }
+
+    /// Valid tags only: what a registry can actually send.
+    fn tag() -> impl Strategy<Value = String> {
+        let first = prop_oneof![Just("v"), Just("1"), Just("rc"), Just("x")];
+        let rest =
+            prop::collection::vec(prop_oneof![Just("v"), Just("1"), Just("."), Just("rc"), Just("-"), Just("2")], 0..6);
+        (first, rest).prop_map(|(first, rest)| format!("{first}{}", rest.concat()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn compiled_agrees_with_reference(
+            rules in prop::collection::vec(random_rule(), 1..MAX_RULES + 1),
+            queries in prop::collection::vec((path(), tag()), 1..20),
+        ) {
+            let rules: Vec<PolicyRule> = rules
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, mut rule)| { rule.id = i as i64; rule })
+                .collect();
+            let policy = CompiledPolicy::compile(&rules).unwrap();
+            for (path, tag) in &queries {
+                let compiled: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
+                prop_assert_eq!(compiled, reference::immutable_rule_ids(&rules, path, tag), "{}:{}", path, tag);
+            }
+        }
+
+        #[test]
+        fn parsing_never_panics_and_what_parses_compiles(repos in ".{0,40}", tags in ".{0,40}", name in "[a-z/]{0,12}") {
+            fuzz_rule(&repos, &tags, &name);
+        }
+    }
+}

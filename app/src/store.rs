@@ -1,0 +1,242 @@
+//! The one data-access module: every SQL query of tagward, used by server functions, the REST APIs
+//! and the CLI alike.
+
+use crate::account::{NewPassword, ProjectAccess, Role, User, UserName};
+use crate::policy::ProjectName;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::PgExecutor;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique constraint refused the value; `field` is the input it concerns.
+    #[error("{message}")]
+    Conflict { field: &'static str, message: String },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Unexpected(anyhow::Error::new(error).context("database query failed"))
+    }
+}
+
+/// Maps the violation of the named unique constraint to a conflict on `field`.
+fn on_constraint(
+    constraint: &'static str,
+    field: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
+            StoreError::Conflict { field, message: message() }
+        }
+        _ => error.into(),
+    }
+}
+
+pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    use anyhow::Context;
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(database_url)
+        .await
+        .with_context(|| format!("cannot connect to the database at `{}`", redact(database_url)))
+}
+
+/// The database URL without its password, for messages.
+pub fn redact(database_url: &str) -> String {
+    match (database_url.find("://"), database_url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &database_url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &database_url[..scheme + 3], &database_url[at..]),
+                None => database_url.to_owned(),
+            }
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+/// A stored argon2id hash. Deliberately neither `Serialize` nor `Display`.
+pub struct PasswordHash(pub String);
+
+pub async fn create_user(
+    db: impl PgExecutor<'_>,
+    name: &UserName,
+    hash: &PasswordHash,
+    is_system_admin: bool,
+) -> Result<User, StoreError> {
+    let (id,): (i64,) =
+        sqlx::query_as(r"insert into users (name, password_hash, is_system_admin) values ($1, $2, $3) returning id")
+            .bind(name.as_str())
+            .bind(&hash.0)
+            .bind(is_system_admin)
+            .fetch_one(db)
+            .await
+            .map_err(on_constraint("users_name_key", "name", || format!("user `{name}` already exists")))?;
+    Ok(User { id, name: name.as_str().to_owned(), is_system_admin })
+}
+
+/// An active user and their hash, for a login attempt.
+pub async fn login_candidate(db: impl PgExecutor<'_>, name: &str) -> Result<Option<(User, PasswordHash)>, StoreError> {
+    let row: Option<(i64, String, bool, String)> =
+        sqlx::query_as(r"select id, name, is_system_admin, password_hash from users where name = $1 and is_active")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(id, name, is_system_admin, hash)| (User { id, name, is_system_admin }, PasswordHash(hash))))
+}
+
+/// The user behind a session, if they still exist and are active.
+pub async fn active_user(db: impl PgExecutor<'_>, id: i64) -> Result<Option<User>, StoreError> {
+    let row: Option<(i64, String, bool)> =
+        sqlx::query_as(r"select id, name, is_system_admin from users where id = $1 and is_active")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(id, name, is_system_admin)| User { id, name, is_system_admin }))
+}
+
+pub async fn count_users(db: impl PgExecutor<'_>) -> Result<i64, StoreError> {
+    let (count,): (i64,) = sqlx::query_as(r"select count(*) from users").fetch_one(db).await?;
+    Ok(count)
+}
+
+pub async fn create_project(db: impl PgExecutor<'_>, name: &ProjectName) -> Result<i64, StoreError> {
+    let (id,): (i64,) = sqlx::query_as(r"insert into projects (name) values ($1) returning id")
+        .bind(name.as_str())
+        .fetch_one(db)
+        .await
+        .map_err(on_constraint("projects_name_key", "name", || format!("project `{name}` already exists")))?;
+    Ok(id)
+}
+
+/// Adds `user` to `project` with `role`, or changes their role if they are a member already.
+pub async fn set_member(pool: &PgPool, project: &ProjectName, user: &UserName, role: Role) -> Result<(), StoreError> {
+    let project_id: Option<(i64,)> =
+        sqlx::query_as(r"select id from projects where name = $1").bind(project.as_str()).fetch_optional(pool).await?;
+    let (project_id,) =
+        project_id.ok_or_else(|| StoreError::NotFound(format!("project `{project}` does not exist")))?;
+    let user_id: Option<(i64,)> =
+        sqlx::query_as(r"select id from users where name = $1").bind(user.as_str()).fetch_optional(pool).await?;
+    let (user_id,) = user_id.ok_or_else(|| StoreError::NotFound(format!("user `{user}` does not exist")))?;
+    sqlx::query(
+        r"insert into project_members (project_id, user_id, role) values ($1, $2, $3)
+          on conflict (project_id, user_id) do update set role = excluded.role",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The projects `user` may see: their memberships, or every project for a system admin.
+pub async fn visible_projects(db: impl PgExecutor<'_>, user: &User) -> Result<Vec<ProjectAccess>, StoreError> {
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        r"select p.id, p.name, m.role
+          from projects p
+          left join project_members m on m.project_id = p.id and m.user_id = $1
+          where m.user_id is not null or $2
+          order by p.name",
+    )
+    .bind(user.id)
+    .bind(user.is_system_admin)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id, name, role)| access(user, id, name, role)).collect())
+}
+
+/// One project as `user` may see it; `None` when it does not exist or they are not a member,
+/// which callers answer alike (404), so that project names do not leak.
+pub async fn visible_project(
+    db: impl PgExecutor<'_>,
+    user: &User,
+    project: &str,
+) -> Result<Option<ProjectAccess>, StoreError> {
+    let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        r"select p.id, p.name, m.role
+          from projects p
+          left join project_members m on m.project_id = p.id and m.user_id = $1
+          where p.name = $3 and (m.user_id is not null or $2)",
+    )
+    .bind(user.id)
+    .bind(user.is_system_admin)
+    .bind(project)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(id, name, role)| access(user, id, name, role)))
+}
+
+fn access(user: &User, id: i64, name: String, role: Option<String>) -> ProjectAccess {
+    let role = role.and_then(|role| Role::parse(&role).ok());
+    ProjectAccess { id, name, can_manage_rules: user.is_system_admin || role.is_some_and(Role::manages_rules), role }
+}
+
+/// Hashes a password with argon2id on the blocking pool (it takes tens of milliseconds on purpose).
+pub async fn hash_password(password: NewPassword) -> anyhow::Result<PasswordHash> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|hash| PasswordHash(hash.to_string()))
+            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+    })
+    .await?
+}
+
+/// A hash of a random password no one knows, made once with the same parameters as real hashes:
+/// checked when the user does not exist, so that a wrong user name takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(salt.as_str().as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Verifies `password` against `hash` (or the dummy hash) on the blocking pool.
+pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> anyhow::Result<bool> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        use argon2::password_hash::{PasswordHash as Phc, PasswordVerifier};
+        let real = hash.is_some();
+        let stored = hash.map_or_else(|| dummy_hash().to_owned(), |h| h.0);
+        let parsed = Phc::new(&stored).map_err(|e| anyhow::anyhow!("stored hash is malformed: {e}"))?;
+        let matches = argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(real && matches)
+    })
+    .await?
+}
+
+/// A project's members and their roles, admins first.
+pub async fn members(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<(String, Role)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        r"select u.name, m.role from project_members m join users u on u.id = m.user_id
+          where m.project_id = $1
+          order by array_position(array['admin','maintainer','developer','guest'], m.role), u.name",
+    )
+    .bind(project_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(name, role)| Role::parse(&role).ok().map(|role| (name, role))).collect())
+}

@@ -1,0 +1,129 @@
+//! The `tagward` command line: serving, migrating and bootstrapping users and projects.
+
+use crate::config::{DatabaseConfig, ServeConfig};
+use anyhow::Context;
+use app::account::{NewPassword, Role, UserName};
+use app::policy::ProjectName;
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "tagward", version, about = "Tag immutability for container registries")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the portal (applies pending migrations first).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Manage portal users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage projects and their members.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password (at least 12 characters) is read from the first line of stdin.
+    Create {
+        /// User name: lowercase letters, digits, `.`, `_`, `-`.
+        name: String,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        system_admin: bool,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project.
+    Create {
+        /// Project name: lowercase letters and digits separated by `.`, `_` or `-`.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Add a user to a project with a role (or change their role).
+    AddMember {
+        project: String,
+        user: String,
+        /// admin, maintainer, developer or guest.
+        role: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+/// Parses the command line, runs it, and turns a failure into a message and exit code 1.
+pub async fn run() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match execute(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(config) => crate::Application::build(config).await?.run_until_stopped().await,
+        Command::Migrate(database) => {
+            let pool = app::store::connect(&database.database_url).await?;
+            app::store::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Create { name, system_admin, database }) => {
+            let name = UserName::parse(&name).map_err(anyhow::Error::msg)?;
+            let password = read_password()?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let hash = app::store::hash_password(password).await?;
+            app::store::create_user(&pool, &name, &hash, system_admin).await?;
+            let kind = if system_admin { "system administrator" } else { "user" };
+            println!("created {kind} `{name}`");
+            Ok(())
+        }
+        Command::Project(ProjectCommand::Create { name, database }) => {
+            let name = ProjectName::parse(&name)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            app::store::create_project(&pool, &name).await?;
+            println!("created project `{name}`");
+            Ok(())
+        }
+        Command::Project(ProjectCommand::AddMember { project, user, role, database }) => {
+            let project = ProjectName::parse(&project)?;
+            let user = UserName::parse(&user).map_err(anyhow::Error::msg)?;
+            let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            app::store::set_member(&pool, &project, &user, role).await?;
+            println!("`{user}` is now {role} of project `{project}`");
+            Ok(())
+        }
+    }
+}
+
+/// The first line of stdin, without its line ending.
+fn read_password() -> anyhow::Result<NewPassword> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    NewPassword::parse(password).map_err(anyhow::Error::msg)
+}

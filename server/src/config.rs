@@ -1,0 +1,40 @@
+//! Configuration, from flags or the environment variables of the same names.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the database is; every subcommand needs it.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Address the portal listens on (port 0 picks a free one).
+    #[arg(long = "addr", env = "TAGWARD_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Mark the session cookie `Secure`. Turn off only for plain-HTTP use on loopback.
+    #[arg(long = "cookie-secure", env = "TAGWARD_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+
+    /// Where the built site (the `pkg/` directory with the WASM, JS and CSS) is served from.
+    #[arg(long = "site-root", env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Failed logins allowed per user name and per client address within a minute.
+    #[arg(long = "login-attempts-per-minute", env = "TAGWARD_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 5)]
+    pub login_attempts_per_minute: usize,
+
+    /// While the database has no users, start by creating the system administrator `admin` with
+    /// this password (what `scripts/dev serve` does on a fresh database).
+    #[arg(long = "bootstrap-admin-password", env = "TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<String>,
+}

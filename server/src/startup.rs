@@ -1,0 +1,142 @@
+//! Building the application: database, sessions, routes, listener.
+
+use crate::config::ServeConfig;
+use anyhow::Context;
+use app::state::{AppState, LoginThrottle};
+use axum::extract::Request;
+use axum::routing::post;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
+
+/// A built, bound, not yet serving tagward portal.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    address: SocketAddr,
+}
+
+impl Application {
+    /// Connects to and migrates the database, and binds the listener.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let pool = app::store::connect(&config.database.database_url).await?;
+        app::store::migrate(&pool).await.context("applying migrations")?;
+        if let Some(password) = &config.bootstrap_admin_password {
+            bootstrap_admin(&pool, password).await?;
+        }
+        let listener =
+            TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
+        let address = listener.local_addr()?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("tagward")
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .site_addr(address)
+            .build();
+        let state = AppState {
+            pool: pool.clone(),
+            leptos_options,
+            login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
+        };
+
+        let session_store = PostgresStore::new(pool.clone());
+        tokio::spawn(async move {
+            use tower_sessions::ExpiredDeletion;
+            if let Err(error) = session_store.continuously_delete_expired(Duration::from_secs(600)).await {
+                tracing::error!(%error, "deleting expired sessions stopped");
+            }
+        });
+        let sessions = SessionManagerLayer::new(PostgresStore::new(pool.clone()))
+            .with_name("tagward_session")
+            .with_secure(config.cookie_secure)
+            .with_http_only(true)
+            .with_same_site(SameSite::Strict)
+            .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::hours(8)));
+
+        let router = portal(state)
+            .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
+            .layer(sessions)
+            .merge(crate::ops::router().with_state(pool))
+            .layer(TraceLayer::new_for_http());
+        Ok(Self { listener, router, address })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until SIGTERM or Ctrl-C; requests in flight are finished first.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tracing::info!(address = %self.address, "tagward portal listening");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")
+    }
+}
+
+/// Creates the system administrator `admin` when there are no users at all.
+async fn bootstrap_admin(pool: &sqlx::PgPool, password: &str) -> anyhow::Result<()> {
+    if app::store::count_users(pool).await? > 0 {
+        return Ok(());
+    }
+    let password = app::account::NewPassword::parse(password).map_err(anyhow::Error::msg)?;
+    let name = app::account::UserName::parse("admin").map_err(anyhow::Error::msg)?;
+    let hash = app::store::hash_password(password).await?;
+    app::store::create_user(pool, &name, &hash, true).await?;
+    tracing::info!("created the first system administrator `admin`");
+    Ok(())
+}
+
+/// The portal: server-rendered pages, server functions and the built site's files.
+fn portal(state: AppState) -> Router {
+    let context = {
+        let state = state.clone();
+        move || provide_context(state.clone())
+    };
+    let shell = {
+        let options = state.leptos_options.clone();
+        move || app::shell(options.clone())
+    };
+    let server_fns = {
+        let context = context.clone();
+        move |request: Request| leptos_axum::handle_server_fns_with_context(context.clone(), request)
+    };
+    Router::new()
+        .route("/portal/{*name}", post(server_fns.clone()).get(server_fns))
+        .leptos_routes_with_context(&state, generate_route_list(app::App), context.clone(), shell)
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down; finishing requests in flight");
+}

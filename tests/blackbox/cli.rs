@@ -1,0 +1,104 @@
+//! The `tagward` command line, run as a process against a fresh database.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use tests::{fresh_database, tagward_bin};
+
+fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(tagward_bin())
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn bootstrap_a_user_a_project_and_a_membership() {
+    let db = fresh_database().await;
+    let created = tagward(&db.url, &["user", "create", "alice", "--system-admin"], "a long enough password\n");
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert_eq!(String::from_utf8_lossy(&created.stdout), "created system administrator `alice`\n");
+    let project = tagward(&db.url, &["project", "create", "shop"], "");
+    assert!(project.status.success(), "{}", stderr(&project));
+    let member = tagward(&db.url, &["project", "add-member", "shop", "alice", "maintainer"], "");
+    assert!(member.status.success(), "{}", stderr(&member));
+
+    let (role,): (String,) = sqlx::query_as(
+        "select m.role from project_members m join users u on u.id = m.user_id join projects p on p.id = m.project_id
+         where u.name = 'alice' and p.name = 'shop'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(role, "maintainer");
+    let (admin,): (bool,) =
+        sqlx::query_as("select is_system_admin from users where name = 'alice'").fetch_one(&db.pool).await.unwrap();
+    assert!(admin);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_by_name_and_nothing_is_created() {
+    let db = fresh_database().await;
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["user", "create", "alice"], "short\n", "password is too short: 5 characters, at least 12"),
+        (&["user", "create", "alice"], "\n", "password is too short: 0 characters"),
+        (&["user", "create", "Alice"], "a long enough password\n", "user name `Alice` is not valid"),
+        (&["project", "create", "My_Shop"], "", "project name `My_Shop` is not valid"),
+        (&["project", "create", "shop-"], "", "project name `shop-` is not valid"),
+    ];
+    for (args, stdin, expected) in cases {
+        let output = tagward(&db.url, args, stdin);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+    let (users, projects): (i64, i64) =
+        sqlx::query_as("select (select count(*) from users), (select count(*) from projects)")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((users, projects), (0, 0));
+
+    assert!(tagward(&db.url, &["user", "create", "alice"], "a long enough password\n").status.success());
+    let again = tagward(&db.url, &["user", "create", "alice"], "a long enough password\n");
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("user `alice` already exists"), "{}", stderr(&again));
+    assert!(tagward(&db.url, &["project", "create", "shop"], "").status.success());
+    let duplicate = tagward(&db.url, &["project", "create", "shop"], "");
+    assert!(stderr(&duplicate).contains("project `shop` already exists"), "{}", stderr(&duplicate));
+    let role = tagward(&db.url, &["project", "add-member", "shop", "alice", "owner"], "");
+    assert!(
+        stderr(&role).contains("role `owner` is not one of admin, maintainer, developer, guest"),
+        "{}",
+        stderr(&role)
+    );
+    let nobody = tagward(&db.url, &["project", "add-member", "shop", "bob", "guest"], "");
+    assert!(stderr(&nobody).contains("user `bob` does not exist"), "{}", stderr(&nobody));
+    let (members,): (i64,) = sqlx::query_as("select count(*) from project_members").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(members, 0);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["migrate", "--help"],
+        &["user", "create", "--help"],
+        &["project", "create", "--help"],
+        &["project", "add-member", "--help"],
+    ] {
+        let output = Command::new(tagward_bin()).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage:"), "{args:?}");
+    }
+}

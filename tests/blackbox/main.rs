@@ -1,0 +1,7 @@
+//! Black-box tests of tagward through its surfaces: HTTP, the command line, a real browser.
+//! One binary for all of them (each test binary costs a full link here).
+
+mod auth;
+mod browser;
+mod cli;
+mod ops;

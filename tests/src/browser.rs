@@ -1,0 +1,141 @@
+//! A real headless Chromium, driven through chromedriver.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A chromedriver process and a browser session on it; both end when this is dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed on drop (the browser's fresh profile).
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium `width` pixels wide, with JavaScript on or off.
+    pub async fn start(width: u32, javascript: bool) -> Browser {
+        let port = free_port();
+        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (Debian package chromium-driver)");
+        let profile = std::env::temp_dir().join(format!("tagward-chromium-{port}-{}", rand::random::<u32>()));
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--no-first-run".to_owned(),
+            format!("--window-size={width},900"),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false".to_owned());
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "args": args, "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()) }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        for _ in 0..50 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+                Ok(client) => {
+                    return Browser { client, driver, _profile: tempdir::Dir(profile) };
+                }
+                Err(error) => {
+                    last_error = Some(error);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        panic!("could not start a Chromium session: {last_error:?}");
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Waits (up to 10 s) for an element and returns it.
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// Waits (up to 10 s) until the page's path is `path`.
+    pub async fn wait_for_path(&self, path: &str) {
+        for _ in 0..100 {
+            let url = self.client.current_url().await.unwrap();
+            if url.path() == path {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never reached {path}: {}", self.client.current_url().await.unwrap());
+    }
+
+    /// Saves a screenshot under `screenshots/` (not committed) for people to look at.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Logs in through the form.
+    pub async fn log_in(&self, base: &str, user: &str, password: &str) {
+        self.goto(&format!("{base}/login")).await;
+        self.find("#username").await.send_keys(user).await.unwrap();
+        self.find("#password").await.send_keys(password).await.unwrap();
+        self.find("#login-form button[type=submit]").await.click().await.unwrap();
+        self.wait_for_path("/").await;
+    }
+
+    /// Waits until the WASM has hydrated the page (the hydrate entry point marks `<body>`).
+    pub async fn wait_for_hydration(&self) {
+        self.find("body[data-hydrated]").await;
+    }
+}
+
+impl Browser {
+    /// Ends the browser session (Chromium exits), then chromedriver.
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
