@@ -19,7 +19,10 @@ pub fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn,tower_http=debug").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,sqlx=warn,tower_http=debug")
+                .with_test_writer()
+                .try_init();
         }
     });
 }

@@ -161,7 +161,6 @@ impl Pattern {
 }
 
 /// Splits a list at the commas that are not inside `{...}` or `[...]`, trimming each item.
-#[expect(clippy::indexing_slicing, reason = "slices at char boundaries found by char_indices")]
 fn split_items(input: &str) -> Vec<&str> {
     let mut items = Vec::new();
     let (mut braces, mut in_class, mut start) = (0usize, false, 0usize);
@@ -172,13 +171,13 @@ fn split_items(input: &str) -> Vec<&str> {
             '{' if !in_class => braces += 1,
             '}' if !in_class => braces = braces.saturating_sub(1),
             ',' if braces == 0 && !in_class => {
-                items.push(input[start..i].trim());
+                items.push(input.get(start..i).unwrap_or_default().trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    items.push(input[start..].trim());
+    items.push(input.get(start..).unwrap_or_default().trim());
     items
 }
 
