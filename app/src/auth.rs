@@ -42,9 +42,17 @@ pub mod ssr {
         }
     }
 
+    /// Passes a server function's result through, setting the response status for an error.
+    pub fn answered<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+        if let Err(error) = &result {
+            set_error_status(error);
+        }
+        result
+    }
+
     /// Sets the status of the response a server function's error goes out with, unless the caller
     /// is a plain HTML form: that one must get leptos' redirect back to the page, which shows the error.
-    pub fn set_error_status(error: &AppError) {
+    fn set_error_status(error: &AppError) {
         let accepts_html = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
             parts
                 .headers
@@ -109,10 +117,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
         Ok(())
     }
     .await;
-    if let Err(error) = &result {
-        ssr::set_error_status(error);
-    }
-    result
+    ssr::answered(result)
 }
 
 /// Ends the session.

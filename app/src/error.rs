@@ -64,7 +64,7 @@ impl From<crate::store::StoreError> for AppError {
         use crate::store::StoreError;
         match error {
             StoreError::NotFound(message) => AppError::NotFound(message),
-            StoreError::Conflict { message, .. } => AppError::Invalid(message),
+            StoreError::Conflict { message, .. } | StoreError::Refused(message) => AppError::Invalid(message),
             StoreError::Unexpected(error) => AppError::internal(error),
         }
     }

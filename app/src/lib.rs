@@ -7,6 +7,7 @@ pub mod error;
 mod pages;
 pub mod policy;
 pub mod projects;
+pub mod rules;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "ssr")]
@@ -75,6 +76,7 @@ fn Portal() -> impl IntoView {
         |_| auth::current_user(),
     );
     provide_context(Session { user, logout });
+    provide_context(pages::immutability::ReturnFocus(RwSignal::new(None)));
 
     view! {
         <pages::layout::Header/>
@@ -84,6 +86,8 @@ fn Portal() -> impl IntoView {
                 <Route path=path!("/") view=pages::projects::ProjectsPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/:tab") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+                <Route path=path!("/projects/:project/policy/immutability/new") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+                <Route path=path!("/projects/:project/policy/immutability/:rule/:action") view=pages::project::ProjectPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }

@@ -16,8 +16,13 @@ pub struct Member {
 #[server(prefix = "/portal", endpoint = "projects")]
 pub async fn list_projects() -> Result<Vec<ProjectAccess>, AppError> {
     let pool = crate::auth::ssr::state().pool;
-    let user = crate::auth::ssr::require_user().await?;
-    Ok(crate::store::visible_projects(&pool, &user).await?)
+    crate::auth::ssr::answered(
+        async {
+            let user = crate::auth::ssr::require_user().await?;
+            Ok(crate::store::visible_projects(&pool, &user).await?)
+        }
+        .await,
+    )
 }
 
 #[cfg(feature = "ssr")]
@@ -38,18 +43,19 @@ pub mod ssr {
 /// One project, if the signed-in user may see it.
 #[server(prefix = "/portal", endpoint = "project")]
 pub async fn get_project(project: String) -> Result<ProjectAccess, AppError> {
-    let result = ssr::visible(&project).await;
-    if let Err(error) = &result {
-        crate::auth::ssr::set_error_status(error);
-    }
-    result
+    crate::auth::ssr::answered(ssr::visible(&project).await)
 }
 
 /// The members of a project the signed-in user may see.
 #[server(prefix = "/portal", endpoint = "members")]
 pub async fn list_members(project: String) -> Result<Vec<Member>, AppError> {
     let pool = crate::auth::ssr::state().pool;
-    let access = ssr::visible(&project).await?;
-    let rows = crate::store::members(&pool, access.id).await?;
-    Ok(rows.into_iter().map(|(name, role)| Member { name, role }).collect())
+    crate::auth::ssr::answered(
+        async {
+            let access = ssr::visible(&project).await?;
+            let rows = crate::store::members(&pool, access.id).await?;
+            Ok(rows.into_iter().map(|(name, role)| Member { name, role }).collect())
+        }
+        .await,
+    )
 }

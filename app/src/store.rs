@@ -2,7 +2,7 @@
 //! and the CLI alike.
 
 use crate::account::{NewPassword, ProjectAccess, Role, User, UserName};
-use crate::policy::ProjectName;
+use crate::policy::{PolicyRule, ProjectName, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::PgExecutor;
 use std::time::Duration;
@@ -14,6 +14,9 @@ pub enum StoreError {
     /// A unique constraint refused the value; `field` is the input it concerns.
     #[error("{message}")]
     Conflict { field: &'static str, message: String },
+    /// A change the rules forbid (the 15-rule limit, an identical rule); the message says which.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -239,4 +242,202 @@ pub async fn members(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<(St
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().filter_map(|(name, role)| Role::parse(&role).ok().map(|role| (name, role))).collect())
+}
+
+/// Who makes a change, as the audit trail and the `*_by` columns record it.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// A stored rule with its history.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    pub id: i64,
+    pub enabled: bool,
+    pub input: RuleInput,
+    pub created_by: String,
+    pub created_at: time::OffsetDateTime,
+    pub updated_by: String,
+    pub updated_at: time::OffsetDateTime,
+}
+
+impl StoredRule {
+    /// The rule as the engine sees it. Stored rules were validated on save; one that no longer
+    /// parses (a future, stricter engine) is reported, never silently dropped.
+    pub fn to_policy_rule(&self) -> Result<PolicyRule, RuleErrors> {
+        Ok(PolicyRule { id: self.id, enabled: self.enabled, spec: RuleSpec::parse(&self.input)? })
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "repositories_action": self.input.repositories_action,
+            "repositories": self.input.repositories,
+            "tags_action": self.input.tags_action,
+            "tags": self.input.tags,
+            "enabled": self.enabled,
+        })
+    }
+}
+
+type RuleRow = (i64, bool, String, String, String, String, String, time::OffsetDateTime, String, time::OffsetDateTime);
+
+fn stored_rule(row: RuleRow) -> StoredRule {
+    let (
+        id,
+        enabled,
+        repositories_action,
+        repositories,
+        tags_action,
+        tags,
+        created_by,
+        created_at,
+        updated_by,
+        updated_at,
+    ) = row;
+    StoredRule {
+        id,
+        enabled,
+        input: RuleInput { repositories_action, repositories, tags_action, tags },
+        created_by,
+        created_at,
+        updated_by,
+        updated_at,
+    }
+}
+
+/// A project's rules, oldest first.
+pub async fn project_rules(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<StoredRule>, StoreError> {
+    let rows: Vec<RuleRow> = sqlx::query_as(
+        r"select id, enabled, repositories_action, repositories, tags_action, tags,
+                 created_by, created_at, updated_by, updated_at
+          from immutability_rules where project_id = $1 order by id",
+    )
+    .bind(project_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(stored_rule).collect())
+}
+
+/// The id of a project by name.
+pub async fn project_id(db: impl PgExecutor<'_>, project: &ProjectName) -> Result<i64, StoreError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as(r"select id from projects where name = $1").bind(project.as_str()).fetch_optional(db).await?;
+    row.map(|(id,)| id).ok_or_else(|| StoreError::NotFound(format!("project `{project}` does not exist")))
+}
+
+/// The channel every rule change is announced on, with the project id as payload.
+pub const RULES_CHANNEL: &str = "tagward_rules";
+
+/// What a rule change does.
+pub enum RuleChange<'a> {
+    Create(&'a RuleSpec),
+    Update(i64, &'a RuleSpec),
+    SetEnabled(i64, bool),
+    Delete(i64),
+}
+
+/// Applies one change to a project's rules in one transaction: the project row is locked first, so
+/// concurrent changes to one project queue up and the limit of 15 and the ban on identical rules
+/// hold whatever the timing. Records the change in the audit trail and announces it (NOTIFY is
+/// delivered on commit). Returns the id of the rule changed.
+pub async fn change_rules(
+    pool: &PgPool,
+    project_id: i64,
+    change: RuleChange<'_>,
+    actor: &Actor,
+) -> Result<i64, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(r"select id from projects where id = $1 for update").bind(project_id).execute(&mut *tx).await?;
+    let rules = project_rules(&mut *tx, project_id).await?;
+    let find = |id: i64| {
+        rules.iter().find(|r| r.id == id).ok_or_else(|| StoreError::NotFound(format!("rule {id} does not exist")))
+    };
+    let refuse_duplicate = |spec: &RuleSpec, except: Option<i64>| -> Result<(), StoreError> {
+        for other in rules.iter().filter(|r| Some(r.id) != except) {
+            if other.to_policy_rule().is_ok_and(|o| o.spec.same_as(spec)) {
+                return Err(StoreError::Refused(format!(
+                    "an identical rule already exists: rule {} ({})",
+                    other.id,
+                    spec.summary()
+                )));
+            }
+        }
+        Ok(())
+    };
+    let (kind, rule_id, before) = match &change {
+        RuleChange::Create(spec) => {
+            if rules.len() >= MAX_RULES {
+                return Err(StoreError::Refused(format!(
+                    "this project has {} rules, the most allowed; edit or delete one to add another",
+                    rules.len()
+                )));
+            }
+            refuse_duplicate(spec, None)?;
+            let input = spec.to_input();
+            let (id,): (i64,) = sqlx::query_as(
+                r"insert into immutability_rules
+                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by)
+                  values ($1, $2, $3, $4, $5, $6, $6) returning id",
+            )
+            .bind(project_id)
+            .bind(&input.repositories_action)
+            .bind(&input.repositories)
+            .bind(&input.tags_action)
+            .bind(&input.tags)
+            .bind(&actor.0)
+            .fetch_one(&mut *tx)
+            .await?;
+            ("rule.create", id, None)
+        }
+        RuleChange::Update(id, spec) => {
+            let before = find(*id)?.snapshot();
+            refuse_duplicate(spec, Some(*id))?;
+            let input = spec.to_input();
+            sqlx::query(
+                r"update immutability_rules
+                  set repositories_action = $2, repositories = $3, tags_action = $4, tags = $5,
+                      updated_by = $6, updated_at = now()
+                  where id = $1",
+            )
+            .bind(id)
+            .bind(&input.repositories_action)
+            .bind(&input.repositories)
+            .bind(&input.tags_action)
+            .bind(&input.tags)
+            .bind(&actor.0)
+            .execute(&mut *tx)
+            .await?;
+            ("rule.update", *id, Some(before))
+        }
+        RuleChange::SetEnabled(id, enabled) => {
+            let before = find(*id)?.snapshot();
+            sqlx::query(
+                r"update immutability_rules set enabled = $2, updated_by = $3, updated_at = now() where id = $1",
+            )
+            .bind(id)
+            .bind(enabled)
+            .bind(&actor.0)
+            .execute(&mut *tx)
+            .await?;
+            (if *enabled { "rule.enable" } else { "rule.disable" }, *id, Some(before))
+        }
+        RuleChange::Delete(id) => {
+            let before = find(*id)?.snapshot();
+            sqlx::query(r"delete from immutability_rules where id = $1").bind(id).execute(&mut *tx).await?;
+            ("rule.delete", *id, Some(before))
+        }
+    };
+    let after = project_rules(&mut *tx, project_id).await?.into_iter().find(|r| r.id == rule_id).map(|r| r.snapshot());
+    sqlx::query(
+        r"insert into audit_events (actor, project_id, kind, rule_id, before, after) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&actor.0)
+    .bind(project_id)
+    .bind(kind)
+    .bind(rule_id)
+    .bind(before)
+    .bind(after)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(r"select pg_notify($1, $2)").bind(RULES_CHANNEL).bind(project_id.to_string()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rule_id)
 }

@@ -27,6 +27,52 @@ pub enum Command {
     /// Manage projects and their members.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Manage a project's tag immutability rules (same validation and limits as the portal).
+    #[command(subcommand)]
+    Rule(RuleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a rule, e.g. `--repos 'matching:**' --tags 'excluding:rc,test,nightly'`.
+    Add {
+        project: String,
+        /// `<matching|excluding>:<comma-separated repository patterns>`
+        #[arg(long = "repos")]
+        repositories: String,
+        /// `<matching|excluding>:<comma-separated tag patterns>`
+        #[arg(long)]
+        tags: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// List a project's rules: id, state and sentence, one a line.
+    List {
+        project: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Delete a rule.
+    Remove {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Disable a rule (it stays, but no longer makes anything immutable).
+    Disable {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Enable a disabled rule.
+    Enable {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +147,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             println!("created {kind} `{name}`");
             Ok(())
         }
+        Command::Rule(command) => rule_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
             let pool = app::store::connect(&database.database_url).await?;
@@ -118,6 +165,57 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
+    use app::store::{change_rules, project_id, project_rules, RuleChange};
+    let actor = app::store::Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let (project, database) = match &command {
+        RuleCommand::Add { project, database, .. }
+        | RuleCommand::List { project, database }
+        | RuleCommand::Remove { project, database, .. }
+        | RuleCommand::Disable { project, database, .. }
+        | RuleCommand::Enable { project, database, .. } => (ProjectName::parse(project)?, database),
+    };
+    let pool = app::store::connect(&database.database_url).await?;
+    let project_id = project_id(&pool, &project).await?;
+    let (change, done) = match command {
+        RuleCommand::List { .. } => {
+            for rule in project_rules(&pool, project_id).await? {
+                let state = if rule.enabled { "enabled " } else { "disabled" };
+                let sentence =
+                    rule.to_policy_rule().map(|r| r.spec.sentence()).unwrap_or_else(|e| format!("(invalid: {e})"));
+                println!("{}\t{state}\t{sentence}", rule.id);
+            }
+            return Ok(());
+        }
+        RuleCommand::Add { repositories, tags, .. } => {
+            let spec = parse_rule(&repositories, &tags)?;
+            let id = change_rules(&pool, project_id, RuleChange::Create(&spec), &actor).await?;
+            println!("added rule {id}: {}", spec.sentence());
+            return Ok(());
+        }
+        RuleCommand::Remove { id, .. } => (RuleChange::Delete(id), "removed"),
+        RuleCommand::Disable { id, .. } => (RuleChange::SetEnabled(id, false), "disabled"),
+        RuleCommand::Enable { id, .. } => (RuleChange::SetEnabled(id, true), "enabled"),
+    };
+    let id = change_rules(&pool, project_id, change, &actor).await?;
+    println!("{done} rule {id}");
+    Ok(())
+}
+
+/// `--repos matching:**` and `--tags excluding:rc,test` into a validated rule.
+fn parse_rule(repositories: &str, tags: &str) -> anyhow::Result<app::policy::RuleSpec> {
+    let side = |flag: &str, value: &str| {
+        value
+            .split_once(':')
+            .map(|(action, patterns)| (action.to_owned(), patterns.to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("`{flag}` must be `<matching|excluding>:<patterns>`, got `{value}`"))
+    };
+    let (repositories_action, repositories) = side("--repos", repositories)?;
+    let (tags_action, tags) = side("--tags", tags)?;
+    let input = app::policy::RuleInput { repositories_action, repositories, tags_action, tags };
+    Ok(app::policy::RuleSpec::parse(&input)?)
 }
 
 /// The first line of stdin, without its line ending.

@@ -50,3 +50,277 @@ async fn logging_in_works_without_javascript() {
     assert!(browser.text("main").await.contains("not a member of any project"));
     browser.close().await;
 }
+
+/// Fills the open rule dialog (JavaScript on) and adds the rule.
+async fn add_rule(browser: &Browser, repositories_action: &str, repositories: &str, tags_action: &str, tags: &str) {
+    browser.find("#add-rule").await.click().await.unwrap();
+    browser.find("dialog.modal #repositories").await;
+    set_field(browser, "#repositories_action", repositories_action).await;
+    set_field(browser, "#repositories", repositories).await;
+    set_field(browser, "#tags_action", tags_action).await;
+    set_field(browser, "#tags", tags).await;
+    browser.find("#save-rule").await.click().await.unwrap();
+}
+
+/// Replaces a field's value as a user would (select an option, or clear and type).
+/// Tries again when the page re-rendered the field under our hands (it can, while its data settles).
+async fn set_field(browser: &Browser, css: &str, value: &str) {
+    let mut last_error = None;
+    for _ in 0..5 {
+        let field = browser.find(css).await;
+        let result = async {
+            if field.tag_name().await? == "select" {
+                field.select_by_value(value).await
+            } else {
+                field.clear().await?;
+                field.send_keys(value).await
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("could not set `{css}`: {last_error:?}");
+}
+
+/// The texts of the elements matching `css`, read in one step (the page may re-render between steps).
+async fn texts(browser: &Browser, css: &str) -> Vec<String> {
+    let script =
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.replace(/\\s+/g, ' ').trim())";
+    let value = browser.client.execute(script, vec![serde_json::Value::from(css)]).await.unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+async fn rule_sentences(browser: &Browser) -> Vec<String> {
+    texts(browser, "#rules .rule-sentence").await
+}
+
+/// Waits (up to 10 s) until the list shows `count` rules.
+async fn wait_for_rules(browser: &Browser, count: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let sentences = rule_sentences(browser).await;
+        if sentences.len() == count {
+            return sentences;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the list never showed {count} rules: {:?}", rule_sentences(browser).await);
+}
+
+async fn admin_on_policy_tab(width: u32, javascript: bool) -> (tests::TestApp, Browser) {
+    let app = spawn_app().await;
+    app.db.user("ann", PASSWORD, false).await;
+    app.db.project("shop").await;
+    app.db.member("shop", "ann", "admin").await;
+    let browser = Browser::start(width, javascript).await;
+    browser.log_in(&app.url(""), "ann", PASSWORD).await;
+    browser.goto(&app.url("/projects/shop/policy")).await;
+    if javascript {
+        browser.wait_for_hydration().await;
+    }
+    (app, browser)
+}
+
+#[tokio::test]
+async fn the_seed_examples_through_the_dialog() {
+    let (app, browser) = admin_on_policy_tab(1280, true).await;
+    assert!(browser.text("#no-rules").await.contains("No rules yet"));
+    browser.screenshot("policy-empty-1280").await;
+
+    // The dialog opens as a modal with focus in it; Escape closes it and focus returns to the button.
+    browser.find("#add-rule").await.click().await.unwrap();
+    browser.find("dialog.modal #repositories").await;
+    let focused = browser.client.execute("return document.activeElement.id", vec![]).await.unwrap();
+    assert_eq!(focused, "repositories");
+    let modal = browser
+        .client
+        .execute("return document.querySelector('dialog.modal').matches(':modal')", vec![])
+        .await
+        .unwrap();
+    assert_eq!(modal, true, "a real modal dialog");
+    browser.screenshot("dialog-1280").await;
+    browser.client.active_element().await.unwrap().send_keys("\u{e00c}").await.unwrap(); // Escape
+    browser.wait_for_path("/projects/shop/policy").await;
+    for _ in 0..50 {
+        if browser.client.execute("return document.activeElement.id", vec![]).await.unwrap() == "add-rule" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.client.execute("return document.activeElement.id", vec![]).await.unwrap(), "add-rule");
+
+    add_rule(&browser, "matching", "**", "matching", "**").await;
+    wait_for_rules(&browser, 1).await;
+    add_rule(&browser, "matching", "**", "excluding", "rc,test,nightly").await;
+    wait_for_rules(&browser, 2).await;
+    add_rule(&browser, "matching", "**", "matching", "v*.*.*").await;
+    let sentences = wait_for_rules(&browser, 3).await;
+    assert_eq!(
+        sentences,
+        [
+            "For the repositories matching **, tags matching **",
+            "For the repositories matching **, tags excluding rc, test, nightly",
+            "For the repositories matching **, tags matching v*.*.*",
+        ]
+    );
+    assert_eq!(browser.text(".counter").await, "3/15");
+    assert_eq!(app.db.rule_count().await, 3);
+    browser.screenshot("policy-list-1280").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_bad_pattern_is_shown_next_to_its_field_and_nothing_is_stored() {
+    let (app, browser) = admin_on_policy_tab(1280, true).await;
+    add_rule(&browser, "matching", "team/**", "matching", "v1, v[1").await;
+    let error = browser.text("#tags-error").await;
+    assert_eq!(error, "tags: item 2 \"v[1\" has an unclosed character class (a `[` without its `]`)");
+    let typed = browser.find("#tags").await.prop("value").await.unwrap();
+    assert_eq!(typed.as_deref(), Some("v1, v[1"), "what was typed stays");
+    assert_eq!(browser.find("#tags").await.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    assert_eq!(app.db.rule_count().await, 0);
+    browser.screenshot("dialog-error-1280").await;
+    browser.close().await;
+}
+
+/// Reads the preview table: (reference, this rule, whole policy) per row.
+async fn preview_rows(browser: &Browser) -> Vec<String> {
+    texts(browser, "#preview tbody tr").await
+}
+
+#[tokio::test]
+async fn the_live_preview_agrees_with_the_server() {
+    let (app, browser) = admin_on_policy_tab(1280, true).await;
+    let existing = app.db.rule("shop", "matching:team/**", "matching:latest").await;
+    browser.goto(&app.url("/projects/shop/policy/immutability/new")).await;
+    browser.wait_for_hydration().await;
+    set_field(&browser, "#tags", "v*.*.*").await;
+    set_field(&browser, "#samples", "app:v1.2.3\napp:latest\nteam/web:latest\nteam/web:v2\nBad:ref").await;
+    // Computed in the browser by the engine compiled to WASM, as the user types.
+    let mut live = Vec::new();
+    for _ in 0..50 {
+        live = preview_rows(&browser).await;
+        if live.len() == 5 && live[0].contains("immutable") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(live.len(), 5, "{live:?}");
+    assert!(live[0].starts_with("app:v1.2.3 immutable immutable (this rule)"), "{live:?}");
+    assert!(live[1].starts_with("app:latest mutable mutable"), "{live:?}");
+    assert!(live[2].ends_with(&format!("mutable immutable (rule {existing})")), "{live:?}");
+    assert!(live[4].contains("is not a repository name"), "{live:?}");
+    browser.screenshot("dialog-preview-1280").await;
+
+    // The same question without JavaScript: the server renders the preview from the query.
+    let server = Browser::start(1280, false).await;
+    server.log_in(&app.url(""), "ann", PASSWORD).await;
+    let query = "repositories_action=matching&repositories=**&tags_action=matching&tags=v*.*.*&samples=app:v1.2.3%0Aapp:latest%0Ateam/web:latest%0Ateam/web:v2%0ABad:ref";
+    server.goto(&app.url(&format!("/projects/shop/policy/immutability/new?{query}"))).await;
+    server.find("#preview tbody tr").await;
+    assert_eq!(preview_rows(&server).await, live);
+    server.close().await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn edit_disable_enable_and_delete_with_confirmation() {
+    let (app, browser) = admin_on_policy_tab(1280, true).await;
+    let id = app.db.rule("shop", "matching:**", "matching:v*").await;
+    browser.goto(&app.url("/projects/shop/policy")).await;
+    browser.wait_for_hydration().await;
+
+    browser.find(&format!("#edit-{id}")).await.click().await.unwrap();
+    assert_eq!(browser.find("#tags").await.prop("value").await.unwrap().as_deref(), Some("v*"));
+    set_field(&browser, "#tags", "v*.*.*").await;
+    browser.find("#save-rule").await.click().await.unwrap();
+    browser.wait_for_path("/projects/shop/policy").await;
+    for _ in 0..50 {
+        if rule_sentences(&browser).await == ["For the repositories matching **, tags matching v*.*.*"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rule_sentences(&browser).await, ["For the repositories matching **, tags matching v*.*.*"]);
+
+    let row = format!("#rule-{id}");
+    browser.find(&format!("{row} .rule-actions button")).await.click().await.unwrap();
+    wait_for_text(&browser, &format!("{row} .badge"), "disabled").await;
+    browser.find(&format!("{row} .rule-actions button")).await.click().await.unwrap();
+    wait_for_text(&browser, &format!("{row} .badge"), "enabled").await;
+
+    browser.find(&format!("{row} .button.danger")).await.click().await.unwrap();
+    let question = browser.text(&format!("{row} .confirm p")).await;
+    assert_eq!(question, format!("Delete rule {id}? Tags it protects become mutable."));
+    assert_eq!(app.db.rule_count().await, 1, "nothing deleted before confirming");
+    browser.screenshot("delete-confirm-1280").await;
+    browser.find(&format!("#confirm-delete-{id}")).await.click().await.unwrap();
+    browser.find("#no-rules").await;
+    assert_eq!(app.db.rule_count().await, 0);
+    browser.close().await;
+}
+
+async fn wait_for_text(browser: &Browser, css: &str, expected: &str) {
+    for _ in 0..100 {
+        if let Ok(element) = browser.client.find(fantoccini::Locator::Css(css)).await {
+            if element.text().await.unwrap_or_default() == expected {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never read `{expected}`");
+}
+
+#[tokio::test]
+async fn rules_can_be_added_without_javascript() {
+    let (app, browser) = admin_on_policy_tab(390, false).await;
+    browser.find("#add-rule").await.click().await.unwrap();
+    set_field(&browser, "#tags_action", "excluding").await;
+    set_field(&browser, "#tags", "rc, [").await;
+    browser.find("#save-rule").await.click().await.unwrap();
+    assert!(browser.text("#tags-error").await.contains("item 2 \"[\" has an unclosed character class"));
+    assert_eq!(browser.find("#tags").await.prop("value").await.unwrap().as_deref(), Some("rc, ["));
+    browser.screenshot("dialog-error-390").await;
+    set_field(&browser, "#tags", "rc, test, nightly").await;
+    browser.find("#save-rule").await.click().await.unwrap();
+    browser.wait_for_path("/projects/shop/policy").await;
+    assert_eq!(rule_sentences(&browser).await, ["For the repositories matching **, tags excluding rc, test, nightly"]);
+    assert_eq!(app.db.rule_count().await, 1);
+    browser.screenshot("policy-list-390").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn guests_see_the_list_read_only_and_the_limit_shows_in_the_page() {
+    let app = spawn_app().await;
+    app.db.user("ann", PASSWORD, false).await;
+    app.db.user("gus", PASSWORD, false).await;
+    app.db.project("shop").await;
+    app.db.member("shop", "ann", "admin").await;
+    app.db.member("shop", "gus", "guest").await;
+    for i in 0..15 {
+        app.db.rule("shop", "matching:**", &format!("matching:release-{i}")).await;
+    }
+    let browser = Browser::start(1280, true).await;
+    browser.log_in(&app.url(""), "ann", PASSWORD).await;
+    browser.goto(&app.url("/projects/shop/policy")).await;
+    assert_eq!(browser.text(".counter").await, "15/15");
+    let add = browser.find("#add-rule").await;
+    assert_eq!(add.attr("disabled").await.unwrap().as_deref(), Some("true"));
+    assert!(browser.text("#limit-reason").await.contains("This project has 15 rules, the most allowed"));
+    browser.screenshot("policy-full-1280").await;
+    browser.close().await;
+
+    let guest = Browser::start(1280, true).await;
+    guest.log_in(&app.url(""), "gus", PASSWORD).await;
+    guest.goto(&app.url("/projects/shop/policy")).await;
+    assert_eq!(wait_for_rules(&guest, 15).await.len(), 15);
+    assert!(guest.text("main").await.contains("project admins and maintainers change them"));
+    let controls = guest.client.find_all(fantoccini::Locator::Css("#add-rule, .rule-actions")).await.unwrap();
+    assert!(controls.is_empty(), "a guest gets no controls");
+    guest.close().await;
+}

@@ -102,3 +102,43 @@ fn every_subcommand_has_help() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage:"), "{args:?}");
     }
 }
+
+#[tokio::test]
+async fn rules_from_the_command_line() {
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let add =
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:rc,test,nightly"], "");
+    assert!(add.status.success(), "{}", stderr(&add));
+    let added = String::from_utf8_lossy(&add.stdout).into_owned();
+    assert!(added.contains("For the repositories matching **, tags excluding rc, test, nightly"), "{added}");
+    let id = added.trim_start_matches("added rule ").split(':').next().unwrap().to_owned();
+
+    let bad = tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v[1"], "");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("tags: item 1 \"v[1\" has an unclosed character class"), "{}", stderr(&bad));
+    let no_action = tagward(&db.url, &["rule", "add", "shop", "--repos", "**", "--tags", "matching:v1"], "");
+    assert!(
+        stderr(&no_action).contains("`--repos` must be `<matching|excluding>:<patterns>`"),
+        "{}",
+        stderr(&no_action)
+    );
+    let duplicate =
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:nightly,rc,test"], "");
+    assert!(stderr(&duplicate).contains("an identical rule already exists"), "{}", stderr(&duplicate));
+
+    assert!(tagward(&db.url, &["rule", "disable", "shop", &id], "").status.success());
+    let list = tagward(&db.url, &["rule", "list", "shop"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        format!("{id}\tdisabled\tFor the repositories matching **, tags excluding rc, test, nightly\n")
+    );
+    assert!(tagward(&db.url, &["rule", "enable", "shop", &id], "").status.success());
+    assert!(tagward(&db.url, &["rule", "remove", "shop", &id], "").status.success());
+    let gone = tagward(&db.url, &["rule", "remove", "shop", &id], "");
+    assert!(stderr(&gone).contains(&format!("rule {id} does not exist")), "{}", stderr(&gone));
+    assert_eq!(db.rule_count().await, 0);
+    let (kinds,): (Vec<String>,) =
+        sqlx::query_as("select array_agg(kind order by id) from audit_events").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(kinds, ["rule.create", "rule.disable", "rule.enable", "rule.delete"]);
+}

@@ -5,3 +5,4 @@ mod auth;
 mod browser;
 mod cli;
 mod ops;
+mod rules;

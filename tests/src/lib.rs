@@ -70,6 +70,40 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Adds a rule through the store, as `tests`; `repositories` and `tags` are `action:patterns`.
+    pub async fn rule(&self, project: &str, repositories: &str, tags: &str) -> i64 {
+        let split = |side: &str| {
+            let (action, patterns) = side.split_once(':').unwrap();
+            (action.to_owned(), patterns.to_owned())
+        };
+        let (repositories_action, repositories) = split(repositories);
+        let (tags_action, tags) = split(tags);
+        let spec = app::policy::RuleSpec::parse(&app::policy::RuleInput {
+            repositories_action,
+            repositories,
+            tags_action,
+            tags,
+        })
+        .unwrap();
+        let project_id = app::store::project_id(&self.pool, &ProjectName::parse(project).unwrap()).await.unwrap();
+        app::store::change_rules(
+            &self.pool,
+            project_id,
+            app::store::RuleChange::Create(&spec),
+            &app::store::Actor("tests".into()),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn rule_count(&self) -> i64 {
+        let (count,): (i64,) =
+            sqlx::query_as("select count(*) from immutability_rules").fetch_one(&self.pool).await.unwrap();
+        count
+    }
+}
+
 /// The portal running on a free port over its own fresh database.
 pub struct TestApp {
     pub address: SocketAddr,
@@ -112,6 +146,25 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Calls a server function as a script would, with form fields.
+    pub async fn call(&self, client: &reqwest::Client, function: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/portal/{function}")))
+            .header("Origin", self.url(""))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A client logged in as `user`.
+    pub async fn logged_in(&self, user: &str, password: &str) -> reqwest::Client {
+        let client = self.client();
+        let response = self.login(&client, user, password).await;
+        assert_eq!(response.status(), 200, "login as {user}");
+        client
     }
 
     /// Gets a page as a browser navigating to it does (`Accept: text/html`).

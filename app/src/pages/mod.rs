@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod immutability;
 pub mod layout;
 pub mod login;
 pub mod not_found;

@@ -1,26 +1,36 @@
 //! One project, with its tabs.
 
+use super::immutability::{ImmutabilityTab, Mode};
 use super::layout::failure;
 use crate::error::AppError;
 use crate::projects::{get_project, list_members, Member};
+use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleEnabled};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_location, use_params_map};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
-    Policy,
+    Policy(Mode),
     Members,
 }
 
 impl Tab {
-    fn parse(value: Option<&str>) -> Option<Tab> {
-        match value {
-            None | Some("policy") => Some(Tab::Policy),
-            Some("members") => Some(Tab::Members),
-            Some(_) => None,
-        }
+    /// The tab (and, on the Policy tab, the dialog or confirmation) from the path after
+    /// `/projects/<name>`: ``, `/policy`, `/policy/immutability/new`, `/policy/immutability/<id>/edit`,
+    /// `/policy/immutability/<id>/delete`, `/members`.
+    fn parse(rest: &str) -> Option<Tab> {
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let rule = |id: &str| id.parse::<i64>().ok();
+        Some(match segments.as_slice() {
+            [] | ["policy"] => Tab::Policy(Mode::List),
+            ["policy", "immutability", "new"] => Tab::Policy(Mode::New),
+            ["policy", "immutability", id, "edit"] => Tab::Policy(Mode::Edit(rule(id)?)),
+            ["policy", "immutability", id, "delete"] => Tab::Policy(Mode::ConfirmDelete(rule(id)?)),
+            ["members"] => Tab::Members,
+            _ => return None,
+        })
     }
 }
 
@@ -29,9 +39,20 @@ impl Tab {
 #[component]
 pub fn ProjectPage() -> impl IntoView {
     let params = use_params_map();
+    let location = use_location();
     let name = move || params.read().get("project").unwrap_or_default();
-    let tab = move || Tab::parse(params.read().get("tab").as_deref());
+    let tab = move || {
+        let prefix = format!("/projects/{}", name());
+        location.pathname.with(|path| path.strip_prefix(&prefix).and_then(Tab::parse))
+    };
     let project = Resource::new(name, get_project);
+    let save = ServerAction::<SaveRule>::new();
+    let toggle = ServerAction::<SetRuleEnabled>::new();
+    let delete = ServerAction::<DeleteRule>::new();
+    let rules = Resource::new(
+        move || (name(), toggle.version().get(), delete.version().get(), save.version().get()),
+        |(project, ..)| list_rules(project),
+    );
     let members = Resource::new(
         move || (name(), tab()),
         |(project, tab)| async move {
@@ -46,17 +67,17 @@ pub fn ProjectPage() -> impl IntoView {
             {move || project.get().map(|result| match (result, tab()) {
                 (Ok(project), Some(tab)) => {
                     let base = format!("/projects/{}", project.name);
-                    let current = move |t: Tab| if t == tab { "page" } else { "false" };
+                    let current = |selected: bool| if selected { "page" } else { "false" };
                     view! {
                         <Title text=project.name.clone()/>
                         <nav class="crumbs" aria-label="Breadcrumb"><A href="/">"Projects"</A>" / "</nav>
                         <h1 class="project-title">{project.name.clone()}</h1>
                         <nav class="tabs" aria-label="Project">
-                            <A href=format!("{base}/policy") attr:aria-current=current(Tab::Policy)>"Policy"</A>
-                            <A href=format!("{base}/members") attr:aria-current=current(Tab::Members)>"Members"</A>
+                            <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
+                            <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
                         </nav>
                         {match tab {
-                            Tab::Policy => view! { <PolicyTab/> }.into_any(),
+                            Tab::Policy(mode) => view! { <ImmutabilityTab rules mode save toggle delete/> }.into_any(),
                             Tab::Members => view! { <MembersTab members/> }.into_any(),
                         }}
                     }.into_any()
@@ -65,20 +86,6 @@ pub fn ProjectPage() -> impl IntoView {
                 (Err(error), _) => failure(error),
             })}
         </Suspense>
-    }
-}
-
-#[component]
-fn PolicyTab() -> impl IntoView {
-    view! {
-        <section class="panel" aria-labelledby="immutability-heading">
-            <h2 id="immutability-heading">"Tag Immutability"</h2>
-            <p>
-                "This is where the project's tag immutability rules will be listed and added: which repositories "
-                "and which tags, once pushed, may never be overwritten or deleted. Rule management arrives with "
-                "the Tag Immutability issue; until then no rules can be set here."
-            </p>
-        </section>
     }
 }
 

@@ -122,7 +122,6 @@ pub struct RuleSpec {
 }
 
 impl RuleSpec {
-    #[allow(clippy::result_large_err, reason = "parsed once per save, never on a hot path (smaller on wasm32)")]
     pub fn parse(input: &RuleInput) -> Result<Self, RuleErrors> {
         let side = |field, action: &str, list: &str| {
             Action::parse(field, action).and_then(|action| Selector::parse(field, action, list))

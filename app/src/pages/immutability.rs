@@ -1,0 +1,424 @@
+//! Policy > Tag Immutability: the rule list, the Add/Edit Rule dialog with its live preview, and
+//! the in-page delete confirmation. Every form works without JavaScript; with it, the dialog is a
+//! real modal and the preview follows the typing.
+
+use crate::error::AppError;
+use crate::policy::{RuleInput, MAX_RULES};
+use crate::rules::{preview, DeleteRule, RuleFormError, RuleRow, RulesView, SaveRule, SetRuleEnabled, DRAFT_RULE_ID};
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_query_map};
+
+/// What the tab shows besides the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    List,
+    New,
+    Edit(i64),
+    ConfirmDelete(i64),
+}
+
+/// The id of the element to focus when a dialog closes (the button that opened it).
+#[derive(Clone, Copy)]
+pub struct ReturnFocus(pub RwSignal<Option<String>>);
+
+/// The sample references the preview starts with.
+const SAMPLES: &str = "app:v1.2.3\napp:latest\nteam/web:nightly";
+
+#[component]
+pub fn ImmutabilityTab(
+    /// The project's rules, loaded by the page.
+    rules: Resource<Result<RulesView, AppError>>,
+    mode: Mode,
+    /// Adds or changes a rule (the dialog's form).
+    save: ServerAction<SaveRule>,
+    /// Enables or disables a rule.
+    toggle: ServerAction<SetRuleEnabled>,
+    /// Deletes a rule, once confirmed.
+    delete: ServerAction<DeleteRule>,
+) -> impl IntoView {
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || rules.get().map(|result| match result {
+                Err(error) => super::layout::failure(error),
+                Ok(view) => view! { <RuleList view mode save toggle delete/> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn RuleList(
+    view: RulesView,
+    mode: Mode,
+    save: ServerAction<SaveRule>,
+    toggle: ServerAction<SetRuleEnabled>,
+    delete: ServerAction<DeleteRule>,
+) -> impl IntoView {
+    let project = view.project.name.clone();
+    let manage = view.project.can_manage_rules;
+    let count = view.rules.len();
+    let full = count >= MAX_RULES;
+    let base = format!("/projects/{project}/policy/immutability");
+    let return_focus = expect_context::<ReturnFocus>();
+    // Back from a dialog: focus returns to the button that opened it.
+    Effect::new(move |_| {
+        if mode == Mode::List && return_focus.0.get_untracked().is_some() {
+            // After the frame: by then the closed dialog is gone, the page no longer inert, and the
+            // list rendered for good (it can be rendered twice as its data settles).
+            #[cfg(feature = "hydrate")]
+            request_animation_frame(move || {
+                if let Some(id) = return_focus.0.get_untracked() {
+                    if focus_element(&id) {
+                        return_focus.0.set(None);
+                    }
+                }
+            });
+        }
+    });
+    let error =
+        move || toggle.value().get().and_then(Result::err).or_else(|| delete.value().get().and_then(Result::err));
+    let dialog = match mode {
+        Mode::New if manage && !full => Some(None),
+        Mode::Edit(id) if manage => view.rules.iter().find(|r| r.id == id).cloned().map(Some),
+        _ => None,
+    };
+    let rules = view.rules.clone();
+    view! {
+        <section class="panel" aria-labelledby="immutability-heading">
+            <div class="section-head">
+                <h2 id="immutability-heading">"Tag Immutability"</h2>
+                <span class="counter" title="Rules in this project, of the most allowed">{format!("{count}/{MAX_RULES}")}</span>
+                <div class="spacer"></div>
+                {manage.then(|| if full {
+                    view! {
+                        <button class="button primary" id="add-rule" disabled aria-describedby="limit-reason">"Add Rule"</button>
+                    }.into_any()
+                } else {
+                    view! {
+                        <A href=format!("{base}/new") attr:class="button primary" attr:id="add-rule">"Add Rule"</A>
+                    }.into_any()
+                })}
+            </div>
+            {(manage && full).then(|| view! {
+                <p class="notice" id="limit-reason">
+                    {format!("This project has {MAX_RULES} rules, the most allowed. Edit or delete one to add another.")}
+                </p>
+            })}
+            <p class="muted intro">
+                "A tag matched by any enabled rule is immutable: once pushed, it keeps pointing at the same image. "
+                "Pushing a different image to it, deleting it, or deleting the image behind it is refused. "
+                "Re-pushing the same image is fine."
+            </p>
+            {(!manage).then(|| view! {
+                <p class="notice">"You can see these rules; project admins and maintainers change them."</p>
+            })}
+            {move || error().map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            {if view.rules.is_empty() {
+                view! {
+                    <div class="empty" id="no-rules">
+                        <p>"No rules yet, so every tag of this project can be overwritten by the next push."</p>
+                        <p>"A rule names repositories and tags, e.g. repositories matching " <code>"**"</code>
+                           ", tags matching " <code>"v*.*.*"</code> " protects every release tag."</p>
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <ul class="rule-list" id="rules">
+                        {view.rules.into_iter().map(|rule| view! {
+                            <RuleItem rule project=project.clone() manage mode toggle delete/>
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
+        {dialog.map(|editing| view! { <RuleDialog project=project.clone() rules editing save/> })}
+    }
+}
+
+#[component]
+fn RuleItem(
+    rule: RuleRow,
+    project: String,
+    manage: bool,
+    mode: Mode,
+    toggle: ServerAction<SetRuleEnabled>,
+    delete: ServerAction<DeleteRule>,
+) -> impl IntoView {
+    let base = format!("/projects/{project}/policy/immutability/{}", rule.id);
+    let list_url = format!("/projects/{project}/policy");
+    let project_for_delete = project.clone();
+    let confirming = mode == Mode::ConfirmDelete(rule.id);
+    let id = rule.id;
+    if confirming {
+        Effect::new(move |_| {
+            focus_element(&format!("confirm-delete-{id}"));
+        });
+    }
+    let (state, class) = if rule.enabled { ("enabled", "badge ok") } else { ("disabled", "badge off") };
+    view! {
+        <li class="rule" class:disabled=!rule.enabled id=format!("rule-{}", rule.id)>
+            <div class="rule-main">
+                <span class="rule-sentence">{rule.sentence.clone()}</span>
+                <span class="rule-meta">
+                    <span class=class>{state}</span>
+                    {format!(" rule {} · changed by {} on {}", rule.id, rule.updated_by, rule.updated_at)}
+                </span>
+            </div>
+            {(manage && !confirming).then(|| view! {
+                <div class="rule-actions">
+                    <A href=format!("{base}/edit") attr:class="button" attr:id=format!("edit-{id}")>"Edit"</A>
+                    <ActionForm action=toggle attr:class="inline">
+                        <input type="hidden" name="project" value=project.clone()/>
+                        <input type="hidden" name="rule_id" value=id/>
+                        <input type="hidden" name="enabled" value=(!rule.enabled).to_string()/>
+                        <button type="submit" class="button">{if rule.enabled { "Disable" } else { "Enable" }}</button>
+                    </ActionForm>
+                    <A href=format!("{base}/delete") attr:class="button danger">"Delete"</A>
+                </div>
+            })}
+            {(manage && confirming).then(|| view! {
+                <div class="confirm" role="alertdialog" aria-labelledby=format!("confirm-text-{id}")>
+                    <p id=format!("confirm-text-{id}")>{format!("Delete rule {id}? Tags it protects become mutable.")}</p>
+                    <ActionForm action=delete attr:class="inline">
+                        <input type="hidden" name="project" value=project_for_delete.clone()/>
+                        <input type="hidden" name="rule_id" value=id/>
+                        <button type="submit" class="button danger solid" id=format!("confirm-delete-{id}")>"Delete rule"</button>
+                    </ActionForm>
+                    <A href=list_url.clone() attr:class="button">"Cancel"</A>
+                </div>
+            })}
+        </li>
+    }
+}
+
+/// The Add/Edit Rule dialog: the registry's fields, errors next to them, and a live preview.
+#[component]
+fn RuleDialog(
+    project: String,
+    /// The project's rules, for the preview of the whole policy.
+    rules: Vec<RuleRow>,
+    /// The rule being edited, or `None` to add one.
+    editing: Option<RuleRow>,
+    save: ServerAction<SaveRule>,
+) -> impl IntoView {
+    let query = use_query_map();
+    let failed: Option<RuleFormError> = save.value().get_untracked().and_then(Result::err);
+    // What the fields start with: what was typed before a failed save, else the preview's query
+    // (no-JavaScript preview), else the rule being edited, else the dialog's defaults.
+    let from_query = |name: &str| query.with_untracked(|q| q.get(name));
+    let initial = failed.as_ref().map(|e| e.input.clone()).unwrap_or_else(|| match from_query("repositories") {
+        Some(repositories) => RuleInput {
+            repositories_action: from_query("repositories_action").unwrap_or_else(|| "matching".into()),
+            repositories,
+            tags_action: from_query("tags_action").unwrap_or_else(|| "matching".into()),
+            tags: from_query("tags").unwrap_or_default(),
+        },
+        None => editing.as_ref().map(|r| r.input.clone()).unwrap_or_default(),
+    });
+    let repositories_action = RwSignal::new(initial.repositories_action.clone());
+    let repositories = RwSignal::new(initial.repositories.clone());
+    let tags_action = RwSignal::new(initial.tags_action.clone());
+    let tags = RwSignal::new(initial.tags.clone());
+    let samples = RwSignal::new(from_query("samples").unwrap_or_else(|| SAMPLES.to_owned()));
+    let editing_id = editing.as_ref().map(|r| r.id);
+    let title = if editing.is_some() { "Edit Tag Immutability Rule" } else { "Add Tag Immutability Rule" };
+    let submit = if editing.is_some() { "Save" } else { "Add" };
+    let list_url = format!("/projects/{project}/policy");
+    let here = match editing_id {
+        Some(id) => format!("/projects/{project}/policy/immutability/{id}/edit"),
+        None => format!("/projects/{project}/policy/immutability/new"),
+    };
+
+    // Errors from the last save: after a failed save with JavaScript, or from the URL without it.
+    let errors = Memo::new(move |_| save.value().get().and_then(Result::err).or_else(|| failed.clone()));
+    let repositories_error = move || errors.get().and_then(|e| e.fields.repositories).map(|e| e.to_string());
+    let tags_error = move || errors.get().and_then(|e| e.fields.tags).map(|e| e.to_string());
+    let form_error = move || errors.get().and_then(|e| e.message);
+
+    let preview_project = project.clone();
+    let outcome = Memo::new(move |_| {
+        let draft = RuleInput {
+            repositories_action: repositories_action.get(),
+            repositories: repositories.get(),
+            tags_action: tags_action.get(),
+            tags: tags.get(),
+        };
+        preview(&preview_project, &rules, editing_id, &draft, &samples.get()).map_err(|e| e.to_string())
+    });
+
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    let return_focus = expect_context::<ReturnFocus>();
+    let opener = editing_id.map_or_else(|| "add-rule".to_owned(), |id| format!("edit-{id}"));
+    // With JavaScript the server-rendered, plainly open dialog becomes a real modal: the page
+    // behind it goes inert, focus moves in, Escape closes it.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(dialog) = dialog.get() {
+            if !dialog.matches(":modal").unwrap_or(false) {
+                dialog.close();
+                let _ = dialog.show_modal();
+            }
+            focus_element("repositories");
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = dialog;
+    });
+    let navigate = use_navigate();
+    let close = {
+        let list_url = list_url.clone();
+        let opener = opener.clone();
+        move || {
+            if let Some(dialog) = dialog.get_untracked() {
+                dialog.close();
+            }
+            return_focus.0.set(Some(opener.clone()));
+            navigate(&list_url, Default::default());
+        }
+    };
+    let close_on_cancel_link = close.clone();
+    let on_cancel = {
+        let close = close.clone();
+        move |ev: leptos::ev::Event| {
+            ev.prevent_default();
+            close();
+        }
+    };
+    let on_submit_done = move || return_focus.0.set(Some(opener.clone()));
+
+    view! {
+        <dialog node_ref=dialog class="modal" open aria-labelledby="rule-dialog-title" on:cancel=on_cancel>
+            <ActionForm action=save attr:id="rule-form" attr:class="rule-form" on:submit=move |_| on_submit_done()>
+                <h2 id="rule-dialog-title">{title}</h2>
+                <p class="muted">
+                    "A tag is immutable when any enabled rule matches it: rules are evaluated on their own and their results combined."
+                </p>
+                <input type="hidden" name="project" value=project.clone()/>
+                {editing_id.map(|id| view! { <input type="hidden" name="rule_id" value=id/> })}
+                {move || form_error().map(|message| view! { <p class="error" role="alert" id="rule-form-error">{message}</p> })}
+
+                <fieldset class="rule-side">
+                    <legend>"Repositories"</legend>
+                    <div class="side-row">
+                        <label class="visually-hidden" for="repositories_action">"Repositories action"</label>
+                        <select id="repositories_action" name="repositories_action"
+                            prop:value=move || repositories_action.get()
+                            on:change=move |ev| repositories_action.set(event_target_value(&ev))>
+                            <option value="matching" selected=initial.repositories_action == "matching">"matching"</option>
+                            <option value="excluding" selected=initial.repositories_action == "excluding">"excluding"</option>
+                        </select>
+                        <label class="visually-hidden" for="repositories">"Repository patterns"</label>
+                        <input type="text" id="repositories" name="repositories" autocomplete="off" spellcheck="false"
+                            value=initial.repositories.clone()
+                            aria-describedby="repositories-hint repositories-error"
+                            aria-invalid=move || repositories_error().is_some().to_string()
+                            on:input=move |ev| repositories.set(event_target_value(&ev))/>
+                    </div>
+                    <p class="hint" id="repositories-hint">
+                        "Comma-separated repository names inside the project, e.g. " <code>"api, team/**"</code>
+                        ". " <code>"*"</code> " matches within one path segment, " <code>"**"</code> " matches all repositories."
+                    </p>
+                    <p class="field-error" id="repositories-error" role="alert">{repositories_error}</p>
+                </fieldset>
+
+                <fieldset class="rule-side">
+                    <legend>"Tags"</legend>
+                    <div class="side-row">
+                        <label class="visually-hidden" for="tags_action">"Tags action"</label>
+                        <select id="tags_action" name="tags_action"
+                            prop:value=move || tags_action.get()
+                            on:change=move |ev| tags_action.set(event_target_value(&ev))>
+                            <option value="matching" selected=initial.tags_action == "matching">"matching"</option>
+                            <option value="excluding" selected=initial.tags_action == "excluding">"excluding"</option>
+                        </select>
+                        <label class="visually-hidden" for="tags">"Tag patterns"</label>
+                        <input type="text" id="tags" name="tags" autocomplete="off" spellcheck="false"
+                            value=initial.tags.clone()
+                            aria-describedby="tags-hint tags-error"
+                            aria-invalid=move || tags_error().is_some().to_string()
+                            on:input=move |ev| tags.set(event_target_value(&ev))/>
+                    </div>
+                    <p class="hint" id="tags-hint">
+                        "Comma-separated tags, e.g. " <code>"rc, test, nightly"</code> ". " <code>"*"</code>
+                        " matches any sequence of characters, " <code>"**"</code> " matches all tags."
+                    </p>
+                    <p class="field-error" id="tags-error" role="alert">{tags_error}</p>
+                </fieldset>
+
+                <fieldset class="preview">
+                    <legend>"Preview"</legend>
+                    <label for="samples">"Sample references, one a line (" <code>"repository:tag"</code> ")"</label>
+                    <textarea id="samples" name="samples" rows="3" spellcheck="false"
+                        on:input=move |ev| samples.set(event_target_value(&ev))>{samples.get_untracked()}</textarea>
+                    <PreviewTable outcome/>
+                    <noscript>
+                        <button type="submit" class="button" formmethod="get" formaction=here.clone()>"Update preview"</button>
+                    </noscript>
+                </fieldset>
+
+                <div class="dialog-actions">
+                    <a href=list_url.clone() class="button" id="cancel-rule"
+                        on:click=move |ev| { ev.prevent_default(); close_on_cancel_link(); }>"Cancel"</a>
+                    <button type="submit" class="button primary" id="save-rule">{submit}</button>
+                </div>
+            </ActionForm>
+        </dialog>
+    }
+}
+
+/// The preview's answers: immutable under the draft rule, and under the whole policy with it.
+#[component]
+fn PreviewTable(outcome: Memo<Result<Vec<crate::rules::PreviewLine>, String>>) -> impl IntoView {
+    let rule_name = |id: i64| if id == DRAFT_RULE_ID { "this rule".to_owned() } else { format!("rule {id}") };
+    view! {
+        <div aria-live="polite" id="preview">
+            {move || match outcome.get() {
+                Err(error) => view! { <p class="muted" id="preview-invalid">{format!("No preview until the rule is valid: {error}")}</p> }.into_any(),
+                Ok(lines) if lines.is_empty() => view! { <p class="muted">"Type a reference to see whether it would be immutable."</p> }.into_any(),
+                Ok(lines) => view! {
+                    <table class="table preview-table">
+                        <thead><tr><th scope="col">"Reference"</th><th scope="col">"This rule"</th><th scope="col">"Whole policy"</th></tr></thead>
+                        <tbody>
+                            {lines.into_iter().map(|line| match line.outcome {
+                                Err(error) => view! {
+                                    <tr><td class="mono">{line.reference}</td><td colspan="2" class="field-error">{error}</td></tr>
+                                }.into_any(),
+                                Ok((by_draft, by)) => {
+                                    let whole = if by.is_empty() {
+                                        "mutable".to_owned()
+                                    } else {
+                                        format!("immutable ({})", by.into_iter().map(rule_name).collect::<Vec<_>>().join(", "))
+                                    };
+                                    view! {
+                                        <tr>
+                                            <td class="mono">{line.reference}</td>
+                                            <td class=if by_draft { "yes" } else { "no" }>{if by_draft { "immutable" } else { "mutable" }}</td>
+                                            <td>{whole}</td>
+                                        </tr>
+                                    }.into_any()
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+        </div>
+    }
+}
+
+/// Moves keyboard focus to the element with `id`, if it is on the page (in the browser; on the
+/// server there is no focus to move).
+fn focus_element(id: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let element = document().get_element_by_id(id).and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        element
+            .is_some_and(|element| element.focus().is_ok() && document().active_element().is_some_and(|a| a.id() == id))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = id;
+        false
+    }
+}

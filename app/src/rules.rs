@@ -1,0 +1,213 @@
+//! Server functions for a project's tag immutability rules, and the preview the Add Rule dialog
+//! shows (computed by the rule engine, in the browser or on the server alike).
+
+use crate::account::ProjectAccess;
+use crate::error::AppError;
+use crate::policy::{CompiledPolicy, PolicyRule, RuleErrors, RuleInput, RuleSpec, Tag};
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// One rule as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRow {
+    pub id: i64,
+    pub enabled: bool,
+    pub input: RuleInput,
+    pub sentence: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// The Tag Immutability tab's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesView {
+    pub project: ProjectAccess,
+    pub rules: Vec<RuleRow>,
+}
+
+/// Why saving a rule failed, with what was typed, so the dialog (even without JavaScript, where the
+/// error comes back in the URL) shows the form as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFormError {
+    pub input: RuleInput,
+    pub fields: RuleErrors,
+    /// A problem with the rule as a whole (limit, duplicate, permission), or none.
+    pub message: Option<String>,
+}
+
+impl RuleFormError {
+    fn whole(input: RuleInput, error: AppError) -> Self {
+        Self { input, fields: RuleErrors::default(), message: Some(error.to_string()) }
+    }
+}
+
+impl FromServerFnError for RuleFormError {
+    type Encoder = JsonEncoding;
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        Self::whole(RuleInput::default(), AppError::from_server_fn_error(value))
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::*;
+    use crate::store::{self, Actor, RuleChange};
+
+    /// The project, if the signed-in user may see it, and who they are as an actor.
+    pub async fn project(project: &str) -> Result<(ProjectAccess, Actor), AppError> {
+        let user = crate::auth::ssr::require_user().await?;
+        let access = crate::projects::ssr::visible(project).await?;
+        Ok((access, Actor(user.name)))
+    }
+
+    /// Changes a rule, if the signed-in user manages this project's rules. Errors also set the
+    /// response status (for callers that are not plain forms).
+    pub async fn change(project: &str, change: RuleChange<'_>) -> Result<i64, AppError> {
+        let pool = crate::auth::ssr::state().pool;
+        crate::auth::ssr::answered(
+            async {
+                let (access, actor) = self::project(project).await?;
+                if !access.can_manage_rules {
+                    return Err(AppError::Forbidden("only project admins and maintainers may change rules".into()));
+                }
+                Ok(store::change_rules(&pool, access.id, change, &actor).await?)
+            }
+            .await,
+        )
+    }
+}
+
+#[server(prefix = "/portal", endpoint = "rules")]
+pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    let (project, rules) = crate::auth::ssr::answered(
+        async {
+            let (project, _) = ssr::project(&project).await?;
+            let rules = crate::store::project_rules(&pool, project.id).await?;
+            Ok((project, rules))
+        }
+        .await,
+    )?;
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    let rules = rules
+        .into_iter()
+        .map(|rule| RuleRow {
+            id: rule.id,
+            enabled: rule.enabled,
+            sentence: rule
+                .to_policy_rule()
+                .map(|r| r.spec.sentence())
+                .unwrap_or_else(|error| format!("(this rule no longer parses: {error})")),
+            input: rule.input,
+            updated_by: rule.updated_by,
+            updated_at: rule.updated_at.format(&format).unwrap_or_default(),
+        })
+        .collect();
+    Ok(RulesView { project, rules })
+}
+
+/// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list.
+#[server(prefix = "/portal", endpoint = "save_rule")]
+pub async fn save_rule(
+    project: String,
+    rule_id: Option<i64>,
+    repositories_action: String,
+    repositories: String,
+    tags_action: String,
+    tags: String,
+) -> Result<(), RuleFormError> {
+    let input = RuleInput { repositories_action, repositories, tags_action, tags };
+    let spec = RuleSpec::parse(&input).map_err(|fields| {
+        let _ = crate::auth::ssr::answered::<()>(Err(AppError::Invalid(fields.to_string())));
+        RuleFormError { input: input.clone(), fields, message: None }
+    })?;
+    let change = match rule_id {
+        Some(id) => crate::store::RuleChange::Update(id, &spec),
+        None => crate::store::RuleChange::Create(&spec),
+    };
+    match ssr::change(&project, change).await {
+        Ok(_) => {
+            leptos_axum::redirect(&format!("/projects/{project}/policy"));
+            Ok(())
+        }
+        Err(error) => Err(RuleFormError::whole(input, error)),
+    }
+}
+
+/// Enables or disables a rule.
+#[server(prefix = "/portal", endpoint = "set_rule_enabled")]
+pub async fn set_rule_enabled(project: String, rule_id: i64, enabled: bool) -> Result<(), AppError> {
+    ssr::change(&project, crate::store::RuleChange::SetEnabled(rule_id, enabled)).await?;
+    leptos_axum::redirect(&format!("/projects/{project}/policy"));
+    Ok(())
+}
+
+/// Deletes a rule (the page asked for confirmation first).
+#[server(prefix = "/portal", endpoint = "delete_rule")]
+pub async fn delete_rule(project: String, rule_id: i64) -> Result<(), AppError> {
+    ssr::change(&project, crate::store::RuleChange::Delete(rule_id)).await?;
+    leptos_axum::redirect(&format!("/projects/{project}/policy"));
+    Ok(())
+}
+
+/// One sample reference of the preview and what the rule being edited, and the whole policy with
+/// it, make of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewLine {
+    pub reference: String,
+    pub outcome: Result<(bool, Vec<i64>), String>,
+}
+
+/// The id the rule being edited has in the preview while it is not saved.
+pub const DRAFT_RULE_ID: i64 = 0;
+
+/// Evaluates `samples` (`repository:tag`, one a line, the repository inside the project) under the
+/// draft rule and under the project's policy with the draft in place of the rule being edited.
+/// `Err` when the draft itself does not parse (the errors are shown next to the fields instead).
+pub fn preview(
+    project: &str,
+    rules: &[RuleRow],
+    editing: Option<i64>,
+    draft: &RuleInput,
+    samples: &str,
+) -> Result<Vec<PreviewLine>, RuleErrors> {
+    let draft = PolicyRule { id: DRAFT_RULE_ID, enabled: true, spec: RuleSpec::parse(draft)? };
+    let mut whole: Vec<PolicyRule> = rules
+        .iter()
+        .filter(|rule| Some(rule.id) != editing)
+        .filter_map(|rule| {
+            RuleSpec::parse(&rule.input).ok().map(|spec| PolicyRule { id: rule.id, enabled: rule.enabled, spec })
+        })
+        .collect();
+    whole.push(draft.clone());
+    let (Ok(alone), Ok(whole)) = (CompiledPolicy::compile([&draft]), CompiledPolicy::compile(&whole)) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{project}/");
+    Ok(samples
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .take(50)
+        .map(|line| {
+            let reference = line.strip_prefix(&prefix).unwrap_or(line);
+            let outcome = parse_reference(project, reference).map(|(repository, tag)| {
+                let by_draft = !alone.immutable_rules(repository.path(), tag.as_str()).is_empty();
+                let by = whole.rules(whole.immutable_rules(repository.path(), tag.as_str())).map(|r| r.id).collect();
+                (by_draft, by)
+            });
+            PreviewLine { reference: line.to_owned(), outcome }
+        })
+        .collect())
+}
+
+fn parse_reference(project: &str, reference: &str) -> Result<(crate::policy::RepositoryName, Tag), String> {
+    let (path, tag) =
+        reference.rsplit_once(':').ok_or_else(|| "write it as `repository:tag`, e.g. `app:v1.2.3`".to_owned())?;
+    let repository = crate::policy::RepositoryName::parse(&format!("{project}/{path}"))
+        .map_err(|_| format!("`{path}` is not a repository name"))?;
+    let tag = Tag::parse(tag).map_err(|e| e.to_string())?;
+    Ok((repository, tag))
+}
