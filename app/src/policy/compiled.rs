@@ -3,7 +3,9 @@
 
 use super::names::{Digest, RepositoryName, Tag};
 use super::rule::{Action, PolicyRule, RuleSpec, Selector};
-use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobBuilder;
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 use std::cell::RefCell;
 use std::fmt;
 
@@ -36,15 +38,17 @@ pub struct RuleInfo {
 pub enum CompileError {
     #[error("a policy holds at most {MASK_BITS} enabled rules, got {0}")]
     TooManyRules(usize),
-    #[error("pattern `{pattern}` did not compile: {source}")]
-    Glob { pattern: String, source: globset::Error },
+    #[error("pattern `{pattern}` did not compile: {reason}")]
+    Glob { pattern: String, reason: String },
 }
 
-/// Matches one side (repositories or tags) of every rule at once.
+/// Matches one side (repositories or tags) of every rule at once: every pattern's glob is
+/// translated by `globset` to a regex, and all of them run as one multi-pattern regex (one pass
+/// over the name, whatever the number of patterns).
 #[derive(Debug, Clone)]
 struct SideMatcher {
-    set: GlobSet,
-    /// For each glob of `set`, the bit of the rule it belongs to.
+    regex: Regex,
+    /// For each pattern of `regex`, the bit of the rule it belongs to.
     owner: Vec<u64>,
     /// The bits of the rules whose action on this side is `excluding`.
     excluding: u64,
@@ -52,12 +56,12 @@ struct SideMatcher {
 
 thread_local! {
     /// Reused by every match on a thread, so that a decision allocates nothing once warm.
-    static MATCHES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static MATCHES: RefCell<PatternSet> = RefCell::new(PatternSet::new(0));
 }
 
 impl SideMatcher {
     fn build(rules: &[&PolicyRule], side: fn(&RuleSpec) -> &Selector) -> Result<Self, CompileError> {
-        let mut builder = GlobSetBuilder::new();
+        let mut patterns = Vec::new();
         let mut owner = Vec::new();
         let mut excluding = 0u64;
         for (position, rule) in rules.iter().enumerate() {
@@ -72,23 +76,40 @@ impl SideMatcher {
                     .backslash_escape(false)
                     .empty_alternates(true)
                     .build()
-                    .map_err(|source| CompileError::Glob { pattern: pattern.as_str().to_owned(), source })?;
-                builder.add(glob);
+                    .map_err(|source| CompileError::Glob {
+                        pattern: pattern.as_str().to_owned(),
+                        reason: source.to_string(),
+                    })?;
+                patterns.push(glob.regex().to_owned());
                 owner.push(bit);
             }
         }
-        let set =
-            builder.build().map_err(|source| CompileError::Glob { pattern: "(all patterns)".to_owned(), source })?;
-        Ok(Self { set, owner, excluding })
+        // globset's regexes are byte-oriented (`(?-u)`); names are ASCII, so bytes are characters.
+        let regex = Regex::builder()
+            .syntax(regex_automata::util::syntax::Config::new().utf8(false))
+            .configure(Regex::config().match_kind(MatchKind::All).utf8_empty(false))
+            .build_many(&patterns)
+            .map_err(|source| CompileError::Glob {
+                pattern: "(all patterns)".to_owned(),
+                reason: source.to_string(),
+            })?;
+        Ok(Self { regex, owner, excluding })
     }
 
     /// The rules whose selector on this side holds for `name`.
     fn holding(&self, name: &str) -> u64 {
-        let candidate = Candidate::new(name);
         MATCHES.with(|matches| {
             let mut matches = matches.borrow_mut();
-            self.set.matches_candidate_into(&candidate, &mut matches);
-            let hits = matches.iter().filter_map(|&glob| self.owner.get(glob)).fold(0u64, |acc, bit| acc | bit);
+            if matches.capacity() < self.regex.pattern_len() {
+                *matches = PatternSet::new(self.regex.pattern_len());
+            }
+            matches.clear();
+            let input = Input::new(name).anchored(Anchored::Yes);
+            self.regex.which_overlapping_matches(&input, &mut matches);
+            let hits = matches
+                .iter()
+                .filter_map(|pattern| self.owner.get(pattern.as_usize()))
+                .fold(0u64, |acc, bit| acc | bit);
             hits ^ self.excluding
         })
     }
