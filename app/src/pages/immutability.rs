@@ -3,7 +3,7 @@
 //! real modal and the preview follows the typing.
 
 use crate::error::AppError;
-use crate::policy::{RuleInput, MAX_RULES};
+use crate::policy::{Field, RuleInput, MAX_RULES};
 use crate::rules::{preview, DeleteRule, RuleFormError, RuleRow, RulesView, SaveRule, SetRuleEnabled, DRAFT_RULE_ID};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -297,53 +297,15 @@ fn RuleDialog(
                 {editing_id.map(|id| view! { <input type="hidden" name="rule_id" value=id/> })}
                 {move || form_error().map(|message| view! { <p class="error" role="alert" id="rule-form-error">{message}</p> })}
 
-                <fieldset class="rule-side">
-                    <legend>"Repositories"</legend>
-                    <div class="side-row">
-                        <label class="visually-hidden" for="repositories_action">"Repositories action"</label>
-                        <select id="repositories_action" name="repositories_action"
-                            prop:value=move || repositories_action.get()
-                            on:change=move |ev| repositories_action.set(event_target_value(&ev))>
-                            <option value="matching" selected=initial.repositories_action == "matching">"matching"</option>
-                            <option value="excluding" selected=initial.repositories_action == "excluding">"excluding"</option>
-                        </select>
-                        <label class="visually-hidden" for="repositories">"Repository patterns"</label>
-                        <input type="text" id="repositories" name="repositories" autocomplete="off" spellcheck="false"
-                            value=initial.repositories.clone()
-                            aria-describedby="repositories-hint repositories-error"
-                            aria-invalid=move || repositories_error().is_some().to_string()
-                            on:input=move |ev| repositories.set(event_target_value(&ev))/>
-                    </div>
-                    <p class="hint" id="repositories-hint">
-                        "Comma-separated repository names inside the project, e.g. " <code>"api, team/**"</code>
-                        ". " <code>"*"</code> " matches within one path segment, " <code>"**"</code> " matches all repositories."
-                    </p>
-                    <p class="field-error" id="repositories-error" role="alert">{repositories_error}</p>
-                </fieldset>
-
-                <fieldset class="rule-side">
-                    <legend>"Tags"</legend>
-                    <div class="side-row">
-                        <label class="visually-hidden" for="tags_action">"Tags action"</label>
-                        <select id="tags_action" name="tags_action"
-                            prop:value=move || tags_action.get()
-                            on:change=move |ev| tags_action.set(event_target_value(&ev))>
-                            <option value="matching" selected=initial.tags_action == "matching">"matching"</option>
-                            <option value="excluding" selected=initial.tags_action == "excluding">"excluding"</option>
-                        </select>
-                        <label class="visually-hidden" for="tags">"Tag patterns"</label>
-                        <input type="text" id="tags" name="tags" autocomplete="off" spellcheck="false"
-                            value=initial.tags.clone()
-                            aria-describedby="tags-hint tags-error"
-                            aria-invalid=move || tags_error().is_some().to_string()
-                            on:input=move |ev| tags.set(event_target_value(&ev))/>
-                    </div>
-                    <p class="hint" id="tags-hint">
-                        "Comma-separated tags, e.g. " <code>"rc, test, nightly"</code> ". " <code>"*"</code>
-                        " matches any sequence of characters, " <code>"**"</code> " matches all tags."
-                    </p>
-                    <p class="field-error" id="tags-error" role="alert">{tags_error}</p>
-                </fieldset>
+                <RuleSide field=Field::Repositories action=repositories_action patterns=repositories
+                    error=Signal::derive(repositories_error)>
+                    "Comma-separated repository names inside the project, e.g. " <code>"api, team/**"</code>
+                    ". " <code>"*"</code> " matches within one path segment, " <code>"**"</code> " matches all repositories."
+                </RuleSide>
+                <RuleSide field=Field::Tags action=tags_action patterns=tags error=Signal::derive(tags_error)>
+                    "Comma-separated tags, e.g. " <code>"rc, test, nightly"</code> ". " <code>"*"</code>
+                    " matches any sequence of characters, " <code>"**"</code> " matches all tags."
+                </RuleSide>
 
                 <fieldset class="preview">
                     <legend>"Preview"</legend>
@@ -363,6 +325,51 @@ fn RuleDialog(
                 </div>
             </ActionForm>
         </dialog>
+    }
+}
+
+/// One side of a rule in the dialog: the action and the pattern list, with its hint and its error.
+/// The form fields are named as the server function's arguments (`repositories_action`, `tags`, ...).
+#[component]
+fn RuleSide(
+    field: Field,
+    /// The action as selected, starting from the value to show.
+    action: RwSignal<String>,
+    /// The pattern list as typed, starting from the value to show.
+    patterns: RwSignal<String>,
+    /// The error the last save reported for this side.
+    error: Signal<Option<String>>,
+    /// The hint under the fields.
+    children: Children,
+) -> impl IntoView {
+    let name = field.as_str();
+    let (legend, patterns_label) = match field {
+        Field::Repositories => ("Repositories", "Repository patterns"),
+        Field::Tags => ("Tags", "Tag patterns"),
+    };
+    let action_name = format!("{name}_action");
+    let initial_action = action.get_untracked();
+    view! {
+        <fieldset class="rule-side">
+            <legend>{legend}</legend>
+            <div class="side-row">
+                <label class="visually-hidden" for=action_name.clone()>{format!("{legend} action")}</label>
+                <select id=action_name.clone() name=action_name
+                    prop:value=move || action.get()
+                    on:change=move |ev| action.set(event_target_value(&ev))>
+                    <option value="matching" selected=initial_action == "matching">"matching"</option>
+                    <option value="excluding" selected=initial_action == "excluding">"excluding"</option>
+                </select>
+                <label class="visually-hidden" for=name>{patterns_label}</label>
+                <input type="text" id=name name=name autocomplete="off" spellcheck="false"
+                    value=patterns.get_untracked()
+                    aria-describedby=format!("{name}-hint {name}-error")
+                    aria-invalid=move || error.get().is_some().to_string()
+                    on:input=move |ev| patterns.set(event_target_value(&ev))/>
+            </div>
+            <p class="hint" id=format!("{name}-hint")>{children()}</p>
+            <p class="field-error" id=format!("{name}-error") role="alert">{move || error.get()}</p>
+        </fieldset>
     }
 }
 
