@@ -97,10 +97,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
             return Err(AppError::Throttled { retry_after: wait.as_secs().max(1) });
         }
         let candidate = crate::store::login_candidate(&state.pool, &username).await?;
-        let (user, hash) = match candidate {
-            Some((user, hash)) => (Some(user), Some(hash)),
-            None => (None, None),
-        };
+        let (user, hash) = candidate.unzip();
         let verified = crate::store::verify_password(hash, password).await.map_err(AppError::internal)?;
         let Some(user) = user.filter(|_| verified) else {
             state.login_throttle.record_failure(&keys);

@@ -305,16 +305,26 @@ fn stored_rule(row: RuleRow) -> StoredRule {
 
 /// A project's rules, oldest first.
 pub async fn project_rules(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<StoredRule>, StoreError> {
-    let rows: Vec<RuleRow> = sqlx::query_as(
-        r"select id, enabled, repositories_action, repositories, tags_action, tags,
-                 created_by, created_at, updated_by, updated_at
-          from immutability_rules where project_id = $1 order by id",
-    )
-    .bind(project_id)
-    .fetch_all(db)
-    .await?;
+    let rows: Vec<RuleRow> =
+        sqlx::query_as(&format!("select {RULE_COLUMNS} from immutability_rules where project_id = $1 order by id"))
+            .bind(project_id)
+            .fetch_all(db)
+            .await?;
     Ok(rows.into_iter().map(stored_rule).collect())
 }
+
+/// One rule by id, if it exists.
+async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, StoreError> {
+    let row: Option<RuleRow> = sqlx::query_as(&format!("select {RULE_COLUMNS} from immutability_rules where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(stored_rule))
+}
+
+/// The columns of a rule, in the order of `RuleRow`.
+const RULE_COLUMNS: &str = "id, enabled, repositories_action, repositories, tags_action, tags, \
+                            created_by, created_at, updated_by, updated_at";
 
 /// The id of a project by name.
 pub async fn project_id(db: impl PgExecutor<'_>, project: &ProjectName) -> Result<i64, StoreError> {
@@ -425,7 +435,7 @@ pub async fn change_rules(
             ("rule.delete", *id, Some(before))
         }
     };
-    let after = project_rules(&mut *tx, project_id).await?.into_iter().find(|r| r.id == rule_id).map(|r| r.snapshot());
+    let after = rule(&mut *tx, rule_id).await?.map(|r| r.snapshot());
     sqlx::query(
         r"insert into audit_events (actor, project_id, kind, rule_id, before, after) values ($1, $2, $3, $4, $5, $6)",
     )
