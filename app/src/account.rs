@@ -116,3 +116,62 @@ pub struct ProjectAccess {
     pub role: Option<Role>,
     pub can_manage_rules: bool,
 }
+
+/// The name of a service token (which registry backend holds it): 1 to 64 of lowercase letters,
+/// digits, `.`, `_`, `-`, starting and ending with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenName(String);
+
+impl TokenName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let ok = (1..=64).contains(&value.len())
+            && value.starts_with(alnum)
+            && value.ends_with(alnum)
+            && value.chars().all(|c| alnum(c) || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "token name `{value}` is not valid: use 1 to 64 lowercase letters, digits, `.`, `_` or `-`, starting and ending with a letter or digit"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A bearer token's secret, as shown once to whoever creates it: `tw_` and 64 hex digits (256
+/// random bits). Only its SHA-256 is stored.
+#[cfg(feature = "ssr")]
+pub struct TokenSecret(String);
+
+#[cfg(feature = "ssr")]
+impl TokenSecret {
+    pub const PREFIX: &'static str = "tw_";
+
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(format!("{}{}", Self::PREFIX, hex::encode(bytes)))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn sha256(&self) -> [u8; 32] {
+        token_sha256(&self.0)
+    }
+}
+
+/// The hash a presented bearer token is looked up by.
+#[cfg(feature = "ssr")]
+pub fn token_sha256(presented: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(presented.as_bytes()).into()
+}

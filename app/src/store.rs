@@ -1,7 +1,7 @@
 //! The one data-access module: every SQL query of tagward, used by server functions, the REST APIs
 //! and the CLI alike.
 
-use crate::account::{NewPassword, ProjectAccess, Role, User, UserName};
+use crate::account::{NewPassword, ProjectAccess, Role, TokenName, TokenSecret, User, UserName};
 use crate::policy::{PolicyRule, ProjectName, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::PgExecutor;
@@ -277,29 +277,37 @@ impl StoredRule {
     }
 }
 
-type RuleRow = (i64, bool, String, String, String, String, String, time::OffsetDateTime, String, time::OffsetDateTime);
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    id: i64,
+    project_id: i64,
+    enabled: bool,
+    repositories_action: String,
+    repositories: String,
+    tags_action: String,
+    tags: String,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+    updated_by: String,
+    updated_at: time::OffsetDateTime,
+}
 
-fn stored_rule(row: RuleRow) -> StoredRule {
-    let (
-        id,
-        enabled,
-        repositories_action,
-        repositories,
-        tags_action,
-        tags,
-        created_by,
-        created_at,
-        updated_by,
-        updated_at,
-    ) = row;
-    StoredRule {
-        id,
-        enabled,
-        input: RuleInput { repositories_action, repositories, tags_action, tags },
-        created_by,
-        created_at,
-        updated_by,
-        updated_at,
+impl From<RuleRow> for StoredRule {
+    fn from(row: RuleRow) -> Self {
+        StoredRule {
+            id: row.id,
+            enabled: row.enabled,
+            input: RuleInput {
+                repositories_action: row.repositories_action,
+                repositories: row.repositories,
+                tags_action: row.tags_action,
+                tags: row.tags,
+            },
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_by: row.updated_by,
+            updated_at: row.updated_at,
+        }
     }
 }
 
@@ -310,7 +318,7 @@ pub async fn project_rules(db: impl PgExecutor<'_>, project_id: i64) -> Result<V
             .bind(project_id)
             .fetch_all(db)
             .await?;
-    Ok(rows.into_iter().map(stored_rule).collect())
+    Ok(rows.into_iter().map(StoredRule::from).collect())
 }
 
 /// One rule by id, if it exists.
@@ -319,11 +327,11 @@ async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, St
         .bind(id)
         .fetch_optional(db)
         .await?;
-    Ok(row.map(stored_rule))
+    Ok(row.map(StoredRule::from))
 }
 
-/// The columns of a rule, in the order of `RuleRow`.
-const RULE_COLUMNS: &str = "id, enabled, repositories_action, repositories, tags_action, tags, \
+/// The columns of a `RuleRow`.
+const RULE_COLUMNS: &str = "id, project_id, enabled, repositories_action, repositories, tags_action, tags, \
                             created_by, created_at, updated_by, updated_at";
 
 /// The id of a project by name.
@@ -333,8 +341,11 @@ pub async fn project_id(db: impl PgExecutor<'_>, project: &ProjectName) -> Resul
     row.map(|(id,)| id).ok_or_else(|| StoreError::NotFound(format!("project `{project}` does not exist")))
 }
 
-/// The channel every rule change is announced on, with the project id as payload.
+/// The channel every change to a project or its rules is announced on (by triggers), with the
+/// project id as payload.
 pub const RULES_CHANNEL: &str = "tagward_rules";
+/// The channel every change to the service tokens is announced on (by a trigger).
+pub const TOKENS_CHANNEL: &str = "tagward_tokens";
 
 /// What a rule change does.
 pub enum RuleChange<'a> {
@@ -346,8 +357,8 @@ pub enum RuleChange<'a> {
 
 /// Applies one change to a project's rules in one transaction: the project row is locked first, so
 /// concurrent changes to one project queue up and the limit of 15 and the ban on identical rules
-/// hold whatever the timing. Records the change in the audit trail and announces it (NOTIFY is
-/// delivered on commit). Returns the id of the rule changed.
+/// hold whatever the timing. Records the change in the audit trail (a trigger announces it on
+/// [`RULES_CHANNEL`] at commit). Returns the id of the rule changed.
 pub async fn change_rules(
     pool: &PgPool,
     project_id: i64,
@@ -447,7 +458,182 @@ pub async fn change_rules(
     .bind(after)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(r"select pg_notify($1, $2)").bind(RULES_CHANNEL).bind(project_id.to_string()).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(rule_id)
+}
+
+/// A project and all its rules, as the decision cache loads them.
+pub struct ProjectRules {
+    pub id: i64,
+    pub name: String,
+    pub rules: Vec<StoredRule>,
+}
+
+/// Every project with its rules, in two queries whatever the number of projects.
+pub async fn all_project_rules(db: &PgPool) -> Result<Vec<ProjectRules>, StoreError> {
+    // One snapshot for both queries, so no rule is seen without its project.
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
+    let projects: Vec<(i64, String)> =
+        sqlx::query_as(r"select id, name from projects order by id").fetch_all(&mut *tx).await?;
+    let mut rows =
+        sqlx::query_as::<_, RuleRow>(&format!("select {RULE_COLUMNS} from immutability_rules order by project_id, id"))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .peekable();
+    tx.commit().await?;
+    let mut loaded = Vec::with_capacity(projects.len());
+    for (id, name) in projects {
+        let mut rules = Vec::new();
+        while let Some(row) = rows.next_if(|row| row.project_id <= id) {
+            if row.project_id == id {
+                rules.push(row.into());
+            }
+        }
+        loaded.push(ProjectRules { id, name, rules });
+    }
+    Ok(loaded)
+}
+
+/// One project with its rules, by id; `None` once it is deleted.
+pub async fn project_rules_by_id(db: &PgPool, id: i64) -> Result<Option<ProjectRules>, StoreError> {
+    let mut tx = db.begin().await?;
+    let project: Option<(String,)> =
+        sqlx::query_as(r"select name from projects where id = $1").bind(id).fetch_optional(&mut *tx).await?;
+    let Some((name,)) = project else {
+        return Ok(None);
+    };
+    let rules = project_rules(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Some(ProjectRules { id, name, rules }))
+}
+
+/// A service token as the decision cache holds it.
+pub struct ActiveToken {
+    pub id: i64,
+    pub name: String,
+    pub sha256: Vec<u8>,
+}
+
+/// Stores a new token's hash under `name`; refused while an unrevoked token has that name.
+pub async fn create_token(
+    db: impl PgExecutor<'_>,
+    name: &TokenName,
+    secret: &TokenSecret,
+    actor: &Actor,
+) -> Result<i64, StoreError> {
+    let (id,): (i64,) =
+        sqlx::query_as(r"insert into service_tokens (name, token_sha256, created_by) values ($1, $2, $3) returning id")
+            .bind(name.as_str())
+            .bind(secret.sha256().as_slice())
+            .bind(&actor.0)
+            .fetch_one(db)
+            .await
+            .map_err(on_constraint("service_tokens_active_name", "name", || {
+                format!("a token named `{name}` already exists; revoke it first or choose another name")
+            }))?;
+    Ok(id)
+}
+
+/// Revokes the token named `name`: every process refuses it once the change is announced.
+pub async fn revoke_token(db: impl PgExecutor<'_>, name: &TokenName, actor: &Actor) -> Result<(), StoreError> {
+    let revoked = sqlx::query(
+        r"update service_tokens set revoked_at = now(), revoked_by = $2 where name = $1 and revoked_at is null",
+    )
+    .bind(name.as_str())
+    .bind(&actor.0)
+    .execute(db)
+    .await?;
+    if revoked.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("there is no token named `{name}` (or it is already revoked)")));
+    }
+    Ok(())
+}
+
+/// The tokens not revoked.
+pub async fn active_tokens(db: impl PgExecutor<'_>) -> Result<Vec<ActiveToken>, StoreError> {
+    let rows: Vec<(i64, String, Vec<u8>)> =
+        sqlx::query_as(r"select id, name, token_sha256 from service_tokens where revoked_at is null")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(id, name, sha256)| ActiveToken { id, name, sha256 }).collect())
+}
+
+/// A service token as lists show it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenListing {
+    pub id: i64,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: time::OffsetDateTime,
+    pub last_used_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+/// Every token, unrevoked first, newest first.
+pub async fn tokens(db: impl PgExecutor<'_>) -> Result<Vec<TokenListing>, StoreError> {
+    Ok(sqlx::query_as(
+        r"select id, name, created_by, created_at, last_used_at, revoked_at from service_tokens
+          order by revoked_at is not null, created_at desc",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Records when tokens were last used: `(token id, when)` pairs.
+pub async fn record_token_use(db: impl PgExecutor<'_>, uses: &[(i64, time::OffsetDateTime)]) -> Result<(), StoreError> {
+    sqlx::query(
+        r"update service_tokens t set last_used_at = greatest(t.last_used_at, u.at)
+          from unnest($1::bigint[], $2::timestamptz[]) as u(id, at) where t.id = u.id",
+    )
+    .bind(uses.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(uses.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A denied push or delete, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    pub at: time::OffsetDateTime,
+    pub token: String,
+    pub operation: &'static str,
+    pub project_id: i64,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub current_digest: Option<String>,
+    pub rule_ids: Vec<i64>,
+    pub message: String,
+}
+
+/// Writes a batch of denials in one statement.
+pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Result<(), StoreError> {
+    let column = |f: fn(&Denial) -> Option<String>| denials.iter().map(f).collect::<Vec<_>>();
+    // Postgres arrays cannot be ragged, so the rule ids travel as JSON arrays.
+    let rule_ids: Vec<serde_json::Value> = denials.iter().map(|d| serde_json::json!(d.rule_ids)).collect();
+    sqlx::query(
+        r"insert into enforcement_denials
+            (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)
+          select at, token, operation, project_id, repository, tag, digest, current_digest,
+                 array(select jsonb_array_elements_text(rule_ids)::bigint), message
+          from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                      $7::text[], $8::text[], $9::jsonb[], $10::text[])
+            as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)",
+    )
+    .bind(denials.iter().map(|d| d.at).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.token.clone()).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.operation).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.project_id).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.repository.clone()).collect::<Vec<_>>())
+    .bind(column(|d| d.tag.clone()))
+    .bind(column(|d| d.digest.clone()))
+    .bind(column(|d| d.current_digest.clone()))
+    .bind(rule_ids)
+    .bind(denials.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -30,6 +30,31 @@ pub enum Command {
     /// Manage a project's tag immutability rules (same validation and limits as the portal).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Manage the service tokens registry backends present to the decision API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (its last line is the token); only its hash is stored.
+    Create {
+        /// Who holds it, e.g. `registry-eu`: lowercase letters, digits, `.`, `_`, `-`.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Revoke a token: every tagward process refuses it within moments.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// List the tokens: name, state, created, last used.
+    List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +173,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rule(command) => rule_command(command).await,
+        Command::Token(command) => token_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
             let pool = app::store::connect(&database.database_url).await?;
@@ -167,9 +193,52 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Who the audit trail says made a change from the command line.
+fn cli_actor() -> app::store::Actor {
+    app::store::Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+}
+
+async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    use app::account::{TokenName, TokenSecret};
+    match command {
+        TokenCommand::Create { name, database } => {
+            let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let secret = TokenSecret::generate();
+            app::store::create_token(&pool, &name, &secret, &cli_actor()).await?;
+            println!("created token `{name}`; it is shown this once, store it now:");
+            println!("{}", secret.expose());
+        }
+        TokenCommand::Revoke { name, database } => {
+            let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            app::store::revoke_token(&pool, &name, &cli_actor()).await?;
+            println!("revoked token `{name}`");
+        }
+        TokenCommand::List { database } => {
+            let pool = app::store::connect(&database.database_url).await?;
+            let format = |at: Option<time::OffsetDateTime>| {
+                at.and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_else(|| "-".to_owned())
+            };
+            for token in app::store::tokens(&pool).await? {
+                let state = if token.revoked_at.is_some() { "revoked" } else { "active " };
+                println!(
+                    "{}\t{state}\tcreated {} by {}\tlast used {}",
+                    token.name,
+                    format(Some(token.created_at)),
+                    token.created_by,
+                    format(token.last_used_at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
     use app::store::{change_rules, project_id, project_rules, RuleChange};
-    let actor = app::store::Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let actor = cli_actor();
     let (project, database) = match &command {
         RuleCommand::Add { project, database, .. }
         | RuleCommand::List { project, database }

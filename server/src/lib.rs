@@ -1,8 +1,10 @@
-//! The tagward server: configuration, startup, sessions and the admin command line.
+//! The tagward server: configuration, startup, sessions, the decision API and the admin command line.
 
 pub mod cli;
 pub mod config;
 mod csrf;
+pub mod enforcement;
+pub mod metrics;
 mod ops;
 pub mod startup;
 

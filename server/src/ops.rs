@@ -1,14 +1,29 @@
-//! Endpoints for operators: liveness and readiness.
+//! Endpoints for operators: liveness, readiness and metrics.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use crate::enforcement::cache::PolicyCache;
+use crate::metrics::Metrics;
+use axum::extract::{FromRef, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub fn router() -> Router<PgPool> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+#[derive(Clone, FromRef)]
+pub struct OpsState {
+    pub pool: PgPool,
+    pub policies: Arc<PolicyCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 /// The process is up and answering.
@@ -16,11 +31,28 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The database answers within a second.
-async fn readyz(State(pool): State<PgPool>) -> (StatusCode, &'static str) {
-    let ping = sqlx::query("select 1").execute(&pool);
-    match tokio::time::timeout(Duration::from_secs(1), ping).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+/// `ready` when the database answers within a second and the policy cache is current. Without the
+/// database the answer is still 200 but says `degraded`: decisions go on from the cache (a load
+/// balancer should keep sending them), while the portal and rule changes wait for the database.
+async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
+    let ping = sqlx::query("select 1").execute(&state.pool);
+    let database_up = matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Ok(_)));
+    let cache_current = state.policies.is_current();
+    if database_up && cache_current {
+        return (StatusCode::OK, "ready\n".to_owned());
     }
+    let loaded = state.policies.loaded_at();
+    let age = (time::OffsetDateTime::now_utc() - loaded).whole_seconds();
+    let why = if database_up { "policy cache resynchronising" } else { "database unreachable" };
+    (
+        StatusCode::OK,
+        format!(
+            "degraded: {why}; decisions come from the policy cache loaded {age} s ago ({} projects)\n",
+            state.policies.project_count()
+        ),
+    )
+}
+
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
 }

@@ -1,6 +1,12 @@
-//! Building the application: database, sessions, routes, listener.
+//! Building the application: database, caches, sessions, routes, listener.
 
 use crate::config::ServeConfig;
+use crate::enforcement::api::ApiState;
+use crate::enforcement::cache::CacheSync;
+use crate::enforcement::recorder::Recorder;
+use crate::enforcement::Enforcer;
+use crate::metrics::Metrics;
+use crate::ops::OpsState;
 use anyhow::Context;
 use app::state::{AppState, LoginThrottle};
 use axum::extract::Request;
@@ -63,10 +69,23 @@ impl Application {
             .with_same_site(SameSite::Strict)
             .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::hours(8)));
 
+        let metrics = Arc::new(Metrics::default());
+        let (sync, notifications) =
+            CacheSync::start(pool.clone(), metrics.clone()).await.context("loading the policy cache")?;
+        let enforcer = Enforcer {
+            policies: sync.policies.clone(),
+            recorder: Recorder::start(pool.clone(), sync.tokens.clone(), metrics.clone()),
+            metrics: metrics.clone(),
+        };
+        let api = crate::enforcement::api::router(ApiState { enforcer, tokens: sync.tokens.clone() });
+        let ops = crate::ops::router(OpsState { pool: pool.clone(), policies: sync.policies.clone(), metrics });
+        tokio::spawn(sync.run(notifications));
+
         let router = portal(state)
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
             .layer(sessions)
-            .merge(crate::ops::router().with_state(pool))
+            .merge(api)
+            .merge(ops)
             .layer(TraceLayer::new_for_http());
         Ok(Self { listener, router, address })
     }

@@ -142,3 +142,35 @@ async fn rules_from_the_command_line() {
         sqlx::query_as("select array_agg(kind order by id) from audit_events").fetch_one(&db.pool).await.unwrap();
     assert_eq!(kinds, ["rule.create", "rule.disable", "rule.enable", "rule.delete"]);
 }
+
+#[tokio::test]
+async fn service_tokens_are_created_listed_and_revoked() {
+    let db = fresh_database().await;
+    let created = tagward(&db.url, &["token", "create", "registry-eu"], "");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+    let token = stdout.lines().last().unwrap();
+    assert!(token.starts_with("tw_") && token.len() == 67, "{stdout}");
+    let (hash, name): (Vec<u8>, String) =
+        sqlx::query_as("select token_sha256, name from service_tokens").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(
+        (hash, name.as_str()),
+        (app::account::token_sha256(token).to_vec(), "registry-eu"),
+        "only the hash is stored"
+    );
+
+    let again = tagward(&db.url, &["token", "create", "registry-eu"], "");
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("a token named `registry-eu` already exists"), "{}", stderr(&again));
+    let bad = tagward(&db.url, &["token", "create", "Registry"], "");
+    assert!(stderr(&bad).contains("token name `Registry` is not valid"), "{}", stderr(&bad));
+
+    let listed = tagward(&db.url, &["token", "list"], "");
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("registry-eu\tactive "), "{listed:?}");
+    let revoked = tagward(&db.url, &["token", "revoke", "registry-eu"], "");
+    assert_eq!(String::from_utf8_lossy(&revoked.stdout), "revoked token `registry-eu`\n");
+    let twice = tagward(&db.url, &["token", "revoke", "registry-eu"], "");
+    assert!(stderr(&twice).contains("there is no token named `registry-eu`"), "{}", stderr(&twice));
+    // The name is free again once revoked.
+    assert!(tagward(&db.url, &["token", "create", "registry-eu"], "").status.success());
+}

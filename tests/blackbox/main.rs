@@ -4,5 +4,6 @@
 mod auth;
 mod browser;
 mod cli;
+mod enforcement;
 mod ops;
 mod rules;

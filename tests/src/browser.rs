@@ -87,8 +87,34 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
     }
 
+    /// The text of an element; found again if a navigation replaced it between finding and reading.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        for _ in 0..50 {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reading `{css}`: {e}"),
+            }
+        }
+        panic!("`{css}` kept going stale");
+    }
+
+    /// Waits (up to 10 s) until an element's text contains `needle` (e.g. after a form post
+    /// reloads the page), and returns the text.
+    pub async fn text_containing(&self, css: &str, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text(css).await;
+            if text.contains(needle) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` says {text:?}, never {needle:?}");
     }
 
     /// Waits (up to 10 s) until the page's path is `path`.

@@ -97,6 +97,21 @@ impl TestDb {
         .unwrap()
     }
 
+    /// Creates a service token through the store and returns its secret.
+    pub async fn token(&self, name: &str) -> String {
+        let secret = app::account::TokenSecret::generate();
+        let name = app::account::TokenName::parse(name).unwrap();
+        app::store::create_token(&self.pool, &name, &secret, &app::store::Actor("tests".into())).await.unwrap();
+        secret.expose().to_owned()
+    }
+
+    /// This database's URL with its host and port replaced by `address` (a proxy in front of it).
+    pub fn url_via(&self, address: SocketAddr) -> String {
+        let (scheme_and_user, rest) = self.url.split_once('@').expect("test database URL has a user part");
+        let (_, database) = rest.split_once('/').expect("test database URL has a database part");
+        format!("{scheme_and_user}@{address}/{database}")
+    }
+
     pub async fn rule_count(&self) -> i64 {
         let (count,): (i64,) =
             sqlx::query_as("select count(*) from immutability_rules").fetch_one(&self.pool).await.unwrap();
@@ -111,10 +126,16 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    init_logging();
     let db = fresh_database().await;
+    let url = db.url.clone();
+    spawn_app_over(db, url).await
+}
+
+/// The portal over `db`, reaching it at `database_url` (e.g. through a [`CuttableProxy`]).
+pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
+    init_logging();
     let config = tagward::ServeConfig {
-        database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
+        database: tagward::config::DatabaseConfig { database_url },
         addr: "127.0.0.1:0".parse().unwrap(),
         cookie_secure: false,
         site_root: std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()).into(),
@@ -180,6 +201,67 @@ impl TestApp {
         let body: serde_json::Value = response.json().await.unwrap();
         body.get("name").and_then(|n| n.as_str()).map(str::to_owned)
     }
+}
+
+impl TestApp {
+    /// Posts a decision request with a bearer token; answers the status and the JSON body.
+    pub async fn check(&self, token: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new().post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// A TCP proxy a test can cut (every connection closed, new ones refused) and restore, to take
+/// the database away from a server without stopping the database other tests use.
+pub struct CuttableProxy {
+    pub address: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accept_cut, accept_connections) = (cut.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_connections.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { address, cut, connections }
+    }
+
+    /// Closes every proxied connection and refuses new ones until [`Self::restore`].
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The address of the test database server.
+pub fn database_server_address() -> SocketAddr {
+    let url = admin_database_url();
+    let host_port = url.split_once('@').map_or(url.as_str(), |(_, rest)| rest);
+    let host_port = host_port.split('/').next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(host_port).unwrap().next().unwrap()
 }
 
 /// The session cookie a response set, as `name=value`.

@@ -28,7 +28,7 @@ impl RuleMask {
 }
 
 /// A rule as decisions report it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuleInfo {
     pub id: i64,
     pub summary: String,

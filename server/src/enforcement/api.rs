@@ -1,0 +1,386 @@
+//! The decision API, `/api/v1/...`, for registry backends holding a service token. Errors use the
+//! OCI distribution error format, since whoever reads them is a registry.
+
+use super::cache::{ServiceToken, TokenCache};
+use super::{Check, Enforcer, Verdict};
+use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// Checks one batch may hold, at most (a manifest list push names a handful of tags).
+pub const MAX_BATCH: usize = 100;
+
+#[derive(Clone, FromRef)]
+pub struct ApiState {
+    pub enforcer: Enforcer,
+    pub tokens: Arc<TokenCache>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/enforcement/check", post(check))
+        .route("/api/v1/enforcement/check/batch", post(check_batch))
+        .route("/api/v1/projects/{project}/immutable", get(immutable))
+        .route("/api/v1/openapi.json", get(openapi))
+        .with_state(state)
+}
+
+/// An error in the OCI distribution format: `{"errors":[{"code","message","detail"}]}`.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No token, or one that is not (or no longer) valid.
+    Unauthorized(&'static str),
+    /// A malformed request; `field` names the input at fault (`tag`, `checks[2].digest`).
+    Invalid { code: &'static str, field: String, value: Option<String>, message: String },
+}
+
+impl ApiError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid { code: "INVALID_REQUEST", field: field.into(), value: None, message: message.into() }
+    }
+
+    fn name(code: &'static str, field: impl Into<String>, error: NameError) -> Self {
+        let field = field.into();
+        ApiError::Invalid { code, message: format!("{field}: {error}"), field, value: Some(error.value) }
+    }
+}
+
+/// The OCI distribution error body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OciErrors {
+    pub errors: Vec<OciError>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OciError {
+    /// `UNAUTHORIZED`, `NAME_INVALID`, `TAG_INVALID`, `DIGEST_INVALID`, `INVALID_REQUEST`, `DENIED`
+    pub code: String,
+    pub message: String,
+    /// For a malformed request: `{"field": "...", "value": "..."}`.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl OciErrors {
+    pub fn one(code: &str, message: String, detail: serde_json::Value) -> Self {
+        Self { errors: vec![OciError { code: code.to_owned(), message, detail }] }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Unauthorized(why) => {
+                let challenge = HeaderValue::from_static(r#"Bearer realm="tagward", error="invalid_token""#);
+                let body = OciErrors::one("UNAUTHORIZED", why.to_owned(), serde_json::Value::Null);
+                (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], Json(body)).into_response()
+            }
+            ApiError::Invalid { code, field, value, message } => {
+                let detail = serde_json::json!({ "field": field, "value": value });
+                (StatusCode::BAD_REQUEST, Json(OciErrors::one(code, message, detail))).into_response()
+            }
+        }
+    }
+}
+
+/// The service token a request presented, found in the token cache (no database round trip).
+pub struct Caller(pub Arc<ServiceToken>);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Enforcer: FromRef<S>,
+    Arc<TokenCache>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .ok_or(ApiError::Unauthorized("a service token is required: `Authorization: Bearer <token>`"))?;
+        let token = Arc::<TokenCache>::from_ref(state)
+            .find(presented.trim())
+            .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
+        Enforcer::from_ref(state).recorder.used(&token);
+        Ok(Caller(token))
+    }
+}
+
+/// One check as the registry sends it. Which fields an operation takes: `push` takes `tag`,
+/// `digest` and `current_digest` (null when the tag does not exist yet; required, so that a
+/// registry that forgot it is told rather than every push passing as a first one); `delete_tag`
+/// takes `tag`; `delete_manifest` takes `digest` and `tags` (those pointing at it now).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// `push`, `delete_tag` or `delete_manifest`
+    pub operation: Option<String>,
+    /// `<project>/<path>`, e.g. `shop/api/web`
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    /// `sha256:` and 64 lowercase hex digits
+    pub digest: Option<String>,
+    /// The digest the tag points at now, or null when it does not exist.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub current_digest: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+impl CheckRequest {
+    /// Parses into a [`Check`]; `at` prefixes the field names in errors (`checks[2].`).
+    fn parse(self, at: &str) -> Result<Check, ApiError> {
+        let field = |name: &str| format!("{at}{name}");
+        let operation = self.operation.ok_or_else(|| {
+            ApiError::invalid(field("operation"), "`operation` is required: push, delete_tag or delete_manifest")
+        })?;
+        let required = |name: &str, value: Option<String>| {
+            value.ok_or_else(|| ApiError::invalid(field(name), format!("`{name}` is required for {operation}")))
+        };
+        let unused = |name: &str, given: bool| {
+            if given {
+                Err(ApiError::invalid(field(name), format!("`{name}` is not used by {operation}")))
+            } else {
+                Ok(())
+            }
+        };
+        let repository = required("repository", self.repository)?;
+        let repository = RepositoryName::parse(&repository)
+            .map_err(|error| ApiError::name("NAME_INVALID", field("repository"), error))?;
+        let tag =
+            |value: &str, name: String| Tag::parse(value).map_err(|error| ApiError::name("TAG_INVALID", name, error));
+        let digest = |value: &str, name: String| {
+            Digest::parse(value).map_err(|error| ApiError::name("DIGEST_INVALID", name, error))
+        };
+        match operation.as_str() {
+            "push" => {
+                unused("tags", self.tags.is_some())?;
+                let tag = tag(&required("tag", self.tag)?, field("tag"))?;
+                let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
+                let current = self.current_digest.ok_or_else(|| {
+                    ApiError::invalid(
+                        field("current_digest"),
+                        "`current_digest` is required for push: the digest the tag points at now, or null when it does not exist",
+                    )
+                })?;
+                let current = current.map(|value| digest(&value, field("current_digest"))).transpose()?;
+                Ok(Check::Push { repository, tag, digest: pushed, current })
+            }
+            "delete_tag" => {
+                unused("digest", self.digest.is_some())?;
+                unused("current_digest", self.current_digest.is_some())?;
+                unused("tags", self.tags.is_some())?;
+                let tag = tag(&required("tag", self.tag)?, field("tag"))?;
+                Ok(Check::DeleteTag { repository, tag })
+            }
+            "delete_manifest" => {
+                unused("tag", self.tag.is_some())?;
+                unused("current_digest", self.current_digest.is_some())?;
+                let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
+                let tags = self.tags.ok_or_else(|| {
+                    ApiError::invalid(
+                        field("tags"),
+                        "`tags` is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
+                    )
+                })?;
+                let tags = tags
+                    .iter()
+                    .enumerate()
+                    .map(|(i, value)| tag(value, field(&format!("tags[{i}]"))))
+                    .collect::<Result<_, _>>()?;
+                Ok(Check::DeleteManifest { repository, digest: manifest, tags })
+            }
+            other => Err(ApiError::Invalid {
+                code: "INVALID_REQUEST",
+                field: field("operation"),
+                value: Some(other.to_owned()),
+                message: format!("unknown operation `{other}`: use push, delete_tag or delete_manifest"),
+            }),
+        }
+    }
+}
+
+/// Parses a JSON body, naming the field at fault when it does not fit.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        let message = format!("{field}: {}", error.inner());
+        ApiError::invalid(field, message)
+    })
+}
+
+/// Decide one push or delete.
+#[utoipa::path(
+    post,
+    path = "/api/v1/enforcement/check",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The decision (allowed or not)", body = Verdict),
+        (status = 400, description = "Malformed request; `detail.field` names the field", body = OciErrors),
+        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+    ),
+    security(("bearer" = [])),
+    tag = "enforcement"
+)]
+async fn check(
+    State(enforcer): State<Enforcer>,
+    Caller(token): Caller,
+    body: Bytes,
+) -> Result<Json<Verdict>, ApiError> {
+    let check = json_body::<CheckRequest>(&body)?.parse("")?;
+    Ok(Json(enforcer.check(&token, &check)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 100 checks, e.g. one push per tag of `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b`.
+    pub checks: Vec<CheckRequest>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchVerdict {
+    /// True when every check is allowed.
+    pub allowed: bool,
+    /// One decision per check, in order.
+    pub decisions: Vec<Verdict>,
+}
+
+/// Decide several checks at once (all parsed before any is decided).
+#[utoipa::path(
+    post,
+    path = "/api/v1/enforcement/check/batch",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One decision per check", body = BatchVerdict),
+        (status = 400, description = "Malformed request; `detail.field` names the field, e.g. `checks[1].tag`", body = OciErrors),
+        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+    ),
+    security(("bearer" = [])),
+    tag = "enforcement"
+)]
+async fn check_batch(
+    State(enforcer): State<Enforcer>,
+    Caller(token): Caller,
+    body: Bytes,
+) -> Result<Json<BatchVerdict>, ApiError> {
+    let batch = json_body::<BatchRequest>(&body)?;
+    if batch.checks.is_empty() || batch.checks.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "checks",
+            format!("a batch holds 1 to {MAX_BATCH} checks, got {}", batch.checks.len()),
+        ));
+    }
+    let checks: Vec<Check> = batch
+        .checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, check)| check.parse(&format!("checks[{i}].")))
+        .collect::<Result<_, _>>()?;
+    let decisions: Vec<Verdict> = checks.iter().map(|check| enforcer.check(&token, check)).collect();
+    Ok(Json(BatchVerdict { allowed: decisions.iter().all(|d| d.allowed), decisions }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TagQuery {
+    /// The repository's path inside the project, e.g. `api/web`.
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TagStatus {
+    /// `<project>/<path>`
+    pub repository: String,
+    pub tag: String,
+    pub immutable: bool,
+    /// The rules that make it immutable.
+    #[schema(value_type = Vec<super::RuleRef>)]
+    pub rules: Vec<RuleInfo>,
+    /// False when the project is not known to tagward (then nothing in it is immutable).
+    pub project_known: bool,
+}
+
+/// Whether one tag is immutable, and by which rules.
+#[utoipa::path(
+    get,
+    path = "/api/v1/projects/{project}/immutable",
+    params(("project" = String, Path, description = "Project name"), TagQuery),
+    responses(
+        (status = 200, description = "Whether the tag is immutable", body = TagStatus),
+        (status = 400, description = "Malformed request; `detail.field` names the parameter", body = OciErrors),
+        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+    ),
+    security(("bearer" = [])),
+    tag = "enforcement"
+)]
+async fn immutable(
+    State(enforcer): State<Enforcer>,
+    _caller: Caller,
+    Path(project): Path<String>,
+    Query(query): Query<TagQuery>,
+) -> Result<Json<TagStatus>, ApiError> {
+    let project = ProjectName::parse(&project).map_err(|error| ApiError::name("NAME_INVALID", "project", error))?;
+    let path = query.repository.ok_or_else(|| ApiError::invalid("repository", "`repository` is required"))?;
+    let repository = RepositoryName::parse(&format!("{project}/{path}"))
+        .map_err(|error| ApiError::name("NAME_INVALID", "repository", error))?;
+    let tag = query.tag.ok_or_else(|| ApiError::invalid("tag", "`tag` is required"))?;
+    let tag = Tag::parse(&tag).map_err(|error| ApiError::name("TAG_INVALID", "tag", error))?;
+    let cached = enforcer.policies.project(project.as_str());
+    let rules: Vec<RuleInfo> = cached.as_ref().map_or_else(Vec::new, |cached| {
+        let mask = cached.policy.immutable_rules(repository.path(), tag.as_str());
+        cached.policy.rules(mask).cloned().collect()
+    });
+    Ok(Json(TagStatus {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        immutable: !rules.is_empty(),
+        rules,
+        project_known: cached.is_some(),
+    }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tagward decision API", description = "Ask before a push overwrites, or a delete removes, what a tag immutability rule protects."),
+    paths(check, check_batch, immutable),
+    modifiers(&BearerToken),
+    tags((name = "enforcement", description = "Decisions for the registry's push path"))
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// This API's OpenAPI 3.1 document.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,160 @@
+//! Enforcement: the decisions the registry's push path asks for, answered from memory.
+//!
+//! Every process keeps each project's rules compiled ([`cache`]), kept current by the database's
+//! notifications and fully reloaded whenever the notifying connection comes back, so decisions go
+//! on while PostgreSQL is away. Denials and token use are written off the request path
+//! ([`recorder`]). The decision API ([`api`]) and the gateway both decide through [`Enforcer`].
+
+pub mod api;
+pub mod cache;
+pub mod recorder;
+
+use crate::metrics::{Metrics, Operation};
+use app::policy::{CompiledPolicy, Decision, Digest, RepositoryName, RuleInfo, Tag};
+use cache::{PolicyCache, ServiceToken};
+use recorder::Recorder;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One question of the registry, parsed.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// Pushing the manifest `digest` to `tag`, which points at `current` now (or at nothing).
+    Push {
+        repository: RepositoryName,
+        tag: Tag,
+        digest: Digest,
+        current: Option<Digest>,
+    },
+    DeleteTag {
+        repository: RepositoryName,
+        tag: Tag,
+    },
+    /// Deleting the manifest `digest`, which `tags` point at now.
+    DeleteManifest {
+        repository: RepositoryName,
+        digest: Digest,
+        tags: Vec<Tag>,
+    },
+}
+
+impl Check {
+    pub fn operation(&self) -> Operation {
+        match self {
+            Check::Push { .. } => Operation::Push,
+            Check::DeleteTag { .. } => Operation::DeleteTag,
+            Check::DeleteManifest { .. } => Operation::DeleteManifest,
+        }
+    }
+    pub fn repository(&self) -> &RepositoryName {
+        match self {
+            Check::Push { repository, .. }
+            | Check::DeleteTag { repository, .. }
+            | Check::DeleteManifest { repository, .. } => repository,
+        }
+    }
+}
+
+/// The answer to a [`Check`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Verdict {
+    /// Whether the registry may go ahead.
+    pub allowed: bool,
+    /// One line fit to show the user of `docker push`.
+    pub message: String,
+    /// The rules that make the tag(s) concerned immutable (also on allowed first pushes).
+    #[schema(value_type = Vec<RuleRef>)]
+    pub rules: Vec<RuleInfo>,
+    /// Of the tags the check names, the immutable ones.
+    pub immutable_tags: Vec<String>,
+    /// False when the repository's project is not known to tagward: no rule can protect it, so
+    /// everything is allowed, and this says why.
+    pub project_known: bool,
+}
+
+/// A rule as a decision names it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes `RuleInfo`'s JSON for the OpenAPI document
+pub struct RuleRef {
+    pub id: i64,
+    /// e.g. `repositories matching **, tags matching v*.*.*`
+    pub summary: String,
+}
+
+impl Verdict {
+    fn from_decision(decision: Decision<'_>, immutable_tags: Vec<String>) -> Self {
+        Verdict {
+            allowed: decision.allowed(),
+            message: decision.to_string(),
+            rules: decision.rules().cloned().collect(),
+            immutable_tags,
+            project_known: true,
+        }
+    }
+
+    fn unknown_project(repository: &RepositoryName) -> Self {
+        Verdict {
+            allowed: true,
+            message: format!(
+                "project \"{}\" is not known to tagward, so no rule protects \"{repository}\"",
+                repository.project()
+            ),
+            rules: Vec::new(),
+            immutable_tags: Vec::new(),
+            project_known: false,
+        }
+    }
+}
+
+/// Answers checks from the compiled policies, counting and recording as it goes.
+#[derive(Clone)]
+pub struct Enforcer {
+    pub policies: Arc<PolicyCache>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Enforcer {
+    /// Decides `check` for the holder of `token`; a denial is queued for the audit trail.
+    pub fn check(&self, token: &ServiceToken, check: &Check) -> Verdict {
+        let started = Instant::now();
+        let project = self.policies.project(check.repository().project());
+        let verdict = match &project {
+            Some(project) => decide(&project.policy, check),
+            None => Verdict::unknown_project(check.repository()),
+        };
+        self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
+        if let (false, Some(project)) = (verdict.allowed, &project) {
+            self.recorder.denied(token, project.id, check, &verdict);
+        }
+        verdict
+    }
+}
+
+/// What one compiled policy says of one check.
+fn decide(policy: &CompiledPolicy, check: &Check) -> Verdict {
+    let own_tag = |decision: &Decision<'_>, tag: &Tag| {
+        if decision.rules().next().is_some() {
+            vec![tag.to_string()]
+        } else {
+            Vec::new()
+        }
+    };
+    match check {
+        Check::Push { repository, tag, digest, current } => {
+            let decision = policy.check_push(repository, tag, digest, current.as_ref());
+            let immutable = own_tag(&decision, tag);
+            Verdict::from_decision(decision, immutable)
+        }
+        Check::DeleteTag { repository, tag } => {
+            let decision = policy.check_delete_tag(repository, tag);
+            let immutable = own_tag(&decision, tag);
+            Verdict::from_decision(decision, immutable)
+        }
+        Check::DeleteManifest { repository, digest, tags } => {
+            let immutable = policy.immutable_tags(repository, tags).map(Tag::to_string).collect();
+            Verdict::from_decision(policy.check_delete_manifest(repository, digest, tags), immutable)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Writes what decisions leave behind (denials for the audit trail, when each token was last used)
+//! off the request path. The queue is bounded: when the database is slow or away and it fills,
+//! further denials are dropped and counted rather than held, so a flood cannot exhaust memory.
+
+use super::cache::{ServiceToken, TokenCache};
+use super::{Check, Verdict};
+use crate::metrics::Metrics;
+use app::store::{self, Denial};
+use sqlx::PgPool;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+/// Denials waiting to be written, at most.
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// Denials written per statement, at most.
+const BATCH: usize = 500;
+/// How often token use is written.
+const TOKEN_USE_INTERVAL: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Recorder {
+    denials: mpsc::Sender<Denial>,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    /// Starts the writers on the current runtime.
+    pub fn start(pool: PgPool, tokens: Arc<TokenCache>, metrics: Arc<Metrics>) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(write_denials(pool.clone(), receiver));
+        tokio::spawn(write_token_use(pool, tokens));
+        Self { denials: sender, metrics }
+    }
+
+    /// Notes that `token` was presented just now.
+    pub fn used(&self, token: &ServiceToken) {
+        token.last_used.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Relaxed);
+    }
+
+    pub fn denied(&self, token: &ServiceToken, project_id: i64, check: &Check, verdict: &Verdict) {
+        let (tag, digest, current_digest) = match check {
+            Check::Push { tag, digest, current, .. } => {
+                (Some(tag.to_string()), Some(digest.to_string()), current.as_ref().map(ToString::to_string))
+            }
+            Check::DeleteTag { tag, .. } => (Some(tag.to_string()), None, None),
+            Check::DeleteManifest { digest, .. } => {
+                (verdict.immutable_tags.first().cloned(), Some(digest.to_string()), None)
+            }
+        };
+        let denial = Denial {
+            at: OffsetDateTime::now_utc(),
+            token: token.name.clone(),
+            operation: check.operation().as_str(),
+            project_id,
+            repository: check.repository().to_string(),
+            tag,
+            digest,
+            current_digest,
+            rule_ids: verdict.rules.iter().map(|rule| rule.id).collect(),
+            message: verdict.message.clone(),
+        };
+        if self.denials.try_send(denial).is_err() {
+            self.metrics.record_dropped_denial();
+        }
+    }
+}
+
+async fn write_denials(pool: PgPool, mut receiver: mpsc::Receiver<Denial>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(100);
+        // Held until written: the queue behind it fills meanwhile, and drops are counted there.
+        while let Err(error) = store::insert_denials(&pool, &batch).await {
+            tracing::warn!(%error, denials = batch.len(), "cannot write denials yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        batch.clear();
+    }
+}
+
+async fn write_token_use(pool: PgPool, tokens: Arc<TokenCache>) {
+    // Uses up to this time (Unix seconds) are written.
+    let mut written = 0i64;
+    let mut interval = tokio::time::interval(TOKEN_USE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let uses: Vec<(i64, i64)> = tokens
+            .all()
+            .iter()
+            .map(|token| (token.id, token.last_used.load(Ordering::Relaxed)))
+            .filter(|(_, used)| *used > written)
+            .collect();
+        let Some(latest) = uses.iter().map(|(_, used)| *used).max() else {
+            continue;
+        };
+        let uses: Vec<(i64, OffsetDateTime)> = uses
+            .into_iter()
+            .filter_map(|(id, used)| Some((id, OffsetDateTime::from_unix_timestamp(used).ok()?)))
+            .collect();
+        match store::record_token_use(&pool, &uses).await {
+            Ok(()) => written = latest,
+            Err(error) => tracing::debug!(%error, "cannot record token use yet"),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The decision API as a registry backend uses it: DESIGN.md §3's cases, tokens, malformed
+//! requests, the audit trail, metrics, a second process and a database outage.
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tests::{spawn_app, spawn_app_over, CuttableProxy, TestApp};
+
+const CHECK: &str = "/api/v1/enforcement/check";
+const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// An app with project `shop`, rule 1 making `v*` tags of every repository immutable, and a token.
+async fn shop() -> (TestApp, String, i64) {
+    let app = spawn_app().await;
+    app.db.project("shop").await;
+    let rule = app.db.rule("shop", "matching:**", "matching:v*").await;
+    let token = app.db.token("registry").await;
+    // Both reach the server's caches by notification, a moment after they are committed.
+    until_decided(&app, &token, &push("shop/api", "v0", B, Some(A)), false, Duration::from_secs(2)).await;
+    (app, token, rule)
+}
+
+fn push(repository: &str, tag: &str, digest: &str, current: Option<&str>) -> Value {
+    json!({"operation": "push", "repository": repository, "tag": tag, "digest": digest, "current_digest": current})
+}
+
+/// Polls `check` until it answers as `allowed` says, for at most `within`; returns how long it took.
+async fn until_decided(app: &TestApp, token: &str, body: &Value, allowed: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, verdict) = app.check(token, CHECK, body).await;
+        if status == 200 && verdict["allowed"] == allowed {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "still {status} {verdict} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn push_decisions_follow_the_rules() {
+    let (app, token, rule) = shop().await;
+    let rules = json!([{"id": rule, "summary": "repositories matching **, tags matching v*"}]);
+
+    let (status, first) = app.check(&token, CHECK, &push("shop/api", "v1", A, None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["allowed"], true, "a first push of an immutable tag is allowed: {first}");
+    assert_eq!(first["rules"], rules);
+    assert_eq!(first["immutable_tags"], json!(["v1"]));
+    assert_eq!(first["project_known"], true);
+
+    let (_, same) = app.check(&token, CHECK, &push("shop/api", "v1", A, Some(A))).await;
+    assert_eq!(same["allowed"], true, "re-pushing the same digest is allowed: {same}");
+
+    let (_, overwrite) = app.check(&token, CHECK, &push("shop/api/web", "v1", B, Some(A))).await;
+    assert_eq!(overwrite["allowed"], false);
+    assert_eq!(
+        overwrite["message"],
+        format!(
+            "tag \"v1\" of \"shop/api/web\" is immutable (rule {rule}: repositories matching **, tags matching v*); push a new tag instead"
+        )
+    );
+    assert_eq!(overwrite["rules"], rules);
+
+    let (_, mutable) = app.check(&token, CHECK, &push("shop/api", "latest", B, Some(A))).await;
+    assert_eq!(mutable["allowed"], true);
+    assert_eq!(mutable["rules"], json!([]));
+    assert_eq!(mutable["immutable_tags"], json!([]));
+
+    let (status, unknown) = app.check(&token, CHECK, &push("other/api", "v1", B, Some(A))).await;
+    assert_eq!(status, 200);
+    assert_eq!(unknown["allowed"], true);
+    assert_eq!(unknown["project_known"], false);
+    assert_eq!(unknown["message"], "project \"other\" is not known to tagward, so no rule protects \"other/api\"");
+}
+
+#[tokio::test]
+async fn delete_decisions_follow_the_rules() {
+    let (app, token, rule) = shop().await;
+    let delete_tag = |tag: &str| json!({"operation": "delete_tag", "repository": "shop/api", "tag": tag});
+    let delete_manifest =
+        |tags: &[&str]| json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": tags});
+
+    let (_, immutable) = app.check(&token, CHECK, &delete_tag("v1")).await;
+    assert_eq!(immutable["allowed"], false);
+    assert_eq!(
+        immutable["message"],
+        format!("tag \"v1\" of \"shop/api\" is immutable (rule {rule}: repositories matching **, tags matching v*); it cannot be deleted")
+    );
+    let (_, mutable) = app.check(&token, CHECK, &delete_tag("latest")).await;
+    assert_eq!(mutable["allowed"], true);
+
+    let (_, locked) = app.check(&token, CHECK, &delete_manifest(&["latest", "v1", "v2"])).await;
+    assert_eq!(locked["allowed"], false);
+    assert_eq!(locked["immutable_tags"], json!(["v1", "v2"]));
+    assert!(locked["message"].as_str().unwrap().contains("is locked by its immutable tag \"v1\""), "{locked}");
+    let (_, unlocked) = app.check(&token, CHECK, &delete_manifest(&["latest"])).await;
+    assert_eq!(unlocked["allowed"], true);
+    let (_, untagged) = app.check(&token, CHECK, &delete_manifest(&[])).await;
+    assert_eq!(untagged["allowed"], true, "a digest with no tags is not locked: {untagged}");
+
+    // Every denial lands in the audit trail, off the request path.
+    let started = Instant::now();
+    type Denial = (String, String, Option<String>, Vec<i64>, String);
+    let denials: Vec<Denial> = loop {
+        let rows =
+            sqlx::query_as("select operation, token, tag, rule_ids, repository from enforcement_denials order by id")
+                .fetch_all(&app.db.pool)
+                .await
+                .unwrap();
+        if rows.len() >= 3 || started.elapsed() > Duration::from_secs(5) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        denials,
+        vec![
+            // The denial `shop()` waits for.
+            ("push".into(), "registry".into(), Some("v0".into()), vec![rule], "shop/api".into()),
+            ("delete_tag".into(), "registry".into(), Some("v1".into()), vec![rule], "shop/api".into()),
+            ("delete_manifest".into(), "registry".into(), Some("v1".into()), vec![rule], "shop/api".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_decides_every_tag_of_one_push() {
+    let (app, token, _) = shop().await;
+    let batch = json!({"checks": [push("shop/api", "latest", B, Some(A)), push("shop/api", "v1", B, Some(A))]});
+    let (status, verdict) = app.check(&token, "/api/v1/enforcement/check/batch", &batch).await;
+    assert_eq!(status, 200, "{verdict}");
+    assert_eq!(verdict["allowed"], false);
+    assert_eq!(verdict["decisions"][0]["allowed"], true);
+    assert_eq!(verdict["decisions"][1]["allowed"], false);
+
+    let bad = json!({"checks": [push("shop/api", "latest", B, Some(A)), push("shop/api", "v1", "sha256:zz", Some(A))]});
+    let (status, error) = app.check(&token, "/api/v1/enforcement/check/batch", &bad).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["detail"]["field"], "checks[1].digest");
+    let (status, error) = app.check(&token, "/api/v1/enforcement/check/batch", &json!({"checks": []})).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["detail"]["field"], "checks");
+}
+
+#[tokio::test]
+async fn one_tag_can_be_asked_about() {
+    let (app, token, rule) = shop().await;
+    let ask = |query: &str| {
+        let request = reqwest::Client::new().get(app.url(&format!("/api/v1/projects/{query}"))).bearer_auth(&token);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = ask("shop/immutable?repository=api/web&tag=v2").await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["immutable"], true);
+    assert_eq!(answer["repository"], "shop/api/web");
+    assert_eq!(answer["rules"][0]["id"], rule);
+    let (_, answer) = ask("shop/immutable?repository=api&tag=latest").await;
+    assert_eq!(answer["immutable"], false);
+    let (_, answer) = ask("nope/immutable?repository=api&tag=v1").await;
+    assert_eq!((answer["immutable"].clone(), answer["project_known"].clone()), (json!(false), json!(false)));
+    let (status, error) = ask("shop/immutable?repository=Api&tag=v1").await;
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["code"], "NAME_INVALID");
+    assert_eq!(error["errors"][0]["detail"]["field"], "repository");
+}
+
+#[tokio::test]
+async fn a_token_is_required_and_revocation_takes_effect_at_once() {
+    let (app, token, _) = shop().await;
+    let body = push("shop/api", "v1", A, None);
+    let client = reqwest::Client::new();
+
+    let anonymous = client.post(app.url(CHECK)).json(&body).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    let error: Value = anonymous.json().await.unwrap();
+    assert_eq!(error["errors"][0]["code"], "UNAUTHORIZED");
+
+    let (status, _) = app.check("tw_not-a-token", CHECK, &body).await;
+    assert_eq!(status, 401);
+    let (status, _) = app.check(&token, CHECK, &body).await;
+    assert_eq!(status, 200);
+
+    let name = app::account::TokenName::parse("registry").unwrap();
+    app::store::revoke_token(&app.db.pool, &name, &app::store::Actor("tests".into())).await.unwrap();
+    let started = Instant::now();
+    while app.check(&token, CHECK, &body).await.0 != 401 {
+        assert!(started.elapsed() < Duration::from_secs(2), "revoked token still accepted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("revocation effective after {:?}", started.elapsed());
+
+    // A token created after start is accepted without a restart.
+    let fresh = app.db.token("registry").await;
+    until_decided(&app, &fresh, &body, true, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_naming_the_field() {
+    let (app, token, _) = shop().await;
+    let cases = [
+        (push("shop/api", "v1", "sha256:abc", None), "DIGEST_INVALID", "digest"),
+        (push("shop/api", "v1", A, Some("md5:00")), "DIGEST_INVALID", "current_digest"),
+        (push("Shop/api", "v1", A, None), "NAME_INVALID", "repository"),
+        (push("shop", "v1", A, None), "NAME_INVALID", "repository"),
+        (push("shop/api", "-v1", A, None), "TAG_INVALID", "tag"),
+        (
+            json!({"operation": "push", "repository": "shop/api", "tag": "v1", "digest": A}),
+            "INVALID_REQUEST",
+            "current_digest",
+        ),
+        (
+            json!({"operation": "push", "repository": "shop/api", "digest": A, "current_digest": null}),
+            "INVALID_REQUEST",
+            "tag",
+        ),
+        (json!({"operation": "delete_tag", "repository": "shop/api"}), "INVALID_REQUEST", "tag"),
+        (
+            json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1", "tags": []}),
+            "INVALID_REQUEST",
+            "tags",
+        ),
+        (json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A}), "INVALID_REQUEST", "tags"),
+        (
+            json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": ["ok", "n/o"]}),
+            "TAG_INVALID",
+            "tags[1]",
+        ),
+        (json!({"operation": "overwrite", "repository": "shop/api"}), "INVALID_REQUEST", "operation"),
+        (json!({"repository": "shop/api"}), "INVALID_REQUEST", "operation"),
+        (json!({"operation": "delete_tag", "repository": "shop/api", "tag": 5}), "INVALID_REQUEST", "tag"),
+        (json!({"operation": "delete_tag", "repository": "shop/api", "tga": "v1"}), "INVALID_REQUEST", "tga"),
+    ];
+    for (body, code, field) in cases {
+        let (status, error) = app.check(&token, CHECK, &body).await;
+        assert_eq!(status, 400, "{body} → {error}");
+        let error = &error["errors"][0];
+        assert_eq!(
+            (error["code"].as_str(), error["detail"]["field"].as_str()),
+            (Some(code), Some(field)),
+            "{body} → {error}"
+        );
+        assert!(error["message"].as_str().is_some_and(|m| m.contains(field)), "{body} → {error}");
+    }
+    let response = reqwest::Client::new().post(app.url(CHECK)).bearer_auth(&token).body("{").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn metrics_and_the_openapi_document_are_served() {
+    let (app, token, _) = shop().await;
+    let before = metrics(&app).await;
+    app.check(&token, CHECK, &push("shop/api", "v1", B, Some(A))).await;
+    app.check(&token, CHECK, &push("shop/api", "v1", A, None)).await;
+    let after = metrics(&app).await;
+    let grew = |name: &str| after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
+    assert_eq!(grew("tagward_decisions_total{operation=\"push\",outcome=\"denied\"}"), 1.0);
+    assert_eq!(grew("tagward_decisions_total{operation=\"push\",outcome=\"allowed\"}"), 1.0);
+    assert_eq!(grew("tagward_decision_duration_seconds_count{operation=\"push\"}"), 2.0);
+    assert_eq!(after["tagward_audit_denials_dropped_total"], 0.0);
+    assert_eq!(after["tagward_policy_cache_projects"], 1.0);
+    assert_eq!(after["tagward_database_notifications_up"], 1.0);
+    assert_eq!(after["tagward_policy_cache_reloads_total{scope=\"full\"}"], 1.0);
+    assert!(after["tagward_policy_cache_reloads_total{scope=\"project\"}"] >= 2.0, "project created, rule added");
+
+    let openapi: Value = reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/enforcement/check", "/api/v1/enforcement/check/batch", "/api/v1/projects/{project}/immutable"]
+    {
+        assert!(openapi["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(openapi["components"]["schemas"]["CheckRequest"]["properties"]["current_digest"].is_object());
+}
+
+/// The samples of `/metrics`, by name and labels.
+async fn metrics(app: &TestApp) -> std::collections::HashMap<String, f64> {
+    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(sample, value)| (sample.to_owned(), value.parse().unwrap()))
+        .collect()
+}
+
+/// A second tagward process sharing the database sees a rule change made elsewhere.
+#[tokio::test]
+async fn a_rule_change_reaches_a_second_process() {
+    let (app, token, _) = shop().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut second = tokio::process::Command::new(tests::tagward_bin())
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &app.db.url)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let second_url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{second_url}/healthz")).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "second process did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ask = |body: Value| {
+        let request = reqwest::Client::new().post(format!("{second_url}{CHECK}")).bearer_auth(&token).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let body = push("shop/api", "stable", B, Some(A));
+    assert_eq!(ask(body.clone()).await["allowed"], true);
+
+    let rule = app.db.rule("shop", "matching:api", "matching:stable").await;
+    let changed = Instant::now();
+    loop {
+        let verdict = ask(body.clone()).await;
+        if verdict["allowed"] == false {
+            assert_eq!(verdict["rules"][0]["id"], rule);
+            break;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(2), "the second process never saw the rule");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!("rule change visible in the second process after {:?}", changed.elapsed());
+    second.kill().await.unwrap();
+}
+
+/// The database goes away in the middle of a stream of decisions: none is wrong, none is a 5xx,
+/// readiness says degraded, and once it is back, a change made meanwhile is picked up.
+#[tokio::test]
+async fn decisions_survive_a_database_outage() {
+    let db = tests::fresh_database().await;
+    let proxy = CuttableProxy::start(tests::database_server_address()).await;
+    let url = db.url_via(proxy.address);
+    let app = spawn_app_over(db, url).await;
+    app.db.project("shop").await;
+    app.db.rule("shop", "matching:**", "matching:v*").await;
+    let token = app.db.token("registry").await;
+    until_decided(&app, &token, &push("shop/api", "v1", B, Some(A)), false, Duration::from_secs(2)).await;
+
+    let stream = {
+        let (url, token) = (app.url(CHECK), token.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut answered = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(4) {
+                for (body, allowed) in
+                    [(push("shop/api", "v1", B, Some(A)), false), (push("shop/api", "dev", B, Some(A)), true)]
+                {
+                    let response = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                    assert_eq!(response.status(), 200, "a decision failed during the outage");
+                    let verdict: Value = response.json().await.unwrap();
+                    assert_eq!(verdict["allowed"], allowed, "wrong decision during the outage: {verdict}");
+                    answered += 1;
+                }
+            }
+            answered
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut();
+    let started = Instant::now();
+    loop {
+        let ready = reqwest::get(app.url("/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+        if ready.text().await.unwrap().starts_with("degraded: database unreachable") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "readiness never said degraded");
+    }
+    // Meanwhile somebody changes the rules (straight to the database, not through the proxy).
+    let stable = app.db.rule("shop", "matching:**", "matching:stable").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.restore();
+
+    let answered = stream.await.expect("the decision stream saw no 5xx and no wrong decision");
+    assert!(answered > 50, "only {answered} decisions");
+    println!("{answered} decisions during the outage stream, all right");
+
+    until_decided(&app, &token, &push("shop/api", "stable", B, Some(A)), false, Duration::from_secs(10)).await;
+    let (_, verdict) = app.check(&token, CHECK, &push("shop/api", "stable", B, Some(A))).await;
+    assert_eq!(verdict["rules"][0]["id"], stable);
+    let started = Instant::now();
+    while reqwest::get(app.url("/readyz")).await.unwrap().text().await.unwrap() != "ready\n" {
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
