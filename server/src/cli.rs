@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the portal (applies pending migrations first).
     Serve(ServeConfig),
+    /// Stand in front of an OCI registry and refuse pushes and deletes that break tag immutability.
+    Gateway(crate::gateway::GatewayConfig),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseConfig),
     /// Manage portal users.
@@ -156,6 +158,7 @@ fn init_tracing() {
 pub async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(config) => crate::Application::build(config).await?.run_until_stopped().await,
+        Command::Gateway(config) => crate::gateway::GatewayServer::build(config).await?.run_until_stopped().await,
         Command::Migrate(database) => {
             let pool = app::store::connect(&database.database_url).await?;
             app::store::migrate(&pool).await?;

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 mod csrf;
 pub mod enforcement;
+pub mod gateway;
 pub mod metrics;
 mod ops;
 pub mod startup;

@@ -66,6 +66,24 @@ struct ReloadLabels {
     scope: Reload,
 }
 
+/// What the gateway did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GatewayOutcome {
+    /// Passed to the upstream untouched (blobs, uploads, reads, ...).
+    PassedThrough,
+    /// A manifest PUT or DELETE that was checked and then forwarded.
+    Allowed,
+    Denied,
+    /// Refused without a decision: too large, or the upstream refused or failed a look-up.
+    Refused,
+}
+label_value!(GatewayOutcome, PassedThrough => "passed_through", Allowed => "allowed", Denied => "denied", Refused => "refused");
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GatewayLabels {
+    outcome: GatewayOutcome,
+}
+
 type HistogramFamily = Family<OperationLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -76,6 +94,7 @@ pub struct Metrics {
     cached_projects: Gauge,
     database_up: Gauge,
     dropped_denials: Counter,
+    gateway_requests: Family<GatewayLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,8 +130,23 @@ impl Default for Metrics {
             "Denials not recorded because the audit queue was full",
             dropped_denials.clone(),
         );
+        let gateway_requests = Family::<GatewayLabels, Counter>::default();
+        registry.register(
+            "gateway_requests",
+            "Requests through the gateway, by what it did with them",
+            gateway_requests.clone(),
+        );
         database_up.set(1);
-        Self { registry, decisions, decision_seconds, reloads, cached_projects, database_up, dropped_denials }
+        Self {
+            registry,
+            decisions,
+            decision_seconds,
+            reloads,
+            cached_projects,
+            database_up,
+            dropped_denials,
+            gateway_requests,
+        }
     }
 }
 
@@ -134,6 +168,10 @@ impl Metrics {
 
     pub fn record_dropped_denial(&self) {
         self.dropped_denials.inc();
+    }
+
+    pub fn record_gateway(&self, outcome: GatewayOutcome) {
+        self.gateway_requests.get_or_create(&GatewayLabels { outcome }).inc();
     }
 
     /// The OpenMetrics text exposition.

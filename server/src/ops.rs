@@ -1,6 +1,7 @@
 //! Endpoints for operators: liveness, readiness and metrics.
 
 use crate::enforcement::cache::PolicyCache;
+use crate::enforcement::Enforcer;
 use crate::metrics::Metrics;
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
@@ -16,6 +17,12 @@ pub struct OpsState {
     pub pool: PgPool,
     pub policies: Arc<PolicyCache>,
     pub metrics: Arc<Metrics>,
+}
+
+impl OpsState {
+    pub fn new(pool: PgPool, enforcer: &Enforcer) -> Self {
+        Self { pool, policies: enforcer.policies.clone(), metrics: enforcer.metrics.clone() }
+    }
 }
 
 pub fn router(state: OpsState) -> Router {

@@ -1,11 +1,7 @@
 //! Building the application: database, caches, sessions, routes, listener.
 
 use crate::config::ServeConfig;
-use crate::enforcement::api::ApiState;
-use crate::enforcement::cache::CacheSync;
-use crate::enforcement::recorder::Recorder;
 use crate::enforcement::Enforcer;
-use crate::metrics::Metrics;
 use crate::ops::OpsState;
 use anyhow::Context;
 use app::state::{AppState, LoginThrottle};
@@ -69,17 +65,9 @@ impl Application {
             .with_same_site(SameSite::Strict)
             .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::hours(8)));
 
-        let metrics = Arc::new(Metrics::default());
-        let (sync, notifications) =
-            CacheSync::start(pool.clone(), metrics.clone()).await.context("loading the policy cache")?;
-        let enforcer = Enforcer {
-            policies: sync.policies.clone(),
-            recorder: Recorder::start(pool.clone(), sync.tokens.clone(), metrics.clone()),
-            metrics: metrics.clone(),
-        };
-        let api = crate::enforcement::api::router(ApiState { enforcer, tokens: sync.tokens.clone() });
-        let ops = crate::ops::router(OpsState { pool: pool.clone(), policies: sync.policies.clone(), metrics });
-        tokio::spawn(sync.run(notifications));
+        let enforcer = Enforcer::start(&pool).await?;
+        let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
+        let api = crate::enforcement::api::router(enforcer);
 
         let router = portal(state)
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
@@ -138,7 +126,7 @@ fn portal(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -5,5 +5,6 @@ mod auth;
 mod browser;
 mod cli;
 mod enforcement;
+mod gateway;
 mod ops;
 mod rules;

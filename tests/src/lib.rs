@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
 pub mod browser;
+pub mod registry;
 
 /// The server tests create their databases on (`TAGWARD_TEST_DATABASE_URL`, set by `scripts/dev test`).
 pub fn admin_database_url() -> String {

@@ -1,7 +1,7 @@
 //! The decision API, `/api/v1/...`, for registry backends holding a service token. Errors use the
 //! OCI distribution error format, since whoever reads them is a registry.
 
-use super::cache::{ServiceToken, TokenCache};
+use super::cache::ServiceToken;
 use super::{Check, Enforcer, Verdict};
 use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
@@ -18,19 +18,13 @@ use utoipa::OpenApi;
 /// Checks one batch may hold, at most (a manifest list push names a handful of tags).
 pub const MAX_BATCH: usize = 100;
 
-#[derive(Clone, FromRef)]
-pub struct ApiState {
-    pub enforcer: Enforcer,
-    pub tokens: Arc<TokenCache>,
-}
-
-pub fn router(state: ApiState) -> Router {
+pub fn router(enforcer: Enforcer) -> Router {
     Router::new()
         .route("/api/v1/enforcement/check", post(check))
         .route("/api/v1/enforcement/check/batch", post(check_batch))
         .route("/api/v1/projects/{project}/immutable", get(immutable))
         .route("/api/v1/openapi.json", get(openapi))
-        .with_state(state)
+        .with_state(enforcer)
 }
 
 /// An error in the OCI distribution format: `{"errors":[{"code","message","detail"}]}`.
@@ -98,7 +92,6 @@ impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
     Enforcer: FromRef<S>,
-    Arc<TokenCache>: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -109,10 +102,12 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .ok_or(ApiError::Unauthorized("a service token is required: `Authorization: Bearer <token>`"))?;
-        let token = Arc::<TokenCache>::from_ref(state)
+        let enforcer = Enforcer::from_ref(state);
+        let token = enforcer
+            .tokens
             .find(presented.trim())
             .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
-        Enforcer::from_ref(state).recorder.used(&token);
+        enforcer.recorder.used(&token);
         Ok(Caller(token))
     }
 }
@@ -246,7 +241,7 @@ async fn check(
     body: Bytes,
 ) -> Result<Json<Verdict>, ApiError> {
     let check = json_body::<CheckRequest>(&body)?.parse("")?;
-    Ok(Json(enforcer.check(&token, &check)))
+    Ok(Json(enforcer.check(&token.name, &check)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -295,7 +290,7 @@ async fn check_batch(
         .enumerate()
         .map(|(i, check)| check.parse(&format!("checks[{i}].")))
         .collect::<Result<_, _>>()?;
-    let decisions: Vec<Verdict> = checks.iter().map(|check| enforcer.check(&token, check)).collect();
+    let decisions: Vec<Verdict> = checks.iter().map(|check| enforcer.check(&token.name, check)).collect();
     Ok(Json(BatchVerdict { allowed: decisions.iter().all(|d| d.allowed), decisions }))
 }
 

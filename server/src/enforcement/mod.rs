@@ -10,10 +10,12 @@ pub mod cache;
 pub mod recorder;
 
 use crate::metrics::{Metrics, Operation};
+use anyhow::Context;
 use app::policy::{CompiledPolicy, Decision, Digest, RepositoryName, RuleInfo, Tag};
-use cache::{PolicyCache, ServiceToken};
+use cache::{CacheSync, PolicyCache, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -111,13 +113,31 @@ impl Verdict {
 #[derive(Clone)]
 pub struct Enforcer {
     pub policies: Arc<PolicyCache>,
+    pub tokens: Arc<TokenCache>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
 }
 
 impl Enforcer {
-    /// Decides `check` for the holder of `token`; a denial is queued for the audit trail.
-    pub fn check(&self, token: &ServiceToken, check: &Check) -> Verdict {
+    /// Loads the caches and starts what keeps them current and what writes denials: what both
+    /// the portal process and the gateway decide with.
+    pub async fn start(pool: &PgPool) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let (sync, notifications) =
+            CacheSync::start(pool.clone(), metrics.clone()).await.context("loading the policy cache")?;
+        let enforcer = Enforcer {
+            policies: sync.policies.clone(),
+            tokens: sync.tokens.clone(),
+            recorder: Recorder::start(pool.clone(), sync.tokens.clone(), metrics.clone()),
+            metrics,
+        };
+        tokio::spawn(sync.run(notifications));
+        Ok(enforcer)
+    }
+
+    /// Decides `check` for `caller` (a token's name, or `gateway`); a denial is queued for the
+    /// audit trail.
+    pub fn check(&self, caller: &str, check: &Check) -> Verdict {
         let started = Instant::now();
         let project = self.policies.project(check.repository().project());
         let verdict = match &project {
@@ -126,7 +146,7 @@ impl Enforcer {
         };
         self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
         if let (false, Some(project)) = (verdict.allowed, &project) {
-            self.recorder.denied(token, project.id, check, &verdict);
+            self.recorder.denied(caller, project.id, check, &verdict);
         }
         verdict
     }

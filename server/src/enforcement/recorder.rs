@@ -40,7 +40,7 @@ impl Recorder {
         token.last_used.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Relaxed);
     }
 
-    pub fn denied(&self, token: &ServiceToken, project_id: i64, check: &Check, verdict: &Verdict) {
+    pub fn denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
         let (tag, digest, current_digest) = match check {
             Check::Push { tag, digest, current, .. } => {
                 (Some(tag.to_string()), Some(digest.to_string()), current.as_ref().map(ToString::to_string))
@@ -52,7 +52,7 @@ impl Recorder {
         };
         let denial = Denial {
             at: OffsetDateTime::now_utc(),
-            token: token.name.clone(),
+            token: caller.to_owned(),
             operation: check.operation().as_str(),
             project_id,
             repository: check.repository().to_string(),

@@ -1,0 +1,184 @@
+//! The registry behind the gateway: requests forwarded as streams, and the gateway's own look-ups
+//! (the digest a tag points at, a repository's tags), made with the client's credentials.
+
+use app::policy::Digest;
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Every manifest type a registry may hold, so a HEAD answers the stored manifest's own digest
+/// (without an index type in `Accept`, some registries answer an index's first image instead).
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v1+prettyjws, \
+    application/vnd.oci.artifact.manifest.v1+json";
+
+/// Tag list pages followed, at most (of 1,000 tags each).
+const MAX_TAG_PAGES: usize = 100;
+
+/// Headers that belong to one connection, not to the request or response passed on (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Why a look-up at the upstream did not give an answer.
+#[derive(Debug)]
+pub enum LookupError {
+    /// The upstream answered with this status (e.g. 401 with its challenge): the client is told so.
+    Refused { status: StatusCode, challenge: Option<HeaderValue> },
+    /// The upstream could not be reached or answered nonsense.
+    Failed(String),
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+}
+
+impl Upstream {
+    pub fn new(base: &Uri) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            base.scheme_str() == Some("http") && base.authority().is_some(),
+            "the upstream must be an http:// URL with a host, got `{base}` (terminate TLS in front of the registry's plain-HTTP port)"
+        );
+        let base = base.to_string().trim_end_matches('/').to_owned();
+        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        Ok(Self { client, base })
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, String> {
+        format!("{}{path_and_query}", self.base).parse().map_err(|e| format!("bad URL `{path_and_query}`: {e}"))
+    }
+
+    /// Sends the request on and streams the answer back. `Host` is kept, so the registry builds
+    /// `Location`s that point at the gateway; any that still point at the upstream are made
+    /// relative.
+    pub async fn forward(&self, mut request: Request<Body>) -> Response<Body> {
+        let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        *request.uri_mut() = match self.uri(&path_and_query) {
+            Ok(uri) => uri,
+            Err(why) => return bad_gateway(&why),
+        };
+        strip_hop_by_hop(request.headers_mut());
+        match self.client.request(request).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                if let Some(location) = parts.headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+                    if let Some(relative) = location.strip_prefix(&self.base) {
+                        if let Ok(relative) = HeaderValue::from_str(relative) {
+                            parts.headers.insert(header::LOCATION, relative);
+                        }
+                    }
+                }
+                Response::from_parts(parts, Body::new(body))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "upstream request failed");
+                bad_gateway(&format!("the registry behind the gateway did not answer: {error}"))
+            }
+        }
+    }
+
+    async fn look_up(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        authorization: Option<&HeaderValue>,
+        accept: &'static str,
+    ) -> Result<Response<hyper::body::Incoming>, LookupError> {
+        let mut request = Request::builder().method(method).uri(self.uri(path_and_query).map_err(LookupError::Failed)?);
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let request = request
+            .header(header::ACCEPT, accept)
+            .body(Body::empty())
+            .map_err(|e| LookupError::Failed(e.to_string()))?;
+        self.client.request(request).await.map_err(|e| LookupError::Failed(e.to_string()))
+    }
+
+    /// The digest `reference` (a tag) of `name` points at now, or `None` when it does not exist.
+    pub async fn current_digest(
+        &self,
+        name: &str,
+        tag: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Option<Digest>, LookupError> {
+        let response =
+            self.look_up(Method::HEAD, &format!("/v2/{name}/manifests/{tag}"), authorization, MANIFEST_TYPES).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let digest = response
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|value| value.to_str().ok())
+                    .ok_or_else(|| LookupError::Failed(format!("no Docker-Content-Digest for {name}:{tag}")))?;
+                Digest::parse(digest).map(Some).map_err(|e| LookupError::Failed(e.to_string()))
+            }
+            status => Err(refused(status, response.headers())),
+        }
+    }
+
+    /// Every tag of `name`, following the registry's pagination.
+    pub async fn tags(&self, name: &str, authorization: Option<&HeaderValue>) -> Result<Vec<String>, LookupError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let mut tags = Vec::new();
+        let mut next = Some(format!("/v2/{name}/tags/list?n=1000"));
+        for _ in 0..MAX_TAG_PAGES {
+            let Some(page) = next.take() else { break };
+            let response = self.look_up(Method::GET, &page, authorization, "application/json").await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => return Ok(tags),
+                status if status.is_success() => {}
+                status => return Err(refused(status, response.headers())),
+            }
+            next = response
+                .headers()
+                .get(header::LINK)
+                .and_then(|link| link.to_str().ok())
+                .and_then(|link| link.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned());
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| LookupError::Failed(e.to_string()))?
+                .to_bytes();
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("tag list: {e}")))?;
+            tags.extend(list.tags.unwrap_or_default());
+        }
+        Ok(tags)
+    }
+}
+
+fn refused(status: StatusCode, headers: &HeaderMap) -> LookupError {
+    LookupError::Refused { status, challenge: headers.get(header::WWW_AUTHENTICATE).cloned() }
+}
+
+fn bad_gateway(message: &str) -> Response<Body> {
+    super::oci_error(StatusCode::BAD_GATEWAY, "UNKNOWN", message.to_owned(), serde_json::Value::Null)
+}
