@@ -14,6 +14,8 @@ pub mod ssr {
 
     /// The session key that holds the signed-in user's id.
     pub const USER_ID: &str = "user_id";
+    /// The key of the user's session epoch when the session was made (see `store::set_password`).
+    pub const EPOCH: &str = "epoch";
 
     pub fn state() -> AppState {
         expect_context::<AppState>()
@@ -33,9 +35,10 @@ pub mod ssr {
         let Some(id) = id else {
             return Err(AppError::Unauthorized);
         };
+        let epoch: i32 = session.get(EPOCH).await.map_err(AppError::internal)?.unwrap_or(0);
         match crate::store::active_user(&pool, id).await? {
-            Some(user) => Ok(user),
-            None => {
+            Some((user, current)) if current == epoch => Ok(user),
+            _ => {
                 session.flush().await.map_err(AppError::internal)?;
                 Err(AppError::Unauthorized)
             }
@@ -97,7 +100,10 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
             return Err(AppError::Throttled { retry_after: wait.as_secs().max(1) });
         }
         let candidate = crate::store::login_candidate(&state.pool, &username).await?;
-        let (user, hash) = candidate.unzip();
+        let (user, hash, epoch) = match candidate {
+            Some((user, hash, epoch)) => (Some(user), Some(hash), epoch),
+            None => (None, None, 0),
+        };
         let verified = crate::store::verify_password(hash, password).await.map_err(AppError::internal)?;
         let Some(user) = user.filter(|_| verified) else {
             state.login_throttle.record_failure(&keys);
@@ -109,6 +115,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
         // A new id on login, so that an id planted before login is worthless after it.
         session.cycle_id().await.map_err(AppError::internal)?;
         session.insert(ssr::USER_ID, user.id).await.map_err(AppError::internal)?;
+        session.insert(ssr::EPOCH, epoch).await.map_err(AppError::internal)?;
         tracing::info!(username = %user.name, "logged in");
         leptos_axum::redirect("/");
         Ok(())

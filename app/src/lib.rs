@@ -2,6 +2,7 @@
 //! rule engine every part of tagward decides with.
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod pages;
@@ -88,6 +89,9 @@ fn Portal() -> impl IntoView {
                 <Route path=path!("/projects/:project/:tab") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/policy/immutability/new") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/policy/immutability/:rule/:action") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/:section") view=pages::admin::AdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/account") view=pages::account::AccountPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }

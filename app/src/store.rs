@@ -90,24 +90,203 @@ pub async fn create_user(
     Ok(User { id, name: name.as_str().to_owned(), is_system_admin })
 }
 
-/// An active user and their hash, for a login attempt.
-pub async fn login_candidate(db: impl PgExecutor<'_>, name: &str) -> Result<Option<(User, PasswordHash)>, StoreError> {
-    let row: Option<(i64, String, bool, String)> =
-        sqlx::query_as(r"select id, name, is_system_admin, password_hash from users where name = $1 and is_active")
-            .bind(name)
-            .fetch_optional(db)
-            .await?;
-    Ok(row.map(|(id, name, is_system_admin, hash)| (User { id, name, is_system_admin }, PasswordHash(hash))))
+/// An active user, their hash and session epoch, for a login attempt.
+pub async fn login_candidate(
+    db: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<(User, PasswordHash, i32)>, StoreError> {
+    let row: Option<(i64, String, bool, String, i32)> = sqlx::query_as(
+        r"select id, name, is_system_admin, password_hash, session_epoch from users where name = $1 and is_active",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(id, name, is_system_admin, hash, epoch)| {
+        (User { id, name, is_system_admin }, PasswordHash(hash), epoch)
+    }))
 }
 
-/// The user behind a session, if they still exist and are active.
-pub async fn active_user(db: impl PgExecutor<'_>, id: i64) -> Result<Option<User>, StoreError> {
-    let row: Option<(i64, String, bool)> =
-        sqlx::query_as(r"select id, name, is_system_admin from users where id = $1 and is_active")
+/// The user behind a session and their session epoch, if they still exist and are active.
+pub async fn active_user(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(User, i32)>, StoreError> {
+    let row: Option<(i64, String, bool, i32)> =
+        sqlx::query_as(r"select id, name, is_system_admin, session_epoch from users where id = $1 and is_active")
             .bind(id)
             .fetch_optional(db)
             .await?;
-    Ok(row.map(|(id, name, is_system_admin)| User { id, name, is_system_admin }))
+    Ok(row.map(|(id, name, is_system_admin, epoch)| (User { id, name, is_system_admin }, epoch)))
+}
+
+/// A user's password hash, by id (to check the current password before changing it).
+pub async fn password_hash(db: impl PgExecutor<'_>, id: i64) -> Result<Option<PasswordHash>, StoreError> {
+    let row: Option<(String,)> =
+        sqlx::query_as(r"select password_hash from users where id = $1").bind(id).fetch_optional(db).await?;
+    Ok(row.map(|(hash,)| PasswordHash(hash)))
+}
+
+/// Sets a user's password and ends every session made before (by bumping the epoch); returns the
+/// new epoch, for the one session that should live on.
+pub async fn set_password(db: impl PgExecutor<'_>, name: &UserName, hash: &PasswordHash) -> Result<i32, StoreError> {
+    let row: Option<(i32,)> = sqlx::query_as(
+        r"update users set password_hash = $2, session_epoch = session_epoch + 1 where name = $1 returning session_epoch",
+    )
+    .bind(name.as_str())
+    .bind(&hash.0)
+    .fetch_optional(db)
+    .await?;
+    row.map(|(epoch,)| epoch).ok_or_else(|| StoreError::NotFound(format!("user `{name}` does not exist")))
+}
+
+/// Deactivates (their sessions stop working at once) or reactivates a user.
+pub async fn set_user_active(db: impl PgExecutor<'_>, name: &UserName, active: bool) -> Result<(), StoreError> {
+    let updated = sqlx::query(r"update users set is_active = $2 where name = $1")
+        .bind(name.as_str())
+        .bind(active)
+        .execute(db)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("user `{name}` does not exist")));
+    }
+    Ok(())
+}
+
+/// A user as the administration page lists them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserListing {
+    pub name: String,
+    pub is_system_admin: bool,
+    pub is_active: bool,
+    pub created_at: time::OffsetDateTime,
+}
+
+pub async fn users(db: impl PgExecutor<'_>) -> Result<Vec<UserListing>, StoreError> {
+    Ok(sqlx::query_as(r"select name, is_system_admin, is_active, created_at from users order by name")
+        .fetch_all(db)
+        .await?)
+}
+
+/// A project as the administration page lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectListing {
+    pub name: String,
+    pub rules: i64,
+    pub members: i64,
+    pub created_at: time::OffsetDateTime,
+}
+
+pub async fn projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectListing>, StoreError> {
+    Ok(sqlx::query_as(
+        r"select p.name, p.created_at,
+                 (select count(*) from immutability_rules r where r.project_id = p.id) as rules,
+                 (select count(*) from project_members m where m.project_id = p.id) as members
+          from projects p order by p.name",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Deletes a project without rules (its rules must be deleted first, deliberately, since deleting
+/// them makes tags mutable); returns its id.
+pub async fn delete_project(db: &mut sqlx::PgConnection, name: &ProjectName) -> Result<i64, StoreError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        r"select p.id, (select count(*) from immutability_rules r where r.project_id = p.id)
+          from projects p where p.name = $1 for update",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *db)
+    .await?;
+    let (id, rules) = row.ok_or_else(|| StoreError::NotFound(format!("project `{name}` does not exist")))?;
+    if rules > 0 {
+        return Err(StoreError::Refused(format!(
+            "project `{name}` still has {rules} tag immutability rule(s); delete them first (that makes its tags mutable, so it is not done for you)"
+        )));
+    }
+    sqlx::query(r"delete from projects where id = $1").bind(id).execute(&mut *db).await?;
+    Ok(id)
+}
+
+/// Gives `user` the role `role` in the project, or removes them (`None`). The project row is
+/// locked first, so the rule that a project with admins keeps at least one holds under
+/// concurrent changes. Returns the role they had before.
+pub async fn change_member(
+    db: &mut sqlx::PgConnection,
+    project_id: i64,
+    user: &UserName,
+    role: Option<Role>,
+) -> Result<Option<Role>, StoreError> {
+    sqlx::query(r"select id from projects where id = $1 for update").bind(project_id).execute(&mut *db).await?;
+    let user_id: Option<(i64,)> =
+        sqlx::query_as(r"select id from users where name = $1").bind(user.as_str()).fetch_optional(&mut *db).await?;
+    let (user_id,) = user_id.ok_or_else(|| StoreError::NotFound(format!("user `{user}` does not exist")))?;
+    let before: Option<(String,)> =
+        sqlx::query_as(r"select role from project_members where project_id = $1 and user_id = $2")
+            .bind(project_id)
+            .bind(user_id)
+            .fetch_optional(&mut *db)
+            .await?;
+    let before = before.and_then(|(role,)| Role::parse(&role).ok());
+    if before == Some(Role::Admin) && role != Some(Role::Admin) {
+        let (admins,): (i64,) =
+            sqlx::query_as(r"select count(*) from project_members where project_id = $1 and role = 'admin'")
+                .bind(project_id)
+                .fetch_one(&mut *db)
+                .await?;
+        if admins <= 1 {
+            return Err(StoreError::Refused(format!(
+                "`{user}` is the project's last admin; make another member admin first"
+            )));
+        }
+    }
+    match role {
+        Some(role) => {
+            sqlx::query(
+                r"insert into project_members (project_id, user_id, role) values ($1, $2, $3)
+                  on conflict (project_id, user_id) do update set role = excluded.role",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(&mut *db)
+            .await?;
+        }
+        None if before.is_none() => {
+            return Err(StoreError::NotFound(format!("`{user}` is not a member of this project")));
+        }
+        None => {
+            sqlx::query(r"delete from project_members where project_id = $1 and user_id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .execute(&mut *db)
+                .await?;
+        }
+    }
+    Ok(before)
+}
+
+/// One change, as the audit trail records it.
+#[derive(Debug, Default)]
+pub struct AuditEntry<'a> {
+    pub project_id: Option<i64>,
+    /// e.g. `rule.create`, `user.deactivate`, `member.remove`, `token.revoke`
+    pub kind: &'a str,
+    pub rule_id: Option<i64>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Records a change in the audit trail (in the caller's transaction, so both land or neither).
+pub async fn audit(db: impl PgExecutor<'_>, actor: &Actor, entry: AuditEntry<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        r"insert into audit_events (actor, project_id, kind, rule_id, before, after) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&actor.0)
+    .bind(entry.project_id)
+    .bind(entry.kind)
+    .bind(entry.rule_id)
+    .bind(entry.before)
+    .bind(entry.after)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 pub async fn count_users(db: impl PgExecutor<'_>) -> Result<i64, StoreError> {
@@ -334,6 +513,13 @@ async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, St
 const RULE_COLUMNS: &str = "id, project_id, enabled, repositories_action, repositories, tags_action, tags, \
                             created_by, created_at, updated_by, updated_at";
 
+/// The name of a project by id.
+pub async fn project_name(db: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> =
+        sqlx::query_as(r"select name from projects where id = $1").bind(id).fetch_optional(db).await?;
+    Ok(row.map(|(name,)| name))
+}
+
 /// The id of a project by name.
 pub async fn project_id(db: impl PgExecutor<'_>, project: &ProjectName) -> Result<i64, StoreError> {
     let row: Option<(i64,)> =
@@ -374,11 +560,10 @@ pub async fn change_rules(
     let refuse_duplicate = |spec: &RuleSpec, except: Option<i64>| -> Result<(), StoreError> {
         for other in rules.iter().filter(|r| Some(r.id) != except) {
             if other.to_policy_rule().is_ok_and(|o| o.spec.same_as(spec)) {
-                return Err(StoreError::Refused(format!(
-                    "an identical rule already exists: rule {} ({})",
-                    other.id,
-                    spec.summary()
-                )));
+                return Err(StoreError::Conflict {
+                    field: "rule",
+                    message: format!("an identical rule already exists: rule {} ({})", other.id, spec.summary()),
+                });
             }
         }
         Ok(())
@@ -447,17 +632,8 @@ pub async fn change_rules(
         }
     };
     let after = rule(&mut *tx, rule_id).await?.map(|r| r.snapshot());
-    sqlx::query(
-        r"insert into audit_events (actor, project_id, kind, rule_id, before, after) values ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&actor.0)
-    .bind(project_id)
-    .bind(kind)
-    .bind(rule_id)
-    .bind(before)
-    .bind(after)
-    .execute(&mut *tx)
-    .await?;
+    let entry = AuditEntry { project_id: Some(project_id), kind, rule_id: Some(rule_id), before, after };
+    audit(&mut *tx, actor, entry).await?;
     tx.commit().await?;
     Ok(rule_id)
 }

@@ -5,6 +5,7 @@ pub mod config;
 mod csrf;
 pub mod enforcement;
 pub mod gateway;
+pub mod harbor;
 pub mod metrics;
 mod ops;
 pub mod startup;

@@ -67,12 +67,18 @@ impl Application {
 
         let enforcer = Enforcer::start(&pool).await?;
         let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
+        let harbor = crate::harbor::router(crate::harbor::HarborState::new(
+            pool.clone(),
+            enforcer.clone(),
+            config.login_attempts_per_minute,
+        ));
         let api = crate::enforcement::api::router(enforcer);
 
         let router = portal(state)
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
             .layer(sessions)
             .merge(api)
+            .merge(harbor)
             .merge(ops)
             .layer(TraceLayer::new_for_http());
         Ok(Self { listener, router, address })

@@ -1,10 +1,12 @@
 //! Black-box tests of tagward through its surfaces: HTTP, the command line, a real browser.
 //! One binary for all of them (each test binary costs a full link here).
 
+mod admin;
 mod auth;
 mod browser;
 mod cli;
 mod enforcement;
 mod gateway;
+mod harbor;
 mod ops;
 mod rules;

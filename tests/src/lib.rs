@@ -156,7 +156,13 @@ impl TestApp {
 
     /// A client that keeps cookies and does not follow redirects, so tests see them.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            // A request that hangs fails its test instead of the whole run.
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap()
     }
 
     /// Posts the login server function as a script would (not as an HTML form).

@@ -18,7 +18,8 @@ pub fn Header() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || session.user.get().and_then(|user| user.ok().flatten()).map(|user| view! {
                     <div class="who">
-                        <span class="who-name" title="Signed in">{user.name.clone()}</span>
+                        {user.is_system_admin.then(|| view! { <A href="/admin" attr:class="top-link">"Administration"</A> })}
+                        <A href="/account" attr:class="who-name" attr:title="Your account">{user.name.clone()}</A>
                         {user.is_system_admin.then(|| view! { <span class="badge">"system admin"</span> })}
                         <ActionForm action=session.logout attr:class="inline">
                             <button type="submit" class="button quiet">"Log out"</button>

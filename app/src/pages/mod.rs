@@ -1,5 +1,7 @@
 //! One module per page.
 
+pub mod account;
+pub mod admin;
 pub mod immutability;
 pub mod layout;
 pub mod login;

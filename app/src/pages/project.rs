@@ -2,8 +2,10 @@
 
 use super::immutability::{ImmutabilityTab, Mode};
 use super::layout::failure;
+use crate::account::Role;
+use crate::admin::{list_members, MembersView, SetMember};
 use crate::error::AppError;
-use crate::projects::{get_project, list_members, Member};
+use crate::projects::get_project;
 use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleEnabled};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -49,13 +51,14 @@ pub fn ProjectPage() -> impl IntoView {
     let save = ServerAction::<SaveRule>::new();
     let toggle = ServerAction::<SetRuleEnabled>::new();
     let delete = ServerAction::<DeleteRule>::new();
+    let set_member = ServerAction::<SetMember>::new();
     let rules = Resource::new(
         move || (name(), toggle.version().get(), delete.version().get(), save.version().get()),
         |(project, ..)| list_rules(project),
     );
     let members = Resource::new(
-        move || (name(), tab()),
-        |(project, tab)| async move {
+        move || (name(), tab(), set_member.version().get()),
+        |(project, tab, _)| async move {
             match tab {
                 Some(Tab::Members) => list_members(project).await.map(Some),
                 _ => Ok(None),
@@ -78,7 +81,7 @@ pub fn ProjectPage() -> impl IntoView {
                         </nav>
                         {match tab {
                             Tab::Policy(mode) => view! { <ImmutabilityTab rules mode save toggle delete/> }.into_any(),
-                            Tab::Members => view! { <MembersTab members/> }.into_any(),
+                            Tab::Members => view! { <MembersTab members set_member/> }.into_any(),
                         }}
                     }.into_any()
                 }
@@ -89,28 +92,89 @@ pub fn ProjectPage() -> impl IntoView {
     }
 }
 
-/// The project's members; a plain list (managing them belongs to the administration pages).
+/// The project's members; project admins (and system admins) add, change and remove them.
 #[component]
 fn MembersTab(
     /// The members, loaded by the page (`None` while another tab is shown).
-    members: Resource<Result<Option<Vec<Member>>, AppError>>,
+    members: Resource<Result<Option<MembersView>, AppError>>,
+    set_member: ServerAction<SetMember>,
 ) -> impl IntoView {
+    let role_options = move |selected: Option<Role>| {
+        Role::ALL
+            .into_iter()
+            .map(|role| view! { <option value=role.as_str() selected=Some(role) == selected>{role.as_str()}</option> })
+            .collect_view()
+    };
     view! {
         <section class="panel" aria-labelledby="members-heading">
             <h2 id="members-heading">"Members"</h2>
+            {super::admin::action_error(set_member)}
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || members.get().map(|result| match result {
                     Err(error) => view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any(),
-                    Ok(list) => view! {
-                        <table class="table" id="members">
-                            <thead><tr><th scope="col">"User"</th><th scope="col">"Role"</th></tr></thead>
-                            <tbody>
-                                {list.into_iter().flatten().map(|member| view! {
-                                    <tr><td>{member.name}</td><td><span class="badge">{member.role.as_str()}</span></td></tr>
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Ok(Some(view)) => {
+                        let MembersView { project, members, can_manage } = view;
+                        let for_add = project.clone();
+                        view! {
+                            {can_manage.then(|| view! {
+                                <ActionForm action=set_member attr:class="create-row" attr:id="add-member">
+                                    <input type="hidden" name="project" value=for_add.clone()/>
+                                    <div class="grow">
+                                        <label for="member-user">"User name"</label>
+                                        <input type="text" id="member-user" name="user" required autocomplete="off"/>
+                                    </div>
+                                    <div>
+                                        <label for="member-role">"Role"</label>
+                                        <select id="member-role" name="role">{role_options(Some(Role::Developer))}</select>
+                                    </div>
+                                    <button type="submit" class="button primary">"Add member"</button>
+                                </ActionForm>
+                            })}
+                            <table class="table" id="members">
+                                <thead><tr>
+                                    <th scope="col">"User"</th><th scope="col">"Role"</th>
+                                    {can_manage.then(|| view! { <th scope="col"><span class="visually-hidden">"Remove"</span></th> })}
+                                </tr></thead>
+                                <tbody>
+                                    {members.into_iter().map(|member| {
+                                        let (project, for_remove) = (project.clone(), project.clone());
+                                        let (name, user_for_role, user_for_remove) = (member.name.clone(), member.name.clone(), member.name.clone());
+                                        view! {
+                                            <tr id=format!("member-{name}")>
+                                                <td>{name.clone()}</td>
+                                                <td>{if can_manage {
+                                                    view! {
+                                                        <ActionForm action=set_member attr:class="row-form">
+                                                            <input type="hidden" name="project" value=project.clone()/>
+                                                            <input type="hidden" name="user" value=user_for_role.clone()/>
+                                                            <select name="role" aria-label=format!("Role of {user_for_role}")>{role_options(Some(member.role))}</select>
+                                                            <button type="submit" class="button">"Change role"</button>
+                                                        </ActionForm>
+                                                    }.into_any()
+                                                } else {
+                                                    view! { <span class="badge">{member.role.as_str()}</span> }.into_any()
+                                                }}</td>
+                                                {can_manage.then(|| view! {
+                                                    <td>
+                                                        <ActionForm action=set_member attr:class="inline">
+                                                            <input type="hidden" name="project" value=for_remove.clone()/>
+                                                            <input type="hidden" name="user" value=user_for_remove.clone()/>
+                                                            <input type="hidden" name="role" value="remove"/>
+                                                            <button type="submit" class="button danger" aria-label=format!("Remove {user_for_remove}")>"Remove"</button>
+                                                        </ActionForm>
+                                                    </td>
+                                                })}
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            {can_manage.then(|| view! {
+                                <p class="hint">"Admins manage members and rules; maintainers manage rules; developers and guests see them. A project keeps at least one admin."</p>
+                            })}
+                        }.into_any()
+                    }
                 })}
             </Suspense>
         </section>

@@ -356,7 +356,7 @@ async fn immutable(
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tagward decision API", description = "Ask before a push overwrites, or a delete removes, what a tag immutability rule protects."),
+    info(title = "tagward API", description = "The decision API (ask before a push overwrites, or a delete removes, what a tag immutability rule protects) and the Harbor-compatible rules API."),
     paths(check, check_batch, immutable),
     modifiers(&BearerToken),
     tags((name = "enforcement", description = "Decisions for the registry's push path"))
@@ -375,7 +375,9 @@ impl utoipa::Modify for BearerToken {
     }
 }
 
-/// This API's OpenAPI 3.1 document.
+/// The OpenAPI 3.1 document of the decision API and the Harbor-compatible API.
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut document = ApiDoc::openapi();
+    document.merge(crate::harbor::HarborDoc::openapi());
+    Json(document)
 }

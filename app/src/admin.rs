@@ -1,0 +1,432 @@
+//! Server functions for administration: users, projects and service tokens (system admins), a
+//! project's members (its admins), and one's own password (everyone). Every change is audited in
+//! the same transaction that makes it.
+
+use crate::account::Role;
+use crate::error::AppError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub name: String,
+    pub is_system_admin: bool,
+    pub is_active: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRow {
+    pub name: String,
+    pub rules: i64,
+    pub members: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub name: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// The tokens page: the list, and a token just created (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensView {
+    pub tokens: Vec<TokenRow>,
+    pub created: Option<CreatedToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub secret: String,
+}
+
+/// A project's Members tab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    pub project: String,
+    pub members: Vec<Member>,
+    /// Whether the signed-in user may add, change and remove members (project admins, system admins).
+    pub can_manage: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub role: Role,
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use crate::account::User;
+    use crate::error::AppError;
+    use crate::store::{self, Actor, AuditEntry};
+    use sqlx::PgPool;
+
+    /// The session key of a token created but not yet shown.
+    pub const CREATED_TOKEN: &str = "created_token";
+
+    pub fn when(at: time::OffsetDateTime) -> String {
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+        at.format(&format).unwrap_or_default()
+    }
+
+    /// The signed-in system administrator.
+    pub async fn require_admin() -> Result<(User, Actor), AppError> {
+        let user = crate::auth::ssr::require_user().await?;
+        if !user.is_system_admin {
+            return Err(AppError::Forbidden("only system administrators may do this".into()));
+        }
+        let actor = Actor(user.name.clone());
+        Ok((user, actor))
+    }
+
+    /// Runs `change` and records `entry` in one transaction.
+    pub async fn audited<T>(
+        pool: &PgPool,
+        actor: &Actor,
+        change: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<(T, AuditEntry<'static>), store::StoreError>,
+    ) -> Result<T, AppError> {
+        let mut tx = pool.begin().await.map_err(AppError::internal)?;
+        let (value, entry) = change(&mut tx).await?;
+        store::audit(&mut *tx, actor, entry).await?;
+        tx.commit().await.map_err(AppError::internal)?;
+        Ok(value)
+    }
+
+    pub fn invalid(field: &str, message: String) -> AppError {
+        AppError::Invalid(format!("{field}: {message}"))
+    }
+}
+
+/// Runs a mutating server function: its errors get their status, its success sends a plain form
+/// back to `back`.
+#[cfg(feature = "ssr")]
+async fn mutate(back: &str, change: impl std::future::Future<Output = Result<(), AppError>>) -> Result<(), AppError> {
+    crate::auth::ssr::answered(change.await)?;
+    leptos_axum::redirect(back);
+    Ok(())
+}
+
+#[server(prefix = "/portal", endpoint = "admin_users")]
+pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    crate::auth::ssr::answered(
+        async {
+            ssr::require_admin().await?;
+            Ok(crate::store::users(&pool)
+                .await?
+                .into_iter()
+                .map(|u| UserRow {
+                    name: u.name,
+                    is_system_admin: u.is_system_admin,
+                    is_active: u.is_active,
+                    created_at: ssr::when(u.created_at),
+                })
+                .collect())
+        }
+        .await,
+    )
+}
+
+/// Creates a user with an initial password. `system_admin` is a checkbox (`on` when ticked).
+#[server(prefix = "/portal", endpoint = "create_user")]
+pub async fn create_user(name: String, password: String, system_admin: Option<String>) -> Result<(), AppError> {
+    use crate::account::{NewPassword, UserName};
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/users", async {
+        let (_, actor) = ssr::require_admin().await?;
+        let name = UserName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
+        let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("password", e))?;
+        let system_admin = system_admin.is_some();
+        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        ssr::audited(&pool, &actor, async |db| {
+            crate::store::create_user(&mut *db, &name, &hash, system_admin).await?;
+            let after = serde_json::json!({ "user": name.as_str(), "system_admin": system_admin });
+            Ok(((), crate::store::AuditEntry { kind: "user.create", after: Some(after), ..Default::default() }))
+        })
+        .await
+    })
+    .await
+}
+
+/// Sets a user's password; every session they have ends (except the admin's own, if it is theirs).
+#[server(prefix = "/portal", endpoint = "reset_password")]
+pub async fn reset_password(name: String, password: String) -> Result<(), AppError> {
+    use crate::account::{NewPassword, UserName};
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/users", async {
+        let (admin, actor) = ssr::require_admin().await?;
+        let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
+        let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("new password", e))?;
+        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        let epoch = ssr::audited(&pool, &actor, async |db| {
+            let epoch = crate::store::set_password(&mut *db, &name, &hash).await?;
+            let after = serde_json::json!({ "user": name.as_str() });
+            Ok((
+                epoch,
+                crate::store::AuditEntry { kind: "user.password_reset", after: Some(after), ..Default::default() },
+            ))
+        })
+        .await?;
+        if admin.name == name.as_str() {
+            keep_this_session(epoch).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Keeps the current session alive across a password change (every other one ends).
+#[cfg(feature = "ssr")]
+async fn keep_this_session(epoch: i32) -> Result<(), AppError> {
+    let session = crate::auth::ssr::session().await?;
+    session.insert(crate::auth::ssr::EPOCH, epoch).await.map_err(AppError::internal)
+}
+
+/// Deactivates a user (their sessions stop working at once; they cannot log in) or reactivates one.
+#[server(prefix = "/portal", endpoint = "set_user_active")]
+pub async fn set_user_active(name: String, active: bool) -> Result<(), AppError> {
+    use crate::account::UserName;
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/users", async {
+        let (admin, actor) = ssr::require_admin().await?;
+        let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
+        if !active && admin.name == name.as_str() {
+            return Err(AppError::Invalid("you cannot deactivate yourself; ask another system administrator".into()));
+        }
+        ssr::audited(&pool, &actor, async |db| {
+            crate::store::set_user_active(&mut *db, &name, active).await?;
+            let kind = if active { "user.activate" } else { "user.deactivate" };
+            let after = serde_json::json!({ "user": name.as_str(), "active": active });
+            Ok(((), crate::store::AuditEntry { kind, after: Some(after), ..Default::default() }))
+        })
+        .await
+    })
+    .await
+}
+
+#[server(prefix = "/portal", endpoint = "admin_projects")]
+pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    crate::auth::ssr::answered(
+        async {
+            ssr::require_admin().await?;
+            Ok(crate::store::projects(&pool)
+                .await?
+                .into_iter()
+                .map(|p| ProjectRow {
+                    name: p.name,
+                    rules: p.rules,
+                    members: p.members,
+                    created_at: ssr::when(p.created_at),
+                })
+                .collect())
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/portal", endpoint = "create_project")]
+pub async fn create_project(name: String) -> Result<(), AppError> {
+    use crate::policy::ProjectName;
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/projects", async {
+        let (_, actor) = ssr::require_admin().await?;
+        let name = ProjectName::parse(name.trim()).map_err(|e| ssr::invalid("name", e.to_string()))?;
+        ssr::audited(&pool, &actor, async |db| {
+            let id = crate::store::create_project(&mut *db, &name).await?;
+            let after = serde_json::json!({ "project": name.as_str() });
+            let entry = crate::store::AuditEntry {
+                project_id: Some(id),
+                kind: "project.create",
+                after: Some(after),
+                ..Default::default()
+            };
+            Ok(((), entry))
+        })
+        .await
+    })
+    .await
+}
+
+/// Deletes a project; refused while it has rules, saying so.
+#[server(prefix = "/portal", endpoint = "delete_project")]
+pub async fn delete_project(name: String) -> Result<(), AppError> {
+    use crate::policy::ProjectName;
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/projects", async {
+        let (_, actor) = ssr::require_admin().await?;
+        let name = ProjectName::parse(&name).map_err(|e| ssr::invalid("name", e.to_string()))?;
+        ssr::audited(&pool, &actor, async |db| {
+            crate::store::delete_project(db, &name).await?;
+            let before = serde_json::json!({ "project": name.as_str() });
+            Ok(((), crate::store::AuditEntry { kind: "project.delete", before: Some(before), ..Default::default() }))
+        })
+        .await
+    })
+    .await
+}
+
+/// The service tokens, and the one just created if this is the first look since.
+#[server(prefix = "/portal", endpoint = "admin_tokens")]
+pub async fn admin_tokens() -> Result<TokensView, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    crate::auth::ssr::answered(
+        async {
+            ssr::require_admin().await?;
+            let session = crate::auth::ssr::session().await?;
+            let created: Option<CreatedToken> = session.remove(ssr::CREATED_TOKEN).await.map_err(AppError::internal)?;
+            let tokens = crate::store::tokens(&pool)
+                .await?
+                .into_iter()
+                .map(|t| TokenRow {
+                    name: t.name,
+                    created_by: t.created_by,
+                    created_at: ssr::when(t.created_at),
+                    last_used_at: t.last_used_at.map(ssr::when),
+                    revoked_at: t.revoked_at.map(ssr::when),
+                })
+                .collect();
+            Ok(TokensView { tokens, created })
+        }
+        .await,
+    )
+}
+
+/// Creates a token. Its secret is kept in the session until the tokens page shows it, once
+/// (so it is never in a URL, and the page works without JavaScript).
+#[server(prefix = "/portal", endpoint = "create_token")]
+pub async fn create_token(name: String) -> Result<(), AppError> {
+    use crate::account::{TokenName, TokenSecret};
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/tokens", async {
+        let (_, actor) = ssr::require_admin().await?;
+        let name = TokenName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
+        let secret = TokenSecret::generate();
+        ssr::audited(&pool, &actor, async |db| {
+            crate::store::create_token(&mut *db, &name, &secret, &actor).await?;
+            let after = serde_json::json!({ "token": name.as_str() });
+            Ok(((), crate::store::AuditEntry { kind: "token.create", after: Some(after), ..Default::default() }))
+        })
+        .await?;
+        let session = crate::auth::ssr::session().await?;
+        let created = CreatedToken { name: name.as_str().to_owned(), secret: secret.expose().to_owned() };
+        session.insert(ssr::CREATED_TOKEN, created).await.map_err(AppError::internal)
+    })
+    .await
+}
+
+/// Revokes a token: every tagward process refuses it within moments.
+#[server(prefix = "/portal", endpoint = "revoke_token")]
+pub async fn revoke_token(name: String) -> Result<(), AppError> {
+    use crate::account::TokenName;
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/admin/tokens", async {
+        let (_, actor) = ssr::require_admin().await?;
+        let name = TokenName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
+        ssr::audited(&pool, &actor, async |db| {
+            crate::store::revoke_token(&mut *db, &name, &actor).await?;
+            let before = serde_json::json!({ "token": name.as_str() });
+            Ok(((), crate::store::AuditEntry { kind: "token.revoke", before: Some(before), ..Default::default() }))
+        })
+        .await
+    })
+    .await
+}
+
+/// The members of a project the signed-in user may see.
+#[server(prefix = "/portal", endpoint = "members")]
+pub async fn list_members(project: String) -> Result<MembersView, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    crate::auth::ssr::answered(
+        async {
+            let user = crate::auth::ssr::require_user().await?;
+            let access = crate::projects::ssr::visible(&project).await?;
+            let rows = crate::store::members(&pool, access.id).await?;
+            Ok(MembersView {
+                project: access.name,
+                members: rows.into_iter().map(|(name, role)| Member { name, role }).collect(),
+                can_manage: user.is_system_admin || access.role == Some(Role::Admin),
+            })
+        }
+        .await,
+    )
+}
+
+/// Adds a member or changes their role (`role` is admin, maintainer, developer or guest), or
+/// removes them (`role` is `remove`). A project keeps at least one admin.
+#[server(prefix = "/portal", endpoint = "set_member")]
+pub async fn set_member(project: String, user: String, role: String) -> Result<(), AppError> {
+    use crate::account::UserName;
+    let pool = crate::auth::ssr::state().pool;
+    let back = format!("/projects/{project}/members");
+    mutate(&back, async {
+        let me = crate::auth::ssr::require_user().await?;
+        let access = crate::projects::ssr::visible(&project).await?;
+        if !(me.is_system_admin || access.role == Some(Role::Admin)) {
+            return Err(AppError::Forbidden("only project admins may change members".into()));
+        }
+        let user = UserName::parse(user.trim()).map_err(|e| ssr::invalid("user", e))?;
+        let role = match role.as_str() {
+            "remove" => None,
+            role => Some(Role::parse(role).map_err(|e| ssr::invalid("role", e))?),
+        };
+        let actor = crate::store::Actor(me.name.clone());
+        ssr::audited(&pool, &actor, async |db| {
+            let before = crate::store::change_member(db, access.id, &user, role).await?;
+            let kind = match (before, role) {
+                (None, _) => "member.add",
+                (Some(_), None) => "member.remove",
+                (Some(_), Some(_)) => "member.role",
+            };
+            let entry = crate::store::AuditEntry {
+                project_id: Some(access.id),
+                kind,
+                before: before.map(|role| serde_json::json!({ "user": user.as_str(), "role": role })),
+                after: role.map(|role| serde_json::json!({ "user": user.as_str(), "role": role })),
+                ..Default::default()
+            };
+            Ok(((), entry))
+        })
+        .await
+    })
+    .await
+}
+
+/// Changes the signed-in user's own password: the current one is required, and every other
+/// session of theirs ends.
+#[server(prefix = "/portal", endpoint = "change_password")]
+pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), AppError> {
+    use crate::account::{NewPassword, UserName};
+    let pool = crate::auth::ssr::state().pool;
+    mutate("/account?changed=1", async {
+        let me = crate::auth::ssr::require_user().await?;
+        let hash = crate::store::password_hash(&pool, me.id).await?;
+        if !crate::store::verify_password(hash, current).await.map_err(AppError::internal)? {
+            return Err(AppError::Invalid("current password: it is not your current password".into()));
+        }
+        if new != confirm {
+            return Err(AppError::Invalid("confirm new password: it differs from the new password".into()));
+        }
+        let password = NewPassword::parse(&new).map_err(|e| ssr::invalid("new password", e))?;
+        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        let name = UserName::parse(&me.name).map_err(AppError::Invalid)?;
+        let actor = crate::store::Actor(me.name.clone());
+        let epoch = ssr::audited(&pool, &actor, async |db| {
+            let epoch = crate::store::set_password(&mut *db, &name, &hash).await?;
+            let after = serde_json::json!({ "user": name.as_str() });
+            Ok((
+                epoch,
+                crate::store::AuditEntry { kind: "user.password_change", after: Some(after), ..Default::default() },
+            ))
+        })
+        .await?;
+        keep_this_session(epoch).await
+    })
+    .await
+}

@@ -1,0 +1,592 @@
+//! Harbor's API for tag immutability rules (`/api/v2.0/...`), so Harbor's Terraform provider,
+//! generated Harbor clients and harbor-cli manage tagward's rules unchanged — validated by the same
+//! engine and stored by the same transaction as the portal's, which Harbor itself does not do.
+
+use crate::enforcement::Enforcer;
+use app::account::User;
+use app::policy::{RuleInput, RuleSpec};
+use app::state::LoginThrottle;
+use app::store::{self, Actor, RuleChange, StoreError, StoredRule};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use utoipa::OpenApi;
+
+#[derive(Clone)]
+pub struct HarborState {
+    pub pool: PgPool,
+    pub enforcer: Enforcer,
+    pub credentials: Arc<CredentialCache>,
+}
+
+impl HarborState {
+    pub fn new(pool: PgPool, enforcer: Enforcer, attempts_per_minute: usize) -> Self {
+        Self { pool, enforcer, credentials: Arc::new(CredentialCache::new(attempts_per_minute)) }
+    }
+}
+
+pub fn router(state: HarborState) -> Router {
+    Router::new()
+        .route("/api/v2.0/projects", get(list_projects))
+        .route("/api/v2.0/projects/{project}", get(get_project))
+        .route("/api/v2.0/projects/{project}/immutabletagrules", get(list_rules).post(create_rule))
+        .route(
+            "/api/v2.0/projects/{project}/immutabletagrules/{id}",
+            axum::routing::put(update_rule).delete(delete_rule),
+        )
+        .with_state(state)
+}
+
+/// Harbor's error body: `{"errors":[{"code","message"}]}`.
+#[derive(Debug)]
+pub struct HarborError {
+    status: StatusCode,
+    message: String,
+}
+
+impl HarborError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StoreError> for HarborError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
+            StoreError::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, message),
+            StoreError::Refused(message) => Self::bad_request(message),
+            StoreError::Unexpected(error) => {
+                tracing::error!(error = format!("{error:#}"), "Harbor API request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server; it has been logged")
+            }
+        }
+    }
+}
+
+/// Harbor's error body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HarborErrors {
+    pub errors: Vec<HarborErrorItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HarborErrorItem {
+    /// `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `CONFLICT`, `INTERNAL_SERVER_ERROR`
+    pub code: String,
+    pub message: String,
+}
+
+impl IntoResponse for HarborError {
+    fn into_response(self) -> Response {
+        let code = match self.status {
+            StatusCode::BAD_REQUEST => "BAD_REQUEST",
+            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+            StatusCode::FORBIDDEN => "FORBIDDEN",
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::CONFLICT => "CONFLICT",
+            StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
+            _ => "INTERNAL_SERVER_ERROR",
+        };
+        let body = HarborErrors { errors: vec![HarborErrorItem { code: code.into(), message: self.message }] };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="tagward""#));
+        }
+        response
+    }
+}
+
+/// Remembers successful Basic logins for a minute, keyed by a hash of the credentials, so a
+/// script's every request does not cost an argon2 verification. An entry holds the user's session
+/// epoch, so it stops counting the moment their password changes.
+pub struct CredentialCache {
+    entries: Mutex<HashMap<[u8; 32], (i64, i32, Instant)>>,
+    throttle: LoginThrottle,
+}
+
+const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
+const MAX_CACHED_CREDENTIALS: usize = 10_000;
+
+impl CredentialCache {
+    fn new(attempts_per_minute: usize) -> Self {
+        Self { entries: Mutex::default(), throttle: LoginThrottle::new(attempts_per_minute, Duration::from_secs(60)) }
+    }
+
+    fn lookup(&self, key: &[u8; 32]) -> Option<(i64, i32)> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(key).filter(|(_, _, at)| at.elapsed() < CREDENTIALS_TTL).map(|(id, epoch, _)| (*id, *epoch))
+    }
+
+    fn remember(&self, key: [u8; 32], id: i64, epoch: i32) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= MAX_CACHED_CREDENTIALS {
+            entries.retain(|_, (_, _, at)| at.elapsed() < CREDENTIALS_TTL);
+        }
+        entries.insert(key, (id, epoch, Instant::now()));
+    }
+}
+
+/// Who is calling: a portal user (HTTP Basic) or a service token (bearer), which acts as a system
+/// administrator (tokens are created by one, for automation).
+pub struct Caller(pub User);
+
+impl Caller {
+    fn actor(&self) -> Actor {
+        Actor(self.0.name.clone())
+    }
+}
+
+impl FromRequestParts<HarborState> for Caller {
+    type Rejection = HarborError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HarborState) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            HarborError::new(
+                StatusCode::UNAUTHORIZED,
+                "log in with HTTP Basic (a portal user) or a bearer service token",
+            )
+        };
+        let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+        if let Some(presented) = value.strip_prefix("Bearer ") {
+            let token = state.enforcer.tokens.find(presented.trim()).ok_or_else(unauthorized)?;
+            state.enforcer.recorder.used(&token);
+            return Ok(Caller(User { id: -token.id, name: format!("token:{}", token.name), is_system_admin: true }));
+        }
+        let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(unauthorized)?;
+        let (name, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
+        let key = app::account::token_sha256(&decoded);
+        if let Some((id, epoch)) = state.credentials.lookup(&key) {
+            if let Some((user, current)) = store::active_user(&state.pool, id).await? {
+                if current == epoch {
+                    return Ok(Caller(user));
+                }
+            }
+        }
+        let keys = [format!("user:{name}")];
+        if let Some(wait) = state.credentials.throttle.retry_after(&keys) {
+            return Err(HarborError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed attempts; try again in {} seconds", wait.as_secs().max(1)),
+            ));
+        }
+        let candidate = store::login_candidate(&state.pool, name).await?;
+        let (user, hash, epoch) = match candidate {
+            Some((user, hash, epoch)) => (Some(user), Some(hash), epoch),
+            None => (None, None, 0),
+        };
+        let verified = store::verify_password(hash, password.to_owned()).await.map_err(StoreError::Unexpected)?;
+        match user.filter(|_| verified) {
+            Some(user) => {
+                state.credentials.remember(key, user.id, epoch);
+                Ok(Caller(user))
+            }
+            None => {
+                state.credentials.throttle.record_failure(&keys);
+                Err(unauthorized())
+            }
+        }
+    }
+}
+
+/// Harbor's `page` and `page_size` (1 and 10 by default, at most 100 a page).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+impl Paging {
+    fn resolve(&self) -> Result<(usize, usize), HarborError> {
+        let page = self.page.unwrap_or(1);
+        let size = self.page_size.unwrap_or(10);
+        if page < 1 {
+            return Err(HarborError::bad_request(format!("page: must be 1 or more, got {page}")));
+        }
+        if !(1..=100).contains(&size) {
+            return Err(HarborError::bad_request(format!("page_size: must be 1 to 100, got {size}")));
+        }
+        Ok((page as usize, size as usize))
+    }
+
+    /// One page of `items`, with Harbor's `X-Total-Count` and `Link` headers.
+    fn apply<T>(&self, path: &str, items: Vec<T>) -> Result<(HeaderMap, Vec<T>), HarborError> {
+        let (page, size) = self.resolve()?;
+        let total = items.len();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-total-count", HeaderValue::from(total));
+        let link = |page: usize, rel: &str| format!("<{path}?page={page}&page_size={size}>; rel=\"{rel}\"");
+        let mut links = Vec::new();
+        if page > 1 {
+            links.push(link(page - 1, "prev"));
+        }
+        if page * size < total {
+            links.push(link(page + 1, "next"));
+        }
+        if let Ok(value) = HeaderValue::from_str(&links.join(" , ")) {
+            if !links.is_empty() {
+                headers.insert(header::LINK, value);
+            }
+        }
+        Ok((headers, items.into_iter().skip((page - 1) * size).take(size).collect()))
+    }
+}
+
+/// A project as Harbor describes it (the fields clients read to resolve one).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HarborProject {
+    pub project_id: i64,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// The caller's role in the project, Harbor's numbering (1 admin, 2 developer, 3 guest, 4 maintainer).
+    pub current_user_role_id: i64,
+}
+
+fn harbor_project(access: app::account::ProjectAccess) -> HarborProject {
+    use app::account::Role;
+    let role = match access.role {
+        Some(Role::Admin) => 1,
+        Some(Role::Developer) => 2,
+        Some(Role::Guest) => 3,
+        Some(Role::Maintainer) => 4,
+        None => 0,
+    };
+    HarborProject {
+        project_id: access.id,
+        name: access.name,
+        metadata: serde_json::json!({ "public": "false" }),
+        current_user_role_id: role,
+    }
+}
+
+/// The projects the caller can see.
+#[utoipa::path(get, path = "/api/v2.0/projects", params(Paging), tag = "harbor",
+    responses((status = 200, body = Vec<HarborProject>), (status = 401, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn list_projects(
+    State(state): State<HarborState>,
+    caller: Caller,
+    Query(paging): Query<Paging>,
+) -> Result<impl IntoResponse, HarborError> {
+    let projects = store::visible_projects(&state.pool, &caller.0).await?;
+    let (headers, page) = paging.apply("/api/v2.0/projects", projects.into_iter().map(harbor_project).collect())?;
+    Ok((headers, Json(page)))
+}
+
+/// Resolves `{project_name_or_id}` as Harbor does: a name when `X-Is-Resource-Name: true` or when
+/// it is not a number, else an id. Not visible and not existing are both 404.
+async fn project(
+    state: &HarborState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    name_or_id: &str,
+) -> Result<app::account::ProjectAccess, HarborError> {
+    let by_name = headers.get("x-is-resource-name").and_then(|v| v.to_str().ok()) == Some("true");
+    let name = match name_or_id.parse::<i64>() {
+        Ok(id) if !by_name => store::project_name(&state.pool, id).await?.unwrap_or_default(),
+        _ => name_or_id.to_owned(),
+    };
+    store::visible_project(&state.pool, &caller.0, &name)
+        .await?
+        .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("project {name_or_id} not found")))
+}
+
+#[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}", tag = "harbor",
+    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
+    responses((status = 200, body = HarborProject), (status = 404, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn get_project(
+    State(state): State<HarborState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(name_or_id): Path<String>,
+) -> Result<Json<HarborProject>, HarborError> {
+    Ok(Json(harbor_project(project(&state, &caller, &headers, &name_or_id).await?)))
+}
+
+/// Harbor's `ImmutableRule`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImmutableRule {
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Always `immutable`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Always `immutable_template`.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Option<serde_json::Value>,
+    pub tag_selectors: Vec<ImmutableSelector>,
+    /// `{"repository": [selector]}`
+    pub scope_selectors: HashMap<String, Vec<ImmutableSelector>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImmutableSelector {
+    /// Always `doublestar`.
+    pub kind: String,
+    /// `repoMatches` / `repoExcludes` (repositories), `matches` / `excludes` (tags).
+    pub decoration: String,
+    /// One pattern, or Harbor's brace list `{a,b,c}`.
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<String>,
+}
+
+/// Harbor writes a list as one brace pattern, `{rc,test,nightly}`; tagward as a comma list.
+fn from_harbor(pattern: &str) -> String {
+    let pattern = pattern.trim();
+    let Some(inner) = pattern.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+        return pattern.to_owned();
+    };
+    // Only when the outer braces are one group around the whole pattern (not `{a,b}-x-{c,d}`).
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return pattern.to_owned();
+        }
+    }
+    inner.to_owned()
+}
+
+fn to_harbor(selector: &app::policy::Selector) -> String {
+    let patterns: Vec<&str> = selector.patterns().iter().map(|p| p.as_str()).collect();
+    match patterns.as_slice() {
+        [one] => (*one).to_owned(),
+        many => format!("{{{}}}", many.join(",")),
+    }
+}
+
+fn immutable_rule(rule: &StoredRule) -> ImmutableRule {
+    let selector = |decoration: &str, pattern: String| ImmutableSelector {
+        kind: "doublestar".into(),
+        decoration: decoration.into(),
+        pattern,
+        extras: None,
+    };
+    let (repositories, tags) = match RuleSpec::parse(&rule.input) {
+        Ok(spec) => (to_harbor(spec.repositories()), to_harbor(spec.tags())),
+        Err(_) => (rule.input.repositories.clone(), rule.input.tags.clone()),
+    };
+    let repo_decoration = if rule.input.repositories_action == "excluding" { "repoExcludes" } else { "repoMatches" };
+    let tag_decoration = if rule.input.tags_action == "excluding" { "excludes" } else { "matches" };
+    ImmutableRule {
+        id: Some(rule.id),
+        priority: Some(0),
+        disabled: Some(!rule.enabled),
+        action: Some("immutable".into()),
+        template: Some("immutable_template".into()),
+        params: Some(serde_json::json!({})),
+        tag_selectors: vec![selector(tag_decoration, tags)],
+        scope_selectors: HashMap::from([("repository".to_owned(), vec![selector(repo_decoration, repositories)])]),
+    }
+}
+
+/// The one `doublestar` selector of a selector list (Harbor's UI makes exactly one).
+fn one<'a>(field: &str, selectors: Option<&'a Vec<ImmutableSelector>>) -> Result<&'a ImmutableSelector, HarborError> {
+    match selectors.map(Vec::as_slice) {
+        Some([selector]) if selector.kind == "doublestar" => Ok(selector),
+        Some([selector]) => {
+            Err(HarborError::bad_request(format!("{field}[0].kind: must be `doublestar`, got `{}`", selector.kind)))
+        }
+        _ => Err(HarborError::bad_request(format!("{field}: exactly one selector is needed"))),
+    }
+}
+
+/// Parses Harbor's JSON into a validated rule and whether it is disabled; errors name the field.
+fn parse_rule(body: &Bytes) -> Result<(RuleSpec, bool), HarborError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let rule: ImmutableRule = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| HarborError::bad_request(format!("{}: {}", e.path(), e.inner())))?;
+    if let Some(action) = rule.action.as_deref().filter(|a| *a != "immutable") {
+        return Err(HarborError::bad_request(format!("action: must be `immutable`, got `{action}`")));
+    }
+    if let Some(template) = rule.template.as_deref().filter(|t| *t != "immutable_template") {
+        return Err(HarborError::bad_request(format!("template: must be `immutable_template`, got `{template}`")));
+    }
+    let repository = one("scope_selectors.repository", rule.scope_selectors.get("repository"))?;
+    let tag = one("tag_selectors", Some(&rule.tag_selectors))?;
+    let repositories_action = match repository.decoration.as_str() {
+        "repoMatches" => "matching",
+        "repoExcludes" => "excluding",
+        other => {
+            return Err(HarborError::bad_request(format!(
+                "scope_selectors.repository[0].decoration: must be `repoMatches` or `repoExcludes`, got `{other}`"
+            )))
+        }
+    };
+    let tags_action = match tag.decoration.as_str() {
+        "matches" => "matching",
+        "excludes" => "excluding",
+        other => {
+            return Err(HarborError::bad_request(format!(
+                "tag_selectors[0].decoration: must be `matches` or `excludes`, got `{other}`"
+            )))
+        }
+    };
+    let input = RuleInput {
+        repositories_action: repositories_action.into(),
+        repositories: from_harbor(&repository.pattern),
+        tags_action: tags_action.into(),
+        tags: from_harbor(&tag.pattern),
+    };
+    let spec = RuleSpec::parse(&input).map_err(|errors| HarborError::bad_request(errors.to_string()))?;
+    Ok((spec, rule.disabled.unwrap_or(false)))
+}
+
+/// The project's rules, Harbor's shape.
+#[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
+    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header), Paging),
+    responses((status = 200, body = Vec<ImmutableRule>, headers(("X-Total-Count" = i64), ("Link" = String))),
+              (status = 404, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn list_rules(
+    State(state): State<HarborState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(name_or_id): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<impl IntoResponse, HarborError> {
+    let access = project(&state, &caller, &headers, &name_or_id).await?;
+    let rules: Vec<ImmutableRule> =
+        store::project_rules(&state.pool, access.id).await?.iter().map(immutable_rule).collect();
+    let path = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules");
+    let (headers, page) = paging.apply(&path, rules)?;
+    Ok((headers, Json(page)))
+}
+
+/// The project, if the caller may change its rules (admins and maintainers, system admins, tokens).
+async fn managed_project(
+    state: &HarborState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    name_or_id: &str,
+) -> Result<app::account::ProjectAccess, HarborError> {
+    let access = project(state, caller, headers, name_or_id).await?;
+    if !access.can_manage_rules {
+        return Err(HarborError::new(StatusCode::FORBIDDEN, "only project admins and maintainers may change rules"));
+    }
+    Ok(access)
+}
+
+/// Adds a rule: 201 with its `Location`; 400 for a bad pattern or a 16th rule; 409 for a duplicate.
+#[utoipa::path(post, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
+    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
+    request_body = ImmutableRule,
+    responses((status = 201, headers(("Location" = String))), (status = 400, body = HarborErrors),
+              (status = 403, body = HarborErrors), (status = 409, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn create_rule(
+    State(state): State<HarborState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(name_or_id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, HarborError> {
+    let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
+    let (spec, disabled) = parse_rule(&body)?;
+    let actor = caller.actor();
+    let id = store::change_rules(&state.pool, access.id, RuleChange::Create(&spec), &actor).await?;
+    if disabled {
+        store::change_rules(&state.pool, access.id, RuleChange::SetEnabled(id, false), &actor).await?;
+    }
+    let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)]))
+}
+
+/// Changes a rule's patterns and whether it is disabled.
+#[utoipa::path(put, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
+    params(("project_name_or_id" = String, Path), ("immutable_rule_id" = i64, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
+    request_body = ImmutableRule,
+    responses((status = 200), (status = 400, body = HarborErrors), (status = 404, body = HarborErrors), (status = 409, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn update_rule(
+    State(state): State<HarborState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((name_or_id, id)): Path<(String, i64)>,
+    body: Bytes,
+) -> Result<StatusCode, HarborError> {
+    let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
+    let (spec, disabled) = parse_rule(&body)?;
+    let actor = caller.actor();
+    let current = store::project_rules(&state.pool, access.id).await?;
+    let rule = current
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("rule {id} not found")))?;
+    let same = RuleSpec::parse(&rule.input).is_ok_and(|old| old.same_as(&spec));
+    if !same {
+        store::change_rules(&state.pool, access.id, RuleChange::Update(id, &spec), &actor).await?;
+    }
+    if rule.enabled == disabled {
+        store::change_rules(&state.pool, access.id, RuleChange::SetEnabled(id, !disabled), &actor).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(delete, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
+    params(("project_name_or_id" = String, Path), ("immutable_rule_id" = i64, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
+    responses((status = 200), (status = 404, body = HarborErrors)),
+    security(("basic" = []), ("bearer" = [])))]
+async fn delete_rule(
+    State(state): State<HarborState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((name_or_id, id)): Path<(String, i64)>,
+) -> Result<StatusCode, HarborError> {
+    let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
+    store::change_rules(&state.pool, access.id, RuleChange::Delete(id), &caller.actor()).await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_projects, get_project, list_rules, create_rule, update_rule, delete_rule),
+    modifiers(&BasicAuth),
+    tags((name = "harbor", description = "Harbor-compatible tag immutability rules"))
+)]
+pub struct HarborDoc;
+
+struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}

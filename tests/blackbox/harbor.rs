@@ -1,0 +1,204 @@
+//! The Harbor-compatible rules API, as Harbor's clients call it.
+
+use serde_json::{json, Value};
+use tests::{spawn_app, TestApp};
+
+const PASSWORD: &str = "correct horse battery";
+const RULES: &str = "/api/v2.0/projects/shop/immutabletagrules";
+
+/// `ann` admin of shop, `gus` guest of shop, `out` in no project.
+async fn harbor() -> TestApp {
+    let app = spawn_app().await;
+    for user in ["ann", "gus", "out"] {
+        app.db.user(user, PASSWORD, false).await;
+    }
+    app.db.project("shop").await;
+    app.db.member("shop", "ann", "admin").await;
+    app.db.member("shop", "gus", "guest").await;
+    app
+}
+
+fn rule(repositories: (&str, &str), tags: (&str, &str)) -> Value {
+    json!({
+        "action": "immutable", "template": "immutable_template", "priority": 0, "disabled": false,
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": repositories.0, "pattern": repositories.1}]},
+        "tag_selectors": [{"kind": "doublestar", "decoration": tags.0, "pattern": tags.1}],
+    })
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    user: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().request(method, app.url(path)).basic_auth(user, Some(PASSWORD));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn rules_round_trip_through_harbors_api() {
+    let app = harbor().await;
+    let created = send(
+        &app,
+        reqwest::Method::POST,
+        RULES,
+        "ann",
+        Some(&rule(("repoMatches", "**"), ("excludes", "{rc,test,nightly}"))),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
+    assert_eq!(location, format!("{RULES}/{id}"));
+    // Stored as tagward's comma list: the portal and the engine see the same rule.
+    let (tags,): (String,) =
+        sqlx::query_as("select tags from immutability_rules").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(tags, "rc, test, nightly");
+
+    let listed = send(&app, reqwest::Method::GET, RULES, "gus", None).await;
+    assert_eq!(listed.status(), 200);
+    assert_eq!(listed.headers()["x-total-count"], "1");
+    let rules: Value = listed.json().await.unwrap();
+    assert_eq!(rules[0]["id"], id);
+    assert_eq!(rules[0]["disabled"], false);
+    assert_eq!(rules[0]["action"], "immutable");
+    assert_eq!(rules[0]["template"], "immutable_template");
+    assert_eq!(
+        rules[0]["tag_selectors"][0],
+        json!({"kind": "doublestar", "decoration": "excludes", "pattern": "{rc,test,nightly}"})
+    );
+    assert_eq!(rules[0]["scope_selectors"]["repository"][0]["decoration"], "repoMatches");
+
+    let mut disabled = rule(("repoMatches", "**"), ("excludes", "{rc,test,nightly}"));
+    disabled["disabled"] = json!(true);
+    assert_eq!(send(&app, reqwest::Method::PUT, &location, "ann", Some(&disabled)).await.status(), 200);
+    let rules: Value = send(&app, reqwest::Method::GET, RULES, "ann", None).await.json().await.unwrap();
+    assert_eq!(rules[0]["disabled"], true);
+    let changed = rule(("repoMatches", "api/**"), ("matches", "v*"));
+    assert_eq!(send(&app, reqwest::Method::PUT, &location, "ann", Some(&changed)).await.status(), 200);
+    let rules: Value = send(&app, reqwest::Method::GET, RULES, "ann", None).await.json().await.unwrap();
+    assert_eq!(rules[0]["tag_selectors"][0]["pattern"], "v*");
+    assert_eq!(rules[0]["disabled"], false, "a PUT says the whole rule, `disabled: false` included");
+
+    // Where Harbor is lax, tagward is not.
+    let duplicate =
+        send(&app, reqwest::Method::POST, RULES, "ann", Some(&rule(("repoMatches", "api/**"), ("matches", "v*"))))
+            .await;
+    assert_eq!(duplicate.status(), 409);
+    let bad =
+        send(&app, reqwest::Method::POST, RULES, "ann", Some(&rule(("repoMatches", "**"), ("matches", "v[1")))).await;
+    assert_eq!(bad.status(), 400);
+    let error: Value = bad.json().await.unwrap();
+    assert_eq!(error["errors"][0]["code"], "BAD_REQUEST");
+    assert!(
+        error["errors"][0]["message"].as_str().unwrap().contains("\"v[1\" has an unclosed character class"),
+        "{error}"
+    );
+    let wrong_kind = json!({"scope_selectors": {"repository": [{"kind": "regex", "decoration": "repoMatches", "pattern": ".*"}]},
+                            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "x"}]});
+    let response = send(&app, reqwest::Method::POST, RULES, "ann", Some(&wrong_kind)).await;
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["errors"][0]["message"], "scope_selectors.repository[0].kind: must be `doublestar`, got `regex`");
+
+    for i in 0..14 {
+        let created = send(
+            &app,
+            reqwest::Method::POST,
+            RULES,
+            "ann",
+            Some(&rule(("repoMatches", "**"), ("matches", &format!("release-{i}")))),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+    }
+    let sixteenth =
+        send(&app, reqwest::Method::POST, RULES, "ann", Some(&rule(("repoMatches", "**"), ("matches", "one-more"))))
+            .await;
+    assert_eq!(sixteenth.status(), 400);
+    assert!(sixteenth.text().await.unwrap().contains("this project has 15 rules, the most allowed"));
+
+    let page = send(&app, reqwest::Method::GET, &format!("{RULES}?page=2&page_size=4"), "ann", None).await;
+    assert_eq!(page.headers()["x-total-count"], "15");
+    let link = page.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.contains(&format!("<{RULES}?page=1&page_size=4>; rel=\"prev\"")), "{link}");
+    assert!(link.contains(&format!("<{RULES}?page=3&page_size=4>; rel=\"next\"")), "{link}");
+    assert_eq!(page.json::<Value>().await.unwrap().as_array().unwrap().len(), 4);
+
+    assert_eq!(send(&app, reqwest::Method::DELETE, &location, "ann", None).await.status(), 200);
+    assert_eq!(send(&app, reqwest::Method::DELETE, &location, "ann", None).await.status(), 404);
+    let kinds: Vec<String> = sqlx::query_scalar("select kind from audit_events where actor = 'ann' order by id")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(&kinds[..4], ["rule.create", "rule.disable", "rule.update", "rule.enable"]);
+    assert_eq!(kinds.last().map(String::as_str), Some("rule.delete"));
+}
+
+#[tokio::test]
+async fn who_may_call_harbors_api() {
+    let app = harbor().await;
+    let anonymous = reqwest::get(app.url(RULES)).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let wrong =
+        reqwest::Client::new().get(app.url(RULES)).basic_auth("ann", Some("not the password")).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let body = rule(("repoMatches", "**"), ("matches", "v*"));
+    assert_eq!(send(&app, reqwest::Method::POST, RULES, "gus", Some(&body)).await.status(), 403, "guests only read");
+    assert_eq!(send(&app, reqwest::Method::GET, RULES, "out", None).await.status(), 404, "not a member");
+    assert_eq!(
+        send(&app, reqwest::Method::GET, "/api/v2.0/projects/nope/immutabletagrules", "ann", None).await.status(),
+        404
+    );
+
+    // Projects resolve by name or by id, as Harbor's clients do.
+    let projects: Value =
+        send(&app, reqwest::Method::GET, "/api/v2.0/projects", "ann", None).await.json().await.unwrap();
+    assert_eq!(projects.as_array().unwrap().len(), 1);
+    let id = projects[0]["project_id"].as_i64().unwrap();
+    assert_eq!(projects[0]["current_user_role_id"], 1);
+    let by_id: Value =
+        send(&app, reqwest::Method::GET, &format!("/api/v2.0/projects/{id}"), "ann", None).await.json().await.unwrap();
+    assert_eq!(by_id["name"], "shop");
+    let by_name = reqwest::Client::new()
+        .get(app.url("/api/v2.0/projects/shop"))
+        .header("X-Is-Resource-Name", "true")
+        .basic_auth("gus", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_name.json::<Value>().await.unwrap()["current_user_role_id"], 3);
+
+    // A service token acts as a system administrator.
+    let token = app.db.token("terraform").await;
+    let started = std::time::Instant::now();
+    let created = loop {
+        let response = reqwest::Client::new()
+            .post(app.url(&format!("/api/v2.0/projects/{id}/immutabletagrules")))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 401 || started.elapsed() > std::time::Duration::from_secs(2) {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(created.status(), 201);
+    let (actor,): (String,) = sqlx::query_as("select actor from audit_events").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(actor, "token:terraform");
+
+    // A remembered Basic login stops working once the password changes.
+    assert_eq!(send(&app, reqwest::Method::GET, RULES, "gus", None).await.status(), 200);
+    let portal = app.logged_in("gus", PASSWORD).await;
+    let change = [("current", PASSWORD), ("new", "gus's new password"), ("confirm", "gus's new password")];
+    assert_eq!(app.call(&portal, "change_password", &change).await.status(), 200);
+    assert_eq!(send(&app, reqwest::Method::GET, RULES, "gus", None).await.status(), 401);
+}
