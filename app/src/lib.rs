@@ -2,6 +2,7 @@
 //! rule engine every part of tagward decides with.
 
 pub mod account;
+pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod error;

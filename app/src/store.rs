@@ -813,3 +813,52 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     .await?;
     Ok(())
 }
+
+/// One entry of the audit trail: a change (rule, member, user, project, token) or a denial.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityEntry {
+    pub at: time::OffsetDateTime,
+    pub actor: String,
+    pub kind: String,
+    pub rule_id: Option<i64>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// A denial's message.
+    pub message: Option<String>,
+    pub project: Option<String>,
+    /// How many entries match in all (the same on every row).
+    pub total: i64,
+}
+
+/// The audit trail, newest first: changes and denials of one project (or of all, for `None`),
+/// those whose kind starts with `kind.` if given, one page of them.
+pub async fn activity(
+    db: impl PgExecutor<'_>,
+    project_id: Option<i64>,
+    kind: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ActivityEntry>, StoreError> {
+    Ok(sqlx::query_as(
+        r"with entries as (
+            select a.at, a.id, a.actor, a.kind, a.rule_id, a.before, a.after, null::text as message, p.name as project
+            from audit_events a left join projects p on p.id = a.project_id
+            where $1::bigint is null or a.project_id = $1
+            union all
+            select d.at, d.id, d.token, 'denial.' || d.operation, null, null, null, d.message, p.name
+            from enforcement_denials d left join projects p on p.id = d.project_id
+            where $1::bigint is null or d.project_id = $1
+          )
+          select *, count(*) over () as total from entries
+          where $2::text is null or kind like $2 || '.%'
+          -- Within one instant, later rows first (ids only break ties).
+          order by at desc, id desc
+          limit $3 offset $4",
+    )
+    .bind(project_id)
+    .bind(kind)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?)
+}

@@ -202,3 +202,74 @@ async fn who_may_call_harbors_api() {
     assert_eq!(app.call(&portal, "change_password", &change).await.status(), 200);
     assert_eq!(send(&app, reqwest::Method::GET, RULES, "gus", None).await.status(), 401);
 }
+
+/// Every change and denial, whatever surface made it, in the project's Activity tab.
+#[tokio::test]
+async fn the_activity_tab_shows_changes_and_denials() {
+    let app = harbor().await;
+    app.db.user("root", PASSWORD, true).await;
+    let created =
+        send(&app, reqwest::Method::POST, RULES, "ann", Some(&rule(("repoMatches", "**"), ("matches", "v*")))).await;
+    let id: i64 = created.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().parse().unwrap();
+    // 30 more entries: enough for two pages.
+    let project_id =
+        app::store::project_id(&app.db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
+    for i in 0..30 {
+        let change = app::store::RuleChange::SetEnabled(id, i % 2 == 1);
+        app::store::change_rules(&app.db.pool, project_id, change, &app::store::Actor("cli:ops".into())).await.unwrap();
+    }
+    let ann = app.logged_in("ann", PASSWORD).await;
+    assert_eq!(
+        app.call(&ann, "set_member", &[("project", "shop"), ("user", "out"), ("role", "guest")]).await.status(),
+        200
+    );
+    let token = app.db.token("registry").await;
+    let push = json!({"operation": "push", "repository": "shop/api", "tag": "v1",
+        "digest": format!("sha256:{}", "b".repeat(64)), "current_digest": format!("sha256:{}", "a".repeat(64))});
+    let started = std::time::Instant::now();
+    while app.check(&token, "/api/v1/enforcement/check", &push).await.1["allowed"] != false {
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    while sqlx::query_scalar::<_, i64>("select count(*) from enforcement_denials")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "denial not recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Who may look: members of the project; every project's, system admins only.
+    let gus = app.logged_in("gus", PASSWORD).await;
+    let outsider = app.logged_in("out", PASSWORD).await;
+    let view: Value = app.call(&gus, "activity", &[("project", "shop")]).await.json().await.unwrap();
+    assert_eq!(view["total"], 33);
+    assert_eq!(view["pages"], 2);
+    assert_eq!(view["entries"][0]["kind"], "denial.push");
+    assert_eq!(view["entries"][0]["actor"], "registry");
+    assert_eq!(view["entries"][1]["summary"], "added out as guest");
+    app.call(&outsider, "activity", &[("project", "nope")]).await;
+    assert_eq!(app.call(&app.logged_in("root", PASSWORD).await, "activity", &[]).await.status(), 200);
+    assert_eq!(app.call(&ann, "activity", &[]).await.status(), 403);
+    assert_eq!(app.call(&gus, "activity", &[("project", "shop"), ("kind", "bogus")]).await.status(), 400);
+
+    let browser = tests::browser::Browser::start(1280, true).await;
+    browser.log_in(&app.url(""), "gus", PASSWORD).await;
+    browser.goto(&app.url("/projects/shop/activity")).await;
+    browser.text_containing("#activity tbody tr:first-child", "denial.push").await;
+    assert!(browser.text(".pager").await.contains("Page 1 of 2 · 33 entries"));
+    browser.screenshot("activity-1280").await;
+    browser.find(".pager a[rel=next]").await.click().await.unwrap();
+    browser.text_containing(".pager", "Page 2 of 2").await;
+    // The oldest entry, on the last page.
+    let oldest = format!("added rule {id}: repositories matching **, tags matching v*");
+    browser.text_containing("#activity tbody tr:last-child", &oldest).await;
+    browser.find("#activity-kind option[value=denial]").await.click().await.unwrap();
+    browser.find("#activity-filter button").await.click().await.unwrap();
+    browser.text_containing(".pager", "Page 1 of 1 · 1 entries").await;
+    assert!(browser.text("#activity").await.contains("tag \"v1\" of \"shop/api\" is immutable"));
+    browser.close().await;
+}

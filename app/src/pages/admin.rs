@@ -18,6 +18,7 @@ enum Section {
     Users,
     Projects,
     Tokens,
+    Activity,
 }
 
 impl Section {
@@ -26,6 +27,7 @@ impl Section {
             "" | "users" => Some(Section::Users),
             "projects" => Some(Section::Projects),
             "tokens" => Some(Section::Tokens),
+            "activity" => Some(Section::Activity),
             _ => None,
         }
     }
@@ -82,6 +84,16 @@ pub fn AdminPage() -> impl IntoView {
             }
         },
     );
+    let filter = super::activity::query_filter();
+    let activity = Resource::new(
+        move || (section(), filter()),
+        |(section, (kind, page))| async move {
+            match section {
+                Some(Section::Activity) => crate::activity::activity(None, kind, page).await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     view! {
         <Title text="Administration"/>
         <h1>"Administration"</h1>
@@ -94,11 +106,13 @@ pub fn AdminPage() -> impl IntoView {
                         <A href="/admin/users" attr:aria-current=aria(Section::Users)>"Users"</A>
                         <A href="/admin/projects" attr:aria-current=aria(Section::Projects)>"Projects"</A>
                         <A href="/admin/tokens" attr:aria-current=aria(Section::Tokens)>"Service tokens"</A>
+                        <A href="/admin/activity" attr:aria-current=aria(Section::Activity)>"Activity"</A>
                     </nav>
                     {match current {
                         Section::Users => view! { <Users users create_user reset_password set_active/> }.into_any(),
                         Section::Projects => view! { <Projects projects create_project delete_project/> }.into_any(),
                         Section::Tokens => view! { <Tokens tokens create_token revoke_token/> }.into_any(),
+                        Section::Activity => view! { <super::activity::ActivityList activity show_project=true/> }.into_any(),
                     }}
                 }.into_any()
             }

@@ -16,12 +16,13 @@ use leptos_router::hooks::{use_location, use_params_map};
 enum Tab {
     Policy(Mode),
     Members,
+    Activity,
 }
 
 impl Tab {
     /// The tab (and, on the Policy tab, the dialog or confirmation) from the path after
     /// `/projects/<name>`: ``, `/policy`, `/policy/immutability/new`, `/policy/immutability/<id>/edit`,
-    /// `/policy/immutability/<id>/delete`, `/members`.
+    /// `/policy/immutability/<id>/delete`, `/members`, `/activity`.
     fn parse(rest: &str) -> Option<Tab> {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let rule = |id: &str| id.parse::<i64>().ok();
@@ -31,6 +32,7 @@ impl Tab {
             ["policy", "immutability", id, "edit"] => Tab::Policy(Mode::Edit(rule(id)?)),
             ["policy", "immutability", id, "delete"] => Tab::Policy(Mode::ConfirmDelete(rule(id)?)),
             ["members"] => Tab::Members,
+            ["activity"] => Tab::Activity,
             _ => return None,
         })
     }
@@ -56,6 +58,16 @@ pub fn ProjectPage() -> impl IntoView {
         move || (name(), toggle.version().get(), delete.version().get(), save.version().get()),
         |(project, ..)| list_rules(project),
     );
+    let filter = super::activity::query_filter();
+    let activity = Resource::new(
+        move || (name(), tab(), filter()),
+        |(project, tab, (kind, page))| async move {
+            match tab {
+                Some(Tab::Activity) => crate::activity::activity(Some(project), kind, page).await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     let members = Resource::new(
         move || (name(), tab(), set_member.version().get()),
         |(project, tab, _)| async move {
@@ -78,10 +90,12 @@ pub fn ProjectPage() -> impl IntoView {
                         <nav class="tabs" aria-label="Project">
                             <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
                             <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
+                            <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
                         </nav>
                         {match tab {
                             Tab::Policy(mode) => view! { <ImmutabilityTab rules mode save toggle delete/> }.into_any(),
                             Tab::Members => view! { <MembersTab members set_member/> }.into_any(),
+                            Tab::Activity => view! { <super::activity::ActivityList activity show_project=false/> }.into_any(),
                         }}
                     }.into_any()
                 }

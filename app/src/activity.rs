@@ -1,0 +1,143 @@
+//! The audit trail as pages show it: who changed what and when, and every denied push or delete.
+
+use crate::error::AppError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Entries a page shows.
+pub const PAGE_SIZE: u32 = 25;
+
+/// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
+pub const KINDS: [(&str, &str); 6] = [
+    ("rule", "Rule changes"),
+    ("denial", "Denials"),
+    ("member", "Members"),
+    ("project", "Projects"),
+    ("user", "Users"),
+    ("token", "Service tokens"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityRow {
+    pub at: String,
+    pub actor: String,
+    /// e.g. `rule.update`, `denial.push`
+    pub kind: String,
+    pub project: Option<String>,
+    /// What happened, in one line.
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityView {
+    pub entries: Vec<ActivityRow>,
+    pub page: u32,
+    pub pages: u32,
+    pub total: i64,
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use crate::policy::{RuleInput, RuleSpec};
+    use crate::store::ActivityEntry;
+    use serde_json::Value;
+
+    /// A rule snapshot (as `StoredRule::snapshot` writes it) as its summary.
+    fn rule(snapshot: &Value) -> Option<String> {
+        let field = |name: &str| snapshot.get(name).and_then(Value::as_str).map(str::to_owned);
+        let input = RuleInput {
+            repositories_action: field("repositories_action")?,
+            repositories: field("repositories")?,
+            tags_action: field("tags_action")?,
+            tags: field("tags")?,
+        };
+        Some(RuleSpec::parse(&input).map(|spec| spec.summary()).unwrap_or_else(|_| format!("{input:?}")))
+    }
+
+    fn text(value: Option<&Value>, name: &str) -> String {
+        value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
+    }
+
+    /// One line saying what an entry records.
+    pub fn summary(entry: &ActivityEntry) -> String {
+        let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
+        let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
+        match entry.kind.as_str() {
+            "rule.create" => format!("added {id}: {}", after.and_then(rule).unwrap_or_default()),
+            "rule.update" => format!(
+                "changed {id}: {} → {}",
+                before.and_then(rule).unwrap_or_default(),
+                after.and_then(rule).unwrap_or_default()
+            ),
+            "rule.enable" => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
+            "rule.disable" => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
+            "rule.delete" => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
+            "member.add" => format!("added {} as {}", text(after, "user"), text(after, "role")),
+            "member.role" => {
+                format!("changed {} from {} to {}", text(after, "user"), text(before, "role"), text(after, "role"))
+            }
+            "member.remove" => format!("removed {} ({})", text(before, "user"), text(before, "role")),
+            "user.create" => format!("created user {}", text(after, "user")),
+            "user.password_reset" => format!("reset the password of {}", text(after, "user")),
+            "user.password_change" => "changed their password".to_owned(),
+            "user.deactivate" => format!("deactivated {}", text(after, "user")),
+            "user.activate" => format!("reactivated {}", text(after, "user")),
+            "project.create" => format!("created project {}", text(after, "project")),
+            "project.delete" => format!("deleted project {}", text(before, "project")),
+            "token.create" => format!("created service token {}", text(after, "token")),
+            "token.revoke" => format!("revoked service token {}", text(before, "token")),
+            _ => entry.message.clone().unwrap_or_else(|| entry.kind.clone()),
+        }
+    }
+}
+
+/// One page of the audit trail of `project` (any member may look), or of every project (`None`;
+/// system administrators only), optionally of one kind.
+#[server(prefix = "/portal", endpoint = "activity")]
+pub async fn activity(
+    project: Option<String>,
+    kind: Option<String>,
+    page: Option<u32>,
+) -> Result<ActivityView, AppError> {
+    let pool = crate::auth::ssr::state().pool;
+    crate::auth::ssr::answered(
+        async {
+            let project_id = match project.filter(|p| !p.is_empty()) {
+                Some(project) => Some(crate::projects::ssr::visible(&project).await?.id),
+                None => {
+                    crate::admin::ssr::require_admin().await?;
+                    None
+                }
+            };
+            let kind = kind.filter(|k| !k.is_empty());
+            if let Some(kind) = &kind {
+                if !KINDS.iter().any(|(known, _)| known == kind) {
+                    return Err(AppError::Invalid(format!(
+                        "kind: `{kind}` is not one of rule, denial, member, project, user, token"
+                    )));
+                }
+            }
+            let page = page.unwrap_or(1).max(1);
+            let offset = i64::from((page - 1) * PAGE_SIZE);
+            let rows = crate::store::activity(&pool, project_id, kind.as_deref(), i64::from(PAGE_SIZE), offset).await?;
+            let total = rows.first().map_or(0, |row| row.total);
+            let pages =
+                u32::try_from((total + i64::from(PAGE_SIZE) - 1) / i64::from(PAGE_SIZE)).unwrap_or(u32::MAX).max(1);
+            let entries = rows
+                .iter()
+                .map(|row| ActivityRow {
+                    at: row
+                        .at
+                        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
+                        .unwrap_or_default(),
+                    actor: row.actor.clone(),
+                    kind: row.kind.clone(),
+                    project: row.project.clone(),
+                    summary: ssr::summary(row),
+                })
+                .collect();
+            Ok(ActivityView { entries, page, pages, total })
+        }
+        .await,
+    )
+}
