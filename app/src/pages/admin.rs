@@ -57,32 +57,21 @@ pub fn AdminPage() -> impl IntoView {
     let delete_project = ServerAction::<DeleteProject>::new();
     let create_token = ServerAction::<CreateToken>::new();
     let revoke_token = ServerAction::<RevokeToken>::new();
-    let users = Resource::new(
-        move || (section(), create_user.version().get(), reset_password.version().get(), set_active.version().get()),
-        |(section, ..)| async move {
-            match section {
-                Some(Section::Users) => admin_users().await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let shown = move |wanted: Section| move || section() == Some(wanted);
+    let users = section_data(
+        shown(Section::Users),
+        move || create_user.version().get() + reset_password.version().get() + set_active.version().get(),
+        admin_users,
     );
-    let projects = Resource::new(
-        move || (section(), create_project.version().get(), delete_project.version().get()),
-        |(section, ..)| async move {
-            match section {
-                Some(Section::Projects) => admin_projects().await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let projects = section_data(
+        shown(Section::Projects),
+        move || create_project.version().get() + delete_project.version().get(),
+        admin_projects,
     );
-    let tokens = Resource::new(
-        move || (section(), create_token.version().get(), revoke_token.version().get()),
-        |(section, ..)| async move {
-            match section {
-                Some(Section::Tokens) => admin_tokens().await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let tokens = section_data(
+        shown(Section::Tokens),
+        move || create_token.version().get() + revoke_token.version().get(),
+        admin_tokens,
     );
     let filter = super::activity::query_filter();
     let activity = Resource::new(
@@ -118,6 +107,29 @@ pub fn AdminPage() -> impl IntoView {
             }
         }}
     }
+}
+
+/// A section's data: loaded only while the section is shown, and again after each of its actions
+/// (`versions` sums their version counters).
+fn section_data<T, Fut>(
+    shown: impl Fn() -> bool + Send + Sync + 'static,
+    versions: impl Fn() -> usize + Send + Sync + 'static,
+    fetch: fn() -> Fut,
+) -> Resource<Result<Option<T>, AppError>>
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Fut: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+{
+    Resource::new(
+        move || (shown(), versions()),
+        move |(shown, _)| async move {
+            if shown {
+                fetch().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+    )
 }
 
 /// Shows a section's data once loaded; "not allowed" and "not signed in" as the whole page would.

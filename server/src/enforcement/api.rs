@@ -342,8 +342,8 @@ async fn immutable(
     let tag = Tag::parse(&tag).map_err(|error| ApiError::name("TAG_INVALID", "tag", error))?;
     let cached = enforcer.policies.project(project.as_str());
     let rules: Vec<RuleInfo> = cached.as_ref().map_or_else(Vec::new, |cached| {
-        let mask = cached.policy.immutable_rules(repository.path(), tag.as_str());
-        cached.policy.rules(mask).cloned().collect()
+        let policy = cached.policy();
+        policy.rules(policy.immutable_rules(repository.path(), tag.as_str())).cloned().collect()
     });
     Ok(Json(TagStatus {
         repository: repository.to_string(),

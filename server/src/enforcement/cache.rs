@@ -13,16 +13,35 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// One project's policy, as decisions use it.
+/// One project's policy, as decisions use it. Compiled on first use, not on load: a compiled
+/// 15-rule policy takes tens of kilobytes, and a registry with thousands of projects decides for
+/// few of them at a time (measured: 10,000 projects of 15 rules took 613 MiB compiled eagerly).
 #[derive(Debug)]
 pub struct ProjectPolicy {
     pub id: i64,
     pub name: String,
-    pub policy: CompiledPolicy,
+    /// The enabled rules, parsed.
+    rules: Vec<PolicyRule>,
+    compiled: OnceLock<CompiledPolicy>,
+}
+
+impl ProjectPolicy {
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn policy(&self) -> &CompiledPolicy {
+        self.compiled.get_or_init(|| {
+            CompiledPolicy::compile(&self.rules).unwrap_or_else(|error| {
+                tracing::error!(project = %self.name, %error, "policy does not compile; nothing in it is enforced");
+                CompiledPolicy::empty()
+            })
+        })
+    }
 }
 
 #[derive(Default)]
@@ -31,11 +50,9 @@ struct Projects {
     name_of: HashMap<i64, String>,
 }
 
-/// Every project's compiled policy, by project name.
+/// Every project's policy, by project name.
 pub struct PolicyCache {
     projects: RwLock<Projects>,
-    /// Shared by every project without enabled rules (most of them, in a big registry).
-    empty: CompiledPolicy,
     /// Whether the notifying connection is up, i.e. whether the cache is known to be current.
     current: AtomicBool,
     /// When the cache was last fully loaded (Unix seconds).
@@ -44,12 +61,7 @@ pub struct PolicyCache {
 
 impl PolicyCache {
     fn new() -> Self {
-        Self {
-            projects: RwLock::default(),
-            empty: CompiledPolicy::empty(),
-            current: AtomicBool::new(false),
-            loaded_at: AtomicI64::new(0),
-        }
+        Self { projects: RwLock::default(), current: AtomicBool::new(false), loaded_at: AtomicI64::new(0) }
     }
 
     pub fn project(&self, name: &str) -> Option<Arc<ProjectPolicy>> {
@@ -70,7 +82,7 @@ impl PolicyCache {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
-    fn compile(&self, project: ProjectRules) -> ProjectPolicy {
+    fn parse(project: ProjectRules) -> ProjectPolicy {
         let rules: Vec<PolicyRule> = project
             .rules
             .iter()
@@ -84,21 +96,13 @@ impl PolicyCache {
                 }
             })
             .collect();
-        let policy = if rules.is_empty() {
-            self.empty.clone()
-        } else {
-            CompiledPolicy::compile(&rules).unwrap_or_else(|error| {
-                tracing::error!(project = %project.name, %error, "policy does not compile; nothing in it is enforced");
-                self.empty.clone()
-            })
-        };
-        ProjectPolicy { id: project.id, name: project.name, policy }
+        ProjectPolicy { id: project.id, name: project.name, rules, compiled: OnceLock::new() }
     }
 
     fn replace_all(&self, projects: Vec<ProjectRules>) {
         let mut loaded = Projects::default();
         for project in projects {
-            let compiled = self.compile(project);
+            let compiled = Self::parse(project);
             loaded.name_of.insert(compiled.id, compiled.name.clone());
             loaded.by_name.insert(compiled.name.clone(), Arc::new(compiled));
         }
@@ -108,7 +112,7 @@ impl PolicyCache {
 
     /// Puts in the project's current state: `None` when it no longer exists.
     fn replace_one(&self, id: i64, project: Option<ProjectRules>) {
-        let compiled = project.map(|project| Arc::new(self.compile(project)));
+        let compiled = project.map(|project| Arc::new(Self::parse(project)));
         let mut projects = self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(old_name) = projects.name_of.remove(&id) {
             projects.by_name.remove(&old_name);

@@ -141,7 +141,7 @@ impl Enforcer {
         let started = Instant::now();
         let project = self.policies.project(check.repository().project());
         let verdict = match &project {
-            Some(project) => decide(&project.policy, check),
+            Some(project) => decide(project.policy(), check),
             None => Verdict::unknown_project(check.repository()),
         };
         self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());

@@ -174,14 +174,14 @@ fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
 impl Gateway {
     /// Whether any enabled rule could apply in the repository's project (if none, no look-ups).
     fn protects(&self, repository: &RepositoryName) -> bool {
-        self.enforcer.policies.project(repository.project()).is_some_and(|p| p.policy.rule_count() > 0)
+        self.enforcer.policies.project(repository.project()).is_some_and(|p| p.rule_count() > 0)
     }
 
     fn is_immutable(&self, repository: &RepositoryName, tag: &Tag) -> bool {
         self.enforcer
             .policies
             .project(repository.project())
-            .is_some_and(|project| !project.policy.immutable_rules(repository.path(), tag.as_str()).is_empty())
+            .is_some_and(|project| !project.policy().immutable_rules(repository.path(), tag.as_str()).is_empty())
     }
 
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the
