@@ -197,6 +197,16 @@ async fn projects_with_rules_are_not_deleted_and_revoked_tokens_are_refused_at_o
         assert!(started.elapsed() < Duration::from_secs(2), "the new token never worked");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Last use is written off the request path, every few seconds.
+    let started = Instant::now();
+    loop {
+        let view: Value = app.call(&root, "admin_tokens", &[]).await.json().await.unwrap();
+        if view["tokens"][0]["last_used_at"].is_string() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(12), "last use never recorded: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(status(&app, &root, "revoke_token", &[("name", "registry")]).await, 200);
     let started = Instant::now();
     while app.check(&secret, "/api/v1/enforcement/check", &body).await.0 != 401 {

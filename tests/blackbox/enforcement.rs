@@ -270,8 +270,13 @@ async fn metrics_and_the_openapi_document_are_served() {
 
     let openapi: Value = reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/enforcement/check", "/api/v1/enforcement/check/batch", "/api/v1/projects/{project}/immutable"]
-    {
+    for path in [
+        "/api/v1/enforcement/check",
+        "/api/v1/enforcement/check/batch",
+        "/api/v1/projects/{project}/immutable",
+        "/api/v2.0/projects/{project_name_or_id}/immutabletagrules",
+        "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}",
+    ] {
         assert!(openapi["paths"][path].is_object(), "{path} missing");
     }
     assert!(openapi["components"]["schemas"]["CheckRequest"]["properties"]["current_digest"].is_object());

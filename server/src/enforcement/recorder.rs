@@ -18,7 +18,7 @@ pub const QUEUE_CAPACITY: usize = 10_000;
 /// Denials written per statement, at most.
 const BATCH: usize = 500;
 /// How often token use is written.
-const TOKEN_USE_INTERVAL: Duration = Duration::from_secs(15);
+const TOKEN_USE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Recorder {
