@@ -61,7 +61,11 @@ impl Upstream {
             "the upstream must be an http:// URL with a host, got `{base}` (terminate TLS in front of the registry's plain-HTTP port)"
         );
         let base = base.to_string().trim_end_matches('/').to_owned();
-        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let mut connector = HttpConnector::new();
+        // Registry clients make many small requests (HEADs, upload starts, manifests): without this,
+        // Nagle's algorithm holds a request's last segment back until the previous one is acknowledged.
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { client, base })
     }
 
