@@ -245,6 +245,11 @@ async fn administration_through_the_browser() {
     submit(&browser, "#create-user button[type=submit]").await;
     browser.text_containing("#users", "eve").await;
     let eve = app.logged_in("eve", "eve's long password").await;
+    assert!(
+        browser.client.find(fantoccini::Locator::Css("button[aria-label='Deactivate root']")).await.is_err(),
+        "no button to deactivate oneself"
+    );
+    browser.find("button[aria-label='Deactivate ann']").await;
 
     fill(&browser, "#user-eve input[type=password]", "short").await;
     // The browser's own check (minlength) stops a short password; the server's says the same.

@@ -87,20 +87,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element `{css}`: {e}"))
     }
 
-    /// The text of an element; found again if a navigation replaced it between finding and reading.
+    /// The text of an element; found again if a navigation (a plain form post reloading the page)
+    /// replaced or unloaded it between finding and reading.
     pub async fn text(&self, css: &str) -> String {
+        let mut last_error = None;
         for _ in 0..50 {
             match self.find(css).await.text().await {
                 Ok(text) => return text,
-                Err(fantoccini::error::CmdError::Standard(e))
-                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
-                {
+                Err(error) => {
+                    last_error = Some(error);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("reading `{css}`: {e}"),
             }
         }
-        panic!("`{css}` kept going stale");
+        panic!("reading `{css}` kept failing: {last_error:?}");
     }
 
     /// Waits (up to 10 s) until an element's text contains `needle` (e.g. after a form post

@@ -44,6 +44,17 @@ where
     }
 }
 
+/// The labelled name input of a create form.
+#[component]
+pub fn NameField(id: &'static str, name: &'static str, label: &'static str, example: &'static str) -> impl IntoView {
+    view! {
+        <div class="grow">
+            <label for=id>{label}</label>
+            <input type="text" id=id name=name required autocomplete="off" placeholder=example/>
+        </div>
+    }
+}
+
 /// `/admin` and `/admin/<section>`. The actions are made here, inside the routes, so a plain
 /// form's error (sent back in the URL) reaches them.
 #[component]
@@ -156,14 +167,14 @@ fn Users(
     reset_password: ServerAction<ResetPassword>,
     set_active: ServerAction<SetUserActive>,
 ) -> impl IntoView {
+    let session = expect_context::<crate::Session>();
+    // Nobody deactivates themselves (the server refuses too): no button for it.
+    let me = move || session.user.get().and_then(|user| user.ok().flatten()).map(|user| user.name);
     view! {
         <section class="panel" aria-labelledby="users-heading">
             <h2 id="users-heading">"Users"</h2>
             <ActionForm action=create_user attr:class="create-row" attr:id="create-user">
-                <div class="grow">
-                    <label for="new-user-name">"User name"</label>
-                    <input type="text" id="new-user-name" name="name" required autocomplete="off" placeholder="e.g. alice"/>
-                </div>
+                <NameField id="new-user-name" name="name" label="User name" example="e.g. alice"/>
                 <div class="grow">
                     <label for="new-user-password">"Initial password"</label>
                     <input type="password" id="new-user-password" name="password" required minlength="12" autocomplete="new-password"/>
@@ -204,7 +215,7 @@ fn Users(
                                             <button type="submit" class="button">"Reset"</button>
                                         </ActionForm>
                                     </td>
-                                    <td>
+                                    <td>{(me().as_deref() != Some(for_active.as_str())).then(|| view! {
                                         <ActionForm action=set_active attr:class="inline">
                                             <input type="hidden" name="name" value=for_active.clone()/>
                                             <input type="hidden" name="active" value=(!user.is_active).to_string()/>
@@ -213,7 +224,7 @@ fn Users(
                                                 {action}
                                             </button>
                                         </ActionForm>
-                                    </td>
+                                    })}</td>
                                 </tr>
                             }
                         }).collect_view()}
@@ -235,10 +246,7 @@ fn Projects(
         <section class="panel" aria-labelledby="projects-heading">
             <h2 id="projects-heading">"Projects"</h2>
             <ActionForm action=create_project attr:class="create-row" attr:id="create-project">
-                <div class="grow">
-                    <label for="new-project-name">"Project name"</label>
-                    <input type="text" id="new-project-name" name="name" required autocomplete="off" placeholder="e.g. shop"/>
-                </div>
+                <NameField id="new-project-name" name="name" label="Project name" example="e.g. shop"/>
                 <button type="submit" class="button primary">"Create project"</button>
             </ActionForm>
             {action_error(create_project)}
@@ -297,10 +305,7 @@ fn Tokens(
                 <code>"Authorization: Bearer …"</code>"). Only a hash is stored, so a token is shown once, when it is created."
             </p>
             <ActionForm action=create_token attr:class="create-row" attr:id="create-token">
-                <div class="grow">
-                    <label for="new-token-name">"Token name"</label>
-                    <input type="text" id="new-token-name" name="name" required autocomplete="off" placeholder="e.g. registry-eu"/>
-                </div>
+                <NameField id="new-token-name" name="name" label="Token name" example="e.g. registry-eu"/>
                 <button type="submit" class="button primary">"Create token"</button>
             </ActionForm>
             {action_error(create_token)}

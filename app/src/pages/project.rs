@@ -134,10 +134,7 @@ fn MembersTab(
                             {can_manage.then(|| view! {
                                 <ActionForm action=set_member attr:class="create-row" attr:id="add-member">
                                     <input type="hidden" name="project" value=for_add.clone()/>
-                                    <div class="grow">
-                                        <label for="member-user">"User name"</label>
-                                        <input type="text" id="member-user" name="user" required autocomplete="off"/>
-                                    </div>
+                                    <super::admin::NameField id="member-user" name="user" label="User name" example="e.g. alice"/>
                                     <div>
                                         <label for="member-role">"Role"</label>
                                         <select id="member-role" name="role">{role_options(Some(Role::Developer))}</select>
