@@ -99,13 +99,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
             tracing::warn!(%username, %address, "login throttled");
             return Err(AppError::Throttled { retry_after: wait.as_secs().max(1) });
         }
-        let candidate = crate::store::login_candidate(&state.pool, &username).await?;
-        let (user, hash, epoch) = match candidate {
-            Some((user, hash, epoch)) => (Some(user), Some(hash), epoch),
-            None => (None, None, 0),
-        };
-        let verified = crate::store::verify_password(hash, password).await.map_err(AppError::internal)?;
-        let Some(user) = user.filter(|_| verified) else {
+        let Some((user, epoch)) = crate::store::check_credentials(&state.pool, &username, password).await? else {
             state.login_throttle.record_failure(&keys);
             tracing::info!(%username, %address, "login failed");
             return Err(AppError::Invalid("wrong user name or password".into()));

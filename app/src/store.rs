@@ -90,20 +90,27 @@ pub async fn create_user(
     Ok(User { id, name: name.as_str().to_owned(), is_system_admin })
 }
 
-/// An active user, their hash and session epoch, for a login attempt.
-pub async fn login_candidate(
+/// The active user `name` and their session epoch, if `password` is theirs. An unknown name costs
+/// the same argon2 verification (against a dummy hash), so timing does not tell names apart.
+pub async fn check_credentials(
     db: impl PgExecutor<'_>,
     name: &str,
-) -> Result<Option<(User, PasswordHash, i32)>, StoreError> {
+    password: String,
+) -> Result<Option<(User, i32)>, StoreError> {
     let row: Option<(i64, String, bool, String, i32)> = sqlx::query_as(
         r"select id, name, is_system_admin, password_hash, session_epoch from users where name = $1 and is_active",
     )
     .bind(name)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(id, name, is_system_admin, hash, epoch)| {
-        (User { id, name, is_system_admin }, PasswordHash(hash), epoch)
-    }))
+    let (user, hash) = match row {
+        Some((id, name, is_system_admin, hash, epoch)) => {
+            (Some((User { id, name, is_system_admin }, epoch)), Some(PasswordHash(hash)))
+        }
+        None => (None, None),
+    };
+    let verified = verify_password(hash, password).await?;
+    Ok(user.filter(|_| verified))
 }
 
 /// The user behind a session and their session epoch, if they still exist and are active.

@@ -163,8 +163,7 @@ impl FromRequestParts<HarborState> for Caller {
         };
         let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
         if let Some(presented) = value.strip_prefix("Bearer ") {
-            let token = state.enforcer.tokens.find(presented.trim()).ok_or_else(unauthorized)?;
-            state.enforcer.recorder.used(&token);
+            let token = state.enforcer.token(presented).ok_or_else(unauthorized)?;
             return Ok(Caller(User { id: -token.id, name: format!("token:{}", token.name), is_system_admin: true }));
         }
         let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
@@ -188,14 +187,8 @@ impl FromRequestParts<HarborState> for Caller {
                 format!("too many failed attempts; try again in {} seconds", wait.as_secs().max(1)),
             ));
         }
-        let candidate = store::login_candidate(&state.pool, name).await?;
-        let (user, hash, epoch) = match candidate {
-            Some((user, hash, epoch)) => (Some(user), Some(hash), epoch),
-            None => (None, None, 0),
-        };
-        let verified = store::verify_password(hash, password.to_owned()).await.map_err(StoreError::Unexpected)?;
-        match user.filter(|_| verified) {
-            Some(user) => {
+        match store::check_credentials(&state.pool, name, password.to_owned()).await? {
+            Some((user, epoch)) => {
                 state.credentials.remember(key, user.id, epoch);
                 Ok(Caller(user))
             }

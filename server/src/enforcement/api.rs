@@ -102,12 +102,9 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .ok_or(ApiError::Unauthorized("a service token is required: `Authorization: Bearer <token>`"))?;
-        let enforcer = Enforcer::from_ref(state);
-        let token = enforcer
-            .tokens
-            .find(presented.trim())
+        let token = Enforcer::from_ref(state)
+            .token(presented)
             .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
-        enforcer.recorder.used(&token);
         Ok(Caller(token))
     }
 }

@@ -12,7 +12,7 @@ pub mod recorder;
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;
 use app::policy::{CompiledPolicy, Decision, Digest, RepositoryName, RuleInfo, Tag};
-use cache::{CacheSync, PolicyCache, TokenCache};
+use cache::{CacheSync, PolicyCache, ServiceToken, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -133,6 +133,13 @@ impl Enforcer {
         };
         tokio::spawn(sync.run(notifications));
         Ok(enforcer)
+    }
+
+    /// The unrevoked service token whose secret is `presented` (from memory), noting its use.
+    pub fn token(&self, presented: &str) -> Option<Arc<ServiceToken>> {
+        let token = self.tokens.find(presented.trim())?;
+        self.recorder.used(&token);
+        Some(token)
     }
 
     /// Decides `check` for `caller` (a token's name, or `gateway`); a denial is queued for the

@@ -221,7 +221,9 @@ impl Gateway {
         })?;
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
 
-        let keys: Vec<String> = immutable.iter().map(|tag| format!("{repository}:{tag}")).collect();
+        // Both kinds of lock are taken in this one order, so two pushes never wait on each other crosswise.
+        let mut keys: Vec<String> = immutable.iter().map(|tag| format!("{repository}:{tag}")).collect();
+        keys.sort();
         let _local = self.lock_locally(&keys).await;
         let _shared = self.lock_shared(&keys).await;
         for tag in &immutable {
@@ -272,15 +274,13 @@ impl Gateway {
         Ok(self.upstream.forward(request).await)
     }
 
-    /// Holds this process's locks on `keys` (taken in sorted order, so never a deadlock).
+    /// Holds this process's locks on `keys` (sorted by the caller).
     async fn lock_locally(&self, keys: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mut sorted: Vec<&String> = keys.iter().collect();
-        sorted.sort();
         let mutexes: Vec<_> = {
             let mut locks = self.local_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             // Forget the locks nobody holds or waits for, so the map stays as small as the traffic.
             locks.retain(|_, mutex| Arc::strong_count(mutex) > 1);
-            sorted.iter().map(|key| locks.entry((*key).clone()).or_default().clone()).collect()
+            keys.iter().map(|key| locks.entry(key.clone()).or_default().clone()).collect()
         };
         let mut guards = Vec::with_capacity(mutexes.len());
         for mutex in mutexes {
@@ -293,11 +293,9 @@ impl Gateway {
     /// gateways sharing the database serialise too. Without the database, the local locks are all
     /// there is (logged).
     async fn lock_shared(&self, keys: &[String]) -> Option<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut sorted: Vec<&String> = keys.iter().collect();
-        sorted.sort();
         let lock = async {
             let mut tx = self.pool.begin().await?;
-            for key in sorted {
+            for key in keys {
                 sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
                     .bind(format!("tagward:{key}"))
                     .execute(&mut *tx)
