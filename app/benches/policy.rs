@@ -6,7 +6,7 @@
 
 #![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 
-use app::policy::{reference, CompiledPolicy, PolicyRule, RuleInput, RuleSpec};
+use app::policy::{reference, CompiledPolicy, PolicyRule, RuleInput, RuleSpec, MAX_RULES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -90,6 +90,23 @@ fn decisions(c: &mut Criterion) {
 fn compile(c: &mut Criterion) {
     let rules = rules(15);
     c.bench_function("compile/15", |b| b.iter(|| CompiledPolicy::compile(black_box(&rules)).unwrap()));
+    // The slowest shape that fills a project's pattern budget (MAX_POLICY_PATTERN_CHARS).
+    for shape in ["?", "[!a]?*", "{a,b}"] {
+        let per_item = app::policy::MAX_POLICY_PATTERN_CHARS / (MAX_RULES * 2);
+        let item = shape.repeat(per_item / shape.len());
+        let input = |i: usize| RuleInput {
+            repositories_action: "matching".into(),
+            repositories: format!("r{i}{}", &item[2.min(item.len())..]),
+            tags_action: "matching".into(),
+            tags: format!("t{i}{}", &item[2.min(item.len())..]),
+        };
+        let budget: Vec<PolicyRule> = (0..MAX_RULES)
+            .map(|i| PolicyRule { id: i as i64, enabled: true, spec: RuleSpec::parse(&input(i)).unwrap() })
+            .collect();
+        c.bench_function(&format!("compile at the budget/{shape}"), |b| {
+            b.iter(|| CompiledPolicy::compile(black_box(&budget)).unwrap())
+        });
+    }
 }
 
 /// Prints allocations per decision and checks the inputs mean what their names say.

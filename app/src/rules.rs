@@ -25,6 +25,9 @@ pub struct RuleRow {
 pub struct RulesView {
     pub project: ProjectAccess,
     pub rules: Vec<RuleRow>,
+    /// Why the stored rules cannot be evaluated (written outside tagward); then changes to the
+    /// project's existing tags are refused until someone fixes them.
+    pub policy_problem: Option<String>,
 }
 
 /// Why saving a rule failed, with what was typed, so the dialog (even without JavaScript, where the
@@ -90,6 +93,13 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
         }
         .await,
     )?;
+    let policy_problem = match crate::store::enforceable_rules(&rules) {
+        Err(problem) => Some(problem),
+        Ok(enforced) => tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced).err())
+            .await
+            .map_err(AppError::internal)?
+            .map(|error| format!("its rules do not compile: {error}")),
+    };
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     let rules = rules
         .into_iter()
@@ -105,7 +115,7 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             updated_at: rule.updated_at.format(&format).unwrap_or_default(),
         })
         .collect();
-    Ok(RulesView { project, rules })
+    Ok(RulesView { project, rules, policy_problem })
 }
 
 /// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list.

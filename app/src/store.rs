@@ -21,6 +21,29 @@ pub enum StoreError {
     Unexpected(#[from] anyhow::Error),
 }
 
+impl StoreError {
+    /// Whether the database refused the statement for what it is (a constraint, a bad value), so
+    /// that trying it again can never succeed; otherwise (connection lost, pool exhausted,
+    /// deadlock, server shutting down) it may.
+    pub fn is_permanent(&self) -> bool {
+        self.database_code().is_some_and(|code| ["22", "23", "42"].iter().any(|class| code.starts_with(class)))
+    }
+
+    /// The SQLSTATE of a failed statement, if the database answered with one.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            StoreError::Unexpected(error) => match error.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) => db.code().map(|code| code.into_owned()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// SQLSTATE of a foreign key violation.
+pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Unexpected(anyhow::Error::new(error).context("database query failed"))
@@ -463,6 +486,19 @@ impl StoredRule {
     }
 }
 
+/// A project's enabled stored rules as the engine enforces them, or why they cannot be: a stored
+/// rule the engine refuses, or rules past the size budget (both only written outside tagward).
+/// One judgement for the decision caches and the portal, which shows it.
+pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, String> {
+    let rules = stored
+        .iter()
+        .filter(|rule| rule.enabled)
+        .map(|rule| rule.to_policy_rule().map_err(|errors| format!("its rule {} does not parse: {errors}", rule.id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::policy::check_stored_size(&rules).map_err(|error| error.to_string())?;
+    Ok(rules)
+}
+
 #[derive(sqlx::FromRow)]
 struct RuleRow {
     id: i64,
@@ -575,6 +611,26 @@ pub async fn change_rules(
         }
         Ok(())
     };
+    // The rule set as it would be stored must stay enforceable (size budget, compiles), checked
+    // under the project lock so concurrent changes cannot together pass it.
+    let resulting = match &change {
+        RuleChange::Create(spec) => Some((None, (*spec).clone())),
+        RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
+        RuleChange::SetEnabled(..) | RuleChange::Delete(_) => None,
+    };
+    if let Some((replaced, changed)) = resulting {
+        let mut specs: Vec<RuleSpec> = rules
+            .iter()
+            .filter(|rule| Some(rule.id) != replaced)
+            .filter_map(|rule| rule.to_policy_rule().ok())
+            .map(|rule| rule.spec)
+            .collect();
+        specs.push(changed.clone());
+        tokio::task::spawn_blocking(move || crate::policy::check_rule_set(&specs, Some(&changed)))
+            .await
+            .map_err(|e| StoreError::Unexpected(e.into()))?
+            .map_err(|error| StoreError::Refused(error.to_string()))?;
+    }
     let (kind, rule_id, before) = match &change {
         RuleChange::Create(spec) => {
             if rules.len() >= MAX_RULES {
@@ -783,7 +839,8 @@ pub struct Denial {
     pub at: time::OffsetDateTime,
     pub token: String,
     pub operation: &'static str,
-    pub project_id: i64,
+    /// `None` once the project is gone (it may be deleted between the decision and the write).
+    pub project_id: Option<i64>,
     pub repository: String,
     pub tag: Option<String>,
     pub digest: Option<String>,

@@ -12,10 +12,31 @@ pub struct DatabaseConfig {
     pub database_url: String,
 }
 
+/// Bounds on what a client can make a listener spend (see `listener.rs`).
+#[derive(Debug, Clone, Args)]
+pub struct ListenerConfig {
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    #[arg(long = "max-connections", env = "TAGWARD_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+
+    /// Seconds a request's headers may take to arrive (an idle keep-alive connection is closed then too).
+    #[arg(long = "header-read-timeout", env = "TAGWARD_HEADER_READ_TIMEOUT", default_value_t = 20)]
+    pub header_read_timeout_seconds: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self { max_connections: 2048, header_read_timeout_seconds: 20 }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub listener: ListenerConfig,
 
     /// Address the portal listens on (port 0 picks a free one).
     #[arg(long = "addr", env = "TAGWARD_ADDR", default_value = "127.0.0.1:3000")]

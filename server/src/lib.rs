@@ -6,6 +6,7 @@ mod csrf;
 pub mod enforcement;
 pub mod gateway;
 pub mod harbor;
+mod listener;
 pub mod metrics;
 mod ops;
 pub mod startup;

@@ -95,6 +95,7 @@ pub struct Metrics {
     database_up: Gauge,
     dropped_denials: Counter,
     gateway_requests: Family<GatewayLabels, Counter>,
+    unevaluable_policies: Gauge,
 }
 
 impl Default for Metrics {
@@ -127,7 +128,7 @@ impl Default for Metrics {
         let dropped_denials = Counter::default();
         registry.register(
             "audit_denials_dropped",
-            "Denials not recorded because the audit queue was full",
+            "Denials not recorded: the audit queue was full, or the database refused the row for good",
             dropped_denials.clone(),
         );
         let gateway_requests = Family::<GatewayLabels, Counter>::default();
@@ -135,6 +136,12 @@ impl Default for Metrics {
             "gateway_requests",
             "Requests through the gateway, by what it did with them",
             gateway_requests.clone(),
+        );
+        let unevaluable_policies = Gauge::default();
+        registry.register(
+            "policy_unevaluable_projects",
+            "Projects whose policy cannot be evaluated (changes to their existing tags are refused)",
+            unevaluable_policies.clone(),
         );
         database_up.set(1);
         Self {
@@ -146,6 +153,7 @@ impl Default for Metrics {
             database_up,
             dropped_denials,
             gateway_requests,
+            unevaluable_policies,
         }
     }
 }
@@ -168,6 +176,10 @@ impl Metrics {
 
     pub fn record_dropped_denial(&self) {
         self.dropped_denials.inc();
+    }
+
+    pub fn set_unevaluable_policies(&self, projects: usize) {
+        self.unevaluable_policies.set(i64::try_from(projects).unwrap_or(i64::MAX));
     }
 
     pub fn record_gateway(&self, outcome: GatewayOutcome) {

@@ -45,8 +45,19 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
     let ping = sqlx::query("select 1").execute(&state.pool);
     let database_up = matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Ok(_)));
     let cache_current = state.policies.is_current();
+    // A project whose policy cannot be evaluated refuses changes to its existing tags: the
+    // process is still fit to decide, but an operator has to look.
+    let unenforceable: String = state
+        .policies
+        .problems()
+        .iter()
+        .map(|(project, problem)| {
+            format!("degraded: the policy of project \"{project}\" cannot be evaluated: {problem}\n")
+        })
+        .collect();
     if database_up && cache_current {
-        return (StatusCode::OK, "ready\n".to_owned());
+        let status = if unenforceable.is_empty() { "ready\n".to_owned() } else { unenforceable };
+        return (StatusCode::OK, status);
     }
     let loaded = state.policies.loaded_at();
     let age = (time::OffsetDateTime::now_utc() - loaded).whole_seconds();
@@ -54,12 +65,13 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
     (
         StatusCode::OK,
         format!(
-            "degraded: {why}; decisions come from the policy cache loaded {age} s ago ({} projects)\n",
+            "degraded: {why}; decisions come from the policy cache loaded {age} s ago ({} projects)\n{unenforceable}",
             state.policies.project_count()
         ),
     )
 }
 
-async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    state.metrics.set_unevaluable_policies(state.policies.problems().len());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }

@@ -20,11 +20,15 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
+/// How long a request body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A built, bound, not yet serving tagward portal.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     address: SocketAddr,
+    limits: crate::config::ListenerConfig,
 }
 
 impl Application {
@@ -80,8 +84,10 @@ impl Application {
             .merge(api)
             .merge(harbor)
             .merge(ops)
+            // A body must arrive within this, whatever the route (slow bodies hold a connection).
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
             .layer(TraceLayer::new_for_http());
-        Ok(Self { listener, router, address })
+        Ok(Self { listener, router, address, limits: config.listener })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -91,10 +97,7 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C; requests in flight are finished first.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(address = %self.address, "tagward portal listening");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving")
+        crate::listener::serve(self.listener, self.router, &self.limits).await.context("serving")
     }
 }
 

@@ -26,11 +26,23 @@ async fn setup() -> Setup {
 }
 
 /// A gateway over `db` in front of `registry`; returns where it listens.
-async fn gateway_for(db: &TestDb, registry: &Registry) -> SocketAddr {
+pub(crate) async fn gateway_for(db: &TestDb, registry: &Registry) -> SocketAddr {
+    gateway_with(db, registry, Default::default(), Default::default()).await
+}
+
+/// A gateway with these limits.
+pub(crate) async fn gateway_with(
+    db: &TestDb,
+    registry: &Registry,
+    listener: tagward::config::ListenerConfig,
+    manifests: tagward::gateway::ManifestLimits,
+) -> SocketAddr {
     let config = tagward::gateway::GatewayConfig {
         database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: format!("http://{}", registry.address).parse().unwrap(),
+        listener,
+        manifests,
     };
     let server = tagward::gateway::GatewayServer::build(config).await.expect("gateway starts");
     let gateway = server.address();

@@ -8,5 +8,6 @@ mod cli;
 mod enforcement;
 mod gateway;
 mod harbor;
+mod hostile;
 mod ops;
 mod rules;

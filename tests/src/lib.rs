@@ -142,6 +142,7 @@ pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
         site_root: std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()).into(),
         login_attempts_per_minute: 5,
         bootstrap_admin_password: None,
+        listener: Default::default(),
     };
     let app = tagward::Application::build(config).await.expect("build the application");
     let address = app.address();

@@ -199,3 +199,19 @@ pub async fn push(layout: &OciLayout, address: SocketAddr, target: &str, all: bo
     args.extend([source.as_str(), destination.as_str()]);
     skopeo(&args).await
 }
+
+/// Sends `request` as raw bytes on a new connection (nothing normalised on the way) and returns
+/// the status of every response read until the server closes the connection or 10 s pass.
+pub async fn raw_http(address: SocketAddr, request: &[u8]) -> Vec<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("HTTP/1.1 "))
+        .filter_map(|rest| rest.get(..3)?.parse().ok())
+        .collect()
+}

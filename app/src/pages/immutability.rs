@@ -110,6 +110,13 @@ fn RuleList(
                 "Pushing a different image to it, deleting it, or deleting the image behind it is refused. "
                 "Re-pushing the same image is fine."
             </p>
+            {view.policy_problem.clone().map(|problem| view! {
+                <p class="error" role="alert" id="policy-problem">
+                    <strong>"This policy cannot be evaluated: "</strong>{problem}". "
+                    "Until it is fixed, pushes that would change an existing tag of this project, and deletes, are refused. "
+                    "Edit, disable or delete the rules at fault."
+                </p>
+            })}
             {(!manage).then(|| view! {
                 <p class="notice">"You can see these rules; project admins and maintainers change them."</p>
             })}

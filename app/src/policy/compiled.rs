@@ -2,6 +2,7 @@
 //! every tag pattern), so a decision is two set matches and a few bit operations, however many rules.
 
 use super::names::{Digest, RepositoryName, Tag};
+use super::pattern::Field;
 use super::rule::{Action, PolicyRule, RuleSpec, Selector};
 use globset::GlobBuilder;
 use regex_automata::meta::Regex;
@@ -11,6 +12,11 @@ use std::fmt;
 
 /// The product's limit of rules per project (enforced where rules are stored).
 pub const MAX_RULES: usize = 15;
+/// The most pattern characters one project's rules may hold in all (every rule, enabled or not,
+/// both sides). Within it every policy compiles, in milliseconds (`cargo bench -p app --bench
+/// policy`, "compile at the budget"); far beyond it the combined matcher can take seconds to build
+/// or fail to build at all. Checked when rules are saved, from every surface.
+pub const MAX_POLICY_PATTERN_CHARS: usize = 4096;
 /// What one compiled policy can hold: one bit per enabled rule.
 const MASK_BITS: usize = 64;
 
@@ -40,6 +46,61 @@ pub enum CompileError {
     TooManyRules(usize),
     #[error("pattern `{pattern}` did not compile: {reason}")]
     Glob { pattern: String, reason: String },
+}
+
+/// Why a project's rule set cannot be enforced as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "{field}: the project's rules would hold {total} pattern characters in all, more than the \
+         {MAX_POLICY_PATTERN_CHARS} one project may hold (this rule's {field} have {own}); use fewer \
+         or shorter patterns"
+    )]
+    TooLarge { field: Field, total: usize, own: usize },
+    #[error("the project's rules hold {0} pattern characters in all, more than the {MAX_POLICY_PATTERN_CHARS} one project may hold")]
+    StoredTooLarge(usize),
+    #[error("the project's rules do not compile: {0}")]
+    DoesNotCompile(String),
+}
+
+/// The pattern characters of one rule: (repositories, tags).
+fn pattern_chars(spec: &RuleSpec) -> (usize, usize) {
+    let side = |selector: &Selector| selector.patterns().iter().map(|p| p.as_str().len()).sum::<usize>();
+    (side(spec.repositories()), side(spec.tags()))
+}
+
+fn total_pattern_chars<'a>(specs: impl IntoIterator<Item = &'a RuleSpec>) -> usize {
+    specs.into_iter().map(pattern_chars).map(|(repositories, tags)| repositories + tags).sum()
+}
+
+/// Checks that a project's whole rule set, as it would be stored with `changed` among it, can be
+/// enforced: within [`MAX_POLICY_PATTERN_CHARS`] and compiling with every rule enabled (so enabling
+/// one later cannot break it). Compiling takes milliseconds; callers on an async runtime run this
+/// on a blocking thread.
+pub fn check_rule_set(rules: &[RuleSpec], changed: Option<&RuleSpec>) -> Result<(), PolicyError> {
+    let total = total_pattern_chars(rules);
+    if total > MAX_POLICY_PATTERN_CHARS {
+        return Err(match changed.map(pattern_chars) {
+            Some((repositories, tags)) if repositories >= tags => {
+                PolicyError::TooLarge { field: Field::Repositories, total, own: repositories }
+            }
+            Some((_, tags)) => PolicyError::TooLarge { field: Field::Tags, total, own: tags },
+            None => PolicyError::StoredTooLarge(total),
+        });
+    }
+    let rules: Vec<PolicyRule> =
+        rules.iter().map(|spec| PolicyRule { id: 0, enabled: true, spec: spec.clone() }).collect();
+    CompiledPolicy::compile(&rules).map(drop).map_err(|error| PolicyError::DoesNotCompile(error.to_string()))
+}
+
+/// Whether stored rules are within the budget, without compiling them (a cheap check at load:
+/// rules past it were written outside tagward, and are not compiled at all).
+pub fn check_stored_size<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) -> Result<(), PolicyError> {
+    let total = total_pattern_chars(rules.into_iter().map(|rule| &rule.spec));
+    if total > MAX_POLICY_PATTERN_CHARS {
+        return Err(PolicyError::StoredTooLarge(total));
+    }
+    Ok(())
 }
 
 /// Matches one side (repositories or tags) of every rule at once: every pattern's glob is

@@ -8,9 +8,13 @@ mod compiled;
 mod names;
 mod pattern;
 pub mod reference;
+pub mod route;
 mod rule;
 
-pub use compiled::{CompileError, CompiledPolicy, Decision, Outcome, RuleInfo, RuleMask, MAX_RULES};
+pub use compiled::{
+    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Outcome, PolicyError, RuleInfo,
+    RuleMask, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
+};
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
 pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, Selector};
@@ -176,6 +180,50 @@ mod tests {
         assert_eq!(policy.immutable_tags(&repository, &with_prod).count(), 1);
         // A digest with no tags is never locked, even under an excluding rule.
         assert!(policy.check_delete_manifest(&repository, &digest, &[]).allowed());
+    }
+
+    /// Rule sets of three shapes that fill the size budget: all compile; one character more is refused.
+    fn at_the_budget(shape: &str) -> Vec<RuleSpec> {
+        // 15 rules x 2 sides x one item; an item's characters are `shape` repeated.
+        let per_item = MAX_POLICY_PATTERN_CHARS / (MAX_RULES * 2);
+        let item = |prefix: &str| {
+            let mut item = prefix.to_owned();
+            while item.len() + shape.len() <= per_item {
+                item.push_str(shape);
+            }
+            item
+        };
+        (0..MAX_RULES)
+            .map(|i| {
+                RuleSpec::parse(&RuleInput {
+                    repositories_action: "matching".into(),
+                    repositories: item(&format!("r{i}")),
+                    tags_action: "matching".into(),
+                    tags: item(&format!("t{i}")),
+                })
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rule_sets_within_the_budget_compile_and_larger_ones_are_refused() {
+        for shape in ["?", "*x", "[a-z]", "{a,b}", "[!a]?*"] {
+            let rules = at_the_budget(shape);
+            assert_eq!(check_rule_set(&rules, rules.last()), Ok(()), "shape {shape}");
+        }
+        let mut rules = at_the_budget("?");
+        let big = RuleSpec::parse(&RuleInput {
+            repositories_action: "matching".into(),
+            repositories: "**".into(),
+            tags_action: "matching".into(),
+            tags: "?".repeat(200),
+        })
+        .unwrap();
+        rules.push(big.clone());
+        let error = check_rule_set(&rules, Some(&big)).unwrap_err();
+        assert!(matches!(error, PolicyError::TooLarge { field: Field::Tags, own: 200, .. }), "{error}");
+        assert!(error.to_string().starts_with("tags: the project's rules would hold"), "{error}");
     }
 
     #[test]

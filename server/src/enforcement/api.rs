@@ -2,7 +2,7 @@
 //! OCI distribution error format, since whoever reads them is a registry.
 
 use super::cache::ServiceToken;
-use super::{Check, Enforcer, Verdict};
+use super::{Check, Enforcer, Protection, Verdict};
 use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -17,6 +17,8 @@ use utoipa::OpenApi;
 
 /// Checks one batch may hold, at most (a manifest list push names a handful of tags).
 pub const MAX_BATCH: usize = 100;
+/// The largest request body read: a full batch of checks with long names fits in well under this.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub fn router(enforcer: Enforcer) -> Router {
     Router::new()
@@ -24,6 +26,7 @@ pub fn router(enforcer: Enforcer) -> Router {
         .route("/api/v1/enforcement/check/batch", post(check_batch))
         .route("/api/v1/projects/{project}/immutable", get(immutable))
         .route("/api/v1/openapi.json", get(openapi))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(enforcer)
 }
 
@@ -238,7 +241,7 @@ async fn check(
     body: Bytes,
 ) -> Result<Json<Verdict>, ApiError> {
     let check = json_body::<CheckRequest>(&body)?.parse("")?;
-    Ok(Json(enforcer.check(&token.name, &check)))
+    Ok(Json(enforcer.check(&token.name, &check).await))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -287,7 +290,10 @@ async fn check_batch(
         .enumerate()
         .map(|(i, check)| check.parse(&format!("checks[{i}].")))
         .collect::<Result<_, _>>()?;
-    let decisions: Vec<Verdict> = checks.iter().map(|check| enforcer.check(&token.name, check)).collect();
+    let mut decisions: Vec<Verdict> = Vec::with_capacity(checks.len());
+    for check in &checks {
+        decisions.push(enforcer.check(&token.name, check).await);
+    }
     Ok(Json(BatchVerdict { allowed: decisions.iter().all(|d| d.allowed), decisions }))
 }
 
@@ -310,6 +316,8 @@ pub struct TagStatus {
     pub rules: Vec<RuleInfo>,
     /// False when the project is not known to tagward (then nothing in it is immutable).
     pub project_known: bool,
+    /// Why the project's policy cannot be evaluated; while it cannot, every tag counts as immutable.
+    pub policy_error: Option<String>,
 }
 
 /// Whether one tag is immutable, and by which rules.
@@ -337,17 +345,24 @@ async fn immutable(
         .map_err(|error| ApiError::name("NAME_INVALID", "repository", error))?;
     let tag = query.tag.ok_or_else(|| ApiError::invalid("tag", "`tag` is required"))?;
     let tag = Tag::parse(&tag).map_err(|error| ApiError::name("TAG_INVALID", "tag", error))?;
-    let cached = enforcer.policies.project(project.as_str());
-    let rules: Vec<RuleInfo> = cached.as_ref().map_or_else(Vec::new, |cached| {
-        let policy = cached.policy();
-        policy.rules(policy.immutable_rules(repository.path(), tag.as_str())).cloned().collect()
-    });
+    let protection = enforcer.protection(project.as_str()).await;
+    let (rules, policy_error) = match &protection {
+        Protection::Policy(cached) => (
+            cached.ready().map_or_else(Vec::new, |policy| {
+                policy.rules(policy.immutable_rules(repository.path(), tag.as_str())).cloned().collect()
+            }),
+            None,
+        ),
+        Protection::Unevaluable(_, reason) => (Vec::new(), Some(reason.clone())),
+        Protection::UnknownProject => (Vec::new(), None),
+    };
     Ok(Json(TagStatus {
         repository: repository.to_string(),
         tag: tag.to_string(),
-        immutable: !rules.is_empty(),
+        immutable: protection.may_protect(&repository, &tag),
         rules,
-        project_known: cached.is_some(),
+        project_known: protection.project().is_some(),
+        policy_error,
     }))
 }
 

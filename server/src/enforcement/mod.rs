@@ -12,7 +12,7 @@ pub mod recorder;
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;
 use app::policy::{CompiledPolicy, Decision, Digest, RepositoryName, RuleInfo, Tag};
-use cache::{CacheSync, PolicyCache, ServiceToken, TokenCache};
+use cache::{CacheSync, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -95,6 +95,32 @@ impl Verdict {
         }
     }
 
+    /// The answer while the project's policy cannot be evaluated: nothing that changes an existing
+    /// tag is allowed (first pushes and same-digest re-pushes change nothing protected).
+    fn unevaluable(check: &Check, project: &str, reason: &str) -> Self {
+        let (allowed, tags): (bool, Vec<String>) = match check {
+            Check::Push { tag, digest, current, .. } => {
+                (current.as_ref().is_none_or(|current| current == digest), vec![tag.to_string()])
+            }
+            Check::DeleteTag { tag, .. } => (false, vec![tag.to_string()]),
+            Check::DeleteManifest { tags, .. } => (tags.is_empty(), tags.iter().map(ToString::to_string).collect()),
+        };
+        let consequence = if allowed {
+            "this request changes no existing tag, so it is let through"
+        } else {
+            "changes to existing tags are refused until it is fixed"
+        };
+        Verdict {
+            allowed,
+            message: format!(
+                "the tag immutability policy of project \"{project}\" cannot be evaluated ({reason}); {consequence}"
+            ),
+            rules: Vec::new(),
+            immutable_tags: tags,
+            project_known: true,
+        }
+    }
+
     fn unknown_project(repository: &RepositoryName) -> Self {
         Verdict {
             allowed: true,
@@ -142,20 +168,79 @@ impl Enforcer {
         Some(token)
     }
 
+    /// What protects the repositories of `project`, waiting (bounded) for its policy to compile.
+    pub async fn protection(&self, project: &str) -> Protection {
+        let Some(policy) = self.policies.project(project) else {
+            return Protection::UnknownProject;
+        };
+        match policy.evaluate(cache::COMPILE_WAIT).await {
+            Ok(_) => Protection::Policy(policy),
+            Err(reason) => Protection::Unevaluable(policy, reason),
+        }
+    }
+
     /// Decides `check` for `caller` (a token's name, or `gateway`); a denial is queued for the
     /// audit trail.
-    pub fn check(&self, caller: &str, check: &Check) -> Verdict {
+    pub async fn check(&self, caller: &str, check: &Check) -> Verdict {
+        let protection = self.protection(check.repository().project()).await;
+        self.decide(caller, &protection, check)
+    }
+
+    /// Decides `check` under a protection already looked up (the gateway asks once per request).
+    pub fn decide(&self, caller: &str, protection: &Protection, check: &Check) -> Verdict {
         let started = Instant::now();
-        let project = self.policies.project(check.repository().project());
-        let verdict = match &project {
-            Some(project) => decide(project.policy(), check),
-            None => Verdict::unknown_project(check.repository()),
+        let verdict = match protection {
+            Protection::UnknownProject => Verdict::unknown_project(check.repository()),
+            Protection::Policy(project) => match project.ready() {
+                Some(policy) => decide(policy, check),
+                None => Verdict::unevaluable(check, &project.name, "its policy is not compiled"),
+            },
+            Protection::Unevaluable(project, reason) => Verdict::unevaluable(check, &project.name, reason),
         };
         self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
-        if let (false, Some(project)) = (verdict.allowed, &project) {
+        if let (false, Some(project)) = (verdict.allowed, protection.project()) {
             self.recorder.denied(caller, project.id, check, &verdict);
         }
         verdict
+    }
+}
+
+/// What protects one project's repositories.
+pub enum Protection {
+    /// tagward does not know the project: no rule can protect it.
+    UnknownProject,
+    /// Its compiled policy.
+    Policy(Arc<ProjectPolicy>),
+    /// Its policy cannot be evaluated (and why): every tag counts as immutable.
+    Unevaluable(Arc<ProjectPolicy>, String),
+}
+
+impl Protection {
+    pub fn project(&self) -> Option<&Arc<ProjectPolicy>> {
+        match self {
+            Protection::UnknownProject => None,
+            Protection::Policy(project) | Protection::Unevaluable(project, _) => Some(project),
+        }
+    }
+
+    /// Whether any tag of the project could be immutable (if not, nothing needs looking up).
+    pub fn protects_anything(&self) -> bool {
+        match self {
+            Protection::UnknownProject => false,
+            Protection::Policy(project) => project.rule_count() > 0,
+            Protection::Unevaluable(..) => true,
+        }
+    }
+
+    /// Whether `tag` of `repository` is immutable; when that cannot be known, it counts as immutable.
+    pub fn may_protect(&self, repository: &RepositoryName, tag: &Tag) -> bool {
+        match self {
+            Protection::UnknownProject => false,
+            Protection::Policy(project) => {
+                project.ready().is_none_or(|policy| !policy.immutable_rules(repository.path(), tag.as_str()).is_empty())
+            }
+            Protection::Unevaluable(..) => true,
+        }
     }
 }
 

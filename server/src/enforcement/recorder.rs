@@ -30,7 +30,7 @@ impl Recorder {
     /// Starts the writers on the current runtime.
     pub fn start(pool: PgPool, tokens: Arc<TokenCache>, metrics: Arc<Metrics>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_denials(pool.clone(), receiver));
+        tokio::spawn(write_denials(pool.clone(), receiver, metrics.clone()));
         tokio::spawn(write_token_use(pool, tokens));
         Self { denials: sender, metrics }
     }
@@ -54,7 +54,7 @@ impl Recorder {
             at: OffsetDateTime::now_utc(),
             token: caller.to_owned(),
             operation: check.operation().as_str(),
-            project_id,
+            project_id: Some(project_id),
             repository: check.repository().to_string(),
             tag,
             digest,
@@ -68,17 +68,57 @@ impl Recorder {
     }
 }
 
-async fn write_denials(pool: PgPool, mut receiver: mpsc::Receiver<Denial>) {
+async fn write_denials(pool: PgPool, mut receiver: mpsc::Receiver<Denial>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        // Held until written: the queue behind it fills meanwhile, and drops are counted there.
-        while let Err(error) = store::insert_denials(&pool, &batch).await {
-            tracing::warn!(%error, denials = batch.len(), "cannot write denials yet; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        if let Err(error) = insert_retrying(&pool, &batch).await {
+            // One row the database refuses for good must not take the others with it.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                denials = batch.len(),
+                "a batch of denials was refused; writing them one at a time"
+            );
+            for denial in batch.drain(..) {
+                write_one(&pool, denial, &metrics).await;
+            }
         }
         batch.clear();
+    }
+}
+
+/// Writes one denial; when its project is gone meanwhile, without the project. What the database
+/// still refuses is dropped, logged and counted.
+async fn write_one(pool: &PgPool, mut denial: Denial, metrics: &Metrics) {
+    let mut result = insert_retrying(pool, std::slice::from_ref(&denial)).await;
+    if result.as_ref().is_err_and(|error| error.database_code().as_deref() == Some(store::FOREIGN_KEY_VIOLATION)) {
+        denial.project_id = None;
+        result = insert_retrying(pool, std::slice::from_ref(&denial)).await;
+    }
+    if let Err(error) = result {
+        tracing::error!(error = format!("{error:#}"), ?denial, "a denial cannot be recorded; dropped");
+        metrics.record_dropped_denial();
+    }
+}
+
+/// Inserts `denials`, retrying failures that may pass later (the database away, the pool
+/// exhausted) for as long as they last (the queue in front fills meanwhile and counts its drops);
+/// a permanent refusal is returned at once.
+async fn insert_retrying(pool: &PgPool, denials: &[Denial]) -> Result<(), store::StoreError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store::insert_denials(pool, denials).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_permanent() => return Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    denials = denials.len(),
+                    "cannot write denials yet; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

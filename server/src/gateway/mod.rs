@@ -1,28 +1,34 @@
-//! `tagward gateway`: an OCI distribution registry's front door that enforces tag immutability
-//! (DESIGN.md §4). Manifest PUTs and DELETEs are decided by the same [`Enforcer`] as the decision
-//! API; everything else streams through untouched.
+//! `tagward gateway`: an OCI distribution registry's front door that enforces tag immutability.
+//! Every request is first read the way the registry will read it ([`route::classify`]): manifest
+//! PUTs and DELETEs are decided on that canonical form by the same [`Enforcer`] as the decision
+//! API, and the canonical form is what is forwarded; what cannot be read is refused; everything
+//! else streams through untouched.
 
 mod upstream;
 
-use crate::config::DatabaseConfig;
-use crate::enforcement::{Check, Enforcer, Verdict};
+use crate::config::{DatabaseConfig, ListenerConfig};
+use crate::enforcement::{Check, Enforcer, Protection, Verdict};
 use crate::metrics::GatewayOutcome;
 use crate::ops::OpsState;
 use anyhow::Context;
+use app::policy::route::{self, ChangeKind, ManifestChange, Reference, Route, RouteError};
 use app::policy::{Digest, RepositoryName, Tag};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
+use bytes::BytesMut;
 use clap::Args;
+use http_body_util::BodyExt;
 use sha2::Digest as _;
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use upstream::{LookupError, Upstream};
 
 /// The largest manifest accepted (distribution's own limit is 4 MiB too).
@@ -40,6 +46,31 @@ pub struct GatewayConfig {
     /// The registry behind the gateway, e.g. `http://127.0.0.1:5000`.
     #[arg(long = "upstream", env = "TAGWARD_GATEWAY_UPSTREAM")]
     pub upstream: Uri,
+
+    #[command(flatten)]
+    pub listener: ListenerConfig,
+
+    #[command(flatten)]
+    pub manifests: ManifestLimits,
+}
+
+/// Bounds on the manifest bodies the gateway buffers (to hash them before deciding).
+#[derive(Debug, Clone, Args)]
+pub struct ManifestLimits {
+    /// Manifest bytes held in memory at once across all connections; past it a push is answered
+    /// 429 (a client sending a large body slowly holds what it has sent so far).
+    #[arg(long = "manifest-buffer-bytes", env = "TAGWARD_GATEWAY_MANIFEST_BUFFER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub buffer_bytes: usize,
+
+    /// Seconds a manifest body may take to arrive, in all (408 after).
+    #[arg(long = "manifest-body-timeout", env = "TAGWARD_GATEWAY_MANIFEST_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+}
+
+impl Default for ManifestLimits {
+    fn default() -> Self {
+        Self { buffer_bytes: 16 * 1024 * 1024, body_timeout_seconds: 30 }
+    }
 }
 
 /// An OCI distribution error response.
@@ -58,16 +89,21 @@ struct Gateway {
     upstream: Upstream,
     enforcer: Enforcer,
     pool: PgPool,
-    /// Serialises manifest PUTs per repository:tag within this process, also while the database
-    /// (whose advisory locks serialise them across processes) is away.
-    local_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Manifest bytes buffered across all connections, at most `limits.buffer_bytes`.
+    buffered: Arc<Semaphore>,
+    limits: ManifestLimits,
 }
+/// How long a request waits for the shared locks before it is answered 503.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a client is told to wait before retrying after a 429 or 503.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 /// A built, bound, not yet serving gateway.
 pub struct GatewayServer {
     listener: TcpListener,
     router: Router,
     address: SocketAddr,
+    limits: ListenerConfig,
 }
 
 impl GatewayServer {
@@ -76,14 +112,19 @@ impl GatewayServer {
         app::store::migrate(&pool).await.context("applying migrations")?;
         let enforcer = Enforcer::start(&pool).await?;
         let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
-        let gateway =
-            Gateway { upstream: Upstream::new(&config.upstream)?, enforcer, pool, local_locks: Arc::default() };
+        let gateway = Gateway {
+            upstream: Upstream::new(&config.upstream)?,
+            enforcer,
+            pool,
+            buffered: Arc::new(Semaphore::new(config.manifests.buffer_bytes.min(Semaphore::MAX_PERMITS))),
+            limits: config.manifests.clone(),
+        };
         let router = Router::new().fallback(handle).with_state(gateway).merge(ops);
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, upstream = %config.upstream, "tagward gateway listening");
-        Ok(Self { listener, router, address })
+        Ok(Self { listener, router, address, limits: config.listener })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -91,46 +132,13 @@ impl GatewayServer {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        use axum::serve::ListenerExt;
-        // The same reason as the upstream connector's: many small requests, each answered at once.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, self.router).with_graceful_shutdown(crate::startup::shutdown_signal()).await?;
-        Ok(())
+        crate::listener::serve(self.listener, self.router, &self.limits).await
     }
 }
 
-/// `/v2/<name>/manifests/<reference>` split into name and reference.
-fn manifest_path(path: &str) -> Option<(&str, &str)> {
-    path.strip_prefix("/v2/")?
-        .rsplit_once("/manifests/")
-        .filter(|(name, reference)| !name.is_empty() && !reference.is_empty() && !reference.contains('/'))
-}
-
 async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
-    let target = manifest_path(request.uri().path()).map(|(name, reference)| (name.to_owned(), reference.to_owned()));
-    let (name, reference) = match (request.method(), target) {
-        (&Method::PUT | &Method::DELETE, Some(target)) => target,
-        _ => {
-            gateway.enforcer.metrics.record_gateway(GatewayOutcome::PassedThrough);
-            return gateway.upstream.forward(request).await;
-        }
-    };
-    // A name tagward cannot read (no project segment) belongs to no project, so no rule covers it.
-    let Some(repository) = RepositoryName::parse(&name).ok().filter(|r| gateway.protects(r)) else {
-        gateway.enforcer.metrics.record_gateway(GatewayOutcome::PassedThrough);
-        return gateway.upstream.forward(request).await;
-    };
-    let outcome = if request.method() == Method::PUT {
-        gateway.put_manifest(repository, &reference, request).await
-    } else {
-        gateway.delete_manifest(repository, &reference, request).await
-    };
-    let (label, response) = match outcome {
-        Ok(response) => (GatewayOutcome::Allowed, response),
+    let (label, response) = match gateway.route(request).await {
+        Ok((label, response)) => (label, response),
         Err(Refusal::Denied(response)) => (GatewayOutcome::Denied, response),
         Err(Refusal::Refused(response)) => (GatewayOutcome::Refused, response),
     };
@@ -138,15 +146,41 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     response
 }
 
-/// Why a manifest request was answered by the gateway itself.
+/// Why a request was answered by the gateway itself.
 enum Refusal {
     Denied(Response),
     Refused(Response),
 }
 
+impl Refusal {
+    fn new(status: StatusCode, code: &str, message: String, detail: serde_json::Value) -> Self {
+        Refusal::Refused(oci_error(status, code, message, detail))
+    }
+
+    /// 429 or 503 with `Retry-After`: nothing wrong with the request, try again shortly.
+    fn retry_later(status: StatusCode, code: &str, message: String) -> Self {
+        let mut response = oci_error(status, code, message, serde_json::Value::Null);
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        Refusal::Refused(response)
+    }
+}
+
+impl From<RouteError> for Refusal {
+    fn from(error: RouteError) -> Self {
+        let status = if matches!(error, RouteError::Method(_)) {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let (field, value) = error.field();
+        let detail = serde_json::json!({ "field": field, "value": value });
+        Refusal::new(status, error.code(), error.to_string(), detail)
+    }
+}
+
 impl From<LookupError> for Refusal {
     fn from(error: LookupError) -> Self {
-        Refusal::Refused(match error {
+        match error {
             LookupError::Refused { status, challenge } => {
                 let mut response = oci_error(
                     status,
@@ -157,15 +191,23 @@ impl From<LookupError> for Refusal {
                 if let Some(challenge) = challenge {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
                 }
-                response
+                Refusal::Refused(response)
             }
-            LookupError::Failed(why) => oci_error(
+            LookupError::TooManyTags(limit) => Refusal::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!(
+                    "the repository has more than {limit} tags, more than tagward reads to find the immutable ones \
+                     pointing at this manifest, so it cannot be deleted through the gateway"
+                ),
+            ),
+            LookupError::Failed(why) => Refusal::new(
                 StatusCode::BAD_GATEWAY,
                 "UNKNOWN",
                 format!("tagward could not look up the registry's current state: {why}"),
                 serde_json::Value::Null,
             ),
-        })
+        }
     }
 }
 
@@ -178,170 +220,233 @@ fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
     Refusal::Denied(oci_error(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
 }
 
-impl Gateway {
-    /// Whether any enabled rule could apply in the repository's project (if none, no look-ups).
-    fn protects(&self, repository: &RepositoryName) -> bool {
-        self.enforcer.policies.project(repository.project()).is_some_and(|p| p.rule_count() > 0)
-    }
+/// The shared lock keys: one per repository (pushes of its immutable tags share it, a delete by
+/// digest takes it alone) and one per repository:tag (pushes of that tag take it alone).
+fn repository_key(repository: &RepositoryName) -> String {
+    format!("tagward:repository:{repository}")
+}
 
-    fn is_immutable(&self, repository: &RepositoryName, tag: &Tag) -> bool {
-        self.enforcer
-            .policies
-            .project(repository.project())
-            .is_some_and(|project| !project.policy().immutable_rules(repository.path(), tag.as_str()).is_empty())
+fn tag_key(repository: &RepositoryName, tag: &Tag) -> String {
+    format!("tagward:tag:{repository}:{tag}")
+}
+
+impl Gateway {
+    /// Classifies the request as the registry will read it; decides manifest changes on their
+    /// canonical form and forwards that form.
+    async fn route(&self, mut request: Request) -> Result<(GatewayOutcome, Response), Refusal> {
+        let uri = request.uri();
+        let route = route::classify(request.method().as_str(), uri.path(), uri.query())?;
+        let Route::Change(change) = route else {
+            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        };
+        *request.uri_mut() = change.path_and_query.parse().map_err(|error| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                format!("cannot forward `{}`: {error}", change.path_and_query),
+                serde_json::Value::Null,
+            )
+        })?;
+        // A name no project can own is covered by no rule.
+        let Some(repository) = change.repository.clone() else {
+            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        };
+        let protection = self.enforcer.protection(repository.project()).await;
+        if !protection.protects_anything() {
+            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        }
+        let response = match (change.kind, &change.reference) {
+            (ChangeKind::Put, _) => self.put_manifest(&protection, &repository, &change, request).await?,
+            (ChangeKind::Delete, Reference::Tag(tag)) => {
+                let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone() };
+                let verdict = self.enforcer.decide("gateway", &protection, &check);
+                if !verdict.allowed {
+                    return Err(denied(&verdict, &repository));
+                }
+                self.upstream.forward(request).await
+            }
+            (ChangeKind::Delete, Reference::Digest(digest)) => {
+                self.delete_manifest(&protection, &repository, digest, request).await?
+            }
+        };
+        Ok((GatewayOutcome::Allowed, response))
     }
 
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the
-    /// body's SHA-256, the current one the upstream's; immutable tags are locked while that is
-    /// looked up and the PUT goes through, so concurrent first pushes cannot both win.
+    /// body's SHA-256, the current one the upstream's, read under the shared locks that are held
+    /// until the upstream has answered the PUT, so concurrent first pushes cannot both win.
     async fn put_manifest(
         &self,
-        repository: RepositoryName,
-        reference: &str,
+        protection: &Protection,
+        repository: &RepositoryName,
+        change: &ManifestChange,
         request: Request,
     ) -> Result<Response, Refusal> {
-        let tags: Vec<Tag> = if reference.contains(':') {
-            query_tags(request.uri())
-        } else {
-            Tag::parse(reference).into_iter().collect()
-        };
-        let immutable: Vec<Tag> = tags.into_iter().filter(|tag| self.is_immutable(&repository, tag)).collect();
+        let immutable: Vec<Tag> =
+            change.tags().into_iter().filter(|tag| protection.may_protect(repository, tag)).collect();
         if immutable.is_empty() {
             return Ok(self.upstream.forward(request).await);
         }
-        let (parts, body) = request.into_parts();
-        let body = read_manifest(&parts.headers, body).await?;
+        let (mut parts, body) = request.into_parts();
+        let (body, _budget) = self.read_manifest(&parts.headers, body).await?;
         let pushed = Digest::parse(&format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))).map_err(|e| {
-            Refusal::Refused(oci_error(
-                StatusCode::BAD_REQUEST,
-                "DIGEST_INVALID",
-                e.to_string(),
-                serde_json::Value::Null,
-            ))
+            Refusal::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string(), serde_json::Value::Null)
         })?;
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
 
-        // Both kinds of lock are taken in this one order, so two pushes never wait on each other crosswise.
-        let mut keys: Vec<String> = immutable.iter().map(|tag| format!("{repository}:{tag}")).collect();
-        keys.sort();
-        let _local = self.lock_locally(&keys).await;
-        let _shared = self.lock_shared(&keys).await;
+        let tag_keys: Vec<String> = immutable.iter().map(|tag| tag_key(repository, tag)).collect();
+        let _locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
         for tag in &immutable {
             let current =
                 self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?;
             let check =
                 Check::Push { repository: repository.clone(), tag: tag.clone(), digest: pushed.clone(), current };
-            let verdict = self.enforcer.check("gateway", &check);
+            let verdict = self.enforcer.decide("gateway", protection, &check);
             if !verdict.allowed {
-                return Err(denied(&verdict, &repository));
+                return Err(denied(&verdict, repository));
             }
         }
-        let request = Request::from_parts(parts, Body::from(body));
-        Ok(self.upstream.forward(request).await)
+        parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        Ok(self.upstream.forward(Request::from_parts(parts, Body::from(body))).await)
     }
 
-    /// `DELETE /v2/<name>/manifests/<tag|digest>`. For a digest, only the tags the policy makes
-    /// immutable are looked up at the upstream, to see whether one points at it.
+    /// `DELETE /v2/<name>/manifests/<digest>`: under the repository's lock taken alone (so no push
+    /// of an immutable tag is in flight), the tags the policy may protect are looked up at the
+    /// upstream to see whether one points at the digest.
     async fn delete_manifest(
         &self,
-        repository: RepositoryName,
-        reference: &str,
+        protection: &Protection,
+        repository: &RepositoryName,
+        digest: &Digest,
         request: Request,
     ) -> Result<Response, Refusal> {
-        let check = if let Ok(digest) = Digest::parse(reference) {
-            let authorization = request.headers().get(header::AUTHORIZATION);
-            let mut locking = Vec::new();
-            for tag in self.upstream.tags(repository.as_str(), authorization).await? {
-                let Ok(tag) = Tag::parse(&tag) else { continue };
-                if !self.is_immutable(&repository, &tag) {
-                    continue;
-                }
-                let current = self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization).await?;
-                if current.as_ref() == Some(&digest) {
-                    locking.push(tag);
-                }
+        let _locks = self.lock(&[], &[repository_key(repository)]).await?;
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        let mut locking = Vec::new();
+        for tag in self.upstream.tags(repository.as_str(), authorization).await? {
+            let Ok(tag) = Tag::parse(&tag) else { continue };
+            if !protection.may_protect(repository, &tag) {
+                continue;
             }
-            Check::DeleteManifest { repository: repository.clone(), digest, tags: locking }
-        } else if let Ok(tag) = Tag::parse(reference) {
-            Check::DeleteTag { repository: repository.clone(), tag }
-        } else {
-            return Ok(self.upstream.forward(request).await);
-        };
-        let verdict = self.enforcer.check("gateway", &check);
+            let current = self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization).await?;
+            if current.as_ref() == Some(digest) {
+                locking.push(tag);
+            }
+        }
+        let check = Check::DeleteManifest { repository: repository.clone(), digest: digest.clone(), tags: locking };
+        let verdict = self.enforcer.decide("gateway", protection, &check);
         if !verdict.allowed {
-            return Err(denied(&verdict, &repository));
+            return Err(denied(&verdict, repository));
         }
         Ok(self.upstream.forward(request).await)
     }
 
-    /// Holds this process's locks on `keys` (sorted by the caller).
-    async fn lock_locally(&self, keys: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mutexes: Vec<_> = {
-            let mut locks = self.local_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            // Forget the locks nobody holds or waits for, so the map stays as small as the traffic.
-            locks.retain(|_, mutex| Arc::strong_count(mutex) > 1);
-            keys.iter().map(|key| locks.entry(key.clone()).or_default().clone()).collect()
-        };
-        let mut guards = Vec::with_capacity(mutexes.len());
-        for mutex in mutexes {
-            guards.push(mutex.lock_owned().await);
-        }
-        guards
-    }
-
-    /// Takes PostgreSQL advisory locks on `keys`, held until the returned transaction ends, so
-    /// gateways sharing the database serialise too. Without the database, the local locks are all
-    /// there is (logged).
-    async fn lock_shared(&self, keys: &[String]) -> Option<sqlx::Transaction<'static, sqlx::Postgres>> {
+    /// Takes PostgreSQL advisory locks (`shared` ones in shared mode, then `exclusive` ones, each
+    /// list sorted, so two requests never wait on each other crosswise), held until the returned
+    /// transaction ends. Gateways sharing the database serialise through them; when they cannot
+    /// be had, the request is refused (503), never let through on a lock of this process alone.
+    async fn lock(
+        &self,
+        shared: &[String],
+        exclusive: &[String],
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Refusal> {
+        let mut exclusive = exclusive.to_vec();
+        exclusive.sort();
         let lock = async {
             let mut tx = self.pool.begin().await?;
-            for key in keys {
+            for key in shared {
+                sqlx::query("select pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for key in &exclusive {
                 sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(format!("tagward:{key}"))
+                    .bind(key)
                     .execute(&mut *tx)
                     .await?;
             }
             Ok::<_, sqlx::Error>(tx)
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(10), lock).await {
-            Ok(Ok(tx)) => Some(tx),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "no shared lock (database unavailable); serialising in this process only");
-                None
-            }
-            Err(_) => {
-                tracing::warn!("no shared lock within 10 s; serialising in this process only");
-                None
-            }
-        }
-    }
-}
-
-/// The `tag` query parameters of an OCI multi-tag manifest PUT; invalid ones are left to the
-/// registry to refuse.
-fn query_tags(uri: &Uri) -> Vec<Tag> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("tag="))
-        .filter_map(|tag| Tag::parse(tag).ok())
-        .collect()
-}
-
-/// The manifest body, at most [`MAX_MANIFEST_BYTES`] (413 above).
-async fn read_manifest(headers: &axum::http::HeaderMap, body: Body) -> Result<Bytes, Refusal> {
-    let too_large = || {
-        Refusal::Refused(oci_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "SIZE_INVALID",
-            format!("a manifest may be at most {MAX_MANIFEST_BYTES} bytes"),
-            serde_json::Value::Null,
+        let why = match tokio::time::timeout(LOCK_TIMEOUT, lock).await {
+            Ok(Ok(tx)) => return Ok(tx),
+            Ok(Err(error)) => format!("the database holding the locks is unavailable: {error}"),
+            Err(_) => format!("the lock was not free within {} s", LOCK_TIMEOUT.as_secs()),
+        };
+        tracing::warn!(%why, "refusing a manifest change: no shared lock");
+        Err(Refusal::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            format!("tagward cannot serialise this change to immutable tags right now ({why}); try again"),
         ))
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_MANIFEST_BYTES) {
-        return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_MANIFEST_BYTES).await.map_err(|_| too_large())
+
+    /// The manifest body, at most [`MAX_MANIFEST_BYTES`] (413 above), within the body timeout
+    /// (408), charged to the shared buffer budget as it arrives (429
+    /// when that is spent). The permit returned holds the charge until the request is done.
+    async fn read_manifest(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: Body,
+    ) -> Result<(Bytes, OwnedSemaphorePermit), Refusal> {
+        let too_large = || {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "SIZE_INVALID",
+                format!("a manifest may be at most {MAX_MANIFEST_BYTES} bytes"),
+                serde_json::Value::Null,
+            )
+        };
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_MANIFEST_BYTES) {
+            return Err(too_large());
+        }
+        let read = async {
+            let mut budget = self
+                .buffered
+                .clone()
+                .try_acquire_many_owned(0)
+                .map_err(|_| busy_buffering(self.limits.buffer_bytes))?;
+            let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0));
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|error| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_INVALID",
+                        format!("the manifest body could not be read: {error}"),
+                        serde_json::Value::Null,
+                    )
+                })?;
+                let Ok(chunk) = frame.into_data() else { continue };
+                if buffer.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                    return Err(too_large());
+                }
+                let charge = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+                let charged = self.buffered.clone().try_acquire_many_owned(charge);
+                budget.merge(charged.map_err(|_| busy_buffering(self.limits.buffer_bytes))?);
+                buffer.extend_from_slice(&chunk);
+            }
+            Ok((buffer.freeze(), budget))
+        };
+        let timeout = Duration::from_secs(self.limits.body_timeout_seconds);
+        tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+            Err(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "MANIFEST_INVALID",
+                format!("the manifest body did not arrive within {} s", timeout.as_secs()),
+                serde_json::Value::Null,
+            ))
+        })
+    }
+}
+
+fn busy_buffering(budget: usize) -> Refusal {
+    Refusal::retry_later(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOOMANYREQUESTS",
+        format!("tagward is holding {budget} bytes of manifests being pushed, the most it holds; try again shortly"),
+    )
 }

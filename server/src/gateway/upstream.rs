@@ -18,8 +18,13 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v1+prettyjws, \
     application/vnd.oci.artifact.manifest.v1+json";
 
-/// Tag list pages followed, at most (of 1,000 tags each).
+/// Tag list pages followed, at most (of 1,000 tags each); a longer list is an error, never
+/// treated as complete.
 const MAX_TAG_PAGES: usize = 100;
+/// Tags asked for per page.
+const TAGS_PER_PAGE: usize = 1000;
+/// The largest tag list page read (1,000 tags of 128 characters, quoted, with room to spare).
+const MAX_TAG_PAGE_BYTES: usize = 512 * 1024;
 
 /// Headers that belong to one connection, not to the request or response passed on (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -43,6 +48,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub enum LookupError {
     /// The upstream answered with this status (e.g. 401 with its challenge): the client is told so.
     Refused { status: StatusCode, challenge: Option<HeaderValue> },
+    /// The repository has more tags than the gateway reads (this many).
+    TooManyTags(usize),
     /// The upstream could not be reached or answered nonsense.
     Failed(String),
 }
@@ -151,9 +158,9 @@ impl Upstream {
             tags: Option<Vec<String>>,
         }
         let mut tags = Vec::new();
-        let mut next = Some(format!("/v2/{name}/tags/list?n=1000"));
+        let mut next = Some(format!("/v2/{name}/tags/list?n={TAGS_PER_PAGE}"));
         for _ in 0..MAX_TAG_PAGES {
-            let Some(page) = next.take() else { break };
+            let Some(page) = next.take() else { return Ok(tags) };
             let response = self.look_up(Method::GET, &page, authorization, "application/json").await?;
             match response.status() {
                 StatusCode::NOT_FOUND => return Ok(tags),
@@ -167,15 +174,22 @@ impl Upstream {
                 .and_then(|link| link.split_once('<'))
                 .and_then(|(_, rest)| rest.split_once('>'))
                 .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned());
-            let body = http_body_util::BodyExt::collect(response.into_body())
+            let body = http_body_util::Limited::new(response.into_body(), MAX_TAG_PAGE_BYTES);
+            let body = http_body_util::BodyExt::collect(body)
                 .await
-                .map_err(|e| LookupError::Failed(e.to_string()))?
+                .map_err(|e| LookupError::Failed(format!("tag list page `{page}`: {e}")))?
                 .to_bytes();
             let list: TagList =
                 serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("tag list: {e}")))?;
             tags.extend(list.tags.unwrap_or_default());
+            if tags.len() > MAX_TAG_PAGES * TAGS_PER_PAGE {
+                return Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE));
+            }
         }
-        Ok(tags)
+        match next {
+            None => Ok(tags),
+            Some(_) => Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE)),
+        }
     }
 }
 
