@@ -22,12 +22,17 @@ struct Protected {
     second: OciLayout,
 }
 
-async fn protected() -> Protected {
+/// Project `shop` with `v*` tags immutable everywhere, and a registry.
+async fn shop_and_registry() -> (TestDb, Registry) {
     tests::init_logging();
     let db = fresh_database().await;
     db.project("shop").await;
     db.rule("shop", "matching:**", "matching:v*").await;
-    let registry = Registry::start().await;
+    (db, Registry::start().await)
+}
+
+async fn protected() -> Protected {
+    let (db, registry) = shop_and_registry().await;
     let gateway = gateway_for(&db, &registry).await;
     let (first, second) = (OciLayout::image_of("first"), OciLayout::image_of("second"));
     assert!(push(&first, gateway, &format!("shop/api:{TAG}"), false).await.status.success());
@@ -147,11 +152,7 @@ async fn no_spelling_of_a_request_changes_a_protected_tag() {
 /// push was accepted, the tag still points at its digest afterwards.
 #[tokio::test]
 async fn a_delete_by_digest_racing_a_first_push_never_strands_the_tag() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.project("shop").await;
-    db.rule("shop", "matching:**", "matching:v*").await;
-    let registry = Registry::start().await;
+    let (db, registry) = shop_and_registry().await;
     let gateway = gateway_for(&db, &registry).await;
     let client = reqwest::Client::new();
     for round in 0..6 {
@@ -177,11 +178,7 @@ async fn a_delete_by_digest_racing_a_first_push_never_strands_the_tag() {
 
 #[tokio::test]
 async fn slow_and_oversized_manifest_bodies_are_bounded() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.project("shop").await;
-    db.rule("shop", "matching:**", "matching:v*").await;
-    let registry = Registry::start().await;
+    let (db, registry) = shop_and_registry().await;
     let listener = tagward::config::ListenerConfig { header_read_timeout_seconds: 1, ..Default::default() };
     let manifests = tagward::gateway::ManifestLimits { buffer_bytes: 1024 * 1024, body_timeout_seconds: 2 };
     let gateway = gateway_with(&db, &registry, listener, manifests).await;

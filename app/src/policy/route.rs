@@ -332,23 +332,7 @@ mod tests {
                 return None; // Go answers 400
             }
             let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
-            let cleaned = {
-                let mut out: Vec<&str> = Vec::new();
-                for segment in decoded.split('/') {
-                    match segment {
-                        "" | "." => {}
-                        ".." => {
-                            out.pop();
-                        }
-                        s => out.push(s),
-                    }
-                }
-                let mut path = format!("/{}", out.join("/"));
-                if decoded.ends_with('/') && path != "/" {
-                    path.push('/');
-                }
-                path
-            };
+            let cleaned = clean(&decoded, true);
             if cleaned != decoded || decoded.is_empty() {
                 return None; // mux redirects
             }
@@ -359,6 +343,11 @@ mod tests {
         /// Like [`acts_on`], after following the registry's redirect once (what a client may do).
         pub fn acts_on_after_redirect(raw: &str) -> Option<(String, String)> {
             let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+            acts_on(&clean(&decoded, false))
+        }
+
+        /// Go's `path.Clean`; mux keeps a trailing slash (and then redirects it away: `keep` false).
+        fn clean(decoded: &str, keep_trailing_slash: bool) -> String {
             let mut out: Vec<&str> = Vec::new();
             for segment in decoded.split('/') {
                 match segment {
@@ -369,7 +358,11 @@ mod tests {
                     s => out.push(s),
                 }
             }
-            acts_on(&format!("/{}", out.join("/")))
+            let mut path = format!("/{}", out.join("/"));
+            if keep_trailing_slash && decoded.ends_with('/') && path != "/" {
+                path.push('/');
+            }
+            path
         }
     }
 
