@@ -148,6 +148,114 @@ impl fmt::Display for TokenName {
     }
 }
 
+/// What a service token may do. Least privilege: a token made for a registry backend asks for
+/// decisions and nothing else; reading or changing rules through the Harbor API is given explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TokenScope {
+    /// The decision API: checks, batches, tag status.
+    Decisions,
+    /// Reading projects and rules through the Harbor API.
+    RulesRead,
+    /// Changing rules through the Harbor API (reading them too).
+    RulesWrite,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 3] = [TokenScope::Decisions, TokenScope::RulesRead, TokenScope::RulesWrite];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Decisions => "decisions",
+            TokenScope::RulesRead => "rules:read",
+            TokenScope::RulesWrite => "rules:write",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == value.trim())
+            .ok_or_else(|| format!("scope `{value}` is not one of decisions, rules:read, rules:write"))
+    }
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a service token is granted: its scopes and, when limited, the only projects its rule
+/// scopes reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    pub scopes: Vec<TokenScope>,
+    /// `None`: every project.
+    pub projects: Option<Vec<crate::policy::ProjectName>>,
+}
+
+impl Default for TokenGrant {
+    /// Decisions only: what a registry backend needs.
+    fn default() -> Self {
+        Self { scopes: vec![TokenScope::Decisions], projects: None }
+    }
+}
+
+impl TokenGrant {
+    /// From what a person typed (scope and project names); no scope means decisions only.
+    pub fn parse<S: AsRef<str>>(scopes: &[S], projects: &[S]) -> Result<Self, String> {
+        let mut parsed = scopes
+            .iter()
+            .map(|s| s.as_ref())
+            .filter(|s| !s.trim().is_empty())
+            .map(TokenScope::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("scopes: {e}"))?;
+        if parsed.is_empty() {
+            parsed.push(TokenScope::Decisions);
+        }
+        parsed.sort();
+        parsed.dedup();
+        let projects = projects
+            .iter()
+            .map(|p| p.as_ref().trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| crate::policy::ProjectName::parse(p).map_err(|e| format!("projects: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { scopes: parsed, projects: (!projects.is_empty()).then_some(projects) })
+    }
+
+    /// Whether the grant covers `scope` (for rule scopes, in `project` when one is named).
+    /// `rules:write` includes `rules:read`.
+    pub fn allows(&self, scope: TokenScope, project: Option<&str>) -> bool {
+        let has = |s| self.scopes.contains(&s);
+        let scoped = match scope {
+            TokenScope::Decisions => has(TokenScope::Decisions),
+            TokenScope::RulesRead => has(TokenScope::RulesRead) || has(TokenScope::RulesWrite),
+            TokenScope::RulesWrite => has(TokenScope::RulesWrite),
+        };
+        scoped && (scope == TokenScope::Decisions || project.is_none_or(|p| self.reaches(p)))
+    }
+
+    /// Whether the grant's rule scopes reach `project`.
+    pub fn reaches(&self, project: &str) -> bool {
+        self.projects.as_ref().is_none_or(|projects| projects.iter().any(|p| p.as_str() == project))
+    }
+
+    /// e.g. `decisions, rules:write (projects shop, web)`.
+    pub fn describe(&self) -> String {
+        let scopes: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+        match &self.projects {
+            None => scopes.join(", "),
+            Some(projects) => format!(
+                "{} (projects {})",
+                scopes.join(", "),
+                projects.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
 /// A bearer token's secret, as shown once to whoever creates it: `tw_` and 64 hex digits (256
 /// random bits). Only its SHA-256 is stored.
 #[cfg(feature = "ssr")]

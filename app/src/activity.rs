@@ -118,7 +118,8 @@ pub async fn activity(
                 }
             }
             let page = page.unwrap_or(1).max(1);
-            let offset = i64::from((page - 1) * PAGE_SIZE);
+            // In i64: `page` is any u32 a URL can carry, and (page - 1) * 25 would overflow u32.
+            let offset = i64::from(page - 1) * i64::from(PAGE_SIZE);
             let rows = crate::store::activity(&pool, project_id, kind.as_deref(), i64::from(PAGE_SIZE), offset).await?;
             let total = rows.first().map_or(0, |row| row.total);
             let pages =

@@ -26,6 +26,10 @@ pub struct ProjectRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRow {
     pub name: String,
+    /// What it may do, e.g. `decisions, rules:write (projects shop)`.
+    pub scopes: String,
+    /// Made before tokens had scopes, so it kept all of them.
+    pub migrated_full_access: bool,
     pub created_by: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
@@ -143,7 +147,7 @@ pub async fn create_user(name: String, password: String, system_admin: Option<St
         let name = UserName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
         let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("password", e))?;
         let system_admin = system_admin.is_some();
-        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        let hash = crate::store::hash_password(password).await?;
         ssr::audited(&pool, &actor, async |db| {
             crate::store::create_user(&mut *db, &name, &hash, system_admin).await?;
             let after = serde_json::json!({ "user": name.as_str(), "system_admin": system_admin });
@@ -163,7 +167,7 @@ pub async fn reset_password(name: String, password: String) -> Result<(), AppErr
         let (admin, actor) = ssr::require_admin().await?;
         let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
         let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("new password", e))?;
-        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        let hash = crate::store::hash_password(password).await?;
         let epoch = ssr::audited(&pool, &actor, async |db| {
             let epoch = crate::store::set_password(&mut *db, &name, &hash).await?;
             let after = serde_json::json!({ "user": name.as_str() });
@@ -285,6 +289,8 @@ pub async fn admin_tokens() -> Result<TokensView, AppError> {
                 .await?
                 .into_iter()
                 .map(|t| TokenRow {
+                    scopes: t.grant.describe(),
+                    migrated_full_access: t.migrated_full_access,
                     name: t.name,
                     created_by: t.created_by,
                     created_at: ssr::when(t.created_at),
@@ -300,17 +306,37 @@ pub async fn admin_tokens() -> Result<TokensView, AppError> {
 
 /// Creates a token. Its secret is kept in the session until the tokens page shows it, once
 /// (so it is never in a URL, and the page works without JavaScript).
+/// Scopes come as checkboxes (`rules_read=on`), projects as a comma list, so the form works
+/// without JavaScript; no scope ticked means decisions only.
 #[server(prefix = "/portal", endpoint = "create_token")]
-pub async fn create_token(name: String) -> Result<(), AppError> {
-    use crate::account::{TokenName, TokenSecret};
+pub async fn create_token(
+    name: String,
+    #[server(default)] decisions: Option<String>,
+    #[server(default)] rules_read: Option<String>,
+    #[server(default)] rules_write: Option<String>,
+    #[server(default)] projects: Option<String>,
+) -> Result<(), AppError> {
+    use crate::account::{TokenGrant, TokenName, TokenScope, TokenSecret};
     let pool = crate::auth::ssr::state().pool;
     mutate("/admin/tokens", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = TokenName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
+        let scopes: Vec<&str> = [
+            (decisions, TokenScope::Decisions),
+            (rules_read, TokenScope::RulesRead),
+            (rules_write, TokenScope::RulesWrite),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| ticked.is_some())
+        .map(|(_, scope)| scope.as_str())
+        .collect();
+        let projects = projects.unwrap_or_default();
+        let projects: Vec<&str> = projects.split(',').collect();
+        let grant = TokenGrant::parse(&scopes, &projects).map_err(AppError::Invalid)?;
         let secret = TokenSecret::generate();
         ssr::audited(&pool, &actor, async |db| {
-            crate::store::create_token(&mut *db, &name, &secret, &actor).await?;
-            let after = serde_json::json!({ "token": name.as_str() });
+            crate::store::create_token(&mut *db, &name, &secret, &grant, &actor).await?;
+            let after = serde_json::json!({ "token": name.as_str(), "scopes": grant.describe() });
             Ok(((), crate::store::AuditEntry { kind: "token.create", after: Some(after), ..Default::default() }))
         })
         .await?;
@@ -403,18 +429,20 @@ pub async fn set_member(project: String, user: String, role: String) -> Result<(
 #[server(prefix = "/portal", endpoint = "change_password")]
 pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let pool = crate::auth::ssr::state().pool;
+    let state = crate::auth::ssr::state();
+    let pool = state.pool.clone();
     mutate("/account?changed=1", async {
         let me = crate::auth::ssr::require_user().await?;
-        let hash = crate::store::password_hash(&pool, me.id).await?;
-        if !crate::store::verify_password(hash, current).await.map_err(AppError::internal)? {
+        let address = crate::auth::ssr::client_address().await?;
+        // Counted like a login: a stolen session must not become a password oracle.
+        if state.login_throttle.check_credentials(&pool, &me.name, current, address).await?.is_none() {
             return Err(AppError::Invalid("current password: it is not your current password".into()));
         }
         if new != confirm {
             return Err(AppError::Invalid("confirm new password: it differs from the new password".into()));
         }
         let password = NewPassword::parse(&new).map_err(|e| ssr::invalid("new password", e))?;
-        let hash = crate::store::hash_password(password).await.map_err(AppError::internal)?;
+        let hash = crate::store::hash_password(password).await?;
         let name = UserName::parse(&me.name).map_err(AppError::Invalid)?;
         let actor = crate::store::Actor(me.name.clone());
         let epoch = ssr::audited(&pool, &actor, async |db| {

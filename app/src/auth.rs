@@ -45,6 +45,17 @@ pub mod ssr {
         }
     }
 
+    /// The client's address: the peer's, or the one a trusted proxy forwarded for.
+    pub async fn client_address() -> Result<std::net::IpAddr, AppError> {
+        use axum::extract::ConnectInfo;
+        let trusted = state().trusted_proxies;
+        let (ConnectInfo(peer), headers) =
+            leptos_axum::extract::<(ConnectInfo<std::net::SocketAddr>, axum::http::HeaderMap)>()
+                .await
+                .map_err(AppError::internal)?;
+        Ok(crate::state::client_address(peer.ip(), &headers, &trusted))
+    }
+
     /// Passes a server function's result through, setting the response status for an error.
     pub fn answered<T>(result: Result<T, AppError>) -> Result<T, AppError> {
         if let Err(error) = &result {
@@ -85,32 +96,25 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 /// take alike long: an unknown user is checked against a dummy hash.
 #[server(prefix = "/portal", endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<(), AppError> {
-    use axum::extract::ConnectInfo;
-    use std::net::SocketAddr;
     let result = async {
         let state = ssr::state();
-        let address = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
-            .await
-            .map(|ConnectInfo(address)| address.ip().to_string())
-            .unwrap_or_default();
+        let address = ssr::client_address().await?;
         let username = username.trim().to_owned();
-        let keys = [format!("user:{username}"), format!("address:{address}")];
-        if let Some(wait) = state.login_throttle.retry_after(&keys) {
-            tracing::warn!(%username, %address, "login throttled");
-            return Err(AppError::Throttled { retry_after: wait.as_secs().max(1) });
-        }
-        let Some((user, epoch)) = crate::store::check_credentials(&state.pool, &username, password).await? else {
-            state.login_throttle.record_failure(&keys);
-            tracing::info!(%username, %address, "login failed");
+        let checked = state.login_throttle.check_credentials(&state.pool, &username, password, address).await;
+        let Some((user, epoch)) = checked.inspect_err(|error| {
+            tracing::warn!(username = ?username, %address, %error, "login refused");
+        })?
+        else {
+            // `?` (Debug) escapes what a user typed, so a name cannot forge a log line.
+            tracing::info!(username = ?username, %address, "login failed");
             return Err(AppError::Invalid("wrong user name or password".into()));
         };
-        state.login_throttle.clear(&keys[0]);
         let session = ssr::session().await?;
         // A new id on login, so that an id planted before login is worthless after it.
         session.cycle_id().await.map_err(AppError::internal)?;
         session.insert(ssr::USER_ID, user.id).await.map_err(AppError::internal)?;
         session.insert(ssr::EPOCH, epoch).await.map_err(AppError::internal)?;
-        tracing::info!(username = %user.name, "logged in");
+        tracing::info!(username = ?user.name, "logged in");
         leptos_axum::redirect("/");
         Ok(())
     }

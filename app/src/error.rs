@@ -65,6 +65,7 @@ impl From<crate::store::StoreError> for AppError {
         match error {
             StoreError::NotFound(message) => AppError::NotFound(message),
             StoreError::Conflict { message, .. } | StoreError::Refused(message) => AppError::Invalid(message),
+            StoreError::TryLater { retry_after, .. } => AppError::Throttled { retry_after },
             StoreError::Unexpected(error) => AppError::internal(error),
         }
     }

@@ -4,6 +4,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,60 +13,176 @@ pub struct AppState {
     pub pool: PgPool,
     pub leptos_options: LeptosOptions,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Proxies whose `X-Forwarded-For` is believed (`TAGWARD_TRUSTED_PROXIES`).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
-/// Counts failed logins per user name and per client address, and refuses further attempts once
-/// either has failed `limit` times within `window`.
+/// Limits password attempts (portal logins, Harbor API Basic auth, password changes) per account
+/// and per client address. An attempt is counted *before* its password is verified, so parallel
+/// attempts cannot get past the limit; a successful one is taken back, and clears the account.
+/// The address limit is higher (several people may share an address), and the address is the
+/// client's as [`client_address`] reads it.
 pub struct LoginThrottle {
-    limit: usize,
+    per_account: usize,
+    per_address: usize,
     window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
-/// More keys than this and the oldest are forgotten: a flood of made-up names cannot grow memory.
+/// How many times the per-account limit one client address may use.
+pub const ADDRESS_LIMIT_FACTOR: usize = 4;
+
+/// More keys than this and the idle ones are forgotten: a flood of made-up names cannot grow memory.
 const MAX_TRACKED_KEYS: usize = 100_000;
 
+/// An attempt counted and not yet judged.
+pub struct Attempt {
+    keys: [String; 2],
+    at: Instant,
+}
+
 impl LoginThrottle {
-    pub fn new(limit: usize, window: Duration) -> Self {
-        Self { limit, window, failures: Mutex::new(HashMap::new()) }
-    }
-
-    /// How long until an attempt for any of `keys` may be made, if one may not be made now.
-    pub fn retry_after(&self, keys: &[String]) -> Option<Duration> {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        keys.iter()
-            .filter_map(|key| {
-                let times = failures.get_mut(key)?;
-                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-                    times.pop_front();
-                }
-                (times.len() >= self.limit).then(|| {
-                    let oldest = times.front().copied().unwrap_or(now);
-                    self.window.saturating_sub(now.duration_since(oldest))
-                })
-            })
-            .max()
-    }
-
-    pub fn record_failure(&self, keys: &[String]) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if failures.len() >= MAX_TRACKED_KEYS {
-            let window = self.window;
-            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+    pub fn new(per_account: usize, window: Duration) -> Self {
+        Self {
+            per_account,
+            per_address: per_account.saturating_mul(ADDRESS_LIMIT_FACTOR),
+            window,
+            attempts: Mutex::new(HashMap::new()),
         }
-        for key in keys {
-            let times = failures.entry(key.clone()).or_default();
-            times.push_back(now);
-            while times.len() > self.limit {
+    }
+
+    /// Counts an attempt at `account` from `address`, or says how long to wait when either has
+    /// used up its attempts within the window.
+    pub fn begin(&self, account: &str, address: IpAddr) -> Result<Attempt, Duration> {
+        let now = Instant::now();
+        let keys = [format!("account:{account}"), format!("address:{address}")];
+        let limits = [self.per_account, self.per_address];
+        let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if attempts.len() >= MAX_TRACKED_KEYS {
+            let window = self.window;
+            attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let mut wait = None;
+        for (key, limit) in keys.iter().zip(limits) {
+            let times = attempts.entry(key.clone()).or_default();
+            while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
                 times.pop_front();
+            }
+            if times.len() >= limit {
+                let oldest = times.front().copied().unwrap_or(now);
+                let left = self.window.saturating_sub(now.duration_since(oldest)).max(Duration::from_secs(1));
+                wait = wait.max(Some(left));
+            }
+        }
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        for key in &keys {
+            attempts.entry(key.clone()).or_default().push_back(now);
+        }
+        Ok(Attempt { keys, at: now })
+    }
+
+    /// The attempt succeeded: it does not count, and the account's failures are forgotten.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let [account, address] = &attempt.keys;
+        attempts.remove(account);
+        if let Some(times) = attempts.get_mut(address) {
+            if let Some(position) = times.iter().position(|t| *t == attempt.at) {
+                times.remove(position);
             }
         }
     }
+}
 
-    pub fn clear(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        failures.remove(key);
+impl LoginThrottle {
+    /// Checks `name`'s password, the attempt counted against the limits before it is verified.
+    pub async fn check_credentials(
+        &self,
+        pool: &PgPool,
+        name: &str,
+        password: String,
+        address: IpAddr,
+    ) -> Result<Option<(crate::account::User, i32)>, crate::store::StoreError> {
+        let attempt = self.begin(name, address).map_err(|wait| crate::store::StoreError::TryLater {
+            message: "too many failed attempts".into(),
+            retry_after: wait.as_secs().max(1),
+        })?;
+        let checked = crate::store::check_credentials(pool, name, password).await?;
+        if checked.is_some() {
+            self.succeeded(attempt);
+        }
+        Ok(checked)
+    }
+}
+
+/// The address a request comes from: the peer's, unless the peer is one of the `trusted` proxies;
+/// then the nearest address in `X-Forwarded-For` (or `Forwarded: for=`) that is not a trusted proxy
+/// itself. Headers from anyone else are ignored: a client could write anything there.
+pub fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded_for = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|item| item.trim().to_owned());
+    let forwarded = headers
+        .get_all(axum::http::header::FORWARDED)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .filter_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            key.eq_ignore_ascii_case("for").then(|| value.trim_matches('"').to_owned())
+        });
+    let chain: Vec<IpAddr> = forwarded_for
+        .chain(forwarded)
+        .filter_map(|item| {
+            let item = item.trim_start_matches('[');
+            let item = item.split(']').next().unwrap_or(item);
+            item.parse::<IpAddr>().ok().or_else(|| item.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        })
+        .collect();
+    chain.iter().rev().find(|ip| !is_trusted(ip)).or(chain.first()).copied().unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_count_before_they_are_verified() {
+        let throttle = LoginThrottle::new(5, Duration::from_secs(60));
+        let address: IpAddr = "10.0.0.1".parse().unwrap();
+        let started: Vec<_> = (0..30).map(|_| throttle.begin("ann", address)).collect();
+        assert_eq!(started.iter().filter(|a| a.is_ok()).count(), 5, "only 5 of 30 parallel attempts start");
+        // A success is taken back and clears the account.
+        let throttle = LoginThrottle::new(2, Duration::from_secs(60));
+        throttle.succeeded(throttle.begin("bob", address).unwrap());
+        assert!(throttle.begin("bob", address).is_ok() && throttle.begin("bob", address).is_ok());
+        assert!(throttle.begin("bob", address).is_err());
+        // Other accounts at the same address still get the address's higher limit.
+        let others = (0..10).filter(|i| throttle.begin(&format!("user{i}"), address).is_ok()).count();
+        assert_eq!(others, 2 * ADDRESS_LIMIT_FACTOR - 2);
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 198.51.100.7, 10.1.1.1".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(client_address(proxy, &headers, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_address(stranger, &headers, &trusted), stranger);
+        let mut forwarded = axum::http::HeaderMap::new();
+        forwarded.insert("forwarded", "for=\"[2001:db8::1]:4711\";proto=https".parse().unwrap());
+        assert_eq!(client_address(proxy, &forwarded, &trusted), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(proxy, &axum::http::HeaderMap::new(), &trusted), proxy);
     }
 }

@@ -1,7 +1,7 @@
 //! The one data-access module: every SQL query of tagward, used by server functions, the REST APIs
 //! and the CLI alike.
 
-use crate::account::{NewPassword, ProjectAccess, Role, TokenName, TokenSecret, User, UserName};
+use crate::account::{NewPassword, ProjectAccess, Role, TokenGrant, TokenName, TokenSecret, User, UserName};
 use crate::policy::{PolicyRule, ProjectName, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::PgExecutor;
@@ -17,6 +17,10 @@ pub enum StoreError {
     /// A change the rules forbid (the 15-rule limit, an identical rule); the message says which.
     #[error("{0}")]
     Refused(String),
+    /// Not now: too many attempts, or too much password hashing under way; try again after
+    /// `retry_after` seconds.
+    #[error("{message}; try again in {retry_after} seconds")]
+    TryLater { message: String, retry_after: u64 },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -396,17 +400,59 @@ fn access(user: &User, id: i64, name: String, role: Option<String>) -> ProjectAc
     ProjectAccess { id, name, can_manage_rules: user.is_system_admin || role.is_some_and(Role::manages_rules), role }
 }
 
-/// Hashes a password with argon2id on the blocking pool (it takes tens of milliseconds on purpose).
-pub async fn hash_password(password: NewPassword) -> anyhow::Result<PasswordHash> {
+/// Password hashing is slow and big on purpose (argon2id's defaults: tens of milliseconds of CPU and
+/// 19 MiB each), so a flood of login attempts must not run them all at once: at most one per core
+/// runs, at most [`MAX_WAITING_HASHES`] wait, and further attempts are answered "try again later"
+/// at once. The same process answers the registry's decisions; they must not starve.
+struct HashingGate {
+    running: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Password hashes waiting for a core, at most.
+pub const MAX_WAITING_HASHES: usize = 16;
+
+static HASHING: std::sync::LazyLock<HashingGate> = std::sync::LazyLock::new(|| HashingGate {
+    running: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+    waiting: std::sync::atomic::AtomicUsize::new(0),
+});
+
+/// Runs `work` (a hash or a verification) on the blocking pool once the gate lets it.
+async fn through_hashing_gate<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    use std::sync::atomic::Ordering;
+    /// Counts a waiter for as long as it waits, also when its request is dropped meanwhile.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            HASHING.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    if HASHING.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
+        HASHING.waiting.fetch_sub(1, Ordering::AcqRel);
+        return Err(StoreError::TryLater { message: "too many password checks under way".into(), retry_after: 1 });
+    }
+    let waiting = Waiting;
+    let permit = HASHING.running.acquire().await.map_err(|e| StoreError::Unexpected(e.into()))?;
+    drop(waiting);
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| StoreError::Unexpected(e.into()))
+}
+
+/// Hashes a password with argon2id (it takes tens of milliseconds on purpose).
+pub async fn hash_password(password: NewPassword) -> Result<PasswordHash, StoreError> {
+    through_hashing_gate(move || {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut OsRng);
         argon2::Argon2::default()
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|hash| PasswordHash(hash.to_string()))
-            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("hashing the password failed: {e}")))
     })
     .await?
 }
@@ -425,15 +471,14 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Verifies `password` against `hash` (or the dummy hash) on the blocking pool.
-pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> anyhow::Result<bool> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
+/// Verifies `password` against `hash` (or the dummy hash), through the hashing gate.
+pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> Result<bool, StoreError> {
+    through_hashing_gate(move || {
         use argon2::password_hash::{PasswordHash as Phc, PasswordVerifier};
         let real = hash.is_some();
         let stored = hash.map_or_else(|| dummy_hash().to_owned(), |h| h.0);
-        let parsed = Phc::new(&stored).map_err(|e| anyhow::anyhow!("stored hash is malformed: {e}"))?;
+        let parsed =
+            Phc::new(&stored).map_err(|e| StoreError::Unexpected(anyhow::anyhow!("stored hash is malformed: {e}")))?;
         let matches = argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(real && matches)
     })
@@ -579,6 +624,8 @@ pub const TOKENS_CHANNEL: &str = "tagward_tokens";
 /// What a rule change does.
 pub enum RuleChange<'a> {
     Create(&'a RuleSpec),
+    /// Created disabled, in the same transaction (never enforced, not even for a moment).
+    CreateDisabled(&'a RuleSpec),
     Update(i64, &'a RuleSpec),
     SetEnabled(i64, bool),
     Delete(i64),
@@ -614,7 +661,7 @@ pub async fn change_rules(
     // The rule set as it would be stored must stay enforceable (size budget, compiles), checked
     // under the project lock so concurrent changes cannot together pass it.
     let resulting = match &change {
-        RuleChange::Create(spec) => Some((None, (*spec).clone())),
+        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => Some((None, (*spec).clone())),
         RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
         RuleChange::SetEnabled(..) | RuleChange::Delete(_) => None,
     };
@@ -632,7 +679,7 @@ pub async fn change_rules(
             .map_err(|error| StoreError::Refused(error.to_string()))?;
     }
     let (kind, rule_id, before) = match &change {
-        RuleChange::Create(spec) => {
+        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => {
             if rules.len() >= MAX_RULES {
                 return Err(StoreError::Refused(format!(
                     "this project has {} rules, the most allowed; edit or delete one to add another",
@@ -643,8 +690,8 @@ pub async fn change_rules(
             let input = spec.to_input();
             let (id,): (i64,) = sqlx::query_as(
                 r"insert into immutability_rules
-                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by)
-                  values ($1, $2, $3, $4, $5, $6, $6) returning id",
+                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, enabled)
+                  values ($1, $2, $3, $4, $5, $6, $6, $7) returning id",
             )
             .bind(project_id)
             .bind(&input.repositories_action)
@@ -652,6 +699,7 @@ pub async fn change_rules(
             .bind(&input.tags_action)
             .bind(&input.tags)
             .bind(&actor.0)
+            .bind(matches!(change, RuleChange::Create(_)))
             .fetch_one(&mut *tx)
             .await?;
             ("rule.create", id, None)
@@ -753,6 +801,7 @@ pub struct ActiveToken {
     pub id: i64,
     pub name: String,
     pub sha256: Vec<u8>,
+    pub grant: TokenGrant,
 }
 
 /// Stores a new token's hash under `name`; refused while an unrevoked token has that name.
@@ -760,18 +809,24 @@ pub async fn create_token(
     db: impl PgExecutor<'_>,
     name: &TokenName,
     secret: &TokenSecret,
+    grant: &TokenGrant,
     actor: &Actor,
 ) -> Result<i64, StoreError> {
-    let (id,): (i64,) =
-        sqlx::query_as(r"insert into service_tokens (name, token_sha256, created_by) values ($1, $2, $3) returning id")
-            .bind(name.as_str())
-            .bind(secret.sha256().as_slice())
-            .bind(&actor.0)
-            .fetch_one(db)
-            .await
-            .map_err(on_constraint("service_tokens_active_name", "name", || {
-                format!("a token named `{name}` already exists; revoke it first or choose another name")
-            }))?;
+    let (scopes, projects) = grant_columns(grant);
+    let (id,): (i64,) = sqlx::query_as(
+        r"insert into service_tokens (name, token_sha256, created_by, scopes, projects)
+          values ($1, $2, $3, $4, $5) returning id",
+    )
+    .bind(name.as_str())
+    .bind(secret.sha256().as_slice())
+    .bind(&actor.0)
+    .bind(scopes)
+    .bind(projects)
+    .fetch_one(db)
+    .await
+    .map_err(on_constraint("service_tokens_active_name", "name", || {
+        format!("a token named `{name}` already exists; revoke it first or choose another name")
+    }))?;
     Ok(id)
 }
 
@@ -790,17 +845,47 @@ pub async fn revoke_token(db: impl PgExecutor<'_>, name: &TokenName, actor: &Act
     Ok(())
 }
 
+fn grant_columns(grant: &TokenGrant) -> (Vec<&'static str>, Option<Vec<String>>) {
+    let scopes = grant.scopes.iter().map(|scope| scope.as_str()).collect();
+    let projects = grant.projects.as_ref().map(|projects| projects.iter().map(|p| p.as_str().to_owned()).collect());
+    (scopes, projects)
+}
+
+/// A grant as stored; what the database's check let in always parses.
+fn stored_grant(scopes: &[String], projects: Option<Vec<String>>) -> TokenGrant {
+    TokenGrant::parse(scopes, &projects.unwrap_or_default()).unwrap_or_else(|error| {
+        tracing::error!(%error, "a stored token grant does not parse; the token may only ask for decisions");
+        TokenGrant::default()
+    })
+}
+
 /// The tokens not revoked.
 pub async fn active_tokens(db: impl PgExecutor<'_>) -> Result<Vec<ActiveToken>, StoreError> {
-    let rows: Vec<(i64, String, Vec<u8>)> =
-        sqlx::query_as(r"select id, name, token_sha256 from service_tokens where revoked_at is null")
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        name: String,
+        token_sha256: Vec<u8>,
+        scopes: Vec<String>,
+        projects: Option<Vec<String>>,
+    }
+    let rows: Vec<Row> =
+        sqlx::query_as(r"select id, name, token_sha256, scopes, projects from service_tokens where revoked_at is null")
             .fetch_all(db)
             .await?;
-    Ok(rows.into_iter().map(|(id, name, sha256)| ActiveToken { id, name, sha256 }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| ActiveToken {
+            grant: stored_grant(&row.scopes, row.projects),
+            id: row.id,
+            name: row.name,
+            sha256: row.token_sha256,
+        })
+        .collect())
 }
 
 /// A service token as lists show it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenListing {
     pub id: i64,
     pub name: String,
@@ -808,16 +893,46 @@ pub struct TokenListing {
     pub created_at: time::OffsetDateTime,
     pub last_used_at: Option<time::OffsetDateTime>,
     pub revoked_at: Option<time::OffsetDateTime>,
+    pub grant: TokenGrant,
+    /// Made before tokens had scopes: it kept every scope.
+    pub migrated_full_access: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    name: String,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+    last_used_at: Option<time::OffsetDateTime>,
+    revoked_at: Option<time::OffsetDateTime>,
+    scopes: Vec<String>,
+    projects: Option<Vec<String>>,
+    migrated_full_access: bool,
 }
 
 /// Every token, unrevoked first, newest first.
 pub async fn tokens(db: impl PgExecutor<'_>) -> Result<Vec<TokenListing>, StoreError> {
-    Ok(sqlx::query_as(
-        r"select id, name, created_by, created_at, last_used_at, revoked_at from service_tokens
+    let rows: Vec<TokenRow> = sqlx::query_as(
+        r"select id, name, created_by, created_at, last_used_at, revoked_at, scopes, projects, migrated_full_access
+          from service_tokens
           order by revoked_at is not null, created_at desc",
     )
     .fetch_all(db)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| TokenListing {
+            grant: stored_grant(&row.scopes, row.projects),
+            id: row.id,
+            name: row.name,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+            migrated_full_access: row.migrated_full_access,
+        })
+        .collect())
 }
 
 /// Records when tokens were last used: `(token id, when)` pairs.

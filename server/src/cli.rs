@@ -40,9 +40,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print it once (its last line is the token); only its hash is stored.
+    /// Without `--scope` it may only ask for decisions (what a registry backend needs).
     Create {
         /// Who holds it, e.g. `registry-eu`: lowercase letters, digits, `.`, `_`, `-`.
         name: String,
+        /// What it may do: `decisions`, `rules:read`, `rules:write` (repeat or comma-separate).
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Limit its rule scopes to these projects (repeat or comma-separate); default: every project.
+        #[arg(long = "project", value_delimiter = ',')]
+        projects: Vec<String>,
         #[command(flatten)]
         database: DatabaseConfig,
     },
@@ -52,7 +59,7 @@ pub enum TokenCommand {
         #[command(flatten)]
         database: DatabaseConfig,
     },
-    /// List the tokens: name, state, created, last used.
+    /// List the tokens: name, scopes, state, created, last used.
     List {
         #[command(flatten)]
         database: DatabaseConfig,
@@ -204,12 +211,13 @@ fn cli_actor() -> app::store::Actor {
 async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
     use app::account::{TokenName, TokenSecret};
     match command {
-        TokenCommand::Create { name, database } => {
+        TokenCommand::Create { name, scopes, projects, database } => {
             let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
+            let grant = app::account::TokenGrant::parse(&scopes, &projects).map_err(anyhow::Error::msg)?;
             let pool = app::store::connect(&database.database_url).await?;
             let secret = TokenSecret::generate();
-            app::store::create_token(&pool, &name, &secret, &cli_actor()).await?;
-            println!("created token `{name}`; it is shown this once, store it now:");
+            app::store::create_token(&pool, &name, &secret, &grant, &cli_actor()).await?;
+            println!("created token `{name}` ({}); it is shown this once, store it now:", grant.describe());
             println!("{}", secret.expose());
         }
         TokenCommand::Revoke { name, database } => {
@@ -226,9 +234,11 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             };
             for token in app::store::tokens(&pool).await? {
                 let state = if token.revoked_at.is_some() { "revoked" } else { "active " };
+                let migrated = if token.migrated_full_access { " [pre-scopes: full access]" } else { "" };
                 println!(
-                    "{}\t{state}\tcreated {} by {}\tlast used {}",
+                    "{}\t{}{migrated}\t{state}\tcreated {} by {}\tlast used {}",
                     token.name,
+                    token.grant.describe(),
                     format(Some(token.created_at)),
                     token.created_by,
                     format(token.last_used_at)

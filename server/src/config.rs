@@ -50,9 +50,15 @@ pub struct ServeConfig {
     #[arg(long = "site-root", env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
-    /// Failed logins allowed per user name and per client address within a minute.
+    /// Password attempts allowed per account within a minute (portal logins, Harbor API Basic
+    /// auth and password changes together; a client address may make four times as many).
     #[arg(long = "login-attempts-per-minute", env = "TAGWARD_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 5)]
     pub login_attempts_per_minute: usize,
+
+    /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` / `Forwarded` names the client; from
+    /// anyone else those headers are ignored. E.g. `10.0.0.0/8,127.0.0.1/32`.
+    #[arg(long = "trusted-proxies", env = "TAGWARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// While the database has no users, start by creating the system administrator `admin` with
     /// this password (what `scripts/dev serve` does on a fresh database).

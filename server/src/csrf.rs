@@ -18,7 +18,7 @@ pub async fn refuse_cross_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = value("sec-fetch-site") {
         // `none`: typed by the user or a bookmark.

@@ -2,7 +2,9 @@
 //! generated Harbor clients and harbor-cli manage tagward's rules unchanged — validated by the same
 //! engine and stored by the same transaction as the portal's, which Harbor itself does not do.
 
+use crate::enforcement::cache::ServiceToken;
 use crate::enforcement::Enforcer;
+use app::account::TokenScope;
 use app::account::User;
 use app::policy::{RuleInput, RuleSpec};
 use app::state::LoginThrottle;
@@ -26,11 +28,20 @@ pub struct HarborState {
     pub pool: PgPool,
     pub enforcer: Enforcer,
     pub credentials: Arc<CredentialCache>,
+    /// The portal's throttle: one count of password attempts, whichever door they come through.
+    pub throttle: Arc<LoginThrottle>,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl HarborState {
-    pub fn new(pool: PgPool, enforcer: Enforcer, attempts_per_minute: usize) -> Self {
-        Self { pool, enforcer, credentials: Arc::new(CredentialCache::new(attempts_per_minute)) }
+    pub fn new(pool: PgPool, enforcer: Enforcer, portal: &app::state::AppState) -> Self {
+        Self {
+            pool,
+            enforcer,
+            credentials: Arc::new(CredentialCache::default()),
+            throttle: portal.login_throttle.clone(),
+            trusted_proxies: portal.trusted_proxies.clone(),
+        }
     }
 }
 
@@ -43,7 +54,38 @@ pub fn router(state: HarborState) -> Router {
             "/api/v2.0/projects/{project}/immutabletagrules/{id}",
             axum::routing::put(update_rule).delete(delete_rule),
         )
+        .layer(axum::middleware::from_fn(refuse_browser_writes))
         .with_state(state)
+}
+
+/// Browsers remember Basic credentials and send them along with requests other sites make, so a
+/// write must not be something a page elsewhere can send: it must come from no browser page or
+/// from this origin (as the portal's forms), and its body must be JSON (a cross-site form or
+/// `text/plain` post cannot set that without a CORS preflight, which this API never grants).
+async fn refuse_browser_writes(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    if !crate::csrf::same_origin(request.headers()) {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "Harbor API: cross-site write refused");
+        return HarborError::new(StatusCode::FORBIDDEN, "cross-site requests may not change anything").into_response();
+    }
+    let has_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH);
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if has_body && !json {
+        return HarborError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be `Content-Type: application/json`",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Harbor's error body: `{"errors":[{"code","message"}]}`.
@@ -51,11 +93,13 @@ pub fn router(state: HarborState) -> Router {
 pub struct HarborError {
     status: StatusCode,
     message: String,
+    /// Seconds for `Retry-After` (429).
+    retry_after: Option<u64>,
 }
 
 impl HarborError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -68,6 +112,11 @@ impl From<StoreError> for HarborError {
             StoreError::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
             StoreError::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, message),
             StoreError::Refused(message) => Self::bad_request(message),
+            StoreError::TryLater { message, retry_after } => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!("{message}; try again in {retry_after} seconds"),
+                retry_after: Some(retry_after),
+            },
             StoreError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "Harbor API request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server; it has been logged")
@@ -98,6 +147,7 @@ impl IntoResponse for HarborError {
             StatusCode::NOT_FOUND => "NOT_FOUND",
             StatusCode::CONFLICT => "CONFLICT",
             StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
             _ => "INTERNAL_SERVER_ERROR",
         };
         let body = HarborErrors { errors: vec![HarborErrorItem { code: code.into(), message: self.message }] };
@@ -107,6 +157,9 @@ impl IntoResponse for HarborError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="tagward""#));
         }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -114,19 +167,15 @@ impl IntoResponse for HarborError {
 /// Remembers successful Basic logins for a minute, keyed by a hash of the credentials, so a
 /// script's every request does not cost an argon2 verification. An entry holds the user's session
 /// epoch, so it stops counting the moment their password changes.
+#[derive(Default)]
 pub struct CredentialCache {
     entries: Mutex<HashMap<[u8; 32], (i64, i32, Instant)>>,
-    throttle: LoginThrottle,
 }
 
 const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
 const MAX_CACHED_CREDENTIALS: usize = 10_000;
 
 impl CredentialCache {
-    fn new(attempts_per_minute: usize) -> Self {
-        Self { entries: Mutex::default(), throttle: LoginThrottle::new(attempts_per_minute, Duration::from_secs(60)) }
-    }
-
     fn lookup(&self, key: &[u8; 32]) -> Option<(i64, i32)> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.get(key).filter(|(_, _, at)| at.elapsed() < CREDENTIALS_TTL).map(|(id, epoch, _)| (*id, *epoch))
@@ -141,13 +190,37 @@ impl CredentialCache {
     }
 }
 
-/// Who is calling: a portal user (HTTP Basic) or a service token (bearer), which acts as a system
-/// administrator (tokens are created by one, for automation).
-pub struct Caller(pub User);
+/// Who is calling: a portal user (HTTP Basic), or a service token (bearer) acting within its
+/// grant: `rules:read` / `rules:write`, perhaps limited to some projects. Within it, a token sees
+/// projects as a system administrator would.
+pub struct Caller(pub User, pub Option<Arc<ServiceToken>>);
 
 impl Caller {
     fn actor(&self) -> Actor {
         Actor(self.0.name.clone())
+    }
+
+    /// Refuses a token whose grant does not cover `scope` (in `project`, when one is named).
+    fn require(&self, scope: TokenScope, project: Option<&str>) -> Result<(), HarborError> {
+        let Some(token) = &self.1 else { return Ok(()) };
+        if token.grant.allows(scope, project) {
+            return Ok(());
+        }
+        let why = match project {
+            Some(project) if token.grant.allows(scope, None) => {
+                format!(
+                    "the service token `{}` may not reach project `{project}` (it has: {})",
+                    token.name,
+                    token.grant.describe()
+                )
+            }
+            _ => format!(
+                "the service token `{}` lacks the scope `{scope}` (it has: {})",
+                token.name,
+                token.grant.describe()
+            ),
+        };
+        Err(HarborError::new(StatusCode::FORBIDDEN, why))
     }
 }
 
@@ -164,7 +237,8 @@ impl FromRequestParts<HarborState> for Caller {
         let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
         if let Some(presented) = value.strip_prefix("Bearer ") {
             let token = state.enforcer.token(presented).ok_or_else(unauthorized)?;
-            return Ok(Caller(User { id: -token.id, name: format!("token:{}", token.name), is_system_admin: true }));
+            let user = User { id: -token.id, name: format!("token:{}", token.name), is_system_admin: true };
+            return Ok(Caller(user, Some(token)));
         }
         let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
         let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
@@ -176,24 +250,22 @@ impl FromRequestParts<HarborState> for Caller {
         if let Some((id, epoch)) = state.credentials.lookup(&key) {
             if let Some((user, current)) = store::active_user(&state.pool, id).await? {
                 if current == epoch {
-                    return Ok(Caller(user));
+                    return Ok(Caller(user, None));
                 }
             }
         }
-        let keys = [format!("user:{name}")];
-        if let Some(wait) = state.credentials.throttle.retry_after(&keys) {
-            return Err(HarborError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed attempts; try again in {} seconds", wait.as_secs().max(1)),
-            ));
-        }
-        match store::check_credentials(&state.pool, name, password.to_owned()).await? {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        let address = app::state::client_address(peer, &parts.headers, &state.trusted_proxies);
+        match state.throttle.check_credentials(&state.pool, name, password.to_owned(), address).await? {
             Some((user, epoch)) => {
                 state.credentials.remember(key, user.id, epoch);
-                Ok(Caller(user))
+                Ok(Caller(user, None))
             }
             None => {
-                state.credentials.throttle.record_failure(&keys);
+                tracing::info!(username = ?name, %address, "Harbor API: wrong user name or password");
                 Err(unauthorized())
             }
         }
@@ -232,7 +304,8 @@ impl Paging {
         if page > 1 {
             links.push(link(page - 1, "prev"));
         }
-        if page * size < total {
+        // Saturating: `page` may be anything up to i64::MAX.
+        if page.saturating_mul(size) < total {
             links.push(link(page + 1, "next"));
         }
         if let Ok(value) = HeaderValue::from_str(&links.join(" , ")) {
@@ -240,7 +313,7 @@ impl Paging {
                 headers.insert(header::LINK, value);
             }
         }
-        Ok((headers, items.into_iter().skip((page - 1) * size).take(size).collect()))
+        Ok((headers, items.into_iter().skip((page - 1).saturating_mul(size)).take(size).collect()))
     }
 }
 
@@ -281,7 +354,10 @@ async fn list_projects(
     caller: Caller,
     Query(paging): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
+    caller.require(TokenScope::RulesRead, None)?;
     let projects = store::visible_projects(&state.pool, &caller.0).await?;
+    let projects: Vec<_> =
+        projects.into_iter().filter(|p| caller.1.as_ref().is_none_or(|token| token.grant.reaches(&p.name))).collect();
     let (headers, page) = paging.apply("/api/v2.0/projects", projects.into_iter().map(harbor_project).collect())?;
     Ok((headers, Json(page)))
 }
@@ -299,9 +375,12 @@ async fn project(
         Ok(id) if !by_name => store::project_name(&state.pool, id).await?.unwrap_or_default(),
         _ => name_or_id.to_owned(),
     };
-    store::visible_project(&state.pool, &caller.0, &name)
+    caller.require(TokenScope::RulesRead, None)?;
+    let access = store::visible_project(&state.pool, &caller.0, &name)
         .await?
-        .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("project {name_or_id} not found")))
+        .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("project {name_or_id} not found")))?;
+    caller.require(TokenScope::RulesRead, Some(&access.name))?;
+    Ok(access)
 }
 
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}", tag = "harbor",
@@ -417,8 +496,15 @@ fn one<'a>(field: &str, selectors: Option<&'a Vec<ImmutableSelector>>) -> Result
     }
 }
 
-/// Parses Harbor's JSON into a validated rule and whether it is disabled; errors name the field.
-fn parse_rule(body: &Bytes) -> Result<(RuleSpec, bool), HarborError> {
+/// Harbor's JSON as a validated rule: the rule, whether it is disabled, and the id the body names.
+struct ParsedRule {
+    spec: RuleSpec,
+    disabled: bool,
+    id: Option<i64>,
+}
+
+/// Parses Harbor's JSON into a validated rule; errors name the field.
+fn parse_rule(body: &Bytes) -> Result<ParsedRule, HarborError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let rule: ImmutableRule = serde_path_to_error::deserialize(deserializer)
         .map_err(|e| HarborError::bad_request(format!("{}: {}", e.path(), e.inner())))?;
@@ -455,7 +541,7 @@ fn parse_rule(body: &Bytes) -> Result<(RuleSpec, bool), HarborError> {
         tags: from_harbor(&tag.pattern),
     };
     let spec = RuleSpec::parse(&input).map_err(|errors| HarborError::bad_request(errors.to_string()))?;
-    Ok((spec, rule.disabled.unwrap_or(false)))
+    Ok(ParsedRule { spec, disabled: rule.disabled.unwrap_or(false), id: rule.id })
 }
 
 /// The project's rules, Harbor's shape.
@@ -486,7 +572,9 @@ async fn managed_project(
     headers: &HeaderMap,
     name_or_id: &str,
 ) -> Result<app::account::ProjectAccess, HarborError> {
+    caller.require(TokenScope::RulesWrite, None)?;
     let access = project(state, caller, headers, name_or_id).await?;
+    caller.require(TokenScope::RulesWrite, Some(&access.name))?;
     if !access.can_manage_rules {
         return Err(HarborError::new(StatusCode::FORBIDDEN, "only project admins and maintainers may change rules"));
     }
@@ -508,12 +596,9 @@ async fn create_rule(
     body: Bytes,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
-    let (spec, disabled) = parse_rule(&body)?;
-    let actor = caller.actor();
-    let id = store::change_rules(&state.pool, access.id, RuleChange::Create(&spec), &actor).await?;
-    if disabled {
-        store::change_rules(&state.pool, access.id, RuleChange::SetEnabled(id, false), &actor).await?;
-    }
+    let rule = parse_rule(&body)?;
+    let change = if rule.disabled { RuleChange::CreateDisabled(&rule.spec) } else { RuleChange::Create(&rule.spec) };
+    let id = store::change_rules(&state.pool, access.id, change, &caller.actor()).await?;
     let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]))
 }
@@ -532,13 +617,17 @@ async fn update_rule(
     body: Bytes,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
-    let (spec, disabled) = parse_rule(&body)?;
     let actor = caller.actor();
     let current = store::project_rules(&state.pool, access.id).await?;
+    // As Harbor: a rule that does not exist is 404 whatever the body (its own tests send `null`).
     let rule = current
         .iter()
         .find(|r| r.id == id)
         .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("rule {id} not found")))?;
+    let ParsedRule { spec, disabled, id: body_id } = parse_rule(&body)?;
+    if let Some(body_id) = body_id.filter(|body_id| *body_id != id) {
+        return Err(HarborError::bad_request(format!("id: the body names rule {body_id}, the path rule {id}")));
+    }
     let same = RuleSpec::parse(&rule.input).is_ok_and(|old| old.same_as(&spec));
     if !same {
         store::change_rules(&state.pool, access.id, RuleChange::Update(id, &spec), &actor).await?;

@@ -53,6 +53,7 @@ impl Application {
             pool: pool.clone(),
             leptos_options,
             login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
 
         let session_store = PostgresStore::new(pool.clone());
@@ -71,11 +72,7 @@ impl Application {
 
         let enforcer = Enforcer::start(&pool).await?;
         let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
-        let harbor = crate::harbor::router(crate::harbor::HarborState::new(
-            pool.clone(),
-            enforcer.clone(),
-            config.login_attempts_per_minute,
-        ));
+        let harbor = crate::harbor::router(crate::harbor::HarborState::new(pool.clone(), enforcer.clone(), &state));
         let api = crate::enforcement::api::router(enforcer);
 
         let router = portal(state)

@@ -166,7 +166,21 @@ async fn service_tokens_are_created_listed_and_revoked() {
     assert!(stderr(&bad).contains("token name `Registry` is not valid"), "{}", stderr(&bad));
 
     let listed = tagward(&db.url, &["token", "list"], "");
-    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("registry-eu\tactive "), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("registry-eu\tdecisions\tactive "), "{listed:?}");
+    // Scopes beyond decisions are given explicitly, and named when wrong.
+    let scoped =
+        tagward(&db.url, &["token", "create", "terraform", "--scope", "rules:write", "--project", "shop,web"], "");
+    assert!(
+        String::from_utf8_lossy(&scoped.stdout)
+            .starts_with("created token `terraform` (rules:write (projects shop, web))"),
+        "{scoped:?}"
+    );
+    let bogus = tagward(&db.url, &["token", "create", "x", "--scope", "admin"], "");
+    assert!(
+        stderr(&bogus).contains("scopes: scope `admin` is not one of decisions, rules:read, rules:write"),
+        "{}",
+        stderr(&bogus)
+    );
     let revoked = tagward(&db.url, &["token", "revoke", "registry-eu"], "");
     assert_eq!(String::from_utf8_lossy(&revoked.stdout), "revoked token `registry-eu`\n");
     let twice = tagward(&db.url, &["token", "revoke", "registry-eu"], "");

@@ -175,23 +175,42 @@ async fn who_may_call_harbors_api() {
         .unwrap();
     assert_eq!(by_name.json::<Value>().await.unwrap()["current_user_role_id"], 3);
 
-    // A service token acts as a system administrator.
-    let token = app.db.token("terraform").await;
-    let started = std::time::Instant::now();
-    let created = loop {
-        let response = reqwest::Client::new()
-            .post(app.url(&format!("/api/v2.0/projects/{id}/immutabletagrules")))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 401 || started.elapsed() > std::time::Duration::from_secs(2) {
-            break response;
+    // A service token acts within its scopes: a registry backend's token (decisions only) may not
+    // touch rules, nor may one limited to another project; one with `rules:write` for shop may.
+    let post_as = |token: String| {
+        let (url, body) = (app.url(&format!("/api/v2.0/projects/{id}/immutabletagrules")), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let response = reqwest::Client::new().post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                // A new token reaches the server's cache by notification, a moment after it is committed.
+                if response.status() != 401 || started.elapsed() > std::time::Duration::from_secs(2) {
+                    break response;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     };
+    let grant = |scopes: &[&str], projects: &[&str]| app::account::TokenGrant::parse(scopes, projects).unwrap();
+    let registry = post_as(app.db.token("registry-backend").await).await;
+    assert_eq!(registry.status(), 403);
+    let message = registry.text().await.unwrap();
+    assert!(message.contains("lacks the scope `rules:write` (it has: decisions)"), "{message}");
+    let elsewhere = post_as(app.db.token_with("other-team", &grant(&["rules:write"], &["other"])).await).await;
+    assert_eq!(elsewhere.status(), 403);
+    let message = elsewhere.text().await.unwrap();
+    assert!(message.contains("may not reach project `shop`"), "{message}");
+    let reader = app.db.token_with("reader", &grant(&["rules:read"], &[])).await;
+    assert_eq!(post_as(reader.clone()).await.status(), 403, "rules:read does not write");
+    let listed = reqwest::Client::new().get(app.url(RULES)).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(listed.status(), 200, "rules:read reads");
+    let created = post_as(app.db.token_with("terraform", &grant(&["rules:write"], &["shop"])).await).await;
     assert_eq!(created.status(), 201);
+    // ... and a rules token may not ask for decisions.
+    let check = serde_json::json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1"});
+    let (status, answer) = app.check(&reader, "/api/v1/enforcement/check", &check).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["errors"][0]["message"].as_str().unwrap().contains("lacks the scope `decisions`"), "{answer}");
     let (actor,): (String,) = sqlx::query_as("select actor from audit_events").fetch_one(&app.db.pool).await.unwrap();
     assert_eq!(actor, "token:terraform");
 
@@ -272,4 +291,85 @@ async fn the_activity_tab_shows_changes_and_denials() {
     browser.text_containing(".pager", "Page 1 of 1 · 1 entries").await;
     assert!(browser.text("#activity").await.contains("tag \"v1\" of \"shop/api\" is immutable"));
     browser.close().await;
+}
+
+/// 30 parallel wrong passwords for one account: each is counted before it is verified, so only the
+/// limit's worth are verified at all; the portal's login shares the count.
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_they_are_verified() {
+    let app = harbor().await;
+    let guesses = (0..30)
+        .map(|i| reqwest::Client::new().get(app.url(RULES)).basic_auth("ann", Some(format!("guess {i}"))).send());
+    let statuses: Vec<u16> =
+        futures::future::join_all(guesses).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 25, "{statuses:?}");
+    let throttled = send(&app, reqwest::Method::GET, RULES, "ann", None).await;
+    assert_eq!(throttled.status(), 429, "even the right password waits now");
+    assert!(throttled.headers().contains_key("retry-after"));
+    let portal = app.login(&app.client(), "ann", PASSWORD).await;
+    assert_eq!(portal.status(), 429, "one count for the portal and the Harbor API");
+    // Another account from the same address is not locked out by ann's failures.
+    assert_eq!(send(&app, reqwest::Method::GET, RULES, "gus", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn writes_a_browser_page_elsewhere_could_send_are_refused() {
+    let app = harbor().await;
+    let body = rule(("repoMatches", "**"), ("matches", "v*")).to_string();
+    let post = |content_type: &str, extra: Option<(&str, &str)>| {
+        let mut request = reqwest::Client::new()
+            .post(app.url(RULES))
+            .basic_auth("ann", Some(PASSWORD))
+            .header("Content-Type", content_type)
+            .body(body.clone());
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert_eq!(post("text/plain", Some(("Origin", "https://evil.example"))).await.unwrap().status(), 403);
+    assert_eq!(post("application/json", Some(("Sec-Fetch-Site", "cross-site"))).await.unwrap().status(), 403);
+    assert_eq!(post("text/plain", None).await.unwrap().status(), 415);
+    assert_eq!(app.db.rule_count().await, 0, "nothing stored");
+    assert_eq!(post("application/json; charset=utf-8", None).await.unwrap().status(), 201);
+}
+
+#[tokio::test]
+async fn odd_input_is_answered_as_harbor_does_without_overflow() {
+    let app = harbor().await;
+    let huge = format!("{RULES}?page=9223372036854775807&page_size=100");
+    let page = send(&app, reqwest::Method::GET, &huge, "ann", None).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.json::<Value>().await.unwrap(), json!([]));
+    // Harbor's own permission test: `PUT …/0` with the body `null` is a 404 (no rule 0).
+    let null = reqwest::Client::new()
+        .put(app.url(&format!("{RULES}/0")))
+        .basic_auth("ann", Some(PASSWORD))
+        .header("Content-Type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(null.status(), 404);
+    // A disabled rule is created disabled, in one change (never enforced in between).
+    let mut disabled = rule(("repoMatches", "**"), ("matches", "v*"));
+    disabled["disabled"] = json!(true);
+    let created = send(&app, reqwest::Method::POST, RULES, "ann", Some(&disabled)).await;
+    assert_eq!(created.status(), 201);
+    let id: i64 = created.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().parse().unwrap();
+    let kinds: Vec<(String,)> =
+        sqlx::query_as("select kind from audit_events order by id").fetch_all(&app.db.pool).await.unwrap();
+    assert_eq!(kinds, [("rule.create".to_owned(),)]);
+    let (enabled,): (bool,) =
+        sqlx::query_as("select enabled from immutability_rules").fetch_one(&app.db.pool).await.unwrap();
+    assert!(!enabled);
+    // The body's id must be the path's.
+    let mut other = disabled.clone();
+    other["id"] = json!(id + 1);
+    let mismatch = send(&app, reqwest::Method::PUT, &format!("{RULES}/{id}"), "ann", Some(&other)).await;
+    assert_eq!(mismatch.status(), 400);
+    let client = app.logged_in("ann", PASSWORD).await;
+    let activity = app.page(&client, "/projects/shop/activity?page=4294967295").await;
+    assert_eq!(activity.status(), 200);
 }

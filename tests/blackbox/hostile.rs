@@ -384,3 +384,14 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
     }
     assert!(metrics.render().contains("tagward_audit_denials_dropped_total 0"), "{}", metrics.render());
 }
+
+/// Password hashing runs at most one per core, with a short queue; the rest are told to come back.
+#[tokio::test]
+async fn password_hashing_is_bounded() {
+    let attempts = (0..200).map(|i| app::store::verify_password(None, format!("guess {i}")));
+    let results = futures::future::join_all(attempts).await;
+    let verified = results.iter().filter(|r| matches!(r, Ok(false))).count();
+    let refused = results.iter().filter(|r| matches!(r, Err(app::store::StoreError::TryLater { .. }))).count();
+    assert_eq!(verified + refused, 200, "every attempt is verified (as wrong) or refused for now");
+    assert!(refused > 0 && verified >= app::store::MAX_WAITING_HASHES, "verified {verified}, refused {refused}");
+}

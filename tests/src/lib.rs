@@ -98,11 +98,16 @@ impl TestDb {
         .unwrap()
     }
 
-    /// Creates a service token through the store and returns its secret.
+    /// Creates a service token (decisions only) through the store and returns its secret.
     pub async fn token(&self, name: &str) -> String {
+        self.token_with(name, &app::account::TokenGrant::default()).await
+    }
+
+    /// Creates a service token with `grant` and returns its secret.
+    pub async fn token_with(&self, name: &str, grant: &app::account::TokenGrant) -> String {
         let secret = app::account::TokenSecret::generate();
         let name = app::account::TokenName::parse(name).unwrap();
-        app::store::create_token(&self.pool, &name, &secret, &app::store::Actor("tests".into())).await.unwrap();
+        app::store::create_token(&self.pool, &name, &secret, grant, &app::store::Actor("tests".into())).await.unwrap();
         secret.expose().to_owned()
     }
 
@@ -143,6 +148,7 @@ pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
         login_attempts_per_minute: 5,
         bootstrap_admin_password: None,
         listener: Default::default(),
+        trusted_proxies: Vec::new(),
     };
     let app = tagward::Application::build(config).await.expect("build the application");
     let address = app.address();

@@ -302,10 +302,22 @@ fn Tokens(
             <h2 id="tokens-heading">"Service tokens"</h2>
             <p class="muted intro">
                 "Registry backends present a service token when they ask the decision API ("
-                <code>"Authorization: Bearer …"</code>"). Only a hash is stored, so a token is shown once, when it is created."
+                <code>"Authorization: Bearer …"</code>"). Only a hash is stored, so a token is shown once, when it is created. "
+                "Give each token only what it needs: a registry backend needs decisions; scripts that manage rules through "
+                "the Harbor API need rules:read or rules:write, which can be limited to some projects."
             </p>
             <ActionForm action=create_token attr:class="create-row" attr:id="create-token">
                 <NameField id="new-token-name" name="name" label="Token name" example="e.g. registry-eu"/>
+                <fieldset class="scopes">
+                    <legend>"Scopes"</legend>
+                    <label class="check"><input type="checkbox" name="decisions" id="scope-decisions" checked/>"decisions"</label>
+                    <label class="check"><input type="checkbox" name="rules_read" id="scope-rules-read"/>"rules:read"</label>
+                    <label class="check"><input type="checkbox" name="rules_write" id="scope-rules-write"/>"rules:write"</label>
+                </fieldset>
+                <div class="grow">
+                    <label for="new-token-projects">"Rule scopes limited to projects"</label>
+                    <input id="new-token-projects" name="projects" placeholder="all projects, or e.g. shop, web" autocomplete="off"/>
+                </div>
                 <button type="submit" class="button primary">"Create token"</button>
             </ActionForm>
             {action_error(create_token)}
@@ -332,7 +344,7 @@ fn TokenTable(tokens: Vec<TokenRow>, revoke_token: ServerAction<RevokeToken>) ->
     view! {
         <table class="table" id="tokens">
             <thead><tr>
-                <th scope="col">"Name"</th><th scope="col">"State"</th><th scope="col">"Created"</th>
+                <th scope="col">"Name"</th><th scope="col">"Scopes"</th><th scope="col">"State"</th><th scope="col">"Created"</th>
                 <th scope="col">"Last used"</th><th scope="col"><span class="visually-hidden">"Revoke"</span></th>
             </tr></thead>
             <tbody>
@@ -342,6 +354,14 @@ fn TokenTable(tokens: Vec<TokenRow>, revoke_token: ServerAction<RevokeToken>) ->
                     view! {
                         <tr class:revoked=revoked>
                             <td class="strong">{token.name.clone()}</td>
+                            <td>
+                                <code>{token.scopes.clone()}</code>
+                                {token.migrated_full_access.then(|| view! {
+                                    <span class="badge warn" title="Made before tokens had scopes, so it kept every scope. Replace it with a token that has only what it needs.">
+                                        "full access (pre-scopes)"
+                                    </span>
+                                })}
+                            </td>
                             <td>{match &token.revoked_at {
                                 Some(at) => view! { <span class="badge off">{format!("revoked {at}")}</span> }.into_any(),
                                 None => view! { <span class="badge ok">"active"</span> }.into_any(),

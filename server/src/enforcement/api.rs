@@ -3,6 +3,7 @@
 
 use super::cache::ServiceToken;
 use super::{Check, Enforcer, Protection, Verdict};
+use app::account::TokenScope;
 use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -35,6 +36,8 @@ pub fn router(enforcer: Enforcer) -> Router {
 pub enum ApiError {
     /// No token, or one that is not (or no longer) valid.
     Unauthorized(&'static str),
+    /// A valid token without the scope this needs.
+    Forbidden(String),
     /// A malformed request; `field` names the input at fault (`tag`, `checks[2].digest`).
     Invalid { code: &'static str, field: String, value: Option<String>, message: String },
 }
@@ -80,6 +83,10 @@ impl IntoResponse for ApiError {
                 let body = OciErrors::one("UNAUTHORIZED", why.to_owned(), serde_json::Value::Null);
                 (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], Json(body)).into_response()
             }
+            ApiError::Forbidden(message) => {
+                (StatusCode::FORBIDDEN, Json(OciErrors::one("DENIED", message, serde_json::Value::Null)))
+                    .into_response()
+            }
             ApiError::Invalid { code, field, value, message } => {
                 let detail = serde_json::json!({ "field": field, "value": value });
                 (StatusCode::BAD_REQUEST, Json(OciErrors::one(code, message, detail))).into_response()
@@ -108,6 +115,13 @@ where
         let token = Enforcer::from_ref(state)
             .token(presented)
             .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
+        if !token.grant.allows(TokenScope::Decisions, None) {
+            return Err(ApiError::Forbidden(format!(
+                "the service token `{}` lacks the scope `decisions` (it has: {})",
+                token.name,
+                token.grant.describe()
+            )));
+        }
         Ok(Caller(token))
     }
 }
@@ -231,6 +245,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
         (status = 200, description = "The decision (allowed or not)", body = Verdict),
         (status = 400, description = "Malformed request; `detail.field` names the field", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
     ),
     security(("bearer" = [])),
     tag = "enforcement"
@@ -268,6 +283,7 @@ pub struct BatchVerdict {
         (status = 200, description = "One decision per check", body = BatchVerdict),
         (status = 400, description = "Malformed request; `detail.field` names the field, e.g. `checks[1].tag`", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
     ),
     security(("bearer" = [])),
     tag = "enforcement"
@@ -329,6 +345,7 @@ pub struct TagStatus {
         (status = 200, description = "Whether the tag is immutable", body = TagStatus),
         (status = 400, description = "Malformed request; `detail.field` names the parameter", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
+        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
     ),
     security(("bearer" = [])),
     tag = "enforcement"

@@ -194,6 +194,8 @@ impl PolicyCache {
 pub struct ServiceToken {
     pub id: i64,
     pub name: String,
+    /// What it may do.
+    pub grant: app::account::TokenGrant,
     /// When it was last presented (Unix seconds), written to the database in batches.
     pub last_used: AtomicI64,
 }
@@ -224,7 +226,7 @@ impl TokenCache {
             .filter_map(|token| {
                 let hash: [u8; 32] = token.sha256.as_slice().try_into().ok()?;
                 let last_used = AtomicI64::new(last_used.get(&token.id).copied().unwrap_or(0));
-                Some((hash, Arc::new(ServiceToken { id: token.id, name: token.name, last_used })))
+                Some((hash, Arc::new(ServiceToken { id: token.id, name: token.name, grant: token.grant, last_used })))
             })
             .collect();
     }
