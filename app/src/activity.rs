@@ -99,7 +99,7 @@ pub async fn activity(
     kind: Option<String>,
     page: Option<u32>,
 ) -> Result<ActivityView, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             let project_id = match project.filter(|p| !p.is_empty()) {

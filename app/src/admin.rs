@@ -118,7 +118,7 @@ async fn mutate(back: &str, change: impl std::future::Future<Output = Result<(),
 
 #[server(prefix = "/portal", endpoint = "admin_users")]
 pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -141,7 +141,7 @@ pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
 #[server(prefix = "/portal", endpoint = "create_user")]
 pub async fn create_user(name: String, password: String, system_admin: Option<String>) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/users", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = UserName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
@@ -162,7 +162,7 @@ pub async fn create_user(name: String, password: String, system_admin: Option<St
 #[server(prefix = "/portal", endpoint = "reset_password")]
 pub async fn reset_password(name: String, password: String) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/users", async {
         let (admin, actor) = ssr::require_admin().await?;
         let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
@@ -196,7 +196,7 @@ async fn keep_this_session(epoch: i32) -> Result<(), AppError> {
 #[server(prefix = "/portal", endpoint = "set_user_active")]
 pub async fn set_user_active(name: String, active: bool) -> Result<(), AppError> {
     use crate::account::UserName;
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/users", async {
         let (admin, actor) = ssr::require_admin().await?;
         let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
@@ -216,7 +216,7 @@ pub async fn set_user_active(name: String, active: bool) -> Result<(), AppError>
 
 #[server(prefix = "/portal", endpoint = "admin_projects")]
 pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -238,7 +238,7 @@ pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
 #[server(prefix = "/portal", endpoint = "create_project")]
 pub async fn create_project(name: String) -> Result<(), AppError> {
     use crate::policy::ProjectName;
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/projects", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = ProjectName::parse(name.trim()).map_err(|e| ssr::invalid("name", e.to_string()))?;
@@ -262,7 +262,7 @@ pub async fn create_project(name: String) -> Result<(), AppError> {
 #[server(prefix = "/portal", endpoint = "delete_project")]
 pub async fn delete_project(name: String) -> Result<(), AppError> {
     use crate::policy::ProjectName;
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/projects", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = ProjectName::parse(&name).map_err(|e| ssr::invalid("name", e.to_string()))?;
@@ -279,7 +279,7 @@ pub async fn delete_project(name: String) -> Result<(), AppError> {
 /// The service tokens, and the one just created if this is the first look since.
 #[server(prefix = "/portal", endpoint = "admin_tokens")]
 pub async fn admin_tokens() -> Result<TokensView, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -317,7 +317,7 @@ pub async fn create_token(
     #[server(default)] projects: Option<String>,
 ) -> Result<(), AppError> {
     use crate::account::{TokenGrant, TokenName, TokenScope, TokenSecret};
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/tokens", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = TokenName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
@@ -351,7 +351,7 @@ pub async fn create_token(
 #[server(prefix = "/portal", endpoint = "revoke_token")]
 pub async fn revoke_token(name: String) -> Result<(), AppError> {
     use crate::account::TokenName;
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     mutate("/admin/tokens", async {
         let (_, actor) = ssr::require_admin().await?;
         let name = TokenName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
@@ -368,7 +368,7 @@ pub async fn revoke_token(name: String) -> Result<(), AppError> {
 /// The members of a project the signed-in user may see.
 #[server(prefix = "/portal", endpoint = "members")]
 pub async fn list_members(project: String) -> Result<MembersView, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             let user = crate::auth::ssr::require_user().await?;
@@ -389,7 +389,7 @@ pub async fn list_members(project: String) -> Result<MembersView, AppError> {
 #[server(prefix = "/portal", endpoint = "set_member")]
 pub async fn set_member(project: String, user: String, role: String) -> Result<(), AppError> {
     use crate::account::UserName;
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     let back = format!("/projects/{project}/members");
     mutate(&back, async {
         let me = crate::auth::ssr::require_user().await?;
@@ -429,7 +429,7 @@ pub async fn set_member(project: String, user: String, role: String) -> Result<(
 #[server(prefix = "/portal", endpoint = "change_password")]
 pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let state = crate::auth::ssr::state();
+    let state = crate::auth::ssr::state()?;
     let pool = state.pool.clone();
     mutate("/account?changed=1", async {
         let me = crate::auth::ssr::require_user().await?;

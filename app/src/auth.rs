@@ -17,8 +17,16 @@ pub mod ssr {
     /// The key of the user's session epoch when the session was made (see `store::set_password`).
     pub const EPOCH: &str = "epoch";
 
-    pub fn state() -> AppState {
-        expect_context::<AppState>()
+    /// The application state, from the request's reactive owner. A render whose client goes away
+    /// mid-flight (a closed tab, a load balancer's timeout) drops that owner while the fetches its
+    /// resources spawned are still pending; when one of them is polled afterwards, the owner and
+    /// its context are gone. Its result has no reader any more, so it ends with an error here
+    /// rather than a panic (which used to kill the task and, in tests, leave a response hanging).
+    pub fn state() -> Result<AppState, AppError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::debug!("a server function ran after its request ended; nothing to answer");
+            AppError::Internal
+        })
     }
 
     pub async fn session() -> Result<Session, AppError> {
@@ -29,7 +37,7 @@ pub mod ssr {
     pub async fn require_user() -> Result<User, AppError> {
         // Context is read before the first await: a resource's fetch can outlive the view that
         // started it, and after that the reactive owner holding the context is gone.
-        let pool = state().pool;
+        let pool = state()?.pool;
         let session = session().await?;
         let id: Option<i64> = session.get(USER_ID).await.map_err(AppError::internal)?;
         let Some(id) = id else {
@@ -48,7 +56,7 @@ pub mod ssr {
     /// The client's address: the peer's, or the one a trusted proxy forwarded for.
     pub async fn client_address() -> Result<std::net::IpAddr, AppError> {
         use axum::extract::ConnectInfo;
-        let trusted = state().trusted_proxies;
+        let trusted = state()?.trusted_proxies;
         let (ConnectInfo(peer), headers) =
             leptos_axum::extract::<(ConnectInfo<std::net::SocketAddr>, axum::http::HeaderMap)>()
                 .await
@@ -95,9 +103,13 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 /// Checks the password and starts a session. Wrong user and wrong password are answered alike, and
 /// take alike long: an unknown user is checked against a dummy hash.
 #[server(prefix = "/portal", endpoint = "login")]
-pub async fn login(username: String, password: String) -> Result<(), AppError> {
+pub async fn login(
+    username: String,
+    password: String,
+    #[server(default)] next: Option<String>,
+) -> Result<(), AppError> {
     let result = async {
-        let state = ssr::state();
+        let state = ssr::state()?;
         let address = ssr::client_address().await?;
         let username = username.trim().to_owned();
         let checked = state.login_throttle.check_credentials(&state.pool, &username, password, address).await;
@@ -115,11 +127,26 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
         session.insert(ssr::USER_ID, user.id).await.map_err(AppError::internal)?;
         session.insert(ssr::EPOCH, epoch).await.map_err(AppError::internal)?;
         tracing::info!(username = ?user.name, "logged in");
-        leptos_axum::redirect("/");
+        leptos_axum::redirect(&safe_next(next.as_deref().unwrap_or("/")));
         Ok(())
     }
     .await;
     ssr::answered(result)
+}
+
+/// Where a login may send the browser on: a path of this site (`/projects/shop?x=1`), never
+/// another site (`//evil.example`, `/\\evil.example`, `https://…`); anything else goes home.
+pub fn safe_next(next: &str) -> String {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !next.starts_with("/login");
+    if ok {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
 }
 
 /// Ends the session.

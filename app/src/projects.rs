@@ -7,7 +7,7 @@ use leptos::prelude::*;
 /// The projects the signed-in user belongs to (every project, for a system admin).
 #[server(prefix = "/portal", endpoint = "projects")]
 pub async fn list_projects() -> Result<Vec<ProjectAccess>, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     crate::auth::ssr::answered(
         async {
             let user = crate::auth::ssr::require_user().await?;
@@ -24,7 +24,7 @@ pub mod ssr {
 
     /// The project as the signed-in user may see it; not a member and does not exist are both 404.
     pub async fn visible(project: &str) -> Result<ProjectAccess, AppError> {
-        let pool = crate::auth::ssr::state().pool;
+        let pool = crate::auth::ssr::state()?.pool;
         let user = crate::auth::ssr::require_user().await?;
         crate::store::visible_project(&pool, &user, project)
             .await?

@@ -68,7 +68,7 @@ mod ssr {
     /// Changes a rule, if the signed-in user manages this project's rules. Errors also set the
     /// response status (for callers that are not plain forms).
     pub async fn change(project: &str, change: RuleChange<'_>) -> Result<i64, AppError> {
-        let pool = crate::auth::ssr::state().pool;
+        let pool = crate::auth::ssr::state()?.pool;
         crate::auth::ssr::answered(
             async {
                 let (access, actor) = self::project(project).await?;
@@ -84,7 +84,7 @@ mod ssr {
 
 #[server(prefix = "/portal", endpoint = "rules")]
 pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
-    let pool = crate::auth::ssr::state().pool;
+    let pool = crate::auth::ssr::state()?.pool;
     let (project, rules) = crate::auth::ssr::answered(
         async {
             let (project, _) = ssr::project(&project).await?;

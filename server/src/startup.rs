@@ -76,6 +76,7 @@ impl Application {
         let api = crate::enforcement::api::router(enforcer);
 
         let router = portal(state)
+            .layer(axum::middleware::from_fn(send_anonymous_visitors_to_login))
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
             .layer(sessions)
             .merge(api)
@@ -96,6 +97,35 @@ impl Application {
         tracing::info!(address = %self.address, "tagward portal listening");
         crate::listener::serve(self.listener, self.router, &self.limits).await.context("serving")
     }
+}
+
+/// A browser asking for a page without a session is sent to the login page (303, so it works
+/// without JavaScript), which sends it back here once logged in. Static files, server functions
+/// and the login page itself are left alone.
+async fn send_anonymous_visitors_to_login(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{header, Method, StatusCode};
+    use axum::response::IntoResponse;
+    let wants_page = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    let path = request.uri().path();
+    let exempt = ["/login", "/pkg/", "/portal/"].iter().any(|prefix| path.starts_with(prefix));
+    if !wants_page || exempt {
+        return next.run(request).await;
+    }
+    let signed_in = match request.extensions().get::<tower_sessions::Session>() {
+        Some(session) => session.get::<i64>(app::auth::ssr::USER_ID).await.ok().flatten().is_some(),
+        None => false,
+    };
+    if signed_in {
+        return next.run(request).await;
+    }
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("/login?next={}", form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>());
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 /// Creates the system administrator `admin` when there are no users at all.

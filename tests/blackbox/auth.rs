@@ -129,12 +129,31 @@ async fn cross_origin_posts_are_refused() {
 #[tokio::test]
 async fn anonymous_visitors_are_sent_to_the_login_page() {
     let app = spawn_app().await;
+    app.db.user("alice", PASSWORD, false).await;
+    app.db.project("shop").await;
+    app.db.member("shop", "alice", "developer").await;
     let response = app.page(&app.client(), "/").await;
-    assert_eq!(response.status(), 302);
-    assert_eq!(response.headers().get("location").unwrap(), "/login");
-    let login = app.page(&app.client(), "/login").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers().get("location").unwrap(), "/login?next=%2F");
+    let deep = app.page(&app.client(), "/projects/shop/activity?page=2").await;
+    assert_eq!(deep.headers().get("location").unwrap(), "/login?next=%2Fprojects%2Fshop%2Factivity%3Fpage%3D2");
+    let login = app.page(&app.client(), "/login?next=%2Fprojects%2Fshop%2Factivity").await;
     assert_eq!(login.status(), 200);
-    assert!(login.text().await.unwrap().contains("Log in to tagward"));
+    let html = login.text().await.unwrap();
+    assert!(html.contains("Log in to tagward"));
+    assert!(html.contains(r#"name="next" value="/projects/shop/activity""#), "{html}");
+
+    // The plain form (no JavaScript) logs in and goes back where the visitor was sent from ...
+    let client = app.client();
+    let form = [("username", "alice"), ("password", PASSWORD), ("next", "/projects/shop/activity")];
+    let back = client.post(app.url("/portal/login")).header("Accept", "text/html").form(&form).send().await.unwrap();
+    assert_eq!(back.headers().get("location").unwrap(), "/projects/shop/activity");
+    assert_eq!(app.page(&client, "/projects").await.status(), 200, "/projects lists the projects");
+    // ... but never to another site.
+    let client = app.client();
+    let form = [("username", "alice"), ("password", PASSWORD), ("next", "//evil.example/x")];
+    let home = client.post(app.url("/portal/login")).header("Accept", "text/html").form(&form).send().await.unwrap();
+    assert_eq!(home.headers().get("location").unwrap(), "/");
 }
 
 #[tokio::test]

@@ -15,15 +15,19 @@ pub fn LoginPage() -> impl IntoView {
     // under <Routes> can read it.
     let login = ServerAction::<Login>::new();
     let error = move || login.value().get().and_then(Result::err).map(|e| e.to_string());
+    // Where to go after logging in (set when an anonymous visitor was sent here from a page).
+    let query = leptos_router::hooks::use_query_map();
+    let next = move || query.with(|q| q.get("next")).unwrap_or_default();
     view! {
         <Title text="Log in"/>
         <Suspense fallback=|| ()>
-            {move || session.user.get().and_then(|u| u.ok().flatten()).map(|_| view! { <Redirect path="/"/> })}
+            {move || session.user.get().and_then(|u| u.ok().flatten()).map(|_| view! { <Redirect path=crate::auth::safe_next(&next())/> })}
         </Suspense>
         <section class="panel narrow login">
             <h1>"Log in to tagward"</h1>
             <p class="muted">"Tag immutability rules for your registry projects."</p>
             <form method="post" action=Login::PATH class="stack" id="login-form">
+                <input type="hidden" name="next" value=next/>
                 <label for="username">"User name"</label>
                 <input id="username" name="username" type="text" autocomplete="username" required autofocus/>
                 <label for="password">"Password"</label>
