@@ -373,3 +373,29 @@ async fn odd_input_is_answered_as_harbor_does_without_overflow() {
     let activity = app.page(&client, "/projects/shop/activity?page=4294967295").await;
     assert_eq!(activity.status(), 200);
 }
+
+#[tokio::test]
+async fn tokens_made_in_the_portal_carry_their_scopes() {
+    let app = spawn_app().await;
+    app.db.user("root", PASSWORD, true).await;
+    let root = app.logged_in("root", PASSWORD).await;
+    let fields = [("name", "terraform"), ("rules_write", "on"), ("projects", "shop, web")];
+    assert!(app.call(&root, "create_token", &fields).await.status().is_success());
+    assert!(app.call(&root, "create_token", &[("name", "registry-eu")]).await.status().is_success());
+    let bad = app.call(&root, "create_token", &[("name", "x"), ("projects", "Not A Project")]).await;
+    assert_eq!(bad.status(), 400);
+    let rows: Vec<(String, Vec<String>, Option<Vec<String>>)> =
+        sqlx::query_as("select name, scopes, projects from service_tokens order by name")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("registry-eu".to_owned(), vec!["decisions".to_owned()], None),
+            ("terraform".to_owned(), vec!["rules:write".to_owned()], Some(vec!["shop".to_owned(), "web".to_owned()])),
+        ]
+    );
+    let page = app.page(&root, "/admin/tokens").await.text().await.unwrap();
+    assert!(page.contains("rules:write (projects shop, web)"), "the list shows the scopes");
+}

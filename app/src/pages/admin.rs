@@ -316,7 +316,7 @@ fn Tokens(
                 </fieldset>
                 <div class="grow">
                     <label for="new-token-projects">"Rule scopes limited to projects"</label>
-                    <input id="new-token-projects" name="projects" placeholder="all projects, or e.g. shop, web" autocomplete="off"/>
+                    <input type="text" id="new-token-projects" name="projects" placeholder="all projects, or e.g. shop, web" autocomplete="off"/>
                 </div>
                 <button type="submit" class="button primary">"Create token"</button>
             </ActionForm>
