@@ -83,6 +83,9 @@ pub enum RouteError {
     Name(NameError),
     #[error("{0}")]
     Tag(NameError),
+    /// A `?tag=` value that is no tag.
+    #[error("tag query parameter `{}` is not valid: {}", .0.value, .0.why)]
+    QueryTag(NameError),
     #[error("{0}")]
     Digest(NameError),
     #[error("the method {0} is not supported on manifests")]
@@ -94,7 +97,7 @@ impl RouteError {
     pub fn code(&self) -> &'static str {
         match self {
             RouteError::Encoding(_) | RouteError::Name(_) => "NAME_INVALID",
-            RouteError::Tag(_) => "TAG_INVALID",
+            RouteError::Tag(_) | RouteError::QueryTag(_) => "TAG_INVALID",
             RouteError::Digest(_) => "DIGEST_INVALID",
             RouteError::Method(_) => "UNSUPPORTED",
         }
@@ -105,7 +108,7 @@ impl RouteError {
         match self {
             RouteError::Encoding(path) => ("path", path),
             RouteError::Name(e) => ("name", &e.value),
-            RouteError::Tag(e) if e.what == "tag query parameter" => ("tag", &e.value),
+            RouteError::QueryTag(e) => ("tag", &e.value),
             RouteError::Tag(e) | RouteError::Digest(e) => ("reference", &e.value),
             RouteError::Method(method) => ("method", method),
         }
@@ -140,10 +143,7 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, 
     let mut query_tags = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if key == "tag" {
-            let tag = Tag::parse(&value).map_err(|mut e| {
-                e.what = "tag query parameter";
-                RouteError::Tag(e)
-            })?;
+            let tag = Tag::parse(&value).map_err(RouteError::QueryTag)?;
             query_tags.push(tag);
         }
         pairs.push((key.into_owned(), value.into_owned()));
