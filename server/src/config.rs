@@ -16,17 +16,22 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct ListenerConfig {
     /// Connections served at once; further ones wait in the kernel's backlog.
-    #[arg(long = "max-connections", env = "TAGWARD_MAX_CONNECTIONS", default_value_t = 2048)]
+    #[arg(long = "max-connections", env = "TAGWARD_MAX_CONNECTIONS", default_value_t = Self::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Seconds a request's headers may take to arrive (an idle keep-alive connection is closed then too).
-    #[arg(long = "header-read-timeout", env = "TAGWARD_HEADER_READ_TIMEOUT", default_value_t = 20)]
+    #[arg(long = "header-read-timeout", env = "TAGWARD_HEADER_READ_TIMEOUT", default_value_t = Self::HEADER_READ_TIMEOUT_SECONDS)]
     pub header_read_timeout_seconds: u64,
+}
+
+impl ListenerConfig {
+    const MAX_CONNECTIONS: usize = 2048;
+    const HEADER_READ_TIMEOUT_SECONDS: u64 = 20;
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        Self { max_connections: 2048, header_read_timeout_seconds: 20 }
+        Self { max_connections: Self::MAX_CONNECTIONS, header_read_timeout_seconds: Self::HEADER_READ_TIMEOUT_SECONDS }
     }
 }
 

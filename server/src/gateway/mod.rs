@@ -59,17 +59,22 @@ pub struct GatewayConfig {
 pub struct ManifestLimits {
     /// Manifest bytes held in memory at once across all connections; past it a push is answered
     /// 429 (a client sending a large body slowly holds what it has sent so far).
-    #[arg(long = "manifest-buffer-bytes", env = "TAGWARD_GATEWAY_MANIFEST_BUFFER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long = "manifest-buffer-bytes", env = "TAGWARD_GATEWAY_MANIFEST_BUFFER_BYTES", default_value_t = Self::BUFFER_BYTES)]
     pub buffer_bytes: usize,
 
     /// Seconds a manifest body may take to arrive, in all (408 after).
-    #[arg(long = "manifest-body-timeout", env = "TAGWARD_GATEWAY_MANIFEST_BODY_TIMEOUT", default_value_t = 30)]
+    #[arg(long = "manifest-body-timeout", env = "TAGWARD_GATEWAY_MANIFEST_BODY_TIMEOUT", default_value_t = Self::BODY_TIMEOUT_SECONDS)]
     pub body_timeout_seconds: u64,
+}
+
+impl ManifestLimits {
+    const BUFFER_BYTES: usize = 16 * 1024 * 1024;
+    const BODY_TIMEOUT_SECONDS: u64 = 30;
 }
 
 impl Default for ManifestLimits {
     fn default() -> Self {
-        Self { buffer_bytes: 16 * 1024 * 1024, body_timeout_seconds: 30 }
+        Self { buffer_bytes: Self::BUFFER_BYTES, body_timeout_seconds: Self::BODY_TIMEOUT_SECONDS }
     }
 }
 
