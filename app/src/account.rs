@@ -115,6 +115,7 @@ pub struct ProjectAccess {
     pub name: String,
     pub role: Option<Role>,
     pub can_manage_rules: bool,
+    pub can_manage_members: bool,
 }
 
 /// The name of a service token (which registry backend holds it): 1 to 64 of lowercase letters,

@@ -17,6 +17,78 @@ pub const KINDS: [(&str, &str); 6] = [
     ("token", "Service tokens"),
 ];
 
+/// Every kind of change the audit trail records; stored as [`AuditKind::as_str`] (`rule.create`).
+/// Denials are recorded apart (`denial.push`, `denial.delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    RuleCreate,
+    RuleUpdate,
+    RuleEnable,
+    RuleDisable,
+    RuleDelete,
+    MemberAdd,
+    MemberRole,
+    MemberRemove,
+    UserCreate,
+    UserPasswordReset,
+    UserPasswordChange,
+    UserActivate,
+    UserDeactivate,
+    ProjectCreate,
+    ProjectDelete,
+    TokenCreate,
+    TokenRevoke,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 17] = [
+        AuditKind::RuleCreate,
+        AuditKind::RuleUpdate,
+        AuditKind::RuleEnable,
+        AuditKind::RuleDisable,
+        AuditKind::RuleDelete,
+        AuditKind::MemberAdd,
+        AuditKind::MemberRole,
+        AuditKind::MemberRemove,
+        AuditKind::UserCreate,
+        AuditKind::UserPasswordReset,
+        AuditKind::UserPasswordChange,
+        AuditKind::UserActivate,
+        AuditKind::UserDeactivate,
+        AuditKind::ProjectCreate,
+        AuditKind::ProjectDelete,
+        AuditKind::TokenCreate,
+        AuditKind::TokenRevoke,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::RuleCreate => "rule.create",
+            AuditKind::RuleUpdate => "rule.update",
+            AuditKind::RuleEnable => "rule.enable",
+            AuditKind::RuleDisable => "rule.disable",
+            AuditKind::RuleDelete => "rule.delete",
+            AuditKind::MemberAdd => "member.add",
+            AuditKind::MemberRole => "member.role",
+            AuditKind::MemberRemove => "member.remove",
+            AuditKind::UserCreate => "user.create",
+            AuditKind::UserPasswordReset => "user.password_reset",
+            AuditKind::UserPasswordChange => "user.password_change",
+            AuditKind::UserActivate => "user.activate",
+            AuditKind::UserDeactivate => "user.deactivate",
+            AuditKind::ProjectCreate => "project.create",
+            AuditKind::ProjectDelete => "project.delete",
+            AuditKind::TokenCreate => "token.create",
+            AuditKind::TokenRevoke => "token.revoke",
+        }
+    }
+
+    /// The kind a stored entry names, if it is a change (not a denial).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityRow {
     pub at: String,
@@ -38,6 +110,7 @@ pub struct ActivityView {
 
 #[cfg(feature = "ssr")]
 mod ssr {
+    use super::AuditKind;
     use crate::policy::{RuleInput, RuleSpec};
     use crate::store::ActivityEntry;
     use serde_json::Value;
@@ -62,31 +135,33 @@ mod ssr {
     pub fn summary(entry: &ActivityEntry) -> String {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
         let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
-        match entry.kind.as_str() {
-            "rule.create" => format!("added {id}: {}", after.and_then(rule).unwrap_or_default()),
-            "rule.update" => format!(
+        let Some(kind) = AuditKind::parse(&entry.kind) else {
+            return entry.message.clone().unwrap_or_else(|| entry.kind.clone());
+        };
+        match kind {
+            AuditKind::RuleCreate => format!("added {id}: {}", after.and_then(rule).unwrap_or_default()),
+            AuditKind::RuleUpdate => format!(
                 "changed {id}: {} → {}",
                 before.and_then(rule).unwrap_or_default(),
                 after.and_then(rule).unwrap_or_default()
             ),
-            "rule.enable" => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
-            "rule.disable" => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
-            "rule.delete" => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
-            "member.add" => format!("added {} as {}", text(after, "user"), text(after, "role")),
-            "member.role" => {
+            AuditKind::RuleEnable => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
+            AuditKind::RuleDisable => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
+            AuditKind::RuleDelete => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
+            AuditKind::MemberAdd => format!("added {} as {}", text(after, "user"), text(after, "role")),
+            AuditKind::MemberRole => {
                 format!("changed {} from {} to {}", text(after, "user"), text(before, "role"), text(after, "role"))
             }
-            "member.remove" => format!("removed {} ({})", text(before, "user"), text(before, "role")),
-            "user.create" => format!("created user {}", text(after, "user")),
-            "user.password_reset" => format!("reset the password of {}", text(after, "user")),
-            "user.password_change" => "changed their password".to_owned(),
-            "user.deactivate" => format!("deactivated {}", text(after, "user")),
-            "user.activate" => format!("reactivated {}", text(after, "user")),
-            "project.create" => format!("created project {}", text(after, "project")),
-            "project.delete" => format!("deleted project {}", text(before, "project")),
-            "token.create" => format!("created service token {}", text(after, "token")),
-            "token.revoke" => format!("revoked service token {}", text(before, "token")),
-            _ => entry.message.clone().unwrap_or_else(|| entry.kind.clone()),
+            AuditKind::MemberRemove => format!("removed {} ({})", text(before, "user"), text(before, "role")),
+            AuditKind::UserCreate => format!("created user {}", text(after, "user")),
+            AuditKind::UserPasswordReset => format!("reset the password of {}", text(after, "user")),
+            AuditKind::UserPasswordChange => "changed their password".to_owned(),
+            AuditKind::UserDeactivate => format!("deactivated {}", text(after, "user")),
+            AuditKind::UserActivate => format!("reactivated {}", text(after, "user")),
+            AuditKind::ProjectCreate => format!("created project {}", text(after, "project")),
+            AuditKind::ProjectDelete => format!("deleted project {}", text(before, "project")),
+            AuditKind::TokenCreate => format!("created service token {}", text(after, "token")),
+            AuditKind::TokenRevoke => format!("revoked service token {}", text(before, "token")),
         }
     }
 }
@@ -99,7 +174,7 @@ pub async fn activity(
     kind: Option<String>,
     page: Option<u32>,
 ) -> Result<ActivityView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
             let project_id = match project.filter(|p| !p.is_empty()) {

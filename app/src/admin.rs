@@ -66,10 +66,8 @@ pub struct Member {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use crate::account::User;
     use crate::error::AppError;
-    use crate::store::{self, Actor, AuditEntry};
-    use sqlx::PgPool;
+    use crate::principal::Principal;
 
     /// The session key of a token created but not yet shown.
     pub const CREATED_TOKEN: &str = "created_token";
@@ -79,27 +77,12 @@ pub mod ssr {
         at.format(&format).unwrap_or_default()
     }
 
-    /// The signed-in system administrator.
-    pub async fn require_admin() -> Result<(User, Actor), AppError> {
-        let user = crate::auth::ssr::require_user().await?;
-        if !user.is_system_admin {
-            return Err(AppError::Forbidden("only system administrators may do this".into()));
-        }
-        let actor = Actor(user.name.clone());
-        Ok((user, actor))
-    }
-
-    /// Runs `change` and records `entry` in one transaction.
-    pub async fn audited<T>(
-        pool: &PgPool,
-        actor: &Actor,
-        change: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<(T, AuditEntry<'static>), store::StoreError>,
-    ) -> Result<T, AppError> {
-        let mut tx = pool.begin().await.map_err(AppError::internal)?;
-        let (value, entry) = change(&mut tx).await?;
-        store::audit(&mut *tx, actor, entry).await?;
-        tx.commit().await.map_err(AppError::internal)?;
-        Ok(value)
+    /// The signed-in system administrator (to read what only they may; changes are checked by
+    /// the store itself).
+    pub async fn require_admin() -> Result<Principal, AppError> {
+        let me = crate::auth::ssr::principal().await?;
+        me.may_administer().map_err(|denied| AppError::Forbidden(denied.0))?;
+        Ok(me)
     }
 
     pub fn invalid(field: &str, message: String) -> AppError {
@@ -118,7 +101,7 @@ async fn mutate(back: &str, change: impl std::future::Future<Output = Result<(),
 
 #[server(prefix = "/portal", endpoint = "admin_users")]
 pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -141,19 +124,15 @@ pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
 #[server(prefix = "/portal", endpoint = "create_user")]
 pub async fn create_user(name: String, password: String, system_admin: Option<String>) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/users", async {
-        let (_, actor) = ssr::require_admin().await?;
+        // Asked before a password hash is spent on it.
+        let me = ssr::require_admin().await?;
         let name = UserName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
         let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("password", e))?;
-        let system_admin = system_admin.is_some();
-        let hash = crate::store::hash_password(password).await?;
-        ssr::audited(&pool, &actor, async |db| {
-            crate::store::create_user(&mut *db, &name, &hash, system_admin).await?;
-            let after = serde_json::json!({ "user": name.as_str(), "system_admin": system_admin });
-            Ok(((), crate::store::AuditEntry { kind: "user.create", after: Some(after), ..Default::default() }))
-        })
-        .await
+        let hash = crate::password::hash_password(password).await?;
+        crate::store::create_user(&pool, &me, &name, &hash, system_admin.is_some()).await?;
+        Ok(())
     })
     .await
 }
@@ -162,22 +141,14 @@ pub async fn create_user(name: String, password: String, system_admin: Option<St
 #[server(prefix = "/portal", endpoint = "reset_password")]
 pub async fn reset_password(name: String, password: String) -> Result<(), AppError> {
     use crate::account::{NewPassword, UserName};
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/users", async {
-        let (admin, actor) = ssr::require_admin().await?;
+        let me = ssr::require_admin().await?;
         let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
         let password = NewPassword::parse(&password).map_err(|e| ssr::invalid("new password", e))?;
-        let hash = crate::store::hash_password(password).await?;
-        let epoch = ssr::audited(&pool, &actor, async |db| {
-            let epoch = crate::store::set_password(&mut *db, &name, &hash).await?;
-            let after = serde_json::json!({ "user": name.as_str() });
-            Ok((
-                epoch,
-                crate::store::AuditEntry { kind: "user.password_reset", after: Some(after), ..Default::default() },
-            ))
-        })
-        .await?;
-        if admin.name == name.as_str() {
+        let hash = crate::password::hash_password(password).await?;
+        let epoch = crate::store::set_password(&pool, &me, &name, &hash).await?;
+        if me.user().is_some_and(|user| user.name == name.as_str()) {
             keep_this_session(epoch).await?;
         }
         Ok(())
@@ -196,27 +167,18 @@ async fn keep_this_session(epoch: i32) -> Result<(), AppError> {
 #[server(prefix = "/portal", endpoint = "set_user_active")]
 pub async fn set_user_active(name: String, active: bool) -> Result<(), AppError> {
     use crate::account::UserName;
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/users", async {
-        let (admin, actor) = ssr::require_admin().await?;
+        let me = crate::auth::ssr::principal().await?;
         let name = UserName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
-        if !active && admin.name == name.as_str() {
-            return Err(AppError::Invalid("you cannot deactivate yourself; ask another system administrator".into()));
-        }
-        ssr::audited(&pool, &actor, async |db| {
-            crate::store::set_user_active(&mut *db, &name, active).await?;
-            let kind = if active { "user.activate" } else { "user.deactivate" };
-            let after = serde_json::json!({ "user": name.as_str(), "active": active });
-            Ok(((), crate::store::AuditEntry { kind, after: Some(after), ..Default::default() }))
-        })
-        .await
+        Ok(crate::store::set_user_active(&pool, &me, &name, active).await?)
     })
     .await
 }
 
 #[server(prefix = "/portal", endpoint = "admin_projects")]
 pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -238,22 +200,12 @@ pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
 #[server(prefix = "/portal", endpoint = "create_project")]
 pub async fn create_project(name: String) -> Result<(), AppError> {
     use crate::policy::ProjectName;
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/projects", async {
-        let (_, actor) = ssr::require_admin().await?;
+        let me = crate::auth::ssr::principal().await?;
         let name = ProjectName::parse(name.trim()).map_err(|e| ssr::invalid("name", e.to_string()))?;
-        ssr::audited(&pool, &actor, async |db| {
-            let id = crate::store::create_project(&mut *db, &name).await?;
-            let after = serde_json::json!({ "project": name.as_str() });
-            let entry = crate::store::AuditEntry {
-                project_id: Some(id),
-                kind: "project.create",
-                after: Some(after),
-                ..Default::default()
-            };
-            Ok(((), entry))
-        })
-        .await
+        crate::store::create_project(&pool, &me, &name).await?;
+        Ok(())
     })
     .await
 }
@@ -262,16 +214,11 @@ pub async fn create_project(name: String) -> Result<(), AppError> {
 #[server(prefix = "/portal", endpoint = "delete_project")]
 pub async fn delete_project(name: String) -> Result<(), AppError> {
     use crate::policy::ProjectName;
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/projects", async {
-        let (_, actor) = ssr::require_admin().await?;
+        let me = crate::auth::ssr::principal().await?;
         let name = ProjectName::parse(&name).map_err(|e| ssr::invalid("name", e.to_string()))?;
-        ssr::audited(&pool, &actor, async |db| {
-            crate::store::delete_project(db, &name).await?;
-            let before = serde_json::json!({ "project": name.as_str() });
-            Ok(((), crate::store::AuditEntry { kind: "project.delete", before: Some(before), ..Default::default() }))
-        })
-        .await
+        Ok(crate::store::delete_project(&pool, &me, &name).await?)
     })
     .await
 }
@@ -279,7 +226,7 @@ pub async fn delete_project(name: String) -> Result<(), AppError> {
 /// The service tokens, and the one just created if this is the first look since.
 #[server(prefix = "/portal", endpoint = "admin_tokens")]
 pub async fn admin_tokens() -> Result<TokensView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
             ssr::require_admin().await?;
@@ -317,9 +264,9 @@ pub async fn create_token(
     #[server(default)] projects: Option<String>,
 ) -> Result<(), AppError> {
     use crate::account::{TokenGrant, TokenName, TokenScope, TokenSecret};
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/tokens", async {
-        let (_, actor) = ssr::require_admin().await?;
+        let me = crate::auth::ssr::principal().await?;
         let name = TokenName::parse(name.trim()).map_err(|e| ssr::invalid("name", e))?;
         let scopes: Vec<&str> = [
             (decisions, TokenScope::Decisions),
@@ -334,12 +281,7 @@ pub async fn create_token(
         let projects: Vec<&str> = projects.split(',').collect();
         let grant = TokenGrant::parse(&scopes, &projects).map_err(AppError::Invalid)?;
         let secret = TokenSecret::generate();
-        ssr::audited(&pool, &actor, async |db| {
-            crate::store::create_token(&mut *db, &name, &secret, &grant, &actor).await?;
-            let after = serde_json::json!({ "token": name.as_str(), "scopes": grant.describe() });
-            Ok(((), crate::store::AuditEntry { kind: "token.create", after: Some(after), ..Default::default() }))
-        })
-        .await?;
+        crate::store::create_token(&pool, &me, &name, &secret, &grant).await?;
         let session = crate::auth::ssr::session().await?;
         let created = CreatedToken { name: name.as_str().to_owned(), secret: secret.expose().to_owned() };
         session.insert(ssr::CREATED_TOKEN, created).await.map_err(AppError::internal)
@@ -351,16 +293,11 @@ pub async fn create_token(
 #[server(prefix = "/portal", endpoint = "revoke_token")]
 pub async fn revoke_token(name: String) -> Result<(), AppError> {
     use crate::account::TokenName;
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     mutate("/admin/tokens", async {
-        let (_, actor) = ssr::require_admin().await?;
+        let me = crate::auth::ssr::principal().await?;
         let name = TokenName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
-        ssr::audited(&pool, &actor, async |db| {
-            crate::store::revoke_token(&mut *db, &name, &actor).await?;
-            let before = serde_json::json!({ "token": name.as_str() });
-            Ok(((), crate::store::AuditEntry { kind: "token.revoke", before: Some(before), ..Default::default() }))
-        })
-        .await
+        Ok(crate::store::revoke_token(&pool, &me, &name).await?)
     })
     .await
 }
@@ -368,16 +305,15 @@ pub async fn revoke_token(name: String) -> Result<(), AppError> {
 /// The members of a project the signed-in user may see.
 #[server(prefix = "/portal", endpoint = "members")]
 pub async fn list_members(project: String) -> Result<MembersView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
-            let user = crate::auth::ssr::require_user().await?;
             let access = crate::projects::ssr::visible(&project).await?;
             let rows = crate::store::members(&pool, access.id).await?;
             Ok(MembersView {
                 project: access.name,
                 members: rows.into_iter().map(|(name, role)| Member { name, role }).collect(),
-                can_manage: user.is_system_admin || access.role == Some(Role::Admin),
+                can_manage: access.can_manage_members,
             })
         }
         .await,
@@ -389,37 +325,22 @@ pub async fn list_members(project: String) -> Result<MembersView, AppError> {
 #[server(prefix = "/portal", endpoint = "set_member")]
 pub async fn set_member(project: String, user: String, role: String) -> Result<(), AppError> {
     use crate::account::UserName;
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     let back = format!("/projects/{project}/members");
     mutate(&back, async {
-        let me = crate::auth::ssr::require_user().await?;
+        use crate::policy::ProjectName;
+        let me = crate::auth::ssr::principal().await?;
+        // Out of sight and does not exist are both 404, before anything else is said.
         let access = crate::projects::ssr::visible(&project).await?;
-        if !(me.is_system_admin || access.role == Some(Role::Admin)) {
-            return Err(AppError::Forbidden("only project admins may change members".into()));
-        }
+        // Asked before the input is looked at (the store asks again, under its lock).
+        me.may_manage_members(access.role).map_err(|denied| AppError::Forbidden(denied.0))?;
+        let project = ProjectName::parse(&access.name).map_err(|e| ssr::invalid("project", e.to_string()))?;
         let user = UserName::parse(user.trim()).map_err(|e| ssr::invalid("user", e))?;
         let role = match role.as_str() {
             "remove" => None,
             role => Some(Role::parse(role).map_err(|e| ssr::invalid("role", e))?),
         };
-        let actor = crate::store::Actor(me.name.clone());
-        ssr::audited(&pool, &actor, async |db| {
-            let before = crate::store::change_member(db, access.id, &user, role).await?;
-            let kind = match (before, role) {
-                (None, _) => "member.add",
-                (Some(_), None) => "member.remove",
-                (Some(_), Some(_)) => "member.role",
-            };
-            let entry = crate::store::AuditEntry {
-                project_id: Some(access.id),
-                kind,
-                before: before.map(|role| serde_json::json!({ "user": user.as_str(), "role": role })),
-                after: role.map(|role| serde_json::json!({ "user": user.as_str(), "role": role })),
-                ..Default::default()
-            };
-            Ok(((), entry))
-        })
-        .await
+        Ok(crate::store::change_member(&pool, &me, &project, &user, role).await?)
     })
     .await
 }
@@ -442,18 +363,9 @@ pub async fn change_password(current: String, new: String, confirm: String) -> R
             return Err(AppError::Invalid("confirm new password: it differs from the new password".into()));
         }
         let password = NewPassword::parse(&new).map_err(|e| ssr::invalid("new password", e))?;
-        let hash = crate::store::hash_password(password).await?;
+        let hash = crate::password::hash_password(password).await?;
         let name = UserName::parse(&me.name).map_err(AppError::Invalid)?;
-        let actor = crate::store::Actor(me.name.clone());
-        let epoch = ssr::audited(&pool, &actor, async |db| {
-            let epoch = crate::store::set_password(&mut *db, &name, &hash).await?;
-            let after = serde_json::json!({ "user": name.as_str() });
-            Ok((
-                epoch,
-                crate::store::AuditEntry { kind: "user.password_change", after: Some(after), ..Default::default() },
-            ))
-        })
-        .await?;
+        let epoch = crate::store::set_password(&pool, &crate::principal::Principal::User(me), &name, &hash).await?;
         keep_this_session(epoch).await
     })
     .await

@@ -17,46 +17,76 @@ pub mod ssr {
     /// The key of the user's session epoch when the session was made (see `store::set_password`).
     pub const EPOCH: &str = "epoch";
 
-    /// The application state, from the request's reactive owner. A render whose client goes away
-    /// mid-flight (a closed tab, a load balancer's timeout) drops that owner while the fetches its
-    /// resources spawned are still pending; when one of them is polled afterwards, the owner and
-    /// its context are gone. Its result has no reader any more, so it ends with an error here
-    /// rather than a panic (which used to kill the task and, in tests, leave a response hanging).
-    pub fn state() -> Result<AppState, AppError> {
-        use_context::<AppState>().ok_or_else(|| {
-            tracing::debug!("a server function ran after its request ended; nothing to answer");
-            AppError::Internal
-        })
+    /// The application state (see [`AppState`] for why it is not a reactive context).
+    pub fn state() -> Result<&'static AppState, AppError> {
+        AppState::installed()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the portal's state is not installed in this process")))
     }
 
+    /// The request's session. Like everything leptos_axum hands a server function about its
+    /// request, it comes from the reactive owner; a fetch that outlives its view (see
+    /// [`AppState`]) gets an error here, for a result that nobody will read.
     pub async fn session() -> Result<Session, AppError> {
         leptos_axum::extract::<Session>().await.map_err(AppError::internal)
     }
 
-    /// The signed-in user, or `Unauthorized`. A deactivated user's session stops working here.
-    pub async fn require_user() -> Result<User, AppError> {
-        // Context is read before the first await: a resource's fetch can outlive the view that
-        // started it, and after that the reactive owner holding the context is gone.
-        let pool = state()?.pool;
-        let session = session().await?;
+    /// Who is signed in on this request: looked up at most once per request (when first asked),
+    /// however many server functions its page runs. Put in by [`resolve_signed_in`].
+    #[derive(Clone)]
+    pub struct SignedIn {
+        session: Session,
+        user: std::sync::Arc<tokio::sync::OnceCell<Option<User>>>,
+    }
+
+    impl SignedIn {
+        /// The user, or `None`. A session whose user is gone, deactivated, or changed their
+        /// password since it was made (the epoch moved on) is ended here.
+        pub async fn user(&self) -> Result<Option<User>, AppError> {
+            self.user.get_or_try_init(|| signed_in_user(&self.session)).await.cloned()
+        }
+    }
+
+    /// Middleware, inside the session layer.
+    pub async fn resolve_signed_in(
+        mut request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        if let Some(session) = request.extensions().get::<Session>().cloned() {
+            request.extensions_mut().insert(SignedIn { session, user: Default::default() });
+        }
+        next.run(request).await
+    }
+
+    async fn signed_in_user(session: &Session) -> Result<Option<User>, AppError> {
         let id: Option<i64> = session.get(USER_ID).await.map_err(AppError::internal)?;
-        let Some(id) = id else {
-            return Err(AppError::Unauthorized);
-        };
+        let Some(id) = id else { return Ok(None) };
         let epoch: i32 = session.get(EPOCH).await.map_err(AppError::internal)?.unwrap_or(0);
-        match crate::store::active_user(&pool, id).await? {
-            Some((user, current)) if current == epoch => Ok(user),
+        match crate::store::active_user(&state()?.pool, id).await? {
+            Some((user, current)) if current == epoch => Ok(Some(user)),
             _ => {
                 session.flush().await.map_err(AppError::internal)?;
-                Err(AppError::Unauthorized)
+                Ok(None)
             }
         }
+    }
+
+    /// The signed-in user, or `Unauthorized`.
+    pub async fn require_user() -> Result<User, AppError> {
+        let signed_in = use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SignedIn>().cloned())
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("no session on this request, or it has ended")))?;
+        signed_in.user().await?.ok_or(AppError::Unauthorized)
+    }
+
+    /// The signed-in user as the principal changes are made by.
+    pub async fn principal() -> Result<crate::principal::Principal, AppError> {
+        Ok(crate::principal::Principal::User(require_user().await?))
     }
 
     /// The client's address: the peer's, or the one a trusted proxy forwarded for.
     pub async fn client_address() -> Result<std::net::IpAddr, AppError> {
         use axum::extract::ConnectInfo;
-        let trusted = state()?.trusted_proxies;
+        let trusted = state()?.trusted_proxies.clone();
         let (ConnectInfo(peer), headers) =
             leptos_axum::extract::<(ConnectInfo<std::net::SocketAddr>, axum::http::HeaderMap)>()
                 .await

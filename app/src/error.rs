@@ -64,6 +64,7 @@ impl From<crate::store::StoreError> for AppError {
         use crate::store::StoreError;
         match error {
             StoreError::NotFound(message) => AppError::NotFound(message),
+            StoreError::Forbidden(message) => AppError::Forbidden(message),
             StoreError::Conflict { message, .. } | StoreError::Refused(message) => AppError::Invalid(message),
             StoreError::TryLater { retry_after, .. } => AppError::Throttled { retry_after },
             StoreError::Unexpected(error) => AppError::internal(error),

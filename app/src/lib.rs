@@ -7,7 +7,11 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 mod pages;
+#[cfg(feature = "ssr")]
+pub mod password;
 pub mod policy;
+#[cfg(feature = "ssr")]
+pub mod principal;
 pub mod projects;
 pub mod rules;
 #[cfg(feature = "ssr")]

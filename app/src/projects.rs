@@ -7,11 +7,11 @@ use leptos::prelude::*;
 /// The projects the signed-in user belongs to (every project, for a system admin).
 #[server(prefix = "/portal", endpoint = "projects")]
 pub async fn list_projects() -> Result<Vec<ProjectAccess>, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
-            let user = crate::auth::ssr::require_user().await?;
-            Ok(crate::store::visible_projects(&pool, &user).await?)
+            let me = crate::auth::ssr::principal().await?;
+            Ok(crate::store::visible_projects(&pool, &me).await?)
         }
         .await,
     )
@@ -24,9 +24,9 @@ pub mod ssr {
 
     /// The project as the signed-in user may see it; not a member and does not exist are both 404.
     pub async fn visible(project: &str) -> Result<ProjectAccess, AppError> {
-        let pool = crate::auth::ssr::state()?.pool;
-        let user = crate::auth::ssr::require_user().await?;
-        crate::store::visible_project(&pool, &user, project)
+        let pool = crate::auth::ssr::state()?.pool.clone();
+        let me = crate::auth::ssr::principal().await?;
+        crate::store::visible_project(&pool, &me, project)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("project `{project}` does not exist, or you are not a member")))
     }

@@ -56,26 +56,17 @@ impl FromServerFnError for RuleFormError {
 #[cfg(feature = "ssr")]
 mod ssr {
     use super::*;
-    use crate::store::{self, Actor, RuleChange};
+    use crate::store::{self, RuleChange};
 
-    /// The project, if the signed-in user may see it, and who they are as an actor.
-    pub async fn project(project: &str) -> Result<(ProjectAccess, Actor), AppError> {
-        let user = crate::auth::ssr::require_user().await?;
-        let access = crate::projects::ssr::visible(project).await?;
-        Ok((access, Actor(user.name)))
-    }
-
-    /// Changes a rule, if the signed-in user manages this project's rules. Errors also set the
-    /// response status (for callers that are not plain forms).
+    /// Changes a rule as the signed-in user (the store asks whether they may). Errors also set
+    /// the response status (for callers that are not plain forms).
     pub async fn change(project: &str, change: RuleChange<'_>) -> Result<i64, AppError> {
-        let pool = crate::auth::ssr::state()?.pool;
+        let pool = crate::auth::ssr::state()?.pool.clone();
         crate::auth::ssr::answered(
             async {
-                let (access, actor) = self::project(project).await?;
-                if !access.can_manage_rules {
-                    return Err(AppError::Forbidden("only project admins and maintainers may change rules".into()));
-                }
-                Ok(store::change_rules(&pool, access.id, change, &actor).await?)
+                let me = crate::auth::ssr::principal().await?;
+                let access = crate::projects::ssr::visible(project).await?;
+                Ok(store::change_rules(&pool, &me, access.id, change).await?)
             }
             .await,
         )
@@ -84,10 +75,10 @@ mod ssr {
 
 #[server(prefix = "/portal", endpoint = "rules")]
 pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool;
+    let pool = crate::auth::ssr::state()?.pool.clone();
     let (project, rules) = crate::auth::ssr::answered(
         async {
-            let (project, _) = ssr::project(&project).await?;
+            let project = crate::projects::ssr::visible(&project).await?;
             let rules = crate::store::project_rules(&pool, project.id).await?;
             Ok((project, rules))
         }
@@ -106,10 +97,10 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
         .map(|rule| RuleRow {
             id: rule.id,
             enabled: rule.enabled,
-            sentence: rule
-                .to_policy_rule()
-                .map(|r| r.spec.sentence())
-                .unwrap_or_else(|error| format!("(this rule no longer parses: {error})")),
+            sentence: match &rule.spec {
+                Ok(spec) => spec.sentence(),
+                Err(error) => format!("(this rule no longer parses: {error})"),
+            },
             input: rule.input,
             updated_by: rule.updated_by,
             updated_at: rule.updated_at.format(&format).unwrap_or_default(),

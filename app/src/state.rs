@@ -5,9 +5,17 @@ use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// What the portal's pages and server functions share: one per process, installed when the
+/// portal is built and never taken away.
+///
+/// It is deliberately not a Leptos context. A context lives on a reactive owner, and during
+/// server-side rendering a resource's fetch (a server function) can be polled after the view that
+/// started it was torn down — the client went away, or the stream ended — and at that point the
+/// owner's contexts have been cleared. Reading the state from there failed (it used to panic).
+/// The process-wide value cannot go away under a running fetch.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub pool: PgPool,
@@ -15,6 +23,30 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Proxies whose `X-Forwarded-For` is believed (`TAGWARD_TRUSTED_PROXIES`).
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+static INSTALLED: OnceLock<AppState> = OnceLock::new();
+
+impl AppState {
+    /// Makes this the process's state. A process serves one portal: a second one is refused
+    /// rather than silently answered with the first one's database.
+    pub fn install(self) -> Result<&'static AppState, &'static str> {
+        let mut fresh = false;
+        let installed = INSTALLED.get_or_init(|| {
+            fresh = true;
+            self
+        });
+        if fresh {
+            Ok(installed)
+        } else {
+            Err("this process already serves a portal; run one `tagward serve` per process")
+        }
+    }
+
+    /// The process's state, once a portal has been built in it.
+    pub fn installed() -> Option<&'static AppState> {
+        INSTALLED.get()
+    }
 }
 
 /// Limits password attempts (portal logins, Harbor API Basic auth, password changes) per account

@@ -164,8 +164,17 @@ fn init_tracing() {
 
 pub async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(config) => crate::Application::build(config).await?.run_until_stopped().await,
-        Command::Gateway(config) => crate::gateway::GatewayServer::build(config).await?.run_until_stopped().await,
+        Command::Serve(config) => {
+            let application = crate::Application::build(config).await?;
+            // On stdout, for whoever started it (with `--addr …:0` this is how the port is learnt).
+            println!("tagward portal listening on http://{}", application.address());
+            application.run_until_stopped().await
+        }
+        Command::Gateway(config) => {
+            let gateway = crate::gateway::GatewayServer::build(config).await?;
+            println!("tagward gateway listening on http://{}", gateway.address());
+            gateway.run_until_stopped().await
+        }
         Command::Migrate(database) => {
             let pool = app::store::connect(&database.database_url).await?;
             app::store::migrate(&pool).await?;
@@ -176,8 +185,8 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             let name = UserName::parse(&name).map_err(anyhow::Error::msg)?;
             let password = read_password()?;
             let pool = app::store::connect(&database.database_url).await?;
-            let hash = app::store::hash_password(password).await?;
-            app::store::create_user(&pool, &name, &hash, system_admin).await?;
+            let hash = app::password::hash_password(password).await?;
+            app::store::create_user(&pool, &operator(), &name, &hash, system_admin).await?;
             let kind = if system_admin { "system administrator" } else { "user" };
             println!("created {kind} `{name}`");
             Ok(())
@@ -187,7 +196,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
             let pool = app::store::connect(&database.database_url).await?;
-            app::store::create_project(&pool, &name).await?;
+            app::store::create_project(&pool, &operator(), &name).await?;
             println!("created project `{name}`");
             Ok(())
         }
@@ -196,16 +205,16 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             let user = UserName::parse(&user).map_err(anyhow::Error::msg)?;
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
             let pool = app::store::connect(&database.database_url).await?;
-            app::store::set_member(&pool, &project, &user, role).await?;
+            app::store::change_member(&pool, &operator(), &project, &user, Some(role)).await?;
             println!("`{user}` is now {role} of project `{project}`");
             Ok(())
         }
     }
 }
 
-/// Who the audit trail says made a change from the command line.
-fn cli_actor() -> app::store::Actor {
-    app::store::Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+/// Whoever runs a command: the operator, named in the audit trail by their login.
+fn operator() -> app::principal::Principal {
+    app::principal::Principal::command_line()
 }
 
 async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
@@ -216,14 +225,14 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             let grant = app::account::TokenGrant::parse(&scopes, &projects).map_err(anyhow::Error::msg)?;
             let pool = app::store::connect(&database.database_url).await?;
             let secret = TokenSecret::generate();
-            app::store::create_token(&pool, &name, &secret, &grant, &cli_actor()).await?;
+            app::store::create_token(&pool, &operator(), &name, &secret, &grant).await?;
             println!("created token `{name}` ({}); it is shown this once, store it now:", grant.describe());
             println!("{}", secret.expose());
         }
         TokenCommand::Revoke { name, database } => {
             let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
             let pool = app::store::connect(&database.database_url).await?;
-            app::store::revoke_token(&pool, &name, &cli_actor()).await?;
+            app::store::revoke_token(&pool, &operator(), &name).await?;
             println!("revoked token `{name}`");
         }
         TokenCommand::List { database } => {
@@ -251,7 +260,7 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
 
 async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
     use app::store::{change_rules, project_id, project_rules, RuleChange};
-    let actor = cli_actor();
+    let operator = operator();
     let (project, database) = match &command {
         RuleCommand::Add { project, database, .. }
         | RuleCommand::List { project, database }
@@ -265,15 +274,17 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
         RuleCommand::List { .. } => {
             for rule in project_rules(&pool, project_id).await? {
                 let state = if rule.enabled { "enabled " } else { "disabled" };
-                let sentence =
-                    rule.to_policy_rule().map(|r| r.spec.sentence()).unwrap_or_else(|e| format!("(invalid: {e})"));
+                let sentence = match &rule.spec {
+                    Ok(spec) => spec.sentence(),
+                    Err(error) => format!("(invalid: {error})"),
+                };
                 println!("{}\t{state}\t{sentence}", rule.id);
             }
             return Ok(());
         }
         RuleCommand::Add { repositories, tags, .. } => {
             let spec = parse_rule(&repositories, &tags)?;
-            let id = change_rules(&pool, project_id, RuleChange::Create(&spec), &actor).await?;
+            let id = change_rules(&pool, &operator, project_id, RuleChange::Create(&spec)).await?;
             println!("added rule {id}: {}", spec.sentence());
             return Ok(());
         }
@@ -281,7 +292,7 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
         RuleCommand::Disable { id, .. } => (RuleChange::SetEnabled(id, false), "disabled"),
         RuleCommand::Enable { id, .. } => (RuleChange::SetEnabled(id, true), "enabled"),
     };
-    let id = change_rules(&pool, project_id, change, &actor).await?;
+    let id = change_rules(&pool, &operator, project_id, change).await?;
     println!("{done} rule {id}");
     Ok(())
 }

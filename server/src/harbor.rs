@@ -2,13 +2,11 @@
 //! generated Harbor clients and harbor-cli manage tagward's rules unchanged — validated by the same
 //! engine and stored by the same transaction as the portal's, which Harbor itself does not do.
 
-use crate::enforcement::cache::ServiceToken;
 use crate::enforcement::Enforcer;
-use app::account::TokenScope;
-use app::account::User;
 use app::policy::{RuleInput, RuleSpec};
+use app::principal::{Denied, Principal};
 use app::state::LoginThrottle;
-use app::store::{self, Actor, RuleChange, StoreError, StoredRule};
+use app::store::{self, RuleChange, StoreError, StoredRule};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -110,6 +108,7 @@ impl From<StoreError> for HarborError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
+            StoreError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, message),
             StoreError::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, message),
             StoreError::Refused(message) => Self::bad_request(message),
             StoreError::TryLater { message, retry_after } => Self {
@@ -191,36 +190,12 @@ impl CredentialCache {
 }
 
 /// Who is calling: a portal user (HTTP Basic), or a service token (bearer) acting within its
-/// grant: `rules:read` / `rules:write`, perhaps limited to some projects. Within it, a token sees
-/// projects as a system administrator would.
-pub struct Caller(pub User, pub Option<Arc<ServiceToken>>);
+/// grant (`rules:read` / `rules:write`, perhaps limited to some projects).
+pub struct Caller(pub Principal);
 
-impl Caller {
-    fn actor(&self) -> Actor {
-        Actor(self.0.name.clone())
-    }
-
-    /// Refuses a token whose grant does not cover `scope` (in `project`, when one is named).
-    fn require(&self, scope: TokenScope, project: Option<&str>) -> Result<(), HarborError> {
-        let Some(token) = &self.1 else { return Ok(()) };
-        if token.grant.allows(scope, project) {
-            return Ok(());
-        }
-        let why = match project {
-            Some(project) if token.grant.allows(scope, None) => {
-                format!(
-                    "the service token `{}` may not reach project `{project}` (it has: {})",
-                    token.name,
-                    token.grant.describe()
-                )
-            }
-            _ => format!(
-                "the service token `{}` lacks the scope `{scope}` (it has: {})",
-                token.name,
-                token.grant.describe()
-            ),
-        };
-        Err(HarborError::new(StatusCode::FORBIDDEN, why))
+impl From<Denied> for HarborError {
+    fn from(denied: Denied) -> Self {
+        HarborError::new(StatusCode::FORBIDDEN, denied.0)
     }
 }
 
@@ -237,8 +212,7 @@ impl FromRequestParts<HarborState> for Caller {
         let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
         if let Some(presented) = value.strip_prefix("Bearer ") {
             let token = state.enforcer.token(presented).ok_or_else(unauthorized)?;
-            let user = User { id: -token.id, name: format!("token:{}", token.name), is_system_admin: true };
-            return Ok(Caller(user, Some(token)));
+            return Ok(Caller(token.principal()));
         }
         let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
         let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
@@ -250,7 +224,7 @@ impl FromRequestParts<HarborState> for Caller {
         if let Some((id, epoch)) = state.credentials.lookup(&key) {
             if let Some((user, current)) = store::active_user(&state.pool, id).await? {
                 if current == epoch {
-                    return Ok(Caller(user, None));
+                    return Ok(Caller(Principal::User(user)));
                 }
             }
         }
@@ -262,7 +236,7 @@ impl FromRequestParts<HarborState> for Caller {
         match state.throttle.check_credentials(&state.pool, name, password.to_owned(), address).await? {
             Some((user, epoch)) => {
                 state.credentials.remember(key, user.id, epoch);
-                Ok(Caller(user, None))
+                Ok(Caller(Principal::User(user)))
             }
             None => {
                 tracing::info!(username = ?name, %address, "Harbor API: wrong user name or password");
@@ -354,10 +328,8 @@ async fn list_projects(
     caller: Caller,
     Query(paging): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
-    caller.require(TokenScope::RulesRead, None)?;
+    caller.0.may_read_rules()?;
     let projects = store::visible_projects(&state.pool, &caller.0).await?;
-    let projects: Vec<_> =
-        projects.into_iter().filter(|p| caller.1.as_ref().is_none_or(|token| token.grant.reaches(&p.name))).collect();
     let (headers, page) = paging.apply("/api/v2.0/projects", projects.into_iter().map(harbor_project).collect())?;
     Ok((headers, Json(page)))
 }
@@ -375,11 +347,12 @@ async fn project(
         Ok(id) if !by_name => store::project_name(&state.pool, id).await?.unwrap_or_default(),
         _ => name_or_id.to_owned(),
     };
-    caller.require(TokenScope::RulesRead, None)?;
+    caller.0.may_read_rules()?;
+    // A token limited to other projects is told so (it knows its grant; nothing leaks).
+    caller.0.may_reach(&name)?;
     let access = store::visible_project(&state.pool, &caller.0, &name)
         .await?
         .ok_or_else(|| HarborError::new(StatusCode::NOT_FOUND, format!("project {name_or_id} not found")))?;
-    caller.require(TokenScope::RulesRead, Some(&access.name))?;
     Ok(access)
 }
 
@@ -467,7 +440,7 @@ fn immutable_rule(rule: &StoredRule) -> ImmutableRule {
         pattern,
         extras: None,
     };
-    let (repositories, tags) = match RuleSpec::parse(&rule.input) {
+    let (repositories, tags) = match &rule.spec {
         Ok(spec) => (to_harbor(spec.repositories()), to_harbor(spec.tags())),
         Err(_) => (rule.input.repositories.clone(), rule.input.tags.clone()),
     };
@@ -565,19 +538,17 @@ async fn list_rules(
     Ok((headers, Json(page)))
 }
 
-/// The project, if the caller may change its rules (admins and maintainers, system admins, tokens).
+/// The project, if the caller may change its rules (admins and maintainers, system admins,
+/// tokens with `rules:write`); asked here before the body is read, and again by the store.
 async fn managed_project(
     state: &HarborState,
     caller: &Caller,
     headers: &HeaderMap,
     name_or_id: &str,
 ) -> Result<app::account::ProjectAccess, HarborError> {
-    caller.require(TokenScope::RulesWrite, None)?;
+    caller.0.may_write_rules()?;
     let access = project(state, caller, headers, name_or_id).await?;
-    caller.require(TokenScope::RulesWrite, Some(&access.name))?;
-    if !access.can_manage_rules {
-        return Err(HarborError::new(StatusCode::FORBIDDEN, "only project admins and maintainers may change rules"));
-    }
+    caller.0.may_change_rules(&access.name, access.role)?;
     Ok(access)
 }
 
@@ -598,7 +569,7 @@ async fn create_rule(
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     let rule = parse_rule(&body)?;
     let change = if rule.disabled { RuleChange::CreateDisabled(&rule.spec) } else { RuleChange::Create(&rule.spec) };
-    let id = store::change_rules(&state.pool, access.id, change, &caller.actor()).await?;
+    let id = store::change_rules(&state.pool, &caller.0, access.id, change).await?;
     let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]))
 }
@@ -617,7 +588,6 @@ async fn update_rule(
     body: Bytes,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
-    let actor = caller.actor();
     let current = store::project_rules(&state.pool, access.id).await?;
     // As Harbor: a rule that does not exist is 404 whatever the body (its own tests send `null`).
     let rule = current
@@ -628,12 +598,12 @@ async fn update_rule(
     if let Some(body_id) = body_id.filter(|body_id| *body_id != id) {
         return Err(HarborError::bad_request(format!("id: the body names rule {body_id}, the path rule {id}")));
     }
-    let same = RuleSpec::parse(&rule.input).is_ok_and(|old| old.same_as(&spec));
+    let same = rule.spec.as_ref().is_ok_and(|old| old.same_as(&spec));
     if !same {
-        store::change_rules(&state.pool, access.id, RuleChange::Update(id, &spec), &actor).await?;
+        store::change_rules(&state.pool, &caller.0, access.id, RuleChange::Update(id, &spec)).await?;
     }
     if rule.enabled == disabled {
-        store::change_rules(&state.pool, access.id, RuleChange::SetEnabled(id, !disabled), &actor).await?;
+        store::change_rules(&state.pool, &caller.0, access.id, RuleChange::SetEnabled(id, !disabled)).await?;
     }
     Ok(StatusCode::OK)
 }
@@ -649,7 +619,7 @@ async fn delete_rule(
     Path((name_or_id, id)): Path<(String, i64)>,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
-    store::change_rules(&state.pool, access.id, RuleChange::Delete(id), &caller.actor()).await?;
+    store::change_rules(&state.pool, &caller.0, access.id, RuleChange::Delete(id)).await?;
     Ok(StatusCode::OK)
 }
 

@@ -2,12 +2,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod core;
 mod csrf;
 pub mod enforcement;
 pub mod gateway;
 pub mod harbor;
 mod listener;
 pub mod metrics;
+pub mod oci_error;
 mod ops;
 pub mod startup;
 

@@ -1,15 +1,12 @@
 //! Building the application: database, caches, sessions, routes, listener.
 
 use crate::config::ServeConfig;
-use crate::enforcement::Enforcer;
-use crate::ops::OpsState;
 use anyhow::Context;
 use app::state::{AppState, LoginThrottle};
 use axum::extract::Request;
 use axum::routing::post;
 use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,8 +31,8 @@ pub struct Application {
 impl Application {
     /// Connects to and migrates the database, and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        let pool = app::store::connect(&config.database.database_url).await?;
-        app::store::migrate(&pool).await.context("applying migrations")?;
+        let core = crate::core::Core::start(&config.database).await?;
+        let pool = core.pool.clone();
         if let Some(password) = &config.bootstrap_admin_password {
             bootstrap_admin(&pool, password).await?;
         }
@@ -54,7 +51,9 @@ impl Application {
             leptos_options,
             login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-        };
+        }
+        .install()
+        .map_err(anyhow::Error::msg)?;
 
         let session_store = PostgresStore::new(pool.clone());
         tokio::spawn(async move {
@@ -70,17 +69,18 @@ impl Application {
             .with_same_site(SameSite::Strict)
             .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::hours(8)));
 
-        let enforcer = Enforcer::start(&pool).await?;
-        let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
-        let harbor = crate::harbor::router(crate::harbor::HarborState::new(pool.clone(), enforcer.clone(), &state));
-        let api = crate::enforcement::api::router(enforcer);
+        let ops = core.ops();
+        let harbor = crate::harbor::router(crate::harbor::HarborState::new(pool.clone(), core.enforcer.clone(), state));
+        let api = crate::enforcement::api::router(core.enforcer);
 
-        let router = portal(state)
+        let router = portal(state.clone())
             .layer(axum::middleware::from_fn(send_anonymous_visitors_to_login))
+            .layer(axum::middleware::from_fn(app::auth::ssr::resolve_signed_in))
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
             .layer(sessions)
             .merge(api)
             .merge(harbor)
+            .route("/api/v1/openapi.json", axum::routing::get(openapi))
             .merge(ops)
             // A body must arrive within this, whatever the route (slow bodies hold a connection).
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
@@ -116,8 +116,8 @@ async fn send_anonymous_visitors_to_login(request: Request, next: axum::middlewa
     if !wants_page || exempt {
         return next.run(request).await;
     }
-    let signed_in = match request.extensions().get::<tower_sessions::Session>() {
-        Some(session) => session.get::<i64>(app::auth::ssr::USER_ID).await.ok().flatten().is_some(),
+    let signed_in = match request.extensions().get::<app::auth::ssr::SignedIn>() {
+        Some(who) => matches!(who.user().await, Ok(Some(_))),
         None => false,
     };
     if signed_in {
@@ -130,36 +130,38 @@ async fn send_anonymous_visitors_to_login(request: Request, next: axum::middlewa
 
 /// Creates the system administrator `admin` when there are no users at all.
 async fn bootstrap_admin(pool: &sqlx::PgPool, password: &str) -> anyhow::Result<()> {
+    let password = app::account::NewPassword::parse(password).map_err(anyhow::Error::msg)?;
+    let name = app::account::UserName::parse("admin").map_err(anyhow::Error::msg)?;
     if app::store::count_users(pool).await? > 0 {
         return Ok(());
     }
-    let password = app::account::NewPassword::parse(password).map_err(anyhow::Error::msg)?;
-    let name = app::account::UserName::parse("admin").map_err(anyhow::Error::msg)?;
-    let hash = app::store::hash_password(password).await?;
-    app::store::create_user(pool, &name, &hash, true).await?;
-    tracing::info!("created the first system administrator `admin`");
+    let hash = app::password::hash_password(password).await?;
+    if app::store::create_first_administrator(pool, &name, &hash).await?.is_some() {
+        tracing::info!("created the first system administrator `admin`");
+    }
     Ok(())
 }
 
 /// The portal: server-rendered pages, server functions and the built site's files.
 fn portal(state: AppState) -> Router {
-    let context = {
-        let state = state.clone();
-        move || provide_context(state.clone())
-    };
     let shell = {
         let options = state.leptos_options.clone();
         move || app::shell(options.clone())
     };
-    let server_fns = {
-        let context = context.clone();
-        move |request: Request| leptos_axum::handle_server_fns_with_context(context.clone(), request)
-    };
     Router::new()
-        .route("/portal/{*name}", post(server_fns.clone()).get(server_fns))
-        .leptos_routes_with_context(&state, generate_route_list(app::App), context.clone(), shell)
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
+        .route("/portal/{*name}", post(leptos_axum::handle_server_fns).get(leptos_axum::handle_server_fns))
+        .leptos_routes(&state, generate_route_list(app::App), shell)
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of the APIs this listener serves: the decision API and the
+/// Harbor-compatible rules API.
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    let mut document = crate::enforcement::api::ApiDoc::openapi();
+    document.merge(crate::harbor::HarborDoc::openapi());
+    axum::Json(document)
 }
 
 pub(crate) async fn shutdown_signal() {

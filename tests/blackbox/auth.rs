@@ -1,6 +1,6 @@
 use tests::{session_cookie, spawn_app};
 
-const PASSWORD: &str = "correct horse battery";
+use tests::fixtures::PASSWORD;
 
 #[tokio::test]
 async fn login_starts_a_session_and_logout_ends_it() {

@@ -3,7 +3,7 @@
 use tests::browser::Browser;
 use tests::spawn_app;
 
-const PASSWORD: &str = "correct horse battery";
+use tests::fixtures::PASSWORD;
 
 #[tokio::test]
 async fn log_in_see_projects_and_open_one_without_a_page_load() {

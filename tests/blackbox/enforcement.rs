@@ -5,9 +5,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tests::{spawn_app, spawn_app_over, CuttableProxy, TestApp};
 
-const CHECK: &str = "/api/v1/enforcement/check";
-const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+use tests::fixtures::{CHECK, DIGEST_A as A, DIGEST_B as B};
 
 /// An app with project `shop`, rule 1 making `v*` tags of every repository immutable, and a token.
 async fn shop() -> (TestApp, String, i64) {
@@ -187,7 +185,7 @@ async fn a_token_is_required_and_revocation_takes_effect_at_once() {
     assert_eq!(status, 200);
 
     let name = app::account::TokenName::parse("registry").unwrap();
-    app::store::revoke_token(&app.db.pool, &name, &app::store::Actor("tests".into())).await.unwrap();
+    app::store::revoke_token(&app.db.pool, &tests::operator(), &name).await.unwrap();
     let started = Instant::now();
     while app.check(&token, CHECK, &body).await.0 != 401 {
         assert!(started.elapsed() < Duration::from_secs(2), "revoked token still accepted");
@@ -271,7 +269,7 @@ async fn metrics_and_the_openapi_document_are_served() {
     let openapi: Value = reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
-        "/api/v1/enforcement/check",
+        CHECK,
         "/api/v1/enforcement/check/batch",
         "/api/v1/projects/{project}/immutable",
         "/api/v2.0/projects/{project_name_or_id}/immutabletagrules",

@@ -245,14 +245,10 @@ async fn a_policy_too_large_to_compile_is_refused_and_fails_closed_when_written_
     })
     .unwrap();
     let shop = app::store::project_id(&app.db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
-    let refused = app::store::change_rules(
-        &app.db.pool,
-        shop,
-        app::store::RuleChange::Create(&spec),
-        &app::store::Actor("tests".into()),
-    )
-    .await
-    .unwrap_err();
+    let refused =
+        app::store::change_rules(&app.db.pool, &tests::operator(), shop, app::store::RuleChange::Create(&spec))
+            .await
+            .unwrap_err();
     let refused = refused.to_string();
     assert!(refused.starts_with("tags: the project's rules would hold "), "{refused}");
     assert!(refused.contains("more than the 4096 one project may hold (this rule's tags have 12500)"), "{refused}");
@@ -276,7 +272,7 @@ async fn a_policy_too_large_to_compile_is_refused_and_fails_closed_when_written_
         json!({"operation": "push", "repository": "shop/api", "tag": "v1", "digest": b, "current_digest": a});
     let started = Instant::now();
     let verdict = loop {
-        let (status, verdict) = app.check(&token, "/api/v1/enforcement/check", &overwrite).await;
+        let (status, verdict) = app.check(&token, tests::fixtures::CHECK, &overwrite).await;
         assert_eq!(status, 200);
         if verdict["message"].as_str().unwrap_or("").contains("cannot be evaluated") {
             break verdict;
@@ -289,16 +285,16 @@ async fn a_policy_too_large_to_compile_is_refused_and_fails_closed_when_written_
     // Even a tag no rule would protect: while the policy cannot be read, no existing tag changes.
     let latest =
         json!({"operation": "push", "repository": "shop/api", "tag": "latest", "digest": b, "current_digest": a});
-    assert_eq!(app.check(&token, "/api/v1/enforcement/check", &latest).await.1["allowed"], false);
+    assert_eq!(app.check(&token, tests::fixtures::CHECK, &latest).await.1["allowed"], false);
     let first =
         json!({"operation": "push", "repository": "shop/api", "tag": "v9", "digest": b, "current_digest": null});
-    assert_eq!(app.check(&token, "/api/v1/enforcement/check", &first).await.1["allowed"], true);
+    assert_eq!(app.check(&token, tests::fixtures::CHECK, &first).await.1["allowed"], true);
     let delete = json!({"operation": "delete_tag", "repository": "shop/api", "tag": "latest"});
-    assert_eq!(app.check(&token, "/api/v1/enforcement/check", &delete).await.1["allowed"], false);
+    assert_eq!(app.check(&token, tests::fixtures::CHECK, &delete).await.1["allowed"], false);
     // Other projects are decided as before.
     let elsewhere =
         json!({"operation": "push", "repository": "other/api", "tag": "latest", "digest": b, "current_digest": a});
-    assert_eq!(app.check(&token, "/api/v1/enforcement/check", &elsewhere).await.1["allowed"], true);
+    assert_eq!(app.check(&token, tests::fixtures::CHECK, &elsewhere).await.1["allowed"], true);
 
     let ready = reqwest::get(app.url("/readyz")).await.unwrap().text().await.unwrap();
     assert!(ready.contains("the policy of project \"shop\" cannot be evaluated"), "{ready}");
@@ -316,7 +312,7 @@ async fn a_policy_too_large_to_compile_is_refused_and_fails_closed_when_written_
         .await
         .unwrap();
     let started = Instant::now();
-    while app.check(&token, "/api/v1/enforcement/check", &latest).await.1["allowed"] != true {
+    while app.check(&token, tests::fixtures::CHECK, &latest).await.1["allowed"] != true {
         assert!(started.elapsed() < Duration::from_secs(5), "policy not mended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -388,10 +384,10 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
 /// Password hashing runs at most one per core, with a short queue; the rest are told to come back.
 #[tokio::test]
 async fn password_hashing_is_bounded() {
-    let attempts = (0..200).map(|i| app::store::verify_password(None, format!("guess {i}")));
+    let attempts = (0..200).map(|i| app::password::verify_password(None, format!("guess {i}")));
     let results = futures::future::join_all(attempts).await;
     let verified = results.iter().filter(|r| matches!(r, Ok(false))).count();
     let refused = results.iter().filter(|r| matches!(r, Err(app::store::StoreError::TryLater { .. }))).count();
     assert_eq!(verified + refused, 200, "every attempt is verified (as wrong) or refused for now");
-    assert!(refused > 0 && verified >= app::store::MAX_WAITING_HASHES, "verified {verified}, refused {refused}");
+    assert!(refused > 0 && verified >= app::password::MAX_WAITING_HASHES, "verified {verified}, refused {refused}");
 }

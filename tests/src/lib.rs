@@ -10,6 +10,17 @@ use std::sync::Once;
 pub mod browser;
 pub mod registry;
 
+/// Values several tests share.
+pub mod fixtures {
+    /// A password every test user may have (long enough for the 12-character minimum).
+    pub const PASSWORD: &str = "correct horse battery";
+    /// The decision API's single check.
+    pub const CHECK: &str = "/api/v1/enforcement/check";
+    /// Two well-formed digests that stand for two different images.
+    pub const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    pub const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+}
+
 /// The server tests create their databases on (`TAGWARD_TEST_DATABASE_URL`, set by `scripts/dev test`).
 pub fn admin_database_url() -> String {
     std::env::var("TAGWARD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -28,15 +39,23 @@ pub fn init_logging() {
     });
 }
 
+/// Who the tests' own set-up acts as (the audit trail says `tests`).
+pub fn operator() -> app::principal::Principal {
+    app::principal::Principal::Operator("tests".into())
+}
+
 /// A migrated database of its own, named `tagward_test_*` (the test command drops old ones).
 pub struct TestDb {
     pub url: String,
     pub pool: PgPool,
 }
 
+/// A database of its own, copied from a migrated template (made once per test process), so a
+/// test pays for a file copy rather than for running every migration.
 pub async fn fresh_database() -> TestDb {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let admin_url = admin_database_url();
+    let template = migrated_template(&admin_url).await;
     let name = format!(
         "tagward_test_{}_{}_{}",
         std::process::id(),
@@ -44,30 +63,56 @@ pub async fn fresh_database() -> TestDb {
         rand::random::<u32>()
     );
     let admin = app::store::connect(&admin_url).await.expect("test database server is reachable");
-    sqlx::query(&format!("create database {name}")).execute(&admin).await.expect("create test database");
+    sqlx::query(&format!("create database {name} template {template}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
     admin.close().await;
-    let url = match admin_url.rsplit_once('/') {
+    let url = database_url(&admin_url, &name);
+    let pool = app::store::connect(&url).await.expect("connect to the test database");
+    TestDb { url, pool }
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    match admin_url.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("TAGWARD_TEST_DATABASE_URL `{admin_url}` has no database part"),
-    };
-    let pool = app::store::connect(&url).await.expect("connect to the test database");
-    app::store::migrate(&pool).await.expect("migrate the test database");
-    TestDb { url, pool }
+    }
+}
+
+/// The name of this process's migrated template database, made on first use. Nobody stays
+/// connected to it: PostgreSQL copies a template only while it has no sessions.
+async fn migrated_template(admin_url: &str) -> &'static str {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("tagward_test_template_{}_{}", std::process::id(), rand::random::<u32>());
+            let admin = app::store::connect(admin_url).await.expect("test database server is reachable");
+            sqlx::query(&format!("create database {name}")).execute(&admin).await.expect("create template database");
+            admin.close().await;
+            let pool = app::store::connect(&database_url(admin_url, &name)).await.expect("connect to the template");
+            app::store::migrate(&pool).await.expect("migrate the template database");
+            pool.close().await;
+            name
+        })
+        .await
 }
 
 impl TestDb {
     pub async fn user(&self, name: &str, password: &str, system_admin: bool) {
         let name = UserName::parse(name).unwrap();
-        let hash = app::store::hash_password(NewPassword::parse(password).unwrap()).await.unwrap();
-        app::store::create_user(&self.pool, &name, &hash, system_admin).await.unwrap();
+        let hash = app::password::hash_password(NewPassword::parse(password).unwrap()).await.unwrap();
+        app::store::create_user(&self.pool, &operator(), &name, &hash, system_admin).await.unwrap();
     }
     pub async fn project(&self, name: &str) {
-        app::store::create_project(&self.pool, &ProjectName::parse(name).unwrap()).await.unwrap();
+        app::store::create_project(&self.pool, &operator(), &ProjectName::parse(name).unwrap()).await.unwrap();
     }
     pub async fn member(&self, project: &str, user: &str, role: &str) {
         let project = ProjectName::parse(project).unwrap();
         let user = UserName::parse(user).unwrap();
-        app::store::set_member(&self.pool, &project, &user, Role::parse(role).unwrap()).await.unwrap();
+        let role = Some(Role::parse(role).unwrap());
+        app::store::change_member(&self.pool, &operator(), &project, &user, role).await.unwrap();
     }
 }
 
@@ -88,14 +133,9 @@ impl TestDb {
         })
         .unwrap();
         let project_id = app::store::project_id(&self.pool, &ProjectName::parse(project).unwrap()).await.unwrap();
-        app::store::change_rules(
-            &self.pool,
-            project_id,
-            app::store::RuleChange::Create(&spec),
-            &app::store::Actor("tests".into()),
-        )
-        .await
-        .unwrap()
+        app::store::change_rules(&self.pool, &operator(), project_id, app::store::RuleChange::Create(&spec))
+            .await
+            .unwrap()
     }
 
     /// Creates a service token (decisions only) through the store and returns its secret.
@@ -107,7 +147,7 @@ impl TestDb {
     pub async fn token_with(&self, name: &str, grant: &app::account::TokenGrant) -> String {
         let secret = app::account::TokenSecret::generate();
         let name = app::account::TokenName::parse(name).unwrap();
-        app::store::create_token(&self.pool, &name, &secret, grant, &app::store::Actor("tests".into())).await.unwrap();
+        app::store::create_token(&self.pool, &operator(), &name, &secret, grant).await.unwrap();
         secret.expose().to_owned()
     }
 
@@ -125,10 +165,12 @@ impl TestDb {
     }
 }
 
-/// The portal running on a free port over its own fresh database.
+/// The portal — a `tagward serve` process of its own, as in production — on a free port over its
+/// own fresh database. The process is killed when this is dropped.
 pub struct TestApp {
     pub address: SocketAddr,
     pub db: TestDb,
+    _process: tokio::process::Child,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -139,21 +181,35 @@ pub async fn spawn_app() -> TestApp {
 
 /// The portal over `db`, reaching it at `database_url` (e.g. through a [`CuttableProxy`]).
 pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
-    init_logging();
-    let config = tagward::ServeConfig {
-        database: tagward::config::DatabaseConfig { database_url },
-        addr: "127.0.0.1:0".parse().unwrap(),
-        cookie_secure: false,
-        site_root: std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()).into(),
-        login_attempts_per_minute: 5,
-        bootstrap_admin_password: None,
-        listener: Default::default(),
-        trusted_proxies: Vec::new(),
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(tagward_bin());
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--cookie-secure", "false", "--login-attempts-per-minute", "5"])
+        .env("DATABASE_URL", database_url)
+        .env("LEPTOS_SITE_ROOT", std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
+        .env_remove("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD")
+        .env_remove("TAGWARD_TRUSTED_PROXIES")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    match std::env::var_os("TEST_LOG") {
+        Some(_) => command.env("RUST_LOG", "info,sqlx=warn,tower_http=debug").stderr(std::process::Stdio::inherit()),
+        None => command.env("RUST_LOG", "error").stderr(std::process::Stdio::null()),
     };
-    let app = tagward::Application::build(config).await.expect("build the application");
-    let address = app.address();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, db }
+    let mut process = command.spawn().expect("start `tagward serve`");
+    let mut stdout = tokio::io::BufReader::new(process.stdout.take().unwrap()).lines();
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(60), stdout.next_line())
+        .await
+        .expect("`tagward serve` announces its address within 60 s")
+        .expect("read `tagward serve`'s output")
+        .expect("`tagward serve` exited before listening");
+    let address = announced
+        .strip_prefix("tagward portal listening on http://")
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line from `tagward serve`: {announced}"));
+    // Keep draining stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    TestApp { address, db, _process: process }
 }
 
 impl TestApp {

@@ -3,7 +3,7 @@
 
 use super::cache::ServiceToken;
 use super::{Check, Enforcer, Protection, Verdict};
-use app::account::TokenScope;
+use crate::oci_error::OciErrors;
 use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
@@ -26,7 +26,6 @@ pub fn router(enforcer: Enforcer) -> Router {
         .route("/api/v1/enforcement/check", post(check))
         .route("/api/v1/enforcement/check/batch", post(check_batch))
         .route("/api/v1/projects/{project}/immutable", get(immutable))
-        .route("/api/v1/openapi.json", get(openapi))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(enforcer)
 }
@@ -50,28 +49,6 @@ impl ApiError {
     fn name(code: &'static str, field: impl Into<String>, error: NameError) -> Self {
         let field = field.into();
         ApiError::Invalid { code, message: format!("{field}: {error}"), field, value: Some(error.value) }
-    }
-}
-
-/// The OCI distribution error body.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct OciErrors {
-    pub errors: Vec<OciError>,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct OciError {
-    /// `UNAUTHORIZED`, `NAME_INVALID`, `TAG_INVALID`, `DIGEST_INVALID`, `INVALID_REQUEST`, `DENIED`
-    pub code: String,
-    pub message: String,
-    /// For a malformed request: `{"field": "...", "value": "..."}`.
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-}
-
-impl OciErrors {
-    pub fn one(code: &str, message: String, detail: serde_json::Value) -> Self {
-        Self { errors: vec![OciError { code: code.to_owned(), message, detail }] }
     }
 }
 
@@ -115,13 +92,7 @@ where
         let token = Enforcer::from_ref(state)
             .token(presented)
             .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
-        if !token.grant.allows(TokenScope::Decisions, None) {
-            return Err(ApiError::Forbidden(format!(
-                "the service token `{}` lacks the scope `decisions` (it has: {})",
-                token.name,
-                token.grant.describe()
-            )));
-        }
+        token.principal().may_ask_decisions().map_err(|denied| ApiError::Forbidden(denied.0))?;
         Ok(Caller(token))
     }
 }
@@ -390,7 +361,7 @@ async fn immutable(
     modifiers(&BearerToken),
     tags((name = "enforcement", description = "Decisions for the registry's push path"))
 )]
-struct ApiDoc;
+pub struct ApiDoc;
 
 struct BearerToken;
 
@@ -402,11 +373,4 @@ impl utoipa::Modify for BearerToken {
             .get_or_insert_with(Default::default)
             .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
-}
-
-/// The OpenAPI 3.1 document of the decision API and the Harbor-compatible API.
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    let mut document = ApiDoc::openapi();
-    document.merge(crate::harbor::HarborDoc::openapi());
-    Json(document)
 }

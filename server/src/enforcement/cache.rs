@@ -200,6 +200,14 @@ pub struct ServiceToken {
     pub last_used: AtomicI64,
 }
 
+impl ServiceToken {
+    /// The token as a caller.
+    pub fn principal(&self) -> app::principal::Principal {
+        let (id, name, grant) = (self.id, self.name.clone(), self.grant.clone());
+        app::principal::Principal::Token(app::principal::ServiceToken { id, name, grant })
+    }
+}
+
 /// Every unrevoked service token, by the SHA-256 of its secret.
 #[derive(Default)]
 pub struct TokenCache {

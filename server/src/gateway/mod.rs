@@ -9,7 +9,6 @@ mod upstream;
 use crate::config::{DatabaseConfig, ListenerConfig};
 use crate::enforcement::{Check, Enforcer, Protection, Verdict};
 use crate::metrics::GatewayOutcome;
-use crate::ops::OpsState;
 use anyhow::Context;
 use app::policy::route::{self, ChangeKind, ManifestChange, Reference, Route, RouteError};
 use app::policy::{Digest, RepositoryName, Tag};
@@ -78,17 +77,6 @@ impl Default for ManifestLimits {
     }
 }
 
-/// An OCI distribution error response.
-pub(crate) fn oci_error(status: StatusCode, code: &str, message: String, detail: serde_json::Value) -> Response {
-    let body = crate::enforcement::api::OciErrors::one(code, message, detail);
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
 #[derive(Clone)]
 struct Gateway {
     upstream: Upstream,
@@ -113,14 +101,12 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
-        let pool = app::store::connect(&config.database.database_url).await?;
-        app::store::migrate(&pool).await.context("applying migrations")?;
-        let enforcer = Enforcer::start(&pool).await?;
-        let ops = crate::ops::router(OpsState::new(pool.clone(), &enforcer));
+        let core = crate::core::Core::start(&config.database).await?;
+        let ops = core.ops();
         let gateway = Gateway {
             upstream: Upstream::new(&config.upstream)?,
-            enforcer,
-            pool,
+            enforcer: core.enforcer,
+            pool: core.pool,
             buffered: Arc::new(Semaphore::new(config.manifests.buffer_bytes.min(Semaphore::MAX_PERMITS))),
             limits: config.manifests.clone(),
         };
@@ -159,12 +145,12 @@ enum Refusal {
 
 impl Refusal {
     fn new(status: StatusCode, code: &str, message: String, detail: serde_json::Value) -> Self {
-        Refusal::Refused(oci_error(status, code, message, detail))
+        Refusal::Refused(crate::oci_error::response(status, code, message, detail))
     }
 
     /// 429 or 503 with `Retry-After`: nothing wrong with the request, try again shortly.
     fn retry_later(status: StatusCode, code: &str, message: String) -> Self {
-        let mut response = oci_error(status, code, message, serde_json::Value::Null);
+        let mut response = crate::oci_error::response(status, code, message, serde_json::Value::Null);
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECONDS));
         Refusal::Refused(response)
     }
@@ -187,7 +173,7 @@ impl From<LookupError> for Refusal {
     fn from(error: LookupError) -> Self {
         match error {
             LookupError::Refused { status, challenge } => {
-                let mut response = oci_error(
+                let mut response = crate::oci_error::response(
                     status,
                     if status == StatusCode::UNAUTHORIZED { "UNAUTHORIZED" } else { "DENIED" },
                     format!("the registry refused tagward's look-up ({status}), so the change is not let through"),
@@ -222,7 +208,7 @@ fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
         "immutable_tags": verdict.immutable_tags,
         "rules": verdict.rules,
     });
-    Refusal::Denied(oci_error(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
+    Refusal::Denied(crate::oci_error::response(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
 }
 
 /// The shared lock keys: one per repository (pushes of its immutable tags share it, a delete by

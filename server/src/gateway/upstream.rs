@@ -198,5 +198,5 @@ fn refused(status: StatusCode, headers: &HeaderMap) -> LookupError {
 }
 
 fn bad_gateway(message: &str) -> Response<Body> {
-    super::oci_error(StatusCode::BAD_GATEWAY, "UNKNOWN", message.to_owned(), serde_json::Value::Null)
+    crate::oci_error::response(StatusCode::BAD_GATEWAY, "UNKNOWN", message.to_owned(), serde_json::Value::Null)
 }

@@ -1,0 +1,213 @@
+//! Who is asking — a signed-in person, a service token, the operator at the command line — and
+//! what each may do. Every surface (portal, Harbor API, decision API, CLI, bootstrap) turns its
+//! caller into a [`Principal`] and every change in `store` asks it; no surface decides alone.
+
+use crate::account::{Role, TokenGrant, TokenScope, User};
+use std::fmt;
+
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A person: signed in to the portal, or through HTTP Basic on the Harbor API.
+    User(User),
+    /// A service token, within what it was granted.
+    Token(ServiceToken),
+    /// Whoever holds the database URL: the command line, or the server's own start-up. Acts as a
+    /// system administrator. The label is what the audit trail records, e.g. `cli:alice`.
+    Operator(String),
+}
+
+/// A service token as a caller.
+#[derive(Debug, Clone)]
+pub struct ServiceToken {
+    pub id: i64,
+    pub name: String,
+    pub grant: TokenGrant,
+}
+
+/// Why a principal may not do something, in a sentence for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Principal {
+    /// The operator at this command line: `cli:` and the login name (`$SUDO_USER` first, so that a
+    /// change made with sudo names the person), or the numeric user id when no name is known.
+    pub fn command_line() -> Self {
+        let from_env = ["SUDO_USER", "USER", "LOGNAME"]
+            .into_iter()
+            .filter_map(|key| std::env::var(key).ok())
+            .find(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()));
+        let name = from_env.unwrap_or_else(|| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid {}", m.uid()))
+            }
+            #[cfg(not(unix))]
+            "unknown".to_owned()
+        });
+        Principal::Operator(format!("cli:{name}"))
+    }
+
+    /// The server creating its first administrator (`--bootstrap-admin-password`).
+    pub fn bootstrap() -> Self {
+        Principal::Operator("tagward serve (bootstrap)".to_owned())
+    }
+
+    /// The name the audit trail and the `created_by`/`updated_by` columns record.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::User(user) => user.name.clone(),
+            Principal::Token(token) => format!("token:{}", token.name),
+            Principal::Operator(label) => label.clone(),
+        }
+    }
+
+    /// The person, if it is one.
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Principal::User(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    fn is_administrator(&self) -> bool {
+        match self {
+            Principal::User(user) => user.is_system_admin,
+            Principal::Operator(_) => true,
+            Principal::Token(_) => false,
+        }
+    }
+
+    /// Users, projects and service tokens: system administrators and the operator.
+    pub fn may_administer(&self) -> Result<(), Denied> {
+        if self.is_administrator() {
+            return Ok(());
+        }
+        Err(Denied("only system administrators may do this".into()))
+    }
+
+    /// Whether every project is in sight (else only those [`Self::may_see`] allows).
+    pub fn sees_every_project(&self) -> bool {
+        match self {
+            Principal::Token(token) => {
+                token.grant.allows(TokenScope::RulesRead, None) && token.grant.projects.is_none()
+            }
+            other => other.is_administrator(),
+        }
+    }
+
+    /// Whether `project` is in sight, given the principal's `role` in it.
+    pub fn may_see(&self, project: &str, role: Option<Role>) -> bool {
+        match self {
+            Principal::Token(token) => token.grant.allows(TokenScope::RulesRead, Some(project)),
+            other => other.is_administrator() || role.is_some(),
+        }
+    }
+
+    /// Reading projects and rules through the Harbor API: any person (visibility decides which
+    /// projects), a token only with `rules:read` (or `rules:write`).
+    pub fn may_read_rules(&self) -> Result<(), Denied> {
+        self.token_needs(TokenScope::RulesRead, None)
+    }
+
+    /// Changing rules through the Harbor API at all: a token only with `rules:write` (which
+    /// project, and a person's role there, is [`Self::may_change_rules`]).
+    pub fn may_write_rules(&self) -> Result<(), Denied> {
+        self.token_needs(TokenScope::RulesWrite, None)
+    }
+
+    /// A token limited to other projects may not reach `project`; anyone else passes here
+    /// (whether they see it is [`Self::may_see`]).
+    pub fn may_reach(&self, project: &str) -> Result<(), Denied> {
+        self.token_needs(TokenScope::RulesRead, Some(project))
+    }
+
+    /// Changing `project`'s rules: its admins and maintainers, system administrators, the
+    /// operator, a token with `rules:write` reaching it.
+    pub fn may_change_rules(&self, project: &str, role: Option<Role>) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => self.token_needs(TokenScope::RulesWrite, Some(project)),
+            other if other.is_administrator() || role.is_some_and(Role::manages_rules) => Ok(()),
+            _ => Err(Denied("only project admins and maintainers may change rules".into())),
+        }
+    }
+
+    /// Changing `project`'s members: its admins, system administrators, the operator.
+    pub fn may_manage_members(&self, role: Option<Role>) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => Err(Denied("service tokens may not change members".into())),
+            other if other.is_administrator() || role == Some(Role::Admin) => Ok(()),
+            _ => Err(Denied("only project admins may change members".into())),
+        }
+    }
+
+    /// The decision API: tokens with `decisions`.
+    pub fn may_ask_decisions(&self) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => self.token_needs(TokenScope::Decisions, None),
+            _ => Err(Denied("the decision API takes service tokens only".into())),
+        }
+    }
+
+    /// A token is refused unless its grant covers `scope` (in `project`, when one is named);
+    /// anyone else passes.
+    fn token_needs(&self, scope: TokenScope, project: Option<&str>) -> Result<(), Denied> {
+        let Principal::Token(token) = self else { return Ok(()) };
+        if token.grant.allows(scope, project) {
+            return Ok(());
+        }
+        let (name, has) = (&token.name, token.grant.describe());
+        Err(Denied(match project {
+            Some(project) if token.grant.allows(scope, None) => {
+                format!("the service token `{name}` may not reach project `{project}` (it has: {has})")
+            }
+            _ => format!("the service token `{name}` lacks the scope `{scope}` (it has: {has})"),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(is_system_admin: bool) -> Principal {
+        Principal::User(User { id: 1, name: "ann".into(), is_system_admin })
+    }
+
+    fn token(scopes: &[&str], projects: &[&str]) -> Principal {
+        let grant = TokenGrant::parse(scopes, projects).unwrap();
+        Principal::Token(ServiceToken { id: 7, name: "ci".into(), grant })
+    }
+
+    #[test]
+    fn people_act_by_role_and_tokens_by_grant() {
+        assert!(user(false).may_change_rules("shop", Some(Role::Maintainer)).is_ok());
+        assert!(user(false).may_change_rules("shop", Some(Role::Developer)).is_err());
+        assert!(user(true).may_change_rules("shop", None).is_ok());
+        assert!(user(false).may_manage_members(Some(Role::Maintainer)).is_err());
+        assert!(user(false).may_administer().is_err());
+        assert!(Principal::command_line().may_administer().is_ok());
+
+        let decisions = token(&[], &[]);
+        assert!(decisions.may_ask_decisions().is_ok());
+        let refused = decisions.may_read_rules().unwrap_err();
+        assert!(refused.0.contains("lacks the scope `rules:read`"), "{refused}");
+        assert!(decisions.may_administer().is_err());
+        assert!(!decisions.may_see("shop", None));
+
+        let writer = token(&["rules:write"], &["shop"]);
+        assert!(writer.may_change_rules("shop", None).is_ok());
+        let elsewhere = writer.may_change_rules("web", None).unwrap_err();
+        assert!(elsewhere.0.contains("may not reach project `web`"), "{elsewhere}");
+        assert!(writer.may_see("shop", None) && !writer.may_see("web", None) && !writer.sees_every_project());
+        assert!(writer.may_ask_decisions().is_err());
+        assert!(writer.may_manage_members(None).is_err());
+        assert_eq!(writer.actor(), "token:ci");
+    }
+}

@@ -1,0 +1,143 @@
+//! The audit trail: every change, written by the operation that makes it, in its transaction;
+//! and the denials the enforcement points report.
+
+use super::StoreError;
+use crate::activity::AuditKind;
+use crate::principal::Principal;
+use sqlx::PgExecutor;
+
+/// One change, as the audit trail records it.
+#[derive(Debug)]
+pub(super) struct AuditEntry {
+    pub project_id: Option<i64>,
+    pub kind: AuditKind,
+    pub rule_id: Option<i64>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    pub fn new(kind: AuditKind) -> Self {
+        Self { project_id: None, kind, rule_id: None, before: None, after: None }
+    }
+    pub fn project(self, id: i64) -> Self {
+        Self { project_id: Some(id), ..self }
+    }
+    pub fn before(self, value: serde_json::Value) -> Self {
+        Self { before: Some(value), ..self }
+    }
+    pub fn after(self, value: serde_json::Value) -> Self {
+        Self { after: Some(value), ..self }
+    }
+
+    /// Records the change as made by `by`, in the caller's transaction (both land or neither).
+    pub async fn record(self, db: impl PgExecutor<'_>, by: &Principal) -> Result<(), StoreError> {
+        sqlx::query(
+            r"insert into audit_events (actor, project_id, kind, rule_id, before, after)
+              values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(by.actor())
+        .bind(self.project_id)
+        .bind(self.kind.as_str())
+        .bind(self.rule_id)
+        .bind(self.before)
+        .bind(self.after)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A denied push or delete, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    pub at: time::OffsetDateTime,
+    pub token: String,
+    pub operation: &'static str,
+    /// `None` once the project is gone (it may be deleted between the decision and the write).
+    pub project_id: Option<i64>,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub current_digest: Option<String>,
+    pub rule_ids: Vec<i64>,
+    pub message: String,
+}
+
+/// Writes a batch of denials in one statement.
+pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Result<(), StoreError> {
+    let column = |f: fn(&Denial) -> Option<String>| denials.iter().map(f).collect::<Vec<_>>();
+    // Postgres arrays cannot be ragged, so the rule ids travel as JSON arrays.
+    let rule_ids: Vec<serde_json::Value> = denials.iter().map(|d| serde_json::json!(d.rule_ids)).collect();
+    sqlx::query(
+        r"insert into enforcement_denials
+            (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)
+          select at, token, operation, project_id, repository, tag, digest, current_digest,
+                 array(select jsonb_array_elements_text(rule_ids)::bigint), message
+          from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                      $7::text[], $8::text[], $9::jsonb[], $10::text[])
+            as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)",
+    )
+    .bind(denials.iter().map(|d| d.at).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.token.clone()).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.operation).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.project_id).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.repository.clone()).collect::<Vec<_>>())
+    .bind(column(|d| d.tag.clone()))
+    .bind(column(|d| d.digest.clone()))
+    .bind(column(|d| d.current_digest.clone()))
+    .bind(rule_ids)
+    .bind(denials.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// One entry of the audit trail: a change (rule, member, user, project, token) or a denial.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityEntry {
+    pub at: time::OffsetDateTime,
+    pub actor: String,
+    pub kind: String,
+    pub rule_id: Option<i64>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// A denial's message.
+    pub message: Option<String>,
+    pub project: Option<String>,
+    /// How many entries match in all (the same on every row).
+    pub total: i64,
+}
+
+/// The audit trail, newest first: changes and denials of one project (or of all, for `None`),
+/// those whose kind starts with `kind.` if given, one page of them.
+pub async fn activity(
+    db: impl PgExecutor<'_>,
+    project_id: Option<i64>,
+    kind: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ActivityEntry>, StoreError> {
+    Ok(sqlx::query_as(
+        r"with entries as (
+            select a.at, a.id, a.actor, a.kind, a.rule_id, a.before, a.after, null::text as message, p.name as project
+            from audit_events a left join projects p on p.id = a.project_id
+            where $1::bigint is null or a.project_id = $1
+            union all
+            select d.at, d.id, d.token, 'denial.' || d.operation, null, null, null, d.message, p.name
+            from enforcement_denials d left join projects p on p.id = d.project_id
+            where $1::bigint is null or d.project_id = $1
+          )
+          select *, count(*) over () as total from entries
+          where $2::text is null or kind like $2 || '.%'
+          -- Within one instant, later rows first (ids only break ties).
+          order by at desc, id desc
+          limit $3 offset $4",
+    )
+    .bind(project_id)
+    .bind(kind)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?)
+}

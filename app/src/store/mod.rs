@@ -1,0 +1,135 @@
+//! The one data-access module: every SQL query of tagward, used by the portal, the APIs and the
+//! CLI alike. Every change is one operation here: it takes the acting [`Principal`], asks it
+//! whether it may, checks its invariants under the row lock that makes them hold, and writes its
+//! audit row in the same transaction. Surfaces call these and nothing else to change anything.
+//!
+//! [`Principal`]: crate::principal::Principal
+
+mod audit;
+mod projects;
+mod rules;
+mod tokens;
+mod users;
+
+pub use audit::{activity, insert_denials, ActivityEntry, Denial};
+pub use projects::{
+    change_member, create_project, delete_project, members, project_id, project_name, projects, visible_project,
+    visible_projects, ProjectListing,
+};
+pub use rules::{
+    all_project_rules, change_rules, enforceable_rules, project_rules, project_rules_by_id, ProjectRules, RuleChange,
+    StoredRule,
+};
+pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, tokens, ActiveToken, TokenListing};
+pub use users::{
+    active_user, check_credentials, count_users, create_first_administrator, create_user, set_password,
+    set_user_active, users, UserListing,
+};
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The principal may not do this; the message says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A unique constraint refused the value; `field` is the input it concerns.
+    #[error("{message}")]
+    Conflict { field: &'static str, message: String },
+    /// A change the rules forbid (the 15-rule limit, an identical rule); the message says which.
+    #[error("{0}")]
+    Refused(String),
+    /// Not now: too many attempts, or too much password hashing under way; try again after
+    /// `retry_after` seconds.
+    #[error("{message}; try again in {retry_after} seconds")]
+    TryLater { message: String, retry_after: u64 },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    /// Whether the database refused the statement for what it is (a constraint, a bad value), so
+    /// that trying it again can never succeed; otherwise (connection lost, pool exhausted,
+    /// deadlock, server shutting down) it may.
+    pub fn is_permanent(&self) -> bool {
+        self.database_code().is_some_and(|code| ["22", "23", "42"].iter().any(|class| code.starts_with(class)))
+    }
+
+    /// The SQLSTATE of a failed statement, if the database answered with one.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            StoreError::Unexpected(error) => match error.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) => db.code().map(|code| code.into_owned()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::principal::Denied> for StoreError {
+    fn from(denied: crate::principal::Denied) -> Self {
+        StoreError::Forbidden(denied.0)
+    }
+}
+
+/// SQLSTATE of a foreign key violation.
+pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Unexpected(anyhow::Error::new(error).context("database query failed"))
+    }
+}
+
+/// Maps the violation of the named unique constraint to a conflict on `field`.
+fn on_constraint(
+    constraint: &'static str,
+    field: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
+            StoreError::Conflict { field, message: message() }
+        }
+        _ => error.into(),
+    }
+}
+
+pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    use anyhow::Context;
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(database_url)
+        .await
+        .with_context(|| format!("cannot connect to the database at `{}`", redact(database_url)))
+}
+
+/// The database URL without its password, for messages.
+pub fn redact(database_url: &str) -> String {
+    match (database_url.find("://"), database_url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &database_url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &database_url[..scheme + 3], &database_url[at..]),
+                None => database_url.to_owned(),
+            }
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+/// The channel every change to a project or its rules is announced on (by triggers), with the
+/// project id as payload.
+pub const RULES_CHANNEL: &str = "tagward_rules";
+/// The channel every change to the service tokens is announced on (by a trigger).
+pub const TOKENS_CHANNEL: &str = "tagward_tokens";

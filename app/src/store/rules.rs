@@ -1,0 +1,300 @@
+//! Tag immutability rules: loading them (parsed once, here) and the one operation that changes them.
+
+use super::audit::AuditEntry;
+use super::StoreError;
+use crate::activity::AuditKind;
+use crate::policy::{PolicyRule, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
+use crate::principal::Principal;
+use sqlx::{PgExecutor, PgPool};
+
+/// A stored rule with its history.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    pub id: i64,
+    pub enabled: bool,
+    /// The patterns as stored, shown and edited as they were written.
+    pub input: RuleInput,
+    /// The rule parsed once, when it was loaded. An error only for a row written outside tagward
+    /// that the engine refuses: such a project's policy cannot be evaluated (see
+    /// [`enforceable_rules`]), and pages show the row as it is.
+    pub spec: Result<RuleSpec, RuleErrors>,
+    pub created_by: String,
+    pub created_at: time::OffsetDateTime,
+    pub updated_by: String,
+    pub updated_at: time::OffsetDateTime,
+}
+
+impl StoredRule {
+    /// The rule as the engine sees it, if it parsed.
+    pub fn policy_rule(&self) -> Option<PolicyRule> {
+        let spec = self.spec.as_ref().ok()?.clone();
+        Some(PolicyRule { id: self.id, enabled: self.enabled, spec })
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "repositories_action": self.input.repositories_action,
+            "repositories": self.input.repositories,
+            "tags_action": self.input.tags_action,
+            "tags": self.input.tags,
+            "enabled": self.enabled,
+        })
+    }
+}
+
+/// A project's enabled stored rules as the engine enforces them, or why they cannot be: a stored
+/// rule the engine refuses, or rules past the size budget (both only written outside tagward).
+/// One judgement for the decision caches and the portal, which shows it.
+pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, String> {
+    let rules = stored
+        .iter()
+        .filter(|rule| rule.enabled)
+        .map(|rule| match &rule.spec {
+            Ok(spec) => Ok(PolicyRule { id: rule.id, enabled: true, spec: spec.clone() }),
+            Err(errors) => Err(format!("its rule {} does not parse: {errors}", rule.id)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::policy::check_stored_size(&rules).map_err(|error| error.to_string())?;
+    Ok(rules)
+}
+
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    id: i64,
+    project_id: i64,
+    enabled: bool,
+    repositories_action: String,
+    repositories: String,
+    tags_action: String,
+    tags: String,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+    updated_by: String,
+    updated_at: time::OffsetDateTime,
+}
+
+impl From<RuleRow> for StoredRule {
+    fn from(row: RuleRow) -> Self {
+        let input = RuleInput {
+            repositories_action: row.repositories_action,
+            repositories: row.repositories,
+            tags_action: row.tags_action,
+            tags: row.tags,
+        };
+        StoredRule {
+            id: row.id,
+            enabled: row.enabled,
+            spec: RuleSpec::parse(&input),
+            input,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_by: row.updated_by,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A project's rules, oldest first.
+pub async fn project_rules(db: impl PgExecutor<'_>, project_id: i64) -> Result<Vec<StoredRule>, StoreError> {
+    let rows: Vec<RuleRow> =
+        sqlx::query_as(&format!("select {RULE_COLUMNS} from immutability_rules where project_id = $1 order by id"))
+            .bind(project_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(StoredRule::from).collect())
+}
+
+/// One rule by id, if it exists.
+async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, StoreError> {
+    let row: Option<RuleRow> = sqlx::query_as(&format!("select {RULE_COLUMNS} from immutability_rules where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(StoredRule::from))
+}
+
+/// The columns of a `RuleRow`.
+const RULE_COLUMNS: &str = "id, project_id, enabled, repositories_action, repositories, tags_action, tags, \
+                            created_by, created_at, updated_by, updated_at";
+
+/// What a rule change does.
+pub enum RuleChange<'a> {
+    Create(&'a RuleSpec),
+    /// Created disabled, in the same transaction (never enforced, not even for a moment).
+    CreateDisabled(&'a RuleSpec),
+    Update(i64, &'a RuleSpec),
+    SetEnabled(i64, bool),
+    Delete(i64),
+}
+
+/// Applies one change to a project's rules in one transaction: the project row is locked first, so
+/// concurrent changes to one project queue up and the limit of 15 and the ban on identical rules
+/// hold whatever the timing. Records the change in the audit trail (a trigger announces it on
+/// [`RULES_CHANNEL`] at commit). Returns the id of the rule changed.
+pub async fn change_rules(
+    pool: &PgPool,
+    by: &Principal,
+    project_id: i64,
+    change: RuleChange<'_>,
+) -> Result<i64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let project: Option<(String,)> = sqlx::query_as(r"select name from projects where id = $1 for update")
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let not_found = || StoreError::NotFound(format!("project {project_id} does not exist"));
+    let (project,) = project.ok_or_else(not_found)?;
+    let role = super::projects::role_of(&mut *tx, by, project_id).await?;
+    if !by.may_see(&project, role) {
+        return Err(not_found());
+    }
+    by.may_change_rules(&project, role)?;
+    let actor = by.actor();
+    let rules = project_rules(&mut *tx, project_id).await?;
+    let find = |id: i64| {
+        rules.iter().find(|r| r.id == id).ok_or_else(|| StoreError::NotFound(format!("rule {id} does not exist")))
+    };
+    let refuse_duplicate = |spec: &RuleSpec, except: Option<i64>| -> Result<(), StoreError> {
+        for other in rules.iter().filter(|r| Some(r.id) != except) {
+            if other.spec.as_ref().is_ok_and(|other| other.same_as(spec)) {
+                return Err(StoreError::Conflict {
+                    field: "rule",
+                    message: format!("an identical rule already exists: rule {} ({})", other.id, spec.summary()),
+                });
+            }
+        }
+        Ok(())
+    };
+    // The rule set as it would be stored must stay enforceable (size budget, compiles), checked
+    // under the project lock so concurrent changes cannot together pass it.
+    let resulting = match &change {
+        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => Some((None, (*spec).clone())),
+        RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
+        RuleChange::SetEnabled(..) | RuleChange::Delete(_) => None,
+    };
+    if let Some((replaced, changed)) = resulting {
+        let mut specs: Vec<RuleSpec> =
+            rules.iter().filter(|rule| Some(rule.id) != replaced).filter_map(|rule| rule.spec.clone().ok()).collect();
+        specs.push(changed.clone());
+        tokio::task::spawn_blocking(move || crate::policy::check_rule_set(&specs, Some(&changed)))
+            .await
+            .map_err(|e| StoreError::Unexpected(e.into()))?
+            .map_err(|error| StoreError::Refused(error.to_string()))?;
+    }
+    let (kind, rule_id, before) = match &change {
+        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => {
+            if rules.len() >= MAX_RULES {
+                return Err(StoreError::Refused(format!(
+                    "this project has {} rules, the most allowed; edit or delete one to add another",
+                    rules.len()
+                )));
+            }
+            refuse_duplicate(spec, None)?;
+            let input = spec.to_input();
+            let (id,): (i64,) = sqlx::query_as(
+                r"insert into immutability_rules
+                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, enabled)
+                  values ($1, $2, $3, $4, $5, $6, $6, $7) returning id",
+            )
+            .bind(project_id)
+            .bind(&input.repositories_action)
+            .bind(&input.repositories)
+            .bind(&input.tags_action)
+            .bind(&input.tags)
+            .bind(&actor)
+            .bind(matches!(change, RuleChange::Create(_)))
+            .fetch_one(&mut *tx)
+            .await?;
+            (AuditKind::RuleCreate, id, None)
+        }
+        RuleChange::Update(id, spec) => {
+            let before = find(*id)?.snapshot();
+            refuse_duplicate(spec, Some(*id))?;
+            let input = spec.to_input();
+            sqlx::query(
+                r"update immutability_rules
+                  set repositories_action = $2, repositories = $3, tags_action = $4, tags = $5,
+                      updated_by = $6, updated_at = now()
+                  where id = $1",
+            )
+            .bind(id)
+            .bind(&input.repositories_action)
+            .bind(&input.repositories)
+            .bind(&input.tags_action)
+            .bind(&input.tags)
+            .bind(&actor)
+            .execute(&mut *tx)
+            .await?;
+            (AuditKind::RuleUpdate, *id, Some(before))
+        }
+        RuleChange::SetEnabled(id, enabled) => {
+            let before = find(*id)?.snapshot();
+            sqlx::query(
+                r"update immutability_rules set enabled = $2, updated_by = $3, updated_at = now() where id = $1",
+            )
+            .bind(id)
+            .bind(enabled)
+            .bind(&actor)
+            .execute(&mut *tx)
+            .await?;
+            (if *enabled { AuditKind::RuleEnable } else { AuditKind::RuleDisable }, *id, Some(before))
+        }
+        RuleChange::Delete(id) => {
+            let before = find(*id)?.snapshot();
+            sqlx::query(r"delete from immutability_rules where id = $1").bind(id).execute(&mut *tx).await?;
+            (AuditKind::RuleDelete, *id, Some(before))
+        }
+    };
+    let after = rule(&mut *tx, rule_id).await?.map(|r| r.snapshot());
+    AuditEntry { project_id: Some(project_id), kind, rule_id: Some(rule_id), before, after }
+        .record(&mut *tx, by)
+        .await?;
+    tx.commit().await?;
+    Ok(rule_id)
+}
+
+/// A project and all its rules, as the decision cache loads them.
+pub struct ProjectRules {
+    pub id: i64,
+    pub name: String,
+    pub rules: Vec<StoredRule>,
+}
+
+/// Every project with its rules, in two queries whatever the number of projects.
+pub async fn all_project_rules(db: &PgPool) -> Result<Vec<ProjectRules>, StoreError> {
+    // One snapshot for both queries, so no rule is seen without its project.
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
+    let projects: Vec<(i64, String)> =
+        sqlx::query_as(r"select id, name from projects order by id").fetch_all(&mut *tx).await?;
+    let mut rows =
+        sqlx::query_as::<_, RuleRow>(&format!("select {RULE_COLUMNS} from immutability_rules order by project_id, id"))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .peekable();
+    tx.commit().await?;
+    let mut loaded = Vec::with_capacity(projects.len());
+    for (id, name) in projects {
+        let mut rules = Vec::new();
+        while let Some(row) = rows.next_if(|row| row.project_id <= id) {
+            if row.project_id == id {
+                rules.push(row.into());
+            }
+        }
+        loaded.push(ProjectRules { id, name, rules });
+    }
+    Ok(loaded)
+}
+
+/// One project with its rules, by id; `None` once it is deleted.
+pub async fn project_rules_by_id(db: &PgPool, id: i64) -> Result<Option<ProjectRules>, StoreError> {
+    let mut tx = db.begin().await?;
+    let project: Option<(String,)> =
+        sqlx::query_as(r"select name from projects where id = $1").bind(id).fetch_optional(&mut *tx).await?;
+    let Some((name,)) = project else {
+        return Ok(None);
+    };
+    let rules = project_rules(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Some(ProjectRules { id, name, rules }))
+}
