@@ -8,7 +8,7 @@ use app::principal::{Denied, Principal};
 use app::state::LoginThrottle;
 use app::store::{self, RuleChange, StoreError, StoredRule};
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -52,38 +52,48 @@ pub fn router(state: HarborState) -> Router {
             "/api/v2.0/projects/{project}/immutabletagrules/{id}",
             axum::routing::put(update_rule).delete(delete_rule),
         )
-        .layer(axum::middleware::from_fn(refuse_browser_writes))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// Browsers remember Basic credentials and send them along with requests other sites make, so a
-/// write must not be something a page elsewhere can send: it must come from no browser page or
-/// from this origin (as the portal's forms), and its body must be JSON (a cross-site form or
-/// `text/plain` post cannot set that without a CORS preflight, which this API never grants).
-async fn refuse_browser_writes(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use axum::http::Method;
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
+/// A method the path does not take (axum keeps the `Allow` header).
+async fn method_not_allowed() -> HarborError {
+    HarborError::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed here")
+}
+
+type Path<T> = crate::extract::Path<T, HarborError>;
+type Query<T> = crate::extract::Query<T, HarborError>;
+
+impl crate::extract::Rejection for HarborError {
+    fn rejected(status: StatusCode, message: String) -> Self {
+        HarborError::new(status, message)
     }
-    if !crate::csrf::same_origin(request.headers()) {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "Harbor API: cross-site write refused");
-        return HarborError::new(StatusCode::FORBIDDEN, "cross-site requests may not change anything").into_response();
+}
+
+/// A request body that must be JSON. Browsers remember Basic credentials and send them along with
+/// requests other sites make, and a cross-site form or `text/plain` post cannot be JSON without a
+/// CORS preflight, which this API never grants (cross-site requests are refused by [`Caller`] too).
+pub struct JsonBody(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = HarborError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, HarborError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(HarborError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be `Content-Type: application/json`",
+            ));
+        }
+        let crate::extract::Body(bytes, _) = crate::extract::Body::<HarborError>::from_request(request, state).await?;
+        Ok(Self(bytes))
     }
-    let has_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH);
-    let json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if has_body && !json {
-        return HarborError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be `Content-Type: application/json`",
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 /// Harbor's error body: `{"errors":[{"code","message"}]}`.
@@ -145,6 +155,9 @@ impl IntoResponse for HarborError {
             StatusCode::FORBIDDEN => "FORBIDDEN",
             StatusCode::NOT_FOUND => "NOT_FOUND",
             StatusCode::CONFLICT => "CONFLICT",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+            StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
             StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
             _ => "INTERNAL_SERVER_ERROR",
@@ -203,6 +216,12 @@ impl FromRequestParts<HarborState> for Caller {
     type Rejection = HarborError;
 
     async fn from_request_parts(parts: &mut Parts, state: &HarborState) -> Result<Self, Self::Rejection> {
+        use axum::http::Method;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && !crate::csrf::same_origin(&parts.headers) {
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "Harbor API: cross-site write refused");
+            return Err(HarborError::new(StatusCode::FORBIDDEN, "cross-site requests may not change anything"));
+        }
         let unauthorized = || {
             HarborError::new(
                 StatusCode::UNAUTHORIZED,
@@ -250,16 +269,21 @@ impl FromRequestParts<HarborState> for Caller {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
 }
+
+/// Pages past this are refused (a client paging that far is lost, not listing).
+const MAX_PAGE: i64 = 1_000_000;
 
 impl Paging {
     fn resolve(&self) -> Result<(usize, usize), HarborError> {
         let page = self.page.unwrap_or(1);
         let size = self.page_size.unwrap_or(10);
-        if page < 1 {
-            return Err(HarborError::bad_request(format!("page: must be 1 or more, got {page}")));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(HarborError::bad_request(format!("page: must be 1 to {MAX_PAGE}, got {page}")));
         }
         if !(1..=100).contains(&size) {
             return Err(HarborError::bad_request(format!("page_size: must be 1 to 100, got {size}")));
@@ -321,12 +345,19 @@ fn harbor_project(access: app::account::ProjectAccess) -> HarborProject {
 
 /// The projects the caller can see.
 #[utoipa::path(get, path = "/api/v2.0/projects", params(Paging), tag = "harbor",
-    responses((status = 200, body = Vec<HarborProject>), (status = 401, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    responses(
+        (status = 200, description = "The projects the caller can see", body = Vec<HarborProject>,
+            headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:read"])))]
 async fn list_projects(
     State(state): State<HarborState>,
     caller: Caller,
-    Query(paging): Query<Paging>,
+    crate::extract::Query(paging, _): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
     caller.0.may_read_rules()?;
     let projects = store::visible_projects(&state.pool, &caller.0).await?;
@@ -342,7 +373,15 @@ async fn project(
     headers: &HeaderMap,
     name_or_id: &str,
 ) -> Result<app::account::ProjectAccess, HarborError> {
-    let by_name = headers.get("x-is-resource-name").and_then(|v| v.to_str().ok()) == Some("true");
+    let by_name = match headers.get("x-is-resource-name").map(|v| v.to_str().unwrap_or_default()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(HarborError::bad_request(format!(
+                "X-Is-Resource-Name: must be `true` or `false`, got `{other}`"
+            )))
+        }
+    };
     let name = match name_or_id.parse::<i64>() {
         Ok(id) if !by_name => store::project_name(&state.pool, id).await?.unwrap_or_default(),
         _ => name_or_id.to_owned(),
@@ -357,14 +396,22 @@ async fn project(
 }
 
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
-    responses((status = 200, body = HarborProject), (status = 404, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
+        crate::openapi::ResourceName),
+    responses(
+        (status = 200, description = "The project", body = HarborProject),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:read"])))]
 async fn get_project(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(name_or_id): Path<String>,
+    crate::extract::Path(name_or_id, _): Path<String>,
 ) -> Result<Json<HarborProject>, HarborError> {
     Ok(Json(harbor_project(project(&state, &caller, &headers, &name_or_id).await?)))
 }
@@ -385,8 +432,8 @@ pub struct ImmutableRule {
     #[serde(default)]
     pub template: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
-    pub params: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
     pub tag_selectors: Vec<ImmutableSelector>,
     /// `{"repository": [selector]}`
     pub scope_selectors: HashMap<String, Vec<ImmutableSelector>>,
@@ -452,7 +499,7 @@ fn immutable_rule(rule: &StoredRule) -> ImmutableRule {
         disabled: Some(!rule.enabled),
         action: Some("immutable".into()),
         template: Some("immutable_template".into()),
-        params: Some(serde_json::json!({})),
+        params: Some(serde_json::Map::new()),
         tag_selectors: vec![selector(tag_decoration, tags)],
         scope_selectors: HashMap::from([("repository".to_owned(), vec![selector(repo_decoration, repositories)])]),
     }
@@ -519,16 +566,24 @@ fn parse_rule(body: &Bytes) -> Result<ParsedRule, HarborError> {
 
 /// The project's rules, Harbor's shape.
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header), Paging),
-    responses((status = 200, body = Vec<ImmutableRule>, headers(("X-Total-Count" = i64), ("Link" = String))),
-              (status = 404, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
+        crate::openapi::ResourceName, Paging),
+    responses(
+        (status = 200, description = "The project's rules", body = Vec<ImmutableRule>,
+            headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:read"])))]
 async fn list_rules(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(name_or_id): Path<String>,
-    Query(paging): Query<Paging>,
+    crate::extract::Path(name_or_id, _): Path<String>,
+    crate::extract::Query(paging, _): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = project(&state, &caller, &headers, &name_or_id).await?;
     let rules: Vec<ImmutableRule> =
@@ -554,38 +609,64 @@ async fn managed_project(
 
 /// Adds a rule: 201 with its `Location`; 400 for a bad pattern or a 16th rule; 409 for a duplicate.
 #[utoipa::path(post, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(("project_name_or_id" = String, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
-    request_body = ImmutableRule,
-    responses((status = 201, headers(("Location" = String))), (status = 400, body = HarborErrors),
-              (status = 403, body = HarborErrors), (status = 409, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
+        crate::openapi::ResourceName),
+    request_body = crate::openapi::NewImmutableRule,
+    responses(
+        (status = 201, description = "Created; `Location` is its URL, the body the rule as stored", body = ImmutableRule,
+            headers(("Location" = String))),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
+        (status = 409, description = "An identical rule exists", body = HarborErrors),
+        (status = 413, description = "The body is too large", body = HarborErrors),
+        (status = 415, description = "The body is not `application/json`", body = HarborErrors),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn create_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(name_or_id): Path<String>,
-    body: Bytes,
+    crate::extract::Path(name_or_id, _): Path<String>,
+    JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     let rule = parse_rule(&body)?;
     let change = if rule.disabled { RuleChange::CreateDisabled(&rule.spec) } else { RuleChange::Create(&rule.spec) };
     let id = store::change_rules(&state.pool, &caller.0, access.id, change).await?;
     let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)]))
+    // Harbor answers with `Location` only; the rule in the body is extra (its clients ignore it)
+    // and lets a client, or an OpenAPI link, go on with the id.
+    let stored = store::project_rules(&state.pool, access.id).await?;
+    let created = stored.iter().find(|rule| rule.id == id).map(immutable_rule);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(created)))
 }
 
 /// Changes a rule's patterns and whether it is disabled.
 #[utoipa::path(put, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path), ("immutable_rule_id" = i64, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
-    request_body = ImmutableRule,
-    responses((status = 200), (status = 400, body = HarborErrors), (status = 404, body = HarborErrors), (status = 409, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
+        crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    request_body = crate::openapi::NewImmutableRule,
+    responses(
+        (status = 200, description = "Changed"),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
+        (status = 409, description = "An identical rule exists", body = HarborErrors),
+        (status = 413, description = "The body is too large", body = HarborErrors),
+        (status = 415, description = "The body is not `application/json`", body = HarborErrors),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn update_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    Path((name_or_id, id)): Path<(String, i64)>,
-    body: Bytes,
+    crate::extract::Path((name_or_id, id), _): Path<(String, i64)>,
+    JsonBody(body): JsonBody,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     let current = store::project_rules(&state.pool, access.id).await?;
@@ -609,14 +690,22 @@ async fn update_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path), ("immutable_rule_id" = i64, Path), ("X-Is-Resource-Name" = Option<bool>, Header)),
-    responses((status = 200), (status = 404, body = HarborErrors)),
-    security(("basic" = []), ("bearer" = [])))]
+    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
+        crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
+        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
+        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        (status = 404, description = "No such project or rule, or not visible to the caller", body = HarborErrors),
+    ),
+    security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn delete_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    Path((name_or_id, id)): Path<(String, i64)>,
+    crate::extract::Path((name_or_id, id), _): Path<(String, i64)>,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     store::change_rules(&state.pool, &caller.0, access.id, RuleChange::Delete(id)).await?;

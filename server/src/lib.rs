@@ -5,11 +5,13 @@ pub mod config;
 pub mod core;
 mod csrf;
 pub mod enforcement;
+mod extract;
 pub mod gateway;
 pub mod harbor;
 mod listener;
 pub mod metrics;
 pub mod oci_error;
+mod openapi;
 mod ops;
 pub mod startup;
 

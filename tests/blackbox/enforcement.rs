@@ -277,7 +277,11 @@ async fn metrics_and_the_openapi_document_are_served() {
     ] {
         assert!(openapi["paths"][path].is_object(), "{path} missing");
     }
-    assert!(openapi["components"]["schemas"]["CheckRequest"]["properties"]["current_digest"].is_object());
+    // The exact shapes: a push requires `current_digest` (null when the tag is new).
+    let push = &openapi["components"]["schemas"]["PushCheck"];
+    assert!(push["properties"]["current_digest"].is_object(), "{push}");
+    assert!(push["required"].as_array().unwrap().contains(&Value::from("current_digest")), "{push}");
+    assert_eq!(openapi["components"]["schemas"]["CheckRequest"]["oneOf"].as_array().map(Vec::len), Some(3));
 }
 
 /// The samples of `/metrics`, by name and labels.

@@ -350,10 +350,27 @@ async fn writes_a_browser_page_elsewhere_could_send_are_refused() {
 #[tokio::test]
 async fn odd_input_is_answered_as_harbor_does_without_overflow() {
     let app = harbor().await;
+    // Pages are bounded (as the OpenAPI document says); past the bound, a 400 naming it.
     let huge = format!("{RULES}?page=9223372036854775807&page_size=100");
     let page = send(&app, reqwest::Method::GET, &huge, "ann", None).await;
-    assert_eq!(page.status(), 200);
-    assert_eq!(page.json::<Value>().await.unwrap(), json!([]));
+    assert_eq!(page.status(), 400);
+    let message = page.json::<Value>().await.unwrap()["errors"][0]["message"].as_str().unwrap().to_owned();
+    assert_eq!(message, "page: must be 1 to 1000000, got 9223372036854775807");
+    let last = send(&app, reqwest::Method::GET, &format!("{RULES}?page=1000000&page_size=100"), "ann", None).await;
+    assert_eq!(last.status(), 200);
+    assert_eq!(last.json::<Value>().await.unwrap(), json!([]));
+    // Past `i64`, a path id or a query value is a 400 in Harbor's body, not a framework's text.
+    let past = send(&app, reqwest::Method::DELETE, &format!("{RULES}/9223372036854775808"), "ann", None).await;
+    assert_eq!(past.status(), 400);
+    assert_eq!(past.headers()["content-type"], "application/json");
+    let past = send(&app, reqwest::Method::GET, &format!("{RULES}?page=99999999999999999999"), "ann", None).await;
+    assert_eq!(past.status(), 400);
+    assert!(past.json::<Value>().await.unwrap()["errors"][0]["message"].is_string());
+    // A method the path does not take: 405 with `Allow`, in Harbor's body.
+    let patch = send(&app, reqwest::Method::PATCH, RULES, "ann", None).await;
+    assert_eq!(patch.status(), 405);
+    assert!(patch.headers()["allow"].to_str().unwrap().contains("POST"));
+    assert_eq!(patch.json::<Value>().await.unwrap()["errors"][0]["code"], "METHOD_NOT_ALLOWED");
     // Harbor's own permission test: `PUT …/0` with the body `null` is a 404 (no rule 0).
     let null = reqwest::Client::new()
         .put(app.url(&format!("{RULES}/0")))

@@ -335,6 +335,9 @@ async fn decision_bodies_are_bounded() {
         // The token reaches the server's cache by notification, a moment after it is committed.
         if response.status() != 401 || started.elapsed() > Duration::from_secs(5) {
             assert_eq!(response.status(), 413);
+            // In the OCI error format, like every other answer of the decision API.
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["errors"][0]["code"], "SIZE_INVALID", "{body}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

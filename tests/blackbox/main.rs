@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod browser;
 mod cli;
+mod contract;
 mod enforcement;
 mod gateway;
 mod harbor;

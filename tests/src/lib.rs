@@ -181,10 +181,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// The portal over `db`, reaching it at `database_url` (e.g. through a [`CuttableProxy`]).
 pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
+    spawn_app_with(db, database_url, &["--login-attempts-per-minute", "5"]).await
+}
+
+/// The portal over `db` with more `tagward serve` flags.
+pub async fn spawn_app_with(db: TestDb, database_url: String, flags: &[&str]) -> TestApp {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(tagward_bin());
     command
-        .args(["serve", "--addr", "127.0.0.1:0", "--cookie-secure", "false", "--login-attempts-per-minute", "5"])
+        .args(["serve", "--addr", "127.0.0.1:0", "--cookie-secure", "false"])
+        .args(flags)
         .env("DATABASE_URL", database_url)
         .env("LEPTOS_SITE_ROOT", std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
         .env_remove("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD")

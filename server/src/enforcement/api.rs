@@ -6,7 +6,7 @@ use super::{Check, Enforcer, Protection, Verdict};
 use crate::oci_error::OciErrors;
 use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ pub fn router(enforcer: Enforcer) -> Router {
         .route("/api/v1/enforcement/check", post(check))
         .route("/api/v1/enforcement/check/batch", post(check_batch))
         .route("/api/v1/projects/{project}/immutable", get(immutable))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(enforcer)
 }
@@ -39,6 +40,24 @@ pub enum ApiError {
     Forbidden(String),
     /// A malformed request; `field` names the input at fault (`tag`, `checks[2].digest`).
     Invalid { code: &'static str, field: String, value: Option<String>, message: String },
+    /// A request refused before it was read: a path or query that does not parse, a body too
+    /// large or too slow, a method the path does not take.
+    Rejected { status: StatusCode, message: String },
+}
+
+impl crate::extract::Rejection for ApiError {
+    fn rejected(status: StatusCode, message: String) -> Self {
+        ApiError::Rejected { status, message }
+    }
+}
+
+type Path<T> = crate::extract::Path<T, ApiError>;
+type Query<T> = crate::extract::Query<T, ApiError>;
+type Body = crate::extract::Body<ApiError>;
+
+/// A method the path does not take (axum keeps the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::Rejected { status: StatusCode::METHOD_NOT_ALLOWED, message: "this method is not allowed here".into() }
 }
 
 impl ApiError {
@@ -57,12 +76,19 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Unauthorized(why) => {
                 let challenge = HeaderValue::from_static(r#"Bearer realm="tagward", error="invalid_token""#);
-                let body = OciErrors::one("UNAUTHORIZED", why.to_owned(), serde_json::Value::Null);
+                let body = OciErrors::one("UNAUTHORIZED", why.to_owned(), serde_json::json!({}));
                 (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], Json(body)).into_response()
             }
             ApiError::Forbidden(message) => {
-                (StatusCode::FORBIDDEN, Json(OciErrors::one("DENIED", message, serde_json::Value::Null)))
-                    .into_response()
+                (StatusCode::FORBIDDEN, Json(OciErrors::one("DENIED", message, serde_json::json!({})))).into_response()
+            }
+            ApiError::Rejected { status, message } => {
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "SIZE_INVALID",
+                    StatusCode::METHOD_NOT_ALLOWED => "UNSUPPORTED",
+                    _ => "INVALID_REQUEST",
+                };
+                (status, Json(OciErrors::one(code, message, serde_json::json!({})))).into_response()
             }
             ApiError::Invalid { code, field, value, message } => {
                 let detail = serde_json::json!({ "field": field, "value": value });
@@ -101,7 +127,7 @@ where
 /// `digest` and `current_digest` (null when the tag does not exist yet; required, so that a
 /// registry that forgot it is told rather than every push passing as a first one); `delete_tag`
 /// takes `tag`; `delete_manifest` takes `digest` and `tags` (those pointing at it now).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// `push`, `delete_tag` or `delete_manifest`
@@ -113,7 +139,6 @@ pub struct CheckRequest {
     pub digest: Option<String>,
     /// The digest the tag points at now, or null when it does not exist.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
     pub current_digest: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
 }
@@ -211,26 +236,27 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
 #[utoipa::path(
     post,
     path = "/api/v1/enforcement/check",
-    request_body = CheckRequest,
+    request_body = crate::openapi::CheckRequest,
     responses(
         (status = 200, description = "The decision (allowed or not)", body = Verdict),
         (status = 400, description = "Malformed request; `detail.field` names the field", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
         (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
+        (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["decisions"])),
     tag = "enforcement"
 )]
 async fn check(
     State(enforcer): State<Enforcer>,
     Caller(token): Caller,
-    body: Bytes,
+    crate::extract::Body(body, _): Body,
 ) -> Result<Json<Verdict>, ApiError> {
     let check = json_body::<CheckRequest>(&body)?.parse("")?;
     Ok(Json(enforcer.check(&token.name, &check).await))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 100 checks, e.g. one push per tag of `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b`.
@@ -249,20 +275,21 @@ pub struct BatchVerdict {
 #[utoipa::path(
     post,
     path = "/api/v1/enforcement/check/batch",
-    request_body = BatchRequest,
+    request_body = crate::openapi::BatchRequest,
     responses(
         (status = 200, description = "One decision per check", body = BatchVerdict),
         (status = 400, description = "Malformed request; `detail.field` names the field, e.g. `checks[1].tag`", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
         (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
+        (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["decisions"])),
     tag = "enforcement"
 )]
 async fn check_batch(
     State(enforcer): State<Enforcer>,
     Caller(token): Caller,
-    body: Bytes,
+    crate::extract::Body(body, _): Body,
 ) -> Result<Json<BatchVerdict>, ApiError> {
     let batch = json_body::<BatchRequest>(&body)?;
     if batch.checks.is_empty() || batch.checks.len() > MAX_BATCH {
@@ -284,8 +311,7 @@ async fn check_batch(
     Ok(Json(BatchVerdict { allowed: decisions.iter().all(|d| d.allowed), decisions }))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct TagQuery {
     /// The repository's path inside the project, e.g. `api/web`.
     pub repository: Option<String>,
@@ -311,21 +337,21 @@ pub struct TagStatus {
 #[utoipa::path(
     get,
     path = "/api/v1/projects/{project}/immutable",
-    params(("project" = String, Path, description = "Project name"), TagQuery),
+    params(crate::openapi::ProjectParam, crate::openapi::TagQuery),
     responses(
         (status = 200, description = "Whether the tag is immutable", body = TagStatus),
         (status = 400, description = "Malformed request; `detail.field` names the parameter", body = OciErrors),
         (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
         (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["decisions"])),
     tag = "enforcement"
 )]
 async fn immutable(
     State(enforcer): State<Enforcer>,
     _caller: Caller,
-    Path(project): Path<String>,
-    Query(query): Query<TagQuery>,
+    crate::extract::Path(project, _): Path<String>,
+    crate::extract::Query(query, _): Query<TagQuery>,
 ) -> Result<Json<TagStatus>, ApiError> {
     let project = ProjectName::parse(&project).map_err(|error| ApiError::name("NAME_INVALID", "project", error))?;
     let path = query.repository.ok_or_else(|| ApiError::invalid("repository", "`repository` is required"))?;
