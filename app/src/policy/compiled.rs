@@ -1,13 +1,16 @@
-//! A project's enabled rules compiled into two glob sets (one over every repository pattern, one over
-//! every tag pattern), so a decision is two set matches and a few bit operations, however many rules.
+//! A project's enabled rules compiled for deciding: each side (repositories, tags) of every rule
+//! in one matcher, so a decision is two side matches and a few bit operations, however many rules.
+//!
+//! Two matchers, one API. On the server (feature `server-matcher`) every pattern's glob becomes a
+//! regex and all of them run as one multi-pattern automaton: one pass over the name, about 100 ns
+//! a decision. In the browser (the live preview) the [`interpreted`](super::interpreted) matcher
+//! runs instead, with no regex engine in the download. The property tests hold both equal to the
+//! reference evaluator.
 
+use super::interpreted::PatternMatcher;
 use super::names::{Digest, RepositoryName, Tag};
 use super::pattern::Field;
 use super::rule::{Action, PolicyRule, RuleSpec, Selector};
-use globset::GlobBuilder;
-use regex_automata::meta::Regex;
-use regex_automata::{Anchored, Input, MatchKind, PatternSet};
-use std::cell::RefCell;
 use std::fmt;
 
 /// The product's limit of rules per project (enforced where rules are stored).
@@ -103,76 +106,141 @@ pub fn check_stored_size<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) ->
     Ok(())
 }
 
-/// Matches one side (repositories or tags) of every rule at once: every pattern's glob is
-/// translated by `globset` to a regex, and all of them run as one multi-pattern regex (one pass
-/// over the name, whatever the number of patterns).
+/// One side (repositories or tags) of every enabled rule.
 #[derive(Debug, Clone)]
-struct SideMatcher {
-    regex: Regex,
-    /// For each pattern of `regex`, the bit of the rule it belongs to.
-    owner: Vec<u64>,
-    /// The bits of the rules whose action on this side is `excluding`.
-    excluding: u64,
-}
-
-thread_local! {
-    /// Reused by every match on a thread, so that a decision allocates nothing once warm.
-    static MATCHES: RefCell<PatternSet> = RefCell::new(PatternSet::new(0));
+enum SideMatcher {
+    #[cfg(feature = "server-matcher")]
+    Regex(regex_side::RegexSide),
+    Interpreted(InterpretedSide),
 }
 
 impl SideMatcher {
-    fn build(rules: &[&PolicyRule], side: fn(&RuleSpec) -> &Selector) -> Result<Self, CompileError> {
-        let mut patterns = Vec::new();
-        let mut owner = Vec::new();
-        let mut excluding = 0u64;
-        for (position, rule) in rules.iter().enumerate() {
-            let bit = 1u64 << position;
-            let selector = side(&rule.spec);
-            if selector.action() == Action::Excluding {
-                excluding |= bit;
-            }
-            for pattern in selector.patterns() {
-                let glob = GlobBuilder::new(pattern.canonical())
-                    .literal_separator(true)
-                    .backslash_escape(false)
-                    .empty_alternates(true)
-                    .build()
-                    .map_err(|source| CompileError::Glob {
-                        pattern: pattern.as_str().to_owned(),
-                        reason: source.to_string(),
-                    })?;
-                patterns.push(glob.regex().to_owned());
-                owner.push(bit);
-            }
-        }
-        // globset's regexes are byte-oriented (`(?-u)`); names are ASCII, so bytes are characters.
-        let regex = Regex::builder()
-            .syntax(regex_automata::util::syntax::Config::new().utf8(false))
-            .configure(Regex::config().match_kind(MatchKind::All).utf8_empty(false))
-            .build_many(&patterns)
-            .map_err(|source| CompileError::Glob {
-                pattern: "(all patterns)".to_owned(),
-                reason: source.to_string(),
-            })?;
-        Ok(Self { regex, owner, excluding })
-    }
-
     /// The rules whose selector on this side holds for `name`.
     fn holding(&self, name: &str) -> u64 {
-        MATCHES.with(|matches| {
-            let mut matches = matches.borrow_mut();
-            if matches.capacity() < self.regex.pattern_len() {
-                *matches = PatternSet::new(self.regex.pattern_len());
+        match self {
+            #[cfg(feature = "server-matcher")]
+            SideMatcher::Regex(side) => side.holding(name),
+            SideMatcher::Interpreted(side) => side.holding(name),
+        }
+    }
+}
+
+/// Which side of a rule.
+type Side = fn(&RuleSpec) -> &Selector;
+
+/// The rules whose action on this side is `excluding`, as bits.
+fn excluding(rules: &[&PolicyRule], side: Side) -> u64 {
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| side(&rule.spec).action() == Action::Excluding)
+        .fold(0, |bits, (position, _)| bits | 1u64 << position)
+}
+
+/// Every pattern of one side, each tried on its own.
+#[derive(Debug, Clone)]
+struct InterpretedSide {
+    /// Each pattern with the bit of the rule it belongs to.
+    patterns: Vec<(PatternMatcher, u64)>,
+    excluding: u64,
+}
+
+impl InterpretedSide {
+    fn build(rules: &[&PolicyRule], side: Side, field: Field) -> Self {
+        let patterns = rules
+            .iter()
+            .enumerate()
+            .flat_map(|(position, rule)| {
+                side(&rule.spec)
+                    .patterns()
+                    .iter()
+                    .map(move |pattern| (PatternMatcher::new(pattern, field), 1u64 << position))
+            })
+            .collect();
+        Self { patterns, excluding: excluding(rules, side) }
+    }
+
+    fn holding(&self, name: &str) -> u64 {
+        let mut hits = 0u64;
+        for (pattern, bit) in &self.patterns {
+            if hits & bit == 0 && pattern.matches(name) {
+                hits |= bit;
             }
-            matches.clear();
-            let input = Input::new(name).anchored(Anchored::Yes);
-            self.regex.which_overlapping_matches(&input, &mut matches);
-            let hits = matches
-                .iter()
-                .filter_map(|pattern| self.owner.get(pattern.as_usize()))
-                .fold(0u64, |acc, bit| acc | bit);
-            hits ^ self.excluding
-        })
+        }
+        hits ^ self.excluding
+    }
+}
+
+#[cfg(feature = "server-matcher")]
+mod regex_side {
+    use super::{excluding, CompileError, PolicyRule, Side};
+    use globset::GlobBuilder;
+    use regex_automata::meta::Regex;
+    use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+    use std::cell::RefCell;
+
+    /// Every pattern's glob translated by `globset` to a regex, all of them run as one
+    /// multi-pattern regex (one pass over the name, whatever the number of patterns).
+    #[derive(Debug, Clone)]
+    pub(super) struct RegexSide {
+        regex: Regex,
+        /// For each pattern of `regex`, the bit of the rule it belongs to.
+        owner: Vec<u64>,
+        excluding: u64,
+    }
+
+    thread_local! {
+        /// Reused by every match on a thread, so that a decision allocates nothing once warm.
+        static MATCHES: RefCell<PatternSet> = RefCell::new(PatternSet::new(0));
+    }
+
+    impl RegexSide {
+        pub(super) fn build(rules: &[&PolicyRule], side: Side) -> Result<Self, CompileError> {
+            let mut patterns = Vec::new();
+            let mut owner = Vec::new();
+            for (position, rule) in rules.iter().enumerate() {
+                for pattern in side(&rule.spec).patterns() {
+                    let glob = GlobBuilder::new(pattern.canonical())
+                        .literal_separator(true)
+                        .backslash_escape(false)
+                        .empty_alternates(true)
+                        .build()
+                        .map_err(|source| CompileError::Glob {
+                            pattern: pattern.as_str().to_owned(),
+                            reason: source.to_string(),
+                        })?;
+                    patterns.push(glob.regex().to_owned());
+                    owner.push(1u64 << position);
+                }
+            }
+            // globset's regexes are byte-oriented (`(?-u)`); names are ASCII, so bytes are characters.
+            let regex = Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().utf8(false))
+                .configure(Regex::config().match_kind(MatchKind::All).utf8_empty(false))
+                .build_many(&patterns)
+                .map_err(|source| CompileError::Glob {
+                    pattern: "(all patterns)".to_owned(),
+                    reason: source.to_string(),
+                })?;
+            Ok(Self { regex, owner, excluding: excluding(rules, side) })
+        }
+
+        pub(super) fn holding(&self, name: &str) -> u64 {
+            MATCHES.with(|matches| {
+                let mut matches = matches.borrow_mut();
+                if matches.capacity() < self.regex.pattern_len() {
+                    *matches = PatternSet::new(self.regex.pattern_len());
+                }
+                matches.clear();
+                let input = Input::new(name).anchored(Anchored::Yes);
+                self.regex.which_overlapping_matches(&input, &mut matches);
+                let hits = matches
+                    .iter()
+                    .filter_map(|pattern| self.owner.get(pattern.as_usize()))
+                    .fold(0u64, |acc, bit| acc | bit);
+                hits ^ self.excluding
+            })
+        }
     }
 }
 
@@ -186,16 +254,38 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
-    /// Compiles the enabled rules; disabled ones are left out.
+    /// Compiles the enabled rules (disabled ones are left out) with the build's matcher: the
+    /// regex-based one on the server, the interpreted one in the browser.
     pub fn compile<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) -> Result<Self, CompileError> {
+        #[cfg(feature = "server-matcher")]
+        {
+            Self::build(rules, |enabled, side, _| regex_side::RegexSide::build(enabled, side).map(SideMatcher::Regex))
+        }
+        #[cfg(not(feature = "server-matcher"))]
+        {
+            Self::interpreted(rules)
+        }
+    }
+
+    /// Compiles the enabled rules with the interpreted matcher (no regex engine).
+    pub fn interpreted<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) -> Result<Self, CompileError> {
+        Self::build(rules, |enabled, side, field| {
+            Ok(SideMatcher::Interpreted(InterpretedSide::build(enabled, side, field)))
+        })
+    }
+
+    fn build<'a>(
+        rules: impl IntoIterator<Item = &'a PolicyRule>,
+        matcher: impl Fn(&[&PolicyRule], Side, Field) -> Result<SideMatcher, CompileError>,
+    ) -> Result<Self, CompileError> {
         let enabled: Vec<&PolicyRule> = rules.into_iter().filter(|r| r.enabled).collect();
         if enabled.len() > MASK_BITS {
             return Err(CompileError::TooManyRules(enabled.len()));
         }
         let all = if enabled.len() == MASK_BITS { u64::MAX } else { (1u64 << enabled.len()) - 1 };
         Ok(Self {
-            repositories: SideMatcher::build(&enabled, RuleSpec::repositories)?,
-            tags: SideMatcher::build(&enabled, RuleSpec::tags)?,
+            repositories: matcher(&enabled, RuleSpec::repositories, Field::Repositories)?,
+            tags: matcher(&enabled, RuleSpec::tags, Field::Tags)?,
             rules: enabled.iter().map(|r| RuleInfo { id: r.id, summary: r.spec.summary() }).collect(),
             all,
         })

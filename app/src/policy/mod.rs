@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod compiled;
+mod interpreted;
 mod names;
 mod pattern;
 pub mod reference;
@@ -29,14 +30,17 @@ pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {
     };
     if let Ok(spec) = RuleSpec::parse(&input) {
         let rule = PolicyRule { id: 1, enabled: true, spec };
-        let Ok(policy) = CompiledPolicy::compile([&rule]) else { unreachable!("a rule that parses always compiles") };
+        let Ok(compiled) = CompiledPolicy::compile([&rule]) else { unreachable!("a rule that parses always compiles") };
+        let Ok(interpreted) = CompiledPolicy::interpreted([&rule]) else { unreachable!("nor can interpreting fail") };
         // Only names a registry can send are compared: globset reads candidates as paths, so `..`
         // (never a valid tag or segment) is special to it.
         let path = if name.split('/').all(names::is_path_component) { name } else { "app" };
         let tag = if names::is_tag(name) { name } else { "latest" };
-        let compiled = !policy.immutable_rules(path, tag).is_empty();
         let reference = !reference::immutable_rule_ids(std::slice::from_ref(&rule), path, tag).is_empty();
-        assert_eq!(compiled, reference, "compiled and reference disagree on `{name}`");
+        for (matcher, policy) in [("compiled", &compiled), ("interpreted", &interpreted)] {
+            let decided = !policy.immutable_rules(path, tag).is_empty();
+            assert_eq!(decided, reference, "{matcher} and reference disagree on `{name}`");
+        }
     }
 }
 
@@ -60,6 +64,9 @@ mod tests {
         let policy = CompiledPolicy::compile(rules).unwrap();
         let compiled: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
         assert_eq!(compiled, reference::immutable_rule_ids(rules, path, tag), "{path}:{tag}");
+        let policy = CompiledPolicy::interpreted(rules).unwrap();
+        let interpreted: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
+        assert_eq!(interpreted, compiled, "interpreted, {path}:{tag}");
         compiled
     }
 
@@ -318,10 +325,14 @@ mod tests {
                 .enumerate()
                 .map(|(i, mut rule)| { rule.id = i as i64; rule })
                 .collect();
-            let policy = CompiledPolicy::compile(&rules).unwrap();
+            let compiled = CompiledPolicy::compile(&rules).unwrap();
+            let interpreted = CompiledPolicy::interpreted(&rules).unwrap();
             for (path, tag) in &queries {
-                let compiled: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
-                prop_assert_eq!(compiled, reference::immutable_rule_ids(&rules, path, tag), "{}:{}", path, tag);
+                let expected = reference::immutable_rule_ids(&rules, path, tag);
+                for policy in [&compiled, &interpreted] {
+                    let decided: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
+                    prop_assert_eq!(decided, expected.clone(), "{}:{}", path, tag);
+                }
             }
         }
 
