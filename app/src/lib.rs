@@ -22,12 +22,13 @@ pub mod store;
 use account::User;
 use auth::Logout;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// The HTML document around the app (server side only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let stylesheet = format!("/{}/{}", options.site_pkg_dir, site_file(&options, "css", "tagward.css"));
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -36,6 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 // The brand mark, inline: no request for /favicon.ico on every page.
                 <link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%232457c5'/%3E%3C/svg%3E"/>
+                <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -44,6 +46,27 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// The name under which the site serves a file of `kind` (`js`, `wasm`, `css`): content-hashed
+/// (`tagward.<hash>.css`, as `scripts/dev` publishes it and its hash file says) when the server
+/// runs with hashed files, else `unhashed`. Read once.
+fn site_file(options: &LeptosOptions, kind: &str, unhashed: &str) -> String {
+    static HASHES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    if !options.hash_files {
+        return unhashed.to_owned();
+    }
+    let hashes = HASHES.get_or_init(|| {
+        let text = std::fs::read_to_string(options.hash_file.as_ref()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(kind, hash)| (kind.trim().to_owned(), hash.trim().to_owned()))
+            .collect()
+    });
+    match hashes.iter().find(|(known, _)| known == kind) {
+        Some((_, hash)) => format!("tagward.{hash}.{kind}"),
+        None => unhashed.to_owned(),
     }
 }
 
@@ -58,7 +81,6 @@ pub struct Session {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/tagward.css"/>
         <Title formatter=|page: String| if page.is_empty() { "tagward".to_owned() } else { format!("{page} · tagward") }/>
         <Router>
             <Portal/>

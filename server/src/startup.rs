@@ -40,11 +40,16 @@ impl Application {
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?;
 
+        // `scripts/dev` publishes the site under content-hashed names and lists them here. Absolute,
+        // because leptos reads it relative to the executable's directory (an absolute path wins).
+        let hash_file = std::path::absolute(config.site_root.join("hash.txt"))?;
         let leptos_options = LeptosOptions::builder()
             .output_name("tagward")
             .site_root(config.site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .site_addr(address)
+            .hash_files(hash_file.exists())
+            .hash_file(Arc::from(hash_file.to_string_lossy().as_ref()))
             .build();
         let state = AppState {
             pool: pool.clone(),
@@ -148,11 +153,42 @@ fn portal(state: AppState) -> Router {
         let options = state.leptos_options.clone();
         move || app::shell(options.clone())
     };
+    let pkg =
+        std::path::Path::new(state.leptos_options.site_root.as_ref()).join(state.leptos_options.site_pkg_dir.as_ref());
+    let files = tower_http::services::ServeDir::new(pkg).precompressed_br().precompressed_gzip();
     Router::new()
+        .nest_service("/pkg", files)
         .route("/portal/{*name}", post(leptos_axum::handle_server_fns).get(leptos_axum::handle_server_fns))
         .leptos_routes(&state, generate_route_list(app::App), shell)
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::from_fn(cache_control))
         .with_state(state)
+}
+
+/// How long browsers keep what they fetch. A file under a content-hashed name never changes, so
+/// it is kept a year without asking again; anything else (pages, unhashed files) is asked about
+/// every time (`no-cache`: revalidated, with `Last-Modified` for files). Files differ by
+/// `Accept-Encoding` (brotli, gzip or neither), which caches must know.
+async fn cache_control(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let path = request.uri().path();
+    let site_file = path.starts_with("/pkg/");
+    let hashed = site_file
+        && path.rsplit('/').next().is_some_and(|file| {
+            let parts: Vec<&str> = file.split('.').collect();
+            matches!(parts[..], ["tagward", hash, _] if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+    let mut response = next.run(request).await;
+    let found = response.status().is_success();
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        let policy = if hashed && found { "public, max-age=31536000, immutable" } else { "no-cache" };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    }
+    if site_file {
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
 }
 
 /// The OpenAPI 3.1 document of the APIs this listener serves.

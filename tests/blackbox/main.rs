@@ -2,6 +2,7 @@
 //! One binary for all of them (each test binary costs a full link here).
 
 mod admin;
+mod assets;
 mod auth;
 mod browser;
 mod cli;

@@ -152,7 +152,30 @@ impl Browser {
     }
 }
 
+/// A Chrome DevTools Protocol command, sent through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct DevTools {
+    command: String,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.command, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
 impl Browser {
+    /// Sends a DevTools command (e.g. `Network.emulateNetworkConditions`) and returns its result.
+    pub async fn devtools(&self, command: &str, params: serde_json::Value) -> serde_json::Value {
+        self.client.issue_cmd(DevTools { command: command.to_owned(), params }).await.unwrap()
+    }
+
     /// Ends the browser session (Chromium exits), then chromedriver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
