@@ -6,54 +6,35 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::de::DeserializeOwned;
+use axum::response::{IntoResponse, Response};
 use std::marker::PhantomData;
 
-/// An API's error, made from a rejected request part.
+/// An API's error, made from a rejected request.
 pub trait Rejection: IntoResponse {
     fn rejected(status: StatusCode, message: String) -> Self;
 }
 
-/// `axum::extract::Path`, rejected as `E`.
-pub struct Path<T, E>(pub T, pub PhantomData<fn() -> E>);
+/// The request part `X` (e.g. `axum::extract::Path<T>`, `Query<T>`), or `E`.
+pub struct Checked<X, E>(pub X, pub PhantomData<fn() -> E>);
 
-impl<T, E, S> FromRequestParts<S> for Path<T, E>
+impl<X, E, S> FromRequestParts<S> for Checked<X, E>
 where
-    T: DeserializeOwned + Send,
+    X: FromRequestParts<S> + Send,
     E: Rejection,
     S: Send + Sync,
 {
     type Rejection = E;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(value)) => Ok(Self(value, PhantomData)),
-            Err(rejection) => Err(E::rejected(rejection.status(), rejection.body_text())),
+        let extracted = X::from_request_parts(parts, state).await.map_err(IntoResponse::into_response);
+        match extracted {
+            Ok(value) => Ok(Self(value, PhantomData)),
+            Err(response) => Err(rejected(response).await),
         }
     }
 }
 
-/// `axum::extract::Query`, rejected as `E`.
-pub struct Query<T, E>(pub T, pub PhantomData<fn() -> E>);
-
-impl<T, E, S> FromRequestParts<S> for Query<T, E>
-where
-    T: DeserializeOwned + Send,
-    E: Rejection,
-    S: Send + Sync,
-{
-    type Rejection = E;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value, PhantomData)),
-            Err(rejection) => Err(E::rejected(rejection.status(), rejection.body_text())),
-        }
-    }
-}
-
-/// The whole body (within the route's size limit and the listener's time limit), rejected as `E`.
+/// The whole body (within the route's size limit and the listener's time limit), or `E`.
 pub struct Body<E>(pub Bytes, pub PhantomData<fn() -> E>);
 
 impl<E, S> FromRequest<S> for Body<E>
@@ -64,9 +45,17 @@ where
     type Rejection = E;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, E> {
-        match Bytes::from_request(request, state).await {
+        let extracted = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response);
+        match extracted {
             Ok(bytes) => Ok(Self(bytes, PhantomData)),
-            Err(rejection) => Err(E::rejected(rejection.status(), rejection.body_text())),
+            Err(response) => Err(rejected(response).await),
         }
     }
+}
+
+/// The framework's rejection (status and its one-line text) as `E`.
+async fn rejected<E: Rejection>(response: Response) -> E {
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    E::rejected(status, String::from_utf8_lossy(&text).trim().to_owned())
 }

@@ -61,8 +61,8 @@ async fn method_not_allowed() -> HarborError {
     HarborError::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed here")
 }
 
-type Path<T> = crate::extract::Path<T, HarborError>;
-type Query<T> = crate::extract::Query<T, HarborError>;
+type Path<T> = crate::extract::Checked<axum::extract::Path<T>, HarborError>;
+type Query<T> = crate::extract::Checked<axum::extract::Query<T>, HarborError>;
 
 impl crate::extract::Rejection for HarborError {
     fn rejected(status: StatusCode, message: String) -> Self {
@@ -348,16 +348,13 @@ fn harbor_project(access: app::account::ProjectAccess) -> HarborProject {
     responses(
         (status = 200, description = "The projects the caller can see", body = Vec<HarborProject>,
             headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
 async fn list_projects(
     State(state): State<HarborState>,
     caller: Caller,
-    crate::extract::Query(paging, _): Query<Paging>,
+    crate::extract::Checked(axum::extract::Query(paging), _): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
     caller.0.may_read_rules()?;
     let projects = store::visible_projects(&state.pool, &caller.0).await?;
@@ -396,14 +393,10 @@ async fn project(
 }
 
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
-        crate::openapi::ResourceName),
+    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName),
     responses(
         (status = 200, description = "The project", body = HarborProject),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
         (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
@@ -411,7 +404,7 @@ async fn get_project(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    crate::extract::Path(name_or_id, _): Path<String>,
+    crate::extract::Checked(axum::extract::Path(name_or_id), _): Path<String>,
 ) -> Result<Json<HarborProject>, HarborError> {
     Ok(Json(harbor_project(project(&state, &caller, &headers, &name_or_id).await?)))
 }
@@ -566,15 +559,11 @@ fn parse_rule(body: &Bytes) -> Result<ParsedRule, HarborError> {
 
 /// The project's rules, Harbor's shape.
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
-        crate::openapi::ResourceName, Paging),
+    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, Paging),
     responses(
         (status = 200, description = "The project's rules", body = Vec<ImmutableRule>,
             headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
         (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
@@ -582,8 +571,8 @@ async fn list_rules(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    crate::extract::Path(name_or_id, _): Path<String>,
-    crate::extract::Query(paging, _): Query<Paging>,
+    crate::extract::Checked(axum::extract::Path(name_or_id), _): Path<String>,
+    crate::extract::Checked(axum::extract::Query(paging), _): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = project(&state, &caller, &headers, &name_or_id).await?;
     let rules: Vec<ImmutableRule> =
@@ -609,27 +598,21 @@ async fn managed_project(
 
 /// Adds a rule: 201 with its `Location`; 400 for a bad pattern or a 16th rule; 409 for a duplicate.
 #[utoipa::path(post, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
-        crate::openapi::ResourceName),
+    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName),
     request_body = crate::openapi::NewImmutableRule,
     responses(
         (status = 201, description = "Created; `Location` is its URL, the body the rule as stored", body = ImmutableRule,
             headers(("Location" = String))),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
         (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
-        (status = 409, description = "An identical rule exists", body = HarborErrors),
-        (status = 413, description = "The body is too large", body = HarborErrors),
-        (status = 415, description = "The body is not `application/json`", body = HarborErrors),
+        crate::openapi::BodyRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn create_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    crate::extract::Path(name_or_id, _): Path<String>,
+    crate::extract::Checked(axum::extract::Path(name_or_id), _): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
@@ -646,26 +629,20 @@ async fn create_rule(
 
 /// Changes a rule's patterns and whether it is disabled.
 #[utoipa::path(put, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
-        crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
     request_body = crate::openapi::NewImmutableRule,
     responses(
         (status = 200, description = "Changed"),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
         (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
-        (status = 409, description = "An identical rule exists", body = HarborErrors),
-        (status = 413, description = "The body is too large", body = HarborErrors),
-        (status = 415, description = "The body is not `application/json`", body = HarborErrors),
+        crate::openapi::BodyRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn update_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    crate::extract::Path((name_or_id, id), _): Path<(String, i64)>,
+    crate::extract::Checked(axum::extract::Path((name_or_id, id)), _): Path<(String, i64)>,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
@@ -690,14 +667,10 @@ async fn update_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(("project_name_or_id" = String, Path, description = "The project's name, or its id (a name when `X-Is-Resource-Name: true`)"),
-        crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
     responses(
         (status = 200, description = "Deleted"),
-        (status = 400, description = "A parameter does not parse; the message names it", body = HarborErrors),
-        (status = 401, description = "No valid credentials", body = HarborErrors, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The token lacks the scope (the message names it), or the request is cross-site", body = HarborErrors),
-        (status = 429, description = "Too many password attempts, or too many being checked", body = HarborErrors, headers(("Retry-After" = i64))),
+        crate::openapi::HarborRefusals,
         (status = 404, description = "No such project or rule, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]
@@ -705,7 +678,7 @@ async fn delete_rule(
     State(state): State<HarborState>,
     caller: Caller,
     headers: HeaderMap,
-    crate::extract::Path((name_or_id, id), _): Path<(String, i64)>,
+    crate::extract::Checked(axum::extract::Path((name_or_id, id)), _): Path<(String, i64)>,
 ) -> Result<StatusCode, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     store::change_rules(&state.pool, &caller.0, access.id, RuleChange::Delete(id)).await?;

@@ -166,6 +166,48 @@ pub struct TagQuery {
     tag: String,
 }
 
+/// Harbor's `{project_name_or_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ProjectNameOrId {
+    /// The project's name, or its id (a name when `X-Is-Resource-Name: true`).
+    project_name_or_id: String,
+}
+
+/// What any operation of the Harbor-compatible API may answer instead of its result.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum HarborRefusals {
+    /// A parameter does not parse; the message names it.
+    #[response(status = 400)]
+    BadRequest(crate::harbor::HarborErrors),
+    /// No valid credentials.
+    #[response(status = 401, headers(("WWW-Authenticate" = String)))]
+    Unauthorized(crate::harbor::HarborErrors),
+    /// The token lacks the scope (the message names it), or the request is cross-site.
+    #[response(status = 403)]
+    Forbidden(crate::harbor::HarborErrors),
+    /// Too many password attempts, or too many being checked.
+    #[response(status = 429, headers(("Retry-After" = i64)))]
+    TooManyRequests(crate::harbor::HarborErrors),
+}
+
+/// What the Harbor-compatible API may answer to a body besides [`HarborRefusals`].
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyRefusals {
+    /// An identical rule exists.
+    #[response(status = 409)]
+    Conflict(crate::harbor::HarborErrors),
+    /// The body is too large.
+    #[response(status = 413)]
+    TooLarge(crate::harbor::HarborErrors),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(crate::harbor::HarborErrors),
+}
+
 /// Harbor's `X-Is-Resource-Name` header.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]

@@ -51,8 +51,8 @@ impl crate::extract::Rejection for ApiError {
     }
 }
 
-type Path<T> = crate::extract::Path<T, ApiError>;
-type Query<T> = crate::extract::Query<T, ApiError>;
+type Path<T> = crate::extract::Checked<axum::extract::Path<T>, ApiError>;
+type Query<T> = crate::extract::Checked<axum::extract::Query<T>, ApiError>;
 type Body = crate::extract::Body<ApiError>;
 
 /// A method the path does not take (axum keeps the `Allow` header).
@@ -350,8 +350,8 @@ pub struct TagStatus {
 async fn immutable(
     State(enforcer): State<Enforcer>,
     _caller: Caller,
-    crate::extract::Path(project, _): Path<String>,
-    crate::extract::Query(query, _): Query<TagQuery>,
+    crate::extract::Checked(axum::extract::Path(project), _): Path<String>,
+    crate::extract::Checked(axum::extract::Query(query), _): Query<TagQuery>,
 ) -> Result<Json<TagStatus>, ApiError> {
     let project = ProjectName::parse(&project).map_err(|error| ApiError::name("NAME_INVALID", "project", error))?;
     let path = query.repository.ok_or_else(|| ApiError::invalid("repository", "`repository` is required"))?;
