@@ -166,6 +166,21 @@ pub struct TagQuery {
     tag: String,
 }
 
+/// What any decision API operation may answer instead of its result (OCI error bodies).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum DecisionRefusals {
+    /// Malformed request; `detail.field` names the field or parameter (`checks[1].tag` in a batch).
+    #[response(status = 400)]
+    BadRequest(crate::oci_error::OciErrors),
+    /// Missing, unknown or revoked service token.
+    #[response(status = 401, headers(("WWW-Authenticate" = String)))]
+    Unauthorized(crate::oci_error::OciErrors),
+    /// The token lacks the `decisions` scope.
+    #[response(status = 403)]
+    Forbidden(crate::oci_error::OciErrors),
+}
+
 /// Harbor's `{project_name_or_id}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -110,11 +110,17 @@ async fn wait_for_rules(browser: &Browser, count: usize) -> Vec<String> {
     panic!("the list never showed {count} rules: {:?}", rule_sentences(browser).await);
 }
 
-async fn admin_on_policy_tab(width: u32, javascript: bool) -> (tests::TestApp, Browser) {
+/// The portal with project `shop` and its admin `ann`.
+async fn shop_with_admin_ann() -> tests::TestApp {
     let app = spawn_app().await;
     app.db.user("ann", PASSWORD, false).await;
     app.db.project("shop").await;
     app.db.member("shop", "ann", "admin").await;
+    app
+}
+
+async fn admin_on_policy_tab(width: u32, javascript: bool) -> (tests::TestApp, Browser) {
+    let app = shop_with_admin_ann().await;
     let browser = Browser::start(width, javascript).await;
     browser.log_in(&app.url(""), "ann", PASSWORD).await;
     browser.goto(&app.url("/projects/shop/policy")).await;
@@ -330,10 +336,7 @@ async fn guests_see_the_list_read_only_and_the_limit_shows_in_the_page() {
 /// printed (and reported), not asserted: a timing is a benchmark, not a test.
 #[tokio::test]
 async fn on_a_slow_link_the_first_visit_hydrates_and_the_dialog_opens() {
-    let app = spawn_app().await;
-    app.db.user("ann", PASSWORD, false).await;
-    app.db.project("shop").await;
-    app.db.member("shop", "ann", "admin").await;
+    let app = shop_with_admin_ann().await;
     let browser = Browser::start(1280, true).await;
     browser.log_in(&app.url(""), "ann", PASSWORD).await;
     browser.devtools("Network.enable", serde_json::json!({})).await;

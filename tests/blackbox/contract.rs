@@ -46,7 +46,7 @@ async fn the_openapi_document_describes_what_the_server_does() {
         .await
         .expect("run schemathesis");
     let report = String::from_utf8_lossy(&output.stdout);
-    let cases = report.lines().find(|line| line.contains(" generated")).unwrap_or_default();
+    let cases = report.lines().find(|line| line.contains(" generated, ")).unwrap_or_default();
     println!("schemathesis: {} ({:.1} s)", cases.trim(), started.elapsed().as_secs_f64());
     assert!(
         output.status.success(),

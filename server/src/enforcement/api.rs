@@ -239,9 +239,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     request_body = crate::openapi::CheckRequest,
     responses(
         (status = 200, description = "The decision (allowed or not)", body = Verdict),
-        (status = 400, description = "Malformed request; `detail.field` names the field", body = OciErrors),
-        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
-        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
+        crate::openapi::DecisionRefusals,
         (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
     security(("bearer" = ["decisions"])),
@@ -278,9 +276,7 @@ pub struct BatchVerdict {
     request_body = crate::openapi::BatchRequest,
     responses(
         (status = 200, description = "One decision per check", body = BatchVerdict),
-        (status = 400, description = "Malformed request; `detail.field` names the field, e.g. `checks[1].tag`", body = OciErrors),
-        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
-        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
+        crate::openapi::DecisionRefusals,
         (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
     security(("bearer" = ["decisions"])),
@@ -340,9 +336,7 @@ pub struct TagStatus {
     params(crate::openapi::ProjectParam, crate::openapi::TagQuery),
     responses(
         (status = 200, description = "Whether the tag is immutable", body = TagStatus),
-        (status = 400, description = "Malformed request; `detail.field` names the parameter", body = OciErrors),
-        (status = 401, description = "Missing, unknown or revoked service token", body = OciErrors),
-        (status = 403, description = "The token lacks the `decisions` scope", body = OciErrors),
+        crate::openapi::DecisionRefusals,
     ),
     security(("bearer" = ["decisions"])),
     tag = "enforcement"
