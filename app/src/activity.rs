@@ -127,6 +127,19 @@ mod ssr {
         Some(RuleSpec::parse(&input).map(|spec| spec.summary()).unwrap_or_else(|_| format!("{input:?}")))
     }
 
+    /// `1204` as `1,204`.
+    fn thousands(n: i64) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
     fn text(value: Option<&Value>, name: &str) -> String {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
@@ -136,7 +149,18 @@ mod ssr {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
         let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
         let Some(kind) = AuditKind::parse(&entry.kind) else {
-            return entry.message.clone().unwrap_or_else(|| entry.kind.clone());
+            let message = entry.message.clone().unwrap_or_else(|| entry.kind.clone());
+            if entry.count <= 1 {
+                return message;
+            }
+            let time = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            let when = |at: time::OffsetDateTime| at.format(&time).unwrap_or_default();
+            return format!(
+                "{message} (denied {} times between {} and {} UTC)",
+                thousands(entry.count),
+                when(entry.first_at),
+                when(entry.at)
+            );
         };
         match kind {
             AuditKind::RuleCreate => format!("added {id}: {}", after.and_then(rule).unwrap_or_default()),

@@ -397,3 +397,44 @@ async fn decisions_survive_a_database_outage() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A client retrying a refused push in a loop: identical denials fold into one row with their
+/// count and first and last time, none dropped, and the Activity tab says how many.
+#[tokio::test]
+async fn a_storm_of_identical_denials_is_recorded_as_counted_rows() {
+    let (app, token, _) = shop().await;
+    let overwrite = push("shop/api", "v1", B, Some(A));
+    let attempts = 400;
+    let storm = (0..attempts).map(|_| app.check(&token, CHECK, &overwrite));
+    for (status, verdict) in futures::future::join_all(storm).await {
+        assert_eq!((status, verdict["allowed"].clone()), (200, json!(false)));
+    }
+    let started = Instant::now();
+    let (rows, total): (i64, i64) = loop {
+        let counted: (i64, Option<i64>) = sqlx::query_as(
+            "select count(*), sum(count)::bigint from enforcement_denials where tag = 'v1' and last_at >= at",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        if counted.1 == Some(attempts) || started.elapsed() > Duration::from_secs(5) {
+            break (counted.0, counted.1.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("{attempts} identical denials recorded as {rows} row(s)");
+    assert_eq!(total, attempts, "every attempt is counted");
+    assert!(rows < attempts / 10, "{attempts} identical denials took {rows} rows");
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let dropped = metrics.lines().find(|line| line.starts_with("tagward_audit_denials_dropped_total")).unwrap();
+    assert!(dropped.ends_with(" 0"), "{dropped}");
+
+    app.db.user("ann", tests::fixtures::PASSWORD, false).await;
+    app.db.member("shop", "ann", "guest").await;
+    let ann = app.logged_in("ann", tests::fixtures::PASSWORD).await;
+    let view: Value =
+        app.call(&ann, "activity", &[("project", "shop"), ("kind", "denial")]).await.json().await.unwrap();
+    let summaries: Vec<&str> =
+        view["entries"].as_array().unwrap().iter().filter_map(|e| e["summary"].as_str()).collect();
+    assert!(summaries.iter().any(|s| s.contains(" times between ")), "{summaries:?}");
+}

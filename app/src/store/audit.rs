@@ -48,10 +48,12 @@ impl AuditEntry {
     }
 }
 
-/// A denied push or delete, for the audit trail.
+/// A denied push or delete, for the audit trail; `count` identical ones between `at` and `last_at`.
 #[derive(Debug, Clone)]
 pub struct Denial {
     pub at: time::OffsetDateTime,
+    pub last_at: time::OffsetDateTime,
+    pub count: i64,
     pub token: String,
     pub operation: &'static str,
     /// `None` once the project is gone (it may be deleted between the decision and the write).
@@ -71,12 +73,14 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     let rule_ids: Vec<serde_json::Value> = denials.iter().map(|d| serde_json::json!(d.rule_ids)).collect();
     sqlx::query(
         r"insert into enforcement_denials
-            (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)
+            (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
+             last_at, count)
           select at, token, operation, project_id, repository, tag, digest, current_digest,
-                 array(select jsonb_array_elements_text(rule_ids)::bigint), message
+                 array(select jsonb_array_elements_text(rule_ids)::bigint), message, last_at, count
           from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                      $7::text[], $8::text[], $9::jsonb[], $10::text[])
-            as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message)",
+                      $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::bigint[])
+            as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
+                 last_at, count)",
     )
     .bind(denials.iter().map(|d| d.at).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.token.clone()).collect::<Vec<_>>())
@@ -88,6 +92,8 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     .bind(column(|d| d.current_digest.clone()))
     .bind(rule_ids)
     .bind(denials.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.last_at).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.count).collect::<Vec<_>>())
     .execute(db)
     .await?;
     Ok(())
@@ -104,6 +110,10 @@ pub struct ActivityEntry {
     pub after: Option<serde_json::Value>,
     /// A denial's message.
     pub message: Option<String>,
+    /// How many identical denials the entry stands for (1 for a change), the first at `first_at`
+    /// and the last at `at`.
+    pub count: i64,
+    pub first_at: time::OffsetDateTime,
     pub project: Option<String>,
     /// How many entries match in all (the same on every row).
     pub total: i64,
@@ -120,11 +130,13 @@ pub async fn activity(
 ) -> Result<Vec<ActivityEntry>, StoreError> {
     Ok(sqlx::query_as(
         r"with entries as (
-            select a.at, a.id, a.actor, a.kind, a.rule_id, a.before, a.after, null::text as message, p.name as project
+            select a.at, a.id, a.actor, a.kind, a.rule_id, a.before, a.after, null::text as message, p.name as project,
+                   1::bigint as count, a.at as first_at
             from audit_events a left join projects p on p.id = a.project_id
             where $1::bigint is null or a.project_id = $1
             union all
-            select d.at, d.id, d.token, 'denial.' || d.operation, null, null, null, d.message, p.name
+            select d.last_at, d.id, d.token, 'denial.' || d.operation, null, null, null, d.message, p.name,
+                   d.count, d.at
             from enforcement_denials d left join projects p on p.id = d.project_id
             where $1::bigint is null or d.project_id = $1
           )

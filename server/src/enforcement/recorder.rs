@@ -1,20 +1,26 @@
 //! Writes what decisions leave behind (denials for the audit trail, when each token was last used)
-//! off the request path. The queue is bounded: when the database is slow or away and it fills,
-//! further denials are dropped and counted rather than held, so a flood cannot exhaust memory.
+//! off the request path. Denials wait in a bounded set where identical ones (same token,
+//! operation, project, repository, tag and digests) fold into one entry with a count and its first
+//! and last time: a client retrying a refused push in a loop costs one row per write, not one per
+//! attempt. When the database is slow or away and the set fills with distinct denials, further
+//! ones are dropped and counted rather than held, so a flood cannot exhaust memory.
 
 use super::cache::{ServiceToken, TokenCache};
 use super::{Check, Verdict};
 use crate::metrics::Metrics;
 use app::store::{self, Denial};
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-/// Denials waiting to be written, at most.
+/// Distinct denials waiting to be written, at most.
 pub const QUEUE_CAPACITY: usize = 10_000;
+/// How long the writer lets denials gather (and identical ones fold) before it writes them.
+const GATHER: Duration = Duration::from_millis(200);
 /// Denials written per statement, at most.
 const BATCH: usize = 500;
 /// How often token use is written.
@@ -22,17 +28,68 @@ const TOKEN_USE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Recorder {
-    denials: mpsc::Sender<Denial>,
+    pending: Arc<Pending>,
     metrics: Arc<Metrics>,
+}
+
+/// What makes two denials the same for folding.
+type DenialKey = (String, &'static str, Option<i64>, String, Option<String>, Option<String>, Option<String>);
+
+fn key(denial: &Denial) -> DenialKey {
+    (
+        denial.token.clone(),
+        denial.operation,
+        denial.project_id,
+        denial.repository.clone(),
+        denial.tag.clone(),
+        denial.digest.clone(),
+        denial.current_digest.clone(),
+    )
+}
+
+/// Denials not yet written, identical ones folded, and a bell for the writer.
+#[derive(Default)]
+struct Pending {
+    denials: Mutex<HashMap<DenialKey, Denial>>,
+    arrived: Notify,
+}
+
+impl Pending {
+    /// Adds `denial`, folding it into an identical one; `false` when the set is full.
+    fn add(&self, denial: Denial) -> bool {
+        let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let full = denials.len() >= QUEUE_CAPACITY;
+        match denials.entry(key(&denial)) {
+            std::collections::hash_map::Entry::Occupied(mut same) => {
+                let same = same.get_mut();
+                same.count += denial.count;
+                same.last_at = same.last_at.max(denial.last_at);
+            }
+            std::collections::hash_map::Entry::Vacant(_) if full => return false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(denial);
+            }
+        }
+        drop(denials);
+        self.arrived.notify_one();
+        true
+    }
+
+    fn take(&self) -> Vec<Denial> {
+        let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut taken: Vec<Denial> = std::mem::take(&mut *denials).into_values().collect();
+        taken.sort_by_key(|denial| denial.at);
+        taken
+    }
 }
 
 impl Recorder {
     /// Starts the writers on the current runtime.
     pub fn start(pool: PgPool, tokens: Arc<TokenCache>, metrics: Arc<Metrics>) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_denials(pool.clone(), receiver, metrics.clone()));
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(write_denials(pool.clone(), pending.clone(), metrics.clone()));
         tokio::spawn(write_token_use(pool, tokens));
-        Self { denials: sender, metrics }
+        Self { pending, metrics }
     }
 
     /// Notes that `token` was presented just now.
@@ -50,8 +107,11 @@ impl Recorder {
                 (verdict.immutable_tags.first().cloned(), Some(digest.to_string()), None)
             }
         };
+        let now = OffsetDateTime::now_utc();
         let denial = Denial {
-            at: OffsetDateTime::now_utc(),
+            at: now,
+            last_at: now,
+            count: 1,
             token: caller.to_owned(),
             operation: check.operation().as_str(),
             project_id: Some(project_id),
@@ -62,27 +122,32 @@ impl Recorder {
             rule_ids: verdict.rules.iter().map(|rule| rule.id).collect(),
             message: verdict.message.clone(),
         };
-        if self.denials.try_send(denial).is_err() {
+        if !self.pending.add(denial) {
             self.metrics.record_dropped_denial();
         }
     }
 }
 
-async fn write_denials(pool: PgPool, mut receiver: mpsc::Receiver<Denial>, metrics: Arc<Metrics>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        if let Err(error) = insert_retrying(&pool, &batch).await {
-            // One row the database refuses for good must not take the others with it.
-            tracing::warn!(
-                error = format!("{error:#}"),
-                denials = batch.len(),
-                "a batch of denials was refused; writing them one at a time"
-            );
-            for denial in batch.drain(..) {
-                write_one(&pool, denial, &metrics).await;
+async fn write_denials(pool: PgPool, pending: Arc<Pending>, metrics: Arc<Metrics>) {
+    loop {
+        pending.arrived.notified().await;
+        // Denials arriving meanwhile gather, and identical ones fold, while this one waits and
+        // while the previous batch is being written.
+        tokio::time::sleep(GATHER).await;
+        let denials = pending.take();
+        for batch in denials.chunks(BATCH) {
+            if let Err(error) = insert_retrying(&pool, batch).await {
+                // One row the database refuses for good must not take the others with it.
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    denials = batch.len(),
+                    "a batch of denials was refused; writing them one at a time"
+                );
+                for denial in batch {
+                    write_one(&pool, denial.clone(), &metrics).await;
+                }
             }
         }
-        batch.clear();
     }
 }
 
