@@ -2,7 +2,7 @@
 //! reference evaluator (rule by rule, pattern by pattern, as Harbor's loop does) in the same run;
 //! the time to compile 15 rules; and allocations per decision (counted, printed).
 //!
-//! Run: `cargo bench -p app --bench policy`
+//! Run: `cargo bench -p app --features server-matcher --bench policy`
 
 #![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 
@@ -75,9 +75,13 @@ fn decisions(c: &mut Criterion) {
     for count in [1, 5, 15] {
         let rules = rules(count);
         let policy = CompiledPolicy::compile(&rules).unwrap();
+        let interpreted = CompiledPolicy::interpreted(&rules).unwrap();
         for (name, path, tag, _) in INPUTS {
             group.bench_with_input(BenchmarkId::new(format!("compiled/{name}"), count), &(path, tag), |b, (p, t)| {
                 b.iter(|| policy.immutable_rules(black_box(p), black_box(t)))
+            });
+            group.bench_with_input(BenchmarkId::new(format!("interpreted/{name}"), count), &(path, tag), |b, (p, t)| {
+                b.iter(|| interpreted.immutable_rules(black_box(p), black_box(t)))
             });
             group.bench_with_input(BenchmarkId::new(format!("reference/{name}"), count), &(path, tag), |b, (p, t)| {
                 b.iter(|| reference::immutable_rule_ids(&rules, black_box(p), black_box(t)))
@@ -96,9 +100,9 @@ fn compile(c: &mut Criterion) {
         let item = shape.repeat(per_item / shape.len());
         let input = |i: usize| RuleInput {
             repositories_action: "matching".into(),
-            repositories: format!("r{i}{}", &item[2.min(item.len())..]),
+            repositories: format!("r{i}{item}"),
             tags_action: "matching".into(),
-            tags: format!("t{i}{}", &item[2.min(item.len())..]),
+            tags: format!("t{i}{item}"),
         };
         let budget: Vec<PolicyRule> = (0..MAX_RULES)
             .map(|i| PolicyRule { id: i as i64, enabled: true, spec: RuleSpec::parse(&input(i)).unwrap() })
@@ -126,5 +130,47 @@ fn allocations(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, allocations, decisions, compile);
+/// Resident memory of 10,000 distinct policies of 15 rules, each answering one decision (so the
+/// regex engine's lazily built state is there too), per matcher. Printed, not timed.
+fn memory(_: &mut Criterion) {
+    fn resident_kib() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()).unwrap_or(0) * 4
+    }
+    const PROJECTS: usize = 10_000;
+    let distinct = |project: usize| -> Vec<PolicyRule> {
+        let mut rules = rules(15);
+        for rule in &mut rules {
+            let mut input = rule.spec.to_input();
+            input.tags = format!("{}, p{project}-*", input.tags);
+            rule.spec = RuleSpec::parse(&input).unwrap();
+        }
+        rules
+    };
+    type Build = fn(&[PolicyRule]) -> CompiledPolicy;
+    // The smaller first: memory the allocator got back is reused, and RSS does not shrink.
+    let matchers: [(&str, Build); 2] = [
+        ("interpreted", |rules| CompiledPolicy::interpreted(rules).unwrap()),
+        ("compiled", |rules| CompiledPolicy::compile(rules).unwrap()),
+    ];
+    for (name, build) in matchers {
+        let before = resident_kib();
+        let policies: Vec<CompiledPolicy> = (0..PROJECTS)
+            .map(|project| {
+                let policy = build(&distinct(project));
+                black_box(policy.immutable_rules("team/web", "v1.2.3"));
+                policy
+            })
+            .collect();
+        let grown = resident_kib().saturating_sub(before);
+        println!(
+            "memory ({name}): {PROJECTS} policies of 15 rules take {:.0} MiB ({:.1} KiB each)",
+            grown as f64 / 1024.0,
+            grown as f64 / PROJECTS as f64
+        );
+        drop(policies);
+    }
+}
+
+criterion_group!(benches, allocations, memory, decisions, compile);
 criterion_main!(benches);

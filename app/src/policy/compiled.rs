@@ -16,8 +16,8 @@ use std::fmt;
 /// The product's limit of rules per project (enforced where rules are stored).
 pub const MAX_RULES: usize = 15;
 /// The most pattern characters one project's rules may hold in all (every rule, enabled or not,
-/// both sides). Within it every policy compiles, in milliseconds (`cargo bench -p app --bench
-/// policy`, "compile at the budget"); far beyond it the combined matcher can take seconds to build
+/// both sides). Within it every policy compiles, in milliseconds (the policy benchmark's
+/// "compile at the budget"); far beyond it the combined matcher can take seconds to build
 /// or fail to build at all. Checked when rules are saved, from every surface.
 pub const MAX_POLICY_PATTERN_CHARS: usize = 4096;
 /// What one compiled policy can hold: one bit per enabled rule.
