@@ -80,9 +80,11 @@ fn decisions(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(format!("compiled/{name}"), count), &(path, tag), |b, (p, t)| {
                 b.iter(|| policy.immutable_rules(black_box(p), black_box(t)))
             });
-            group.bench_with_input(BenchmarkId::new(format!("interpreted/{name}"), count), &(path, tag), |b, (p, t)| {
-                b.iter(|| interpreted.immutable_rules(black_box(p), black_box(t)))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("interpreted/{name}"), count),
+                &(path, tag),
+                |b, (p, t)| b.iter(|| interpreted.immutable_rules(black_box(p), black_box(t))),
+            );
             group.bench_with_input(BenchmarkId::new(format!("reference/{name}"), count), &(path, tag), |b, (p, t)| {
                 b.iter(|| reference::immutable_rule_ids(&rules, black_box(p), black_box(t)))
             });
