@@ -73,6 +73,10 @@ mod tests {
     /// (rules as `[!]repositories` / `[!]tags`, repository path, tag, immutable?)
     type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str, bool);
     const TABLE: &[Case] = &[
+        // A `-` of its own in a class after a one-character range (found by fuzzing: it compiled
+        // to the reversed range `z-j` on the server).
+        (&[("[z-z-j]", "**")], "-", "v1", true),
+        (&[("[z-z-j]", "**")], "y", "v1", false),
         // The seed's examples: all tags immutable.
         (&[("**", "**")], "api", "latest", true),
         (&[("**", "**")], "team/web/app", "v1", true),

@@ -420,11 +420,14 @@ fn write_tokens(field: Field, tokens: &[Token], out: &mut String) {
                 if *negated {
                     out.push('!');
                 }
-                for (start, end) in ranges {
-                    out.push(*start);
+                // A `-` of its own goes first, where globset reads it as itself: elsewhere, between
+                // two other characters, it would join them into a range (`[z-` + `-` + `j]`).
+                let (dash_first, others): (Vec<_>, Vec<_>) = ranges.iter().partition(|(start, _)| *start == '-');
+                for &(start, end) in dash_first.into_iter().chain(others) {
+                    out.push(start);
                     if start != end {
                         out.push('-');
-                        out.push(*end);
+                        out.push(end);
                     }
                 }
                 if *negated && field == Field::Repositories {
