@@ -6,7 +6,7 @@ use crate::enforcement::Enforcer;
 use app::policy::{RuleInput, RuleSpec};
 use app::principal::{Denied, Principal};
 use app::state::LoginThrottle;
-use app::store::{self, RuleChange, StoreError, StoredRule};
+use app::store::{self, RuleChange, StoreError};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -473,23 +473,24 @@ fn to_harbor(selector: &app::policy::Selector) -> String {
     }
 }
 
-fn immutable_rule(rule: &StoredRule) -> ImmutableRule {
+/// A rule in Harbor's shape: its input as stored, written from the parsed rule when it parses.
+fn immutable_rule(id: i64, enabled: bool, input: &RuleInput, spec: Option<&RuleSpec>) -> ImmutableRule {
     let selector = |decoration: &str, pattern: String| ImmutableSelector {
         kind: "doublestar".into(),
         decoration: decoration.into(),
         pattern,
         extras: None,
     };
-    let (repositories, tags) = match &rule.spec {
-        Ok(spec) => (to_harbor(spec.repositories()), to_harbor(spec.tags())),
-        Err(_) => (rule.input.repositories.clone(), rule.input.tags.clone()),
+    let (repositories, tags) = match spec {
+        Some(spec) => (to_harbor(spec.repositories()), to_harbor(spec.tags())),
+        None => (input.repositories.clone(), input.tags.clone()),
     };
-    let repo_decoration = if rule.input.repositories_action == "excluding" { "repoExcludes" } else { "repoMatches" };
-    let tag_decoration = if rule.input.tags_action == "excluding" { "excludes" } else { "matches" };
+    let repo_decoration = if input.repositories_action == "excluding" { "repoExcludes" } else { "repoMatches" };
+    let tag_decoration = if input.tags_action == "excluding" { "excludes" } else { "matches" };
     ImmutableRule {
-        id: Some(rule.id),
+        id: Some(id),
         priority: Some(0),
-        disabled: Some(!rule.enabled),
+        disabled: Some(!enabled),
         action: Some("immutable".into()),
         template: Some("immutable_template".into()),
         params: Some(serde_json::Map::new()),
@@ -575,8 +576,11 @@ async fn list_rules(
     crate::extract::Checked(axum::extract::Query(paging), _): Query<Paging>,
 ) -> Result<impl IntoResponse, HarborError> {
     let access = project(&state, &caller, &headers, &name_or_id).await?;
-    let rules: Vec<ImmutableRule> =
-        store::project_rules(&state.pool, access.id).await?.iter().map(immutable_rule).collect();
+    let rules: Vec<ImmutableRule> = store::project_rules(&state.pool, access.id)
+        .await?
+        .iter()
+        .map(|rule| immutable_rule(rule.id, rule.enabled, &rule.input, rule.spec.as_ref().ok()))
+        .collect();
     let path = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules");
     let (headers, page) = paging.apply(&path, rules)?;
     Ok((headers, Json(page)))
@@ -621,9 +625,8 @@ async fn create_rule(
     let id = store::change_rules(&state.pool, &caller.0, access.id, change).await?;
     let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
     // Harbor answers with `Location` only; the rule in the body is extra (its clients ignore it)
-    // and lets a client, or an OpenAPI link, go on with the id.
-    let stored = store::project_rules(&state.pool, access.id).await?;
-    let created = stored.iter().find(|rule| rule.id == id).map(immutable_rule);
+    // and lets a client, or an OpenAPI link, go on with the id. It is what was stored.
+    let created = immutable_rule(id, !rule.disabled, &rule.spec.to_input(), Some(&rule.spec));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(created)))
 }
 
