@@ -111,7 +111,8 @@ impl Program {
         let mut current = Vec::with_capacity(len);
         let mut next = Vec::with_capacity(len);
         let mut seen = vec![usize::MAX; len];
-        self.add(&mut current, &mut seen, 0, 0);
+        let mut pending = Vec::new();
+        self.add(&mut current, &mut seen, &mut pending, 0, 0);
         for (step, c) in name.chars().enumerate() {
             next.clear();
             for &pc in &current {
@@ -127,7 +128,7 @@ impl Program {
                     _ => None,
                 };
                 if let Some(target) = advance {
-                    self.add(&mut next, &mut seen, target, step + 1);
+                    self.add(&mut next, &mut seen, &mut pending, target, step + 1);
                 }
             }
             std::mem::swap(&mut current, &mut next);
@@ -138,9 +139,10 @@ impl Program {
         current.iter().any(|&pc| matches!(self.insts.get(pc), Some(Inst::Match)))
     }
 
-    /// Adds `pc` and every state reachable from it without consuming a character, once per `step`.
-    fn add(&self, states: &mut Vec<usize>, seen: &mut [usize], pc: usize, step: usize) {
-        let mut pending = vec![pc];
+    /// Adds `pc` and every state reachable from it without consuming a character, once per `step`
+    /// (`pending` is working space, empty between calls).
+    fn add(&self, states: &mut Vec<usize>, seen: &mut [usize], pending: &mut Vec<usize>, pc: usize, step: usize) {
+        pending.push(pc);
         while let Some(pc) = pending.pop() {
             match seen.get_mut(pc) {
                 Some(mark) if *mark != step => *mark = step,
