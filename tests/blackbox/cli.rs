@@ -4,18 +4,23 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use tests::{fresh_database, tagward_bin};
 
-fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(tagward_bin())
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// `tagward <args>` against `database_url`, its output captured.
+fn command(database_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(tagward_bin());
+    command.args(args).env("DATABASE_URL", database_url).env("RUST_LOG", "warn");
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// Runs `command` with `stdin` as its input.
+fn output(mut command: Command, stdin: &str) -> Output {
+    let mut child = command.spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+    output(command(database_url, args), stdin)
 }
 
 fn stderr(output: &Output) -> String {
@@ -54,13 +59,10 @@ async fn trail(db: &tests::TestDb) -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_change_from_the_command_line_is_in_the_audit_trail_under_the_operators_name() {
     let db = fresh_database().await;
-    let run = |args: &'static [&'static str], stdin: &'static str| {
-        let mut command = Command::new(tagward_bin());
-        command.args(args).env("DATABASE_URL", &db.url).env("USER", "ops-jane").env_remove("SUDO_USER");
-        command.env("RUST_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut as_jane = command(&db.url, args);
+        as_jane.env("USER", "ops-jane").env_remove("SUDO_USER");
+        let output = output(as_jane, stdin);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
     };
     run(&["user", "create", "ann"], "a long enough password\n");
@@ -103,21 +105,10 @@ async fn the_command_line_cannot_demote_a_projects_last_admin() {
 #[tokio::test]
 async fn the_bootstrap_administrator_is_in_the_audit_trail() {
     let db = fresh_database().await;
-    let mut serve = tokio::process::Command::new(tagward_bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--cookie-secure", "false"])
-        .env("DATABASE_URL", &db.url)
-        .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", "a long enough password")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(serve.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line).await.unwrap();
-    assert!(line.starts_with("tagward portal listening on "), "{line}");
-    assert_eq!(trail(&db).await, [("tagward serve (bootstrap)".to_owned(), "user.create".to_owned())]);
+    let url = db.url.clone();
+    // Started means built: the administrator is made before the portal says where it listens.
+    let app = tests::spawn_app_with(db, url, &["--bootstrap-admin-password", "a long enough password"]).await;
+    assert_eq!(trail(&app.db).await, [("tagward serve (bootstrap)".to_owned(), "user.create".to_owned())]);
 }
 
 #[tokio::test]
