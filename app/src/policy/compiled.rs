@@ -12,6 +12,7 @@ use super::names::{Digest, RepositoryName, Tag};
 use super::pattern::Field;
 use super::rule::{Action, PolicyRule, RuleSpec, Selector};
 use std::fmt;
+use std::sync::Arc;
 
 /// The product's limit of rules per project (enforced where rules are stored).
 pub const MAX_RULES: usize = 15;
@@ -41,6 +42,12 @@ impl RuleMask {
 pub struct RuleInfo {
     pub id: i64,
     pub summary: String,
+}
+
+impl RuleInfo {
+    fn new(id: i64, summary: &str) -> Self {
+        Self { id, summary: summary.to_owned() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +148,7 @@ fn excluding(rules: &[&PolicyRule], side: Side) -> u64 {
 #[derive(Debug, Clone)]
 struct InterpretedSide {
     /// Each pattern with the bit of the rule it belongs to.
-    patterns: Vec<(PatternMatcher, u64)>,
+    patterns: Box<[(PatternMatcher, u64)]>,
     excluding: u64,
 }
 
@@ -244,13 +251,23 @@ mod regex_side {
     }
 }
 
-/// One project's enabled rules, ready to answer.
-#[derive(Debug, Clone)]
-pub struct CompiledPolicy {
-    rules: Vec<RuleInfo>,
+/// What a policy decides with, apart from its rules' ids: shared by every project whose enabled
+/// rules read the same (projects made from one template), see [`CompiledPolicy::sharing`].
+#[derive(Debug)]
+pub struct PolicyMatchers {
+    /// Each enabled rule's summary, by position.
+    summaries: Box<[Box<str>]>,
     repositories: SideMatcher,
     tags: SideMatcher,
     all: u64,
+}
+
+/// One project's enabled rules, ready to answer.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// Each enabled rule's id, by position.
+    ids: Box<[i64]>,
+    matchers: Arc<PolicyMatchers>,
 }
 
 impl CompiledPolicy {
@@ -267,7 +284,8 @@ impl CompiledPolicy {
         }
     }
 
-    /// Compiles the enabled rules with the interpreted matcher (no regex engine).
+    /// Compiles the enabled rules with the interpreted matcher (no regex engine): a fifth of the
+    /// regex matcher's memory, what a server holding every project's policy keeps.
     pub fn interpreted<'a>(rules: impl IntoIterator<Item = &'a PolicyRule>) -> Result<Self, CompileError> {
         Self::build(rules, |enabled, side, field| {
             Ok(SideMatcher::Interpreted(InterpretedSide::build(enabled, side, field)))
@@ -283,12 +301,19 @@ impl CompiledPolicy {
             return Err(CompileError::TooManyRules(enabled.len()));
         }
         let all = if enabled.len() == MASK_BITS { u64::MAX } else { (1u64 << enabled.len()) - 1 };
-        Ok(Self {
+        let matchers = PolicyMatchers {
             repositories: matcher(&enabled, RuleSpec::repositories, Field::Repositories)?,
             tags: matcher(&enabled, RuleSpec::tags, Field::Tags)?,
-            rules: enabled.iter().map(|r| RuleInfo { id: r.id, summary: r.spec.summary() }).collect(),
+            summaries: enabled.iter().map(|r| r.spec.summary().into_boxed_str()).collect(),
             all,
-        })
+        };
+        Ok(Self { ids: enabled.iter().map(|r| r.id).collect(), matchers: Arc::new(matchers) })
+    }
+
+    /// This policy's matchers with other rule ids: for a project whose enabled rules read the
+    /// same as this one's, in the same order. `None` when the number of rules differs.
+    pub fn sharing(&self, ids: Box<[i64]>) -> Option<Self> {
+        (ids.len() == self.ids.len()).then(|| Self { ids, matchers: self.matchers.clone() })
     }
 
     /// A policy without rules: nothing is immutable.
@@ -297,21 +322,24 @@ impl CompiledPolicy {
     }
 
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.ids.len()
     }
 
     /// The rules that make `tag` of the repository at `path` (inside the project) immutable.
     pub fn immutable_rules(&self, path: &str, tag: &str) -> RuleMask {
-        let repositories = self.repositories.holding(path) & self.all;
+        let matchers = &*self.matchers;
+        let repositories = matchers.repositories.holding(path) & matchers.all;
         if repositories == 0 {
             return RuleMask(0);
         }
-        RuleMask(repositories & self.tags.holding(tag))
+        RuleMask(repositories & matchers.tags.holding(tag))
     }
 
     /// The rules of a mask, in rule order.
-    pub fn rules(&self, mask: RuleMask) -> impl Iterator<Item = &RuleInfo> {
-        mask.positions().filter_map(|position| self.rules.get(position))
+    pub fn rules(&self, mask: RuleMask) -> impl Iterator<Item = RuleInfo> + '_ {
+        mask.positions().filter_map(|position| {
+            Some(RuleInfo::new(*self.ids.get(position)?, self.matchers.summaries.get(position)?))
+        })
     }
 
     fn immutable(&self, repository: &RepositoryName, tag: &Tag) -> RuleMask {
@@ -397,7 +425,7 @@ impl<'a> Decision<'a> {
         )
     }
     /// The rules that made the tag immutable (empty for a mutable tag or an unlocked manifest).
-    pub fn rules(&self) -> impl Iterator<Item = &'a RuleInfo> {
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + 'a {
         let mask = match self.outcome {
             Outcome::FirstPush { rules, .. }
             | Outcome::SameDigest { rules, .. }

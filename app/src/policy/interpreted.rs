@@ -16,10 +16,10 @@ pub(crate) enum PatternMatcher {
     /// Matches every name.
     Everything,
     /// Matches exactly this name.
-    Exact(String),
+    Exact(Box<str>),
     /// This prefix, then any run of characters (without `/` unless `crosses_slash`).
     Prefix {
-        prefix: String,
+        prefix: Box<str>,
         crosses_slash: bool,
     },
     Program(Program),
@@ -28,7 +28,8 @@ pub(crate) enum PatternMatcher {
 impl PatternMatcher {
     pub(crate) fn new(pattern: &Pattern, field: Field) -> Self {
         let tokens = pattern.tokens();
-        let literal = |tokens: &[Token]| -> Option<String> {
+        // Boxed, not `String`/`Vec`: a server holds one of these per pattern of every project.
+        let literal = |tokens: &[Token]| -> Option<Box<str>> {
             tokens.iter().map(|token| if let Token::Literal(c) = token { Some(*c) } else { None }).collect()
         };
         let run = |token: &Token| match token {
@@ -55,9 +56,9 @@ impl PatternMatcher {
     pub(crate) fn matches(&self, name: &str) -> bool {
         match self {
             PatternMatcher::Everything => true,
-            PatternMatcher::Exact(exact) => name == exact,
+            PatternMatcher::Exact(exact) => name == &**exact,
             PatternMatcher::Prefix { prefix, crosses_slash } => {
-                name.strip_prefix(prefix.as_str()).is_some_and(|rest| *crosses_slash || !rest.contains('/'))
+                name.strip_prefix(&**prefix).is_some_and(|rest| *crosses_slash || !rest.contains('/'))
             }
             PatternMatcher::Program(program) => program.matches(name),
         }
@@ -73,7 +74,7 @@ enum Inst {
     /// A character in (or, negated, not in) the ranges; never `/`.
     Class {
         negated: bool,
-        ranges: Vec<(char, char)>,
+        ranges: Box<[(char, char)]>,
     },
     /// Any run of characters (with `/` when `crosses_slash`): stays here on a character, and
     /// moves on without one.
@@ -86,7 +87,7 @@ enum Inst {
         skip_slash_to: Option<usize>,
     },
     /// Continue at each of these.
-    Split(Vec<usize>),
+    Split(Box<[usize]>),
     Jump(usize),
     Match,
 }
@@ -94,7 +95,7 @@ enum Inst {
 /// A pattern as instructions, run by [`Program::matches`].
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
-    insts: Vec<Inst>,
+    insts: Box<[Inst]>,
 }
 
 impl Program {
@@ -103,7 +104,7 @@ impl Program {
         emit(&mut insts, tokens, field);
         insts.push(Inst::Match);
         resolve_skips(&mut insts);
-        Self { insts }
+        Self { insts: insts.into_boxed_slice() }
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -168,7 +169,9 @@ fn emit(insts: &mut Vec<Inst>, tokens: &[Token], field: Field) {
         match token {
             Token::Literal(c) => insts.push(Inst::Char(*c)),
             Token::AnyChar => insts.push(Inst::Any),
-            Token::Class { negated, ranges } => insts.push(Inst::Class { negated: *negated, ranges: ranges.clone() }),
+            Token::Class { negated, ranges } => {
+                insts.push(Inst::Class { negated: *negated, ranges: ranges.as_slice().into() })
+            }
             Token::Star => insts.push(Inst::Run { crosses_slash: false }),
             Token::DoubleStar if field == Field::Tags => insts.push(Inst::Run { crosses_slash: false }),
             Token::DoubleStar => {
@@ -177,7 +180,7 @@ fn emit(insts: &mut Vec<Inst>, tokens: &[Token], field: Field) {
             }
             Token::Alternatives(alternatives) => {
                 let split = insts.len();
-                insts.push(Inst::Split(Vec::new()));
+                insts.push(Inst::Split(Box::default()));
                 let mut starts = Vec::with_capacity(alternatives.len());
                 let mut jumps = Vec::with_capacity(alternatives.len());
                 for alternative in alternatives {
@@ -193,7 +196,7 @@ fn emit(insts: &mut Vec<Inst>, tokens: &[Token], field: Field) {
                     }
                 }
                 if let Some(inst) = insts.get_mut(split) {
-                    *inst = Inst::Split(starts);
+                    *inst = Inst::Split(starts.into_boxed_slice());
                 }
             }
         }

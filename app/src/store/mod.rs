@@ -17,8 +17,8 @@ pub use projects::{
     visible_projects, ProjectListing,
 };
 pub use rules::{
-    all_project_rules, change_rules, enforceable_rules, project_rules, project_rules_by_id, ProjectRules, RuleChange,
-    StoredRule,
+    change_rules, each_project_policy, enforceable_rules, project_policy, project_rules, ProjectPolicySource,
+    RuleChange, StoredRule,
 };
 pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, tokens, ActiveToken, TokenListing};
 pub use users::{

@@ -60,7 +60,6 @@ pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, Strin
 #[derive(sqlx::FromRow)]
 struct RuleRow {
     id: i64,
-    project_id: i64,
     enabled: bool,
     repositories_action: String,
     repositories: String,
@@ -113,7 +112,7 @@ async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, St
 }
 
 /// The columns of a `RuleRow`.
-const RULE_COLUMNS: &str = "id, project_id, enabled, repositories_action, repositories, tags_action, tags, \
+const RULE_COLUMNS: &str = "id, enabled, repositories_action, repositories, tags_action, tags, \
                             created_by, created_at, updated_by, updated_at";
 
 /// What a rule change does.
@@ -252,49 +251,75 @@ pub async fn change_rules(
     Ok(rule_id)
 }
 
-/// A project and all its rules, as the decision cache loads them.
-pub struct ProjectRules {
+/// One project's enabled rules as stored, in order: what the enforcement cache compiles. Only the
+/// text is loaded (the cache parses it when it compiles, and keeps no copy after).
+#[derive(Debug)]
+pub struct ProjectPolicySource {
     pub id: i64,
     pub name: String,
-    pub rules: Vec<StoredRule>,
+    /// Each enabled rule's id and text.
+    pub rules: Vec<(i64, RuleInput)>,
 }
 
-/// Every project with its rules, in two queries whatever the number of projects.
-pub async fn all_project_rules(db: &PgPool) -> Result<Vec<ProjectRules>, StoreError> {
-    // One snapshot for both queries, so no rule is seen without its project.
+#[derive(sqlx::FromRow)]
+struct EnforcedRuleRow {
+    project_id: i64,
+    id: i64,
+    repositories_action: String,
+    repositories: String,
+    tags_action: String,
+    tags: String,
+}
+
+impl EnforcedRuleRow {
+    fn into_rule(self) -> (i64, RuleInput) {
+        let EnforcedRuleRow { id, repositories_action, repositories, tags_action, tags, .. } = self;
+        (id, RuleInput { repositories_action, repositories, tags_action, tags })
+    }
+}
+
+const ENFORCED_RULES: &str = "select project_id, id, repositories_action, repositories, tags_action, tags \
+    from immutability_rules where enabled";
+
+/// Every project with its enabled rules, handed to `each` one project at a time (in id order) as
+/// the rows stream in, so a registry of 100,000 projects is never held twice in memory. One
+/// snapshot for both queries, so no rule is seen without its project.
+pub async fn each_project_policy(db: &PgPool, mut each: impl FnMut(ProjectPolicySource)) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
     let mut tx = db.begin().await?;
     sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
     let projects: Vec<(i64, String)> =
         sqlx::query_as(r"select id, name from projects order by id").fetch_all(&mut *tx).await?;
-    let mut rows =
-        sqlx::query_as::<_, RuleRow>(&format!("select {RULE_COLUMNS} from immutability_rules order by project_id, id"))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .peekable();
-    tx.commit().await?;
-    let mut loaded = Vec::with_capacity(projects.len());
+    let query = format!("{ENFORCED_RULES} order by project_id, id");
+    let mut rows = sqlx::query_as::<_, EnforcedRuleRow>(&query).fetch(&mut *tx);
+    let mut pending: Option<EnforcedRuleRow> = rows.try_next().await?;
     for (id, name) in projects {
         let mut rules = Vec::new();
-        while let Some(row) = rows.next_if(|row| row.project_id <= id) {
+        while let Some(row) = pending.take_if(|row| row.project_id <= id) {
             if row.project_id == id {
-                rules.push(row.into());
+                rules.push(row.into_rule());
             }
+            pending = rows.try_next().await?;
         }
-        loaded.push(ProjectRules { id, name, rules });
+        each(ProjectPolicySource { id, name, rules });
     }
-    Ok(loaded)
+    drop(rows);
+    tx.commit().await?;
+    Ok(())
 }
 
-/// One project with its rules, by id; `None` once it is deleted.
-pub async fn project_rules_by_id(db: &PgPool, id: i64) -> Result<Option<ProjectRules>, StoreError> {
+/// One project's enabled rules, `None` when the project does not exist (any more).
+pub async fn project_policy(db: &PgPool, id: i64) -> Result<Option<ProjectPolicySource>, StoreError> {
     let mut tx = db.begin().await?;
     let project: Option<(String,)> =
         sqlx::query_as(r"select name from projects where id = $1").bind(id).fetch_optional(&mut *tx).await?;
     let Some((name,)) = project else {
         return Ok(None);
     };
-    let rules = project_rules(&mut *tx, id).await?;
+    let rows: Vec<EnforcedRuleRow> = sqlx::query_as(&format!("{ENFORCED_RULES} and project_id = $1 order by id"))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(Some(ProjectRules { id, name, rules }))
+    Ok(Some(ProjectPolicySource { id, name, rules: rows.into_iter().map(EnforcedRuleRow::into_rule).collect() }))
 }

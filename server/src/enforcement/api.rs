@@ -357,7 +357,7 @@ async fn immutable(
     let (rules, policy_error) = match &protection {
         Protection::Policy(cached) => (
             cached.ready().map_or_else(Vec::new, |policy| {
-                policy.rules(policy.immutable_rules(repository.path(), tag.as_str())).cloned().collect()
+                policy.rules(policy.immutable_rules(repository.path(), tag.as_str())).collect()
             }),
             None,
         ),

@@ -7,13 +7,14 @@
 //! reconnection is followed by a full reload.
 
 use crate::metrics::{Metrics, Reload};
-use app::policy::{CompiledPolicy, PolicyRule};
-use app::store::{self, ProjectRules, RULES_CHANNEL, TOKENS_CHANNEL};
+use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, RuleInput, RuleSpec};
+use app::store::{self, ProjectPolicySource, RULES_CHANNEL, TOKENS_CHANNEL};
+use sha2::{Digest, Sha256};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -23,71 +24,148 @@ use tokio::sync::Notify;
 /// milliseconds; this only bites when the blocking pool is swamped).
 pub const COMPILE_WAIT: Duration = Duration::from_secs(2);
 
-/// One project's policy, as decisions use it. Compiled on a blocking thread, never on a request's:
-/// on first use after a full load (a compiled 15-rule policy takes tens of kilobytes, and a
-/// registry with thousands of projects decides for few of them at a time), and at once when a
-/// notification brings the project's new rules.
-#[derive(Debug)]
-pub struct ProjectPolicy {
-    pub id: i64,
-    pub name: String,
-    /// The enabled rules, parsed.
-    rules: Vec<PolicyRule>,
-    /// Set once: the compiled policy, or why it cannot be evaluated.
-    compiled: OnceLock<Result<CompiledPolicy, String>>,
+/// A compiled policy as several projects may share it: the same enabled rules (by text, in the
+/// same order; common when projects are made from one template) are compiled once.
+///
+/// Compiled on a blocking thread, never on a request's: all of them in the background after a
+/// full load (the cache answers before that is done), and at once when a notification brings a
+/// project's new rules or a decision needs one not compiled yet. The server keeps the interpreted
+/// matcher (a 15-rule policy in a few kilobytes; the regex one takes about 80) and drops the
+/// rules' text once compiled.
+struct SharedPolicy {
+    /// The rules' text, until compiled.
+    source: Mutex<Option<Box<[RuleInput]>>>,
+    /// Set once: the compiled policy (with rule positions for ids), or why it cannot be evaluated.
+    compiled: OnceLock<Result<CompiledPolicy, Problem>>,
     compiling: AtomicBool,
     compiled_now: Notify,
 }
 
+/// Why a shared policy cannot be evaluated.
+#[derive(Debug)]
+struct Problem {
+    /// The position of the rule at fault, if one is.
+    rule: Option<usize>,
+    reason: String,
+}
+
+impl SharedPolicy {
+    fn new(source: Box<[RuleInput]>) -> Self {
+        let source = Mutex::new(Some(source));
+        Self { source, compiled: OnceLock::new(), compiling: AtomicBool::new(false), compiled_now: Notify::new() }
+    }
+
+    fn key_of(rules: &[(i64, RuleInput)]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        for (_, rule) in rules {
+            // Lengths first, so that no two different rule lists hash the same text.
+            for part in [&rule.repositories_action, &rule.repositories, &rule.tags_action, &rule.tags] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part.as_bytes());
+            }
+        }
+        hasher.finalize().into()
+    }
+
+    /// Compiles here and now unless another thread is at it or it is done.
+    fn compile_now(&self) {
+        if self.compiled.get().is_some() || self.compiling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let source = self.source.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let _ = self.compiled.set(Self::compile(&source.unwrap_or_default()));
+        self.compiled_now.notify_waiters();
+    }
+
+    /// Parses, checks against the size budget and compiles. A stored rule this engine refuses,
+    /// or rules past the budget (both only written outside tagward), make a policy that cannot be
+    /// evaluated, never one that silently enforces less.
+    fn compile(source: &[RuleInput]) -> Result<CompiledPolicy, Problem> {
+        let rules = source
+            .iter()
+            .enumerate()
+            .map(|(position, input)| {
+                let spec = RuleSpec::parse(input)
+                    .map_err(|error| Problem { rule: Some(position), reason: format!("does not parse: {error}") })?;
+                Ok(PolicyRule { id: position as i64, enabled: true, spec })
+            })
+            .collect::<Result<Vec<_>, Problem>>()?;
+        check_stored_size(&rules).map_err(|error| Problem { rule: None, reason: error.to_string() })?;
+        CompiledPolicy::interpreted(&rules)
+            .map_err(|error| Problem { rule: None, reason: format!("its rules do not compile: {error}") })
+    }
+}
+
+/// One project's policy, as decisions use it.
+pub struct ProjectPolicy {
+    pub id: i64,
+    pub name: String,
+    /// The enabled rules' ids, in order.
+    rule_ids: Box<[i64]>,
+    shared: Arc<SharedPolicy>,
+    /// The shared policy with this project's rule ids (or why it cannot be evaluated), once there.
+    own: OnceLock<Result<CompiledPolicy, String>>,
+}
+
 impl ProjectPolicy {
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.rule_ids.len()
+    }
+
+    fn own(&self) -> Option<&Result<CompiledPolicy, String>> {
+        if let Some(own) = self.own.get() {
+            return Some(own);
+        }
+        let shared = self.shared.compiled.get()?;
+        let own = match shared {
+            Ok(policy) => policy.sharing(self.rule_ids.clone()).ok_or_else(|| "its rules changed".to_owned()),
+            Err(Problem { rule: Some(position), reason }) => {
+                let id = self.rule_ids.get(*position).copied().unwrap_or_default();
+                Err(format!("its rule {id} {reason}"))
+            }
+            Err(Problem { rule: None, reason }) => Err(reason.clone()),
+        };
+        if let Err(reason) = &own {
+            tracing::error!(project = %self.name, %reason, "policy cannot be evaluated; changes to existing tags are refused");
+        }
+        Some(self.own.get_or_init(|| own))
     }
 
     /// The compiled policy, once it is there and sound.
     pub fn ready(&self) -> Option<&CompiledPolicy> {
-        self.compiled.get().and_then(|compiled| compiled.as_ref().ok())
+        self.own().and_then(|own| own.as_ref().ok())
     }
 
     /// Why this policy cannot be evaluated, once that is known.
     pub fn problem(&self) -> Option<&str> {
-        self.compiled.get().and_then(|compiled| compiled.as_ref().err()).map(String::as_str)
+        self.own().and_then(|own| own.as_ref().err()).map(String::as_str)
     }
 
     /// The compiled policy, compiling it if needed and waiting at most `wait`; else why not.
-    pub async fn evaluate(self: &Arc<Self>, wait: Duration) -> Result<&CompiledPolicy, String> {
-        if let Some(compiled) = self.compiled.get() {
-            return compiled.as_ref().map_err(Clone::clone);
+    pub async fn evaluate(&self, wait: Duration) -> Result<&CompiledPolicy, String> {
+        if self.own().is_none() {
+            let compiled_now = self.shared.compiled_now.notified();
+            tokio::pin!(compiled_now);
+            compiled_now.as_mut().enable();
+            self.start_compiling();
+            if self.shared.compiled.get().is_none() {
+                let _ = tokio::time::timeout(wait, compiled_now).await;
+            }
         }
-        let compiled_now = self.compiled_now.notified();
-        tokio::pin!(compiled_now);
-        compiled_now.as_mut().enable();
-        self.start_compiling();
-        if self.compiled.get().is_none() {
-            let _ = tokio::time::timeout(wait, compiled_now).await;
-        }
-        match self.compiled.get() {
-            Some(compiled) => compiled.as_ref().map_err(Clone::clone),
+        match self.own() {
+            Some(own) => own.as_ref().map_err(Clone::clone),
             None => Err(format!("its policy is still being compiled after {} ms", wait.as_millis())),
         }
     }
 
     /// Compiles on the blocking pool, once.
-    fn start_compiling(self: &Arc<Self>) {
-        if self.compiled.get().is_some() || self.compiling.swap(true, Ordering::AcqRel) {
+    fn start_compiling(&self) {
+        let shared = &self.shared;
+        if shared.compiled.get().is_some() || shared.compiling.load(Ordering::Acquire) {
             return;
         }
-        let project = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let compiled = CompiledPolicy::compile(&project.rules).map_err(|error| {
-                tracing::error!(project = %project.name, %error, "policy does not compile; changes to existing tags are refused");
-                format!("its rules do not compile: {error}")
-            });
-            tracing::debug!(project = %project.name, elapsed_us = started.elapsed().as_micros() as u64, "policy compiled");
-            let _ = project.compiled.set(compiled);
-            project.compiled_now.notify_waiters();
-        });
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || shared.compile_now());
     }
 }
 
@@ -95,6 +173,43 @@ impl ProjectPolicy {
 struct Projects {
     by_name: HashMap<String, Arc<ProjectPolicy>>,
     name_of: HashMap<i64, String>,
+    /// Every shared policy by its key (entries whose projects are all gone are swept now and then).
+    shared: HashMap<[u8; 32], Weak<SharedPolicy>>,
+}
+
+impl Projects {
+    /// The project's policy, sharing a compiled one with any project whose rules read the same.
+    fn policy(&mut self, source: ProjectPolicySource) -> Arc<ProjectPolicy> {
+        let key = SharedPolicy::key_of(&source.rules);
+        let rule_ids = source.rules.iter().map(|(id, _)| *id).collect();
+        let shared = match self.shared.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let rules = source.rules.into_iter().map(|(_, input)| input).collect();
+                let shared = Arc::new(SharedPolicy::new(rules));
+                self.shared.insert(key, Arc::downgrade(&shared));
+                shared
+            }
+        };
+        Arc::new(ProjectPolicy { id: source.id, name: source.name, rule_ids, shared, own: OnceLock::new() })
+    }
+
+    fn insert(&mut self, policy: Arc<ProjectPolicy>) {
+        self.name_of.insert(policy.id, policy.name.clone());
+        self.by_name.insert(policy.name.clone(), policy);
+    }
+
+    fn remove(&mut self, id: i64) -> Option<Arc<ProjectPolicy>> {
+        let name = self.name_of.remove(&id)?;
+        self.by_name.remove(&name)
+    }
+
+    /// Forgets shared policies no project uses, once they outnumber the projects.
+    fn sweep(&mut self) {
+        if self.shared.len() > 2 * self.by_name.len() + 64 {
+            self.shared.retain(|_, shared| shared.strong_count() > 0);
+        }
+    }
 }
 
 /// Every project's policy, by project name.
@@ -111,12 +226,25 @@ impl PolicyCache {
         Self { projects: RwLock::default(), current: AtomicBool::new(false), loaded_at: AtomicI64::new(0) }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Projects> {
+        self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Projects> {
+        self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn project(&self, name: &str) -> Option<Arc<ProjectPolicy>> {
-        self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_name.get(name).cloned()
+        self.read().by_name.get(name).cloned()
     }
 
     pub fn project_count(&self) -> usize {
-        self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_name.len()
+        self.read().by_name.len()
+    }
+
+    /// How many distinct compiled policies the projects share.
+    pub fn shared_count(&self) -> usize {
+        self.read().shared.values().filter(|shared| shared.strong_count() > 0).count()
     }
 
     /// Whether every change made so far has reached this cache (the notifying connection is up).
@@ -129,30 +257,10 @@ impl PolicyCache {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
-    /// Parses a project's stored rules. A stored rule this engine refuses, or rules past the size
-    /// budget (both only written outside tagward), make the policy one that cannot be evaluated,
-    /// never one that silently enforces less.
-    fn parse(project: ProjectRules) -> ProjectPolicy {
-        let compiled = OnceLock::new();
-        let rules = store::enforceable_rules(&project.rules).unwrap_or_else(|problem| {
-            tracing::error!(project = %project.name, %problem, "policy cannot be evaluated; changes to existing tags are refused");
-            let _ = compiled.set(Err(problem));
-            Vec::new()
-        });
-        ProjectPolicy {
-            id: project.id,
-            name: project.name,
-            rules,
-            compiled,
-            compiling: AtomicBool::new(false),
-            compiled_now: Notify::new(),
-        }
-    }
-
     /// Every project whose policy cannot be evaluated, with why (by name).
     pub fn problems(&self) -> Vec<(String, String)> {
-        let projects = self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut problems: Vec<(String, String)> = projects
+        let mut problems: Vec<(String, String)> = self
+            .read()
             .by_name
             .values()
             .filter_map(|project| Some((project.name.clone(), project.problem()?.to_owned())))
@@ -161,31 +269,45 @@ impl PolicyCache {
         problems
     }
 
-    fn replace_all(&self, projects: Vec<ProjectRules>) {
-        let mut loaded = Projects::default();
-        for project in projects {
-            let compiled = Self::parse(project);
-            loaded.name_of.insert(compiled.id, compiled.name.clone());
-            loaded.by_name.insert(compiled.name.clone(), Arc::new(compiled));
-        }
-        *self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded;
+    fn replace_all(&self, projects: Projects) {
+        *self.write() = projects;
         self.loaded_at.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Release);
+        // Compile everything in the background, one policy at a time, so the memory of the rules'
+        // text is given back and problems show in /readyz without waiting for a decision.
+        let uncompiled: Vec<Arc<SharedPolicy>> = self
+            .read()
+            .shared
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|shared| shared.compiled.get().is_none())
+            .collect();
+        if !uncompiled.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let count = uncompiled.len();
+                for shared in uncompiled {
+                    shared.compile_now();
+                }
+                tracing::info!(
+                    policies = count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "policies compiled"
+                );
+            });
+        }
     }
 
     /// Puts in the project's current state: `None` when it no longer exists.
-    fn replace_one(&self, id: i64, project: Option<ProjectRules>) {
-        let compiled = project.map(|project| Arc::new(Self::parse(project)));
-        if let Some(compiled) = &compiled {
-            compiled.start_compiling();
+    fn replace_one(&self, id: i64, source: Option<ProjectPolicySource>) {
+        let mut projects = self.write();
+        let old = projects.remove(id);
+        if let Some(source) = source {
+            let policy = projects.policy(source);
+            policy.start_compiling();
+            projects.insert(policy);
         }
-        let mut projects = self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(old_name) = projects.name_of.remove(&id) {
-            projects.by_name.remove(&old_name);
-        }
-        if let Some(compiled) = compiled {
-            projects.name_of.insert(id, compiled.name.clone());
-            projects.by_name.insert(compiled.name.clone(), compiled);
-        }
+        drop(old);
+        projects.sweep();
     }
 }
 
@@ -263,7 +385,14 @@ impl CacheSync {
         listener.listen_all([RULES_CHANNEL, TOKENS_CHANNEL]).await?;
         let started = std::time::Instant::now();
         self.tokens.replace_all(store::active_tokens(&self.pool).await?);
-        self.policies.replace_all(store::all_project_rules(&self.pool).await?);
+        // Policies compiled before (a reload after a reconnection) are kept where the rules did not change.
+        let mut loaded = Projects { shared: self.policies.read().shared.clone(), ..Projects::default() };
+        store::each_project_policy(&self.pool, |source| {
+            let policy = loaded.policy(source);
+            loaded.insert(policy);
+        })
+        .await?;
+        self.policies.replace_all(loaded);
         self.policies.current.store(true, Ordering::Release);
         self.metrics.record_reload(Reload::Full, self.policies.project_count());
         tracing::info!(
@@ -310,7 +439,7 @@ impl CacheSync {
                 store::active_tokens(&self.pool).await.map(|active| self.tokens.replace_all(active))
             } else {
                 match notification.payload().parse::<i64>() {
-                    Ok(id) => store::project_rules_by_id(&self.pool, id).await.map(|project| {
+                    Ok(id) => store::project_policy(&self.pool, id).await.map(|project| {
                         self.policies.replace_one(id, project);
                         self.metrics.record_reload(Reload::Project, self.policies.project_count());
                     }),

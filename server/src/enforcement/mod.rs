@@ -89,7 +89,7 @@ impl Verdict {
         Verdict {
             allowed: decision.allowed(),
             message: decision.to_string(),
-            rules: decision.rules().cloned().collect(),
+            rules: decision.rules().collect(),
             immutable_tags,
             project_known: true,
         }

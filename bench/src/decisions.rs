@@ -1,0 +1,157 @@
+//! The decision API at a number of projects: start-to-ready, memory once every policy has answered,
+//! checks per second (allowed and denied) against `/healthz` of the same process, latency at 64 and
+//! 8 connections, denials written to the audit trail versus dropped, and how soon a rule change made
+//! with the CLI is enforced.
+
+use crate::report::Report;
+use crate::run::{metric, BenchDatabase, Process};
+use crate::wrk::{Load, Wrk};
+use crate::Args;
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use std::time::{Duration, Instant};
+
+const ADDR: &str = "127.0.0.1:3900";
+const PUSHED: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const CURRENT: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// Projects `p0`… with 15 rules each, of the shapes projects write (semver, brace lists,
+/// `team-*/**`, classes, excludes), each pattern list ending in one distinct per project and rule
+/// (so no two projects share a policy); `p0/api/web` with tag `v1.2.3` is immutable.
+const SEED_PROJECTS: &str = "insert into projects (name) select 'p' || n from generate_series(0, $1 - 1) n";
+const SEED_RULES: &str = r"
+insert into immutability_rules (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by)
+select p.id, 'matching',
+       (array['**', 'api/**', '{web,worker}', 'team-*/**', 'base/*'])[1 + r % 5] || ',svc' || r || '-' || p.id,
+       case when r % 4 = 3 then 'excluding' else 'matching' end,
+       (array['v*.*.*', 'release-*', 'prod,stable', '{rc,beta}-*', '[0-9]*'])[1 + r % 5] || ',t' || r || '-' || p.id,
+       'bench', 'bench'
+from projects p, generate_series(0, 14) r";
+
+pub async fn run(args: &Args, projects: usize, report: &mut Report) -> anyhow::Result<()> {
+    let section = format!("decisions, {projects} project(s) x 15 distinct rules");
+    eprintln!("== {section}");
+    let database = BenchDatabase::fresh(&args.database_url, &args.tagward).await?;
+    let seeded = Instant::now();
+    {
+        let mut db = database.connect().await?;
+        sqlx::query(SEED_PROJECTS).bind(projects as i64).execute(&mut db).await.context("seeding projects")?;
+        sqlx::query(SEED_RULES).execute(&mut db).await.context("seeding rules")?;
+    }
+    report.add(&section, "seeding the database", seeded.elapsed().as_secs_f64(), "s");
+    database.cli(&args.tagward, &["project", "create", "propagation"]).await?;
+    let token = database.token(&args.tagward).await?;
+
+    let base = format!("http://{ADDR}");
+    let mut server = Process::tagward(&args.tagward, &database.url, &["serve", "--addr", ADDR])?;
+    let ready = server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(600)).await?;
+    report.add(&section, "start to ready", ready.as_secs_f64(), "s");
+    report.add(&section, "RSS when ready", server.memory_mib().0, "MiB");
+
+    let touched = Instant::now();
+    touch_every_policy(&base, &token, projects).await?;
+    report.add(&section, "every policy's first decision (16 at a time)", touched.elapsed().as_secs_f64(), "s");
+    report.add(&section, "RSS once every policy has answered", server.memory_mib().0, "MiB");
+
+    let duration = Duration::from_secs(args.duration);
+    let check_url = format!("{base}/api/v1/enforcement/check");
+    let check = |connections, current: &str| {
+        Wrk::new(&check_url, connections, duration).script(
+            "bench/check.lua",
+            vec![("TOKEN", token.clone()), ("CURRENT", current.to_owned()), ("REPOSITORY", "p0/api/web".into())],
+        )
+    };
+    let healthz_url = format!("{base}/healthz");
+    let healthz = Wrk::new(&healthz_url, 64, duration).run().await?;
+    let allowed = check(64, PUSHED).run().await?;
+    let dropped_before = metric(&base, "tagward_audit_denials_dropped_total").await?;
+    let denied = check(64, CURRENT).run().await?;
+    let healthz_8 = Wrk::new(&healthz_url, 8, duration).run().await?;
+    let allowed_8 = check(8, PUSHED).run().await?;
+    add_load(report, &section, "/healthz, 64 connections", healthz);
+    add_load(report, &section, "checks allowed (same-digest re-push), 64 connections", allowed);
+    add_load(report, &section, "checks denied (overwrite), 64 connections", denied);
+    add_load(report, &section, "/healthz, 8 connections", healthz_8);
+    add_load(report, &section, "checks allowed, 8 connections", allowed_8);
+    let ratio = |load: Load| load.requests_per_second / healthz.requests_per_second;
+    report.add(&section, "allowed checks/s vs /healthz req/s", ratio(allowed), "x");
+    report.add(&section, "denied checks/s vs /healthz req/s", ratio(denied), "x");
+    report.add(&section, "allowed check p99 vs /healthz p99 (64 conn)", allowed.p99_ms / healthz.p99_ms, "x");
+    report.add(&section, "denied check p99 vs /healthz p99 (64 conn)", denied.p99_ms / healthz.p99_ms, "x");
+
+    // The recorder writes what it gathered within a fraction of a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rows, recorded): (i64, i64) =
+        sqlx::query_as("select count(*), coalesce(sum(count), 0)::bigint from enforcement_denials")
+            .fetch_one(&mut database.connect().await?)
+            .await?;
+    let dropped = metric(&base, "tagward_audit_denials_dropped_total").await? - dropped_before;
+    report.add(&section, "denials answered (wrk, 64 conn)", denied.requests_per_second * duration.as_secs_f64(), "");
+    report.add(&section, "denials recorded (sum of counts)", recorded as f64, "");
+    report.add(&section, "audit rows written for them", rows as f64, "rows");
+    report.add(&section, "denials dropped", dropped, "");
+
+    report.add(
+        &section,
+        "rule change visible after the CLI returns",
+        propagation(&database, args, &base, &token).await?,
+        "ms",
+    );
+    let (rss, peak) = server.memory_mib();
+    report.add(&section, "RSS after the load", rss, "MiB");
+    report.add(&section, "peak RSS", peak, "MiB");
+    server.stop().await?;
+    database.drop().await
+}
+
+fn add_load(report: &mut Report, section: &str, what: &str, load: Load) {
+    report.add(section, &format!("{what}: requests/s"), load.requests_per_second, "req/s");
+    report.add(section, &format!("{what}: p50"), load.p50_ms, "ms");
+    report.add(section, &format!("{what}: p99"), load.p99_ms, "ms");
+    if load.failures > 0 {
+        report.add(section, &format!("{what}: failed responses"), load.failures as f64, "");
+    }
+}
+
+fn check_body(repository: &str, tag: &str, current: &str) -> serde_json::Value {
+    serde_json::json!({
+        "operation": "push", "repository": repository, "tag": tag, "digest": PUSHED, "current_digest": current,
+    })
+}
+
+/// One decision for every project (a re-push of the same image to an immutable tag of each).
+async fn touch_every_policy(base: &str, token: &str, projects: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/enforcement/check");
+    futures::stream::iter(0..projects)
+        .map(|n| {
+            let request =
+                client.post(&url).bearer_auth(token).json(&check_body(&format!("p{n}/api/web"), "v1.2.3", PUSHED));
+            async move {
+                let verdict: serde_json::Value = request.send().await?.error_for_status()?.json().await?;
+                anyhow::ensure!(verdict["project_known"] == true, "p{n} unknown: {verdict}");
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await
+}
+
+/// Milliseconds from `tagward rule add` returning to the first decision that applies the rule.
+async fn propagation(database: &BenchDatabase, args: &Args, base: &str, token: &str) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/enforcement/check");
+    let body = check_body("propagation/app", "x1", CURRENT);
+    database
+        .cli(&args.tagward, &["rule", "add", "propagation", "--repos", "matching:**", "--tags", "matching:x*"])
+        .await?;
+    let added = Instant::now();
+    loop {
+        let verdict: serde_json::Value = client.post(&url).bearer_auth(token).json(&body).send().await?.json().await?;
+        if verdict["allowed"] == false {
+            return Ok(added.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(added.elapsed() < Duration::from_secs(30), "the new rule was not enforced within 30 s");
+    }
+}

@@ -1,0 +1,71 @@
+//! `scripts/dev bench`: measures a release build of tagward the way a registry uses it and prints
+//! one table plus a JSON file with every figure. Numbers, not a test: nothing here passes or fails
+//! on a figure. Throughput is always reported next to `/healthz` of the same process in the same
+//! run (the machine's own ceiling for an HTTP answer), since absolute numbers depend on the box.
+
+mod decisions;
+mod gateway;
+mod portal;
+mod report;
+mod run;
+mod wrk;
+
+use clap::{Parser, ValueEnum};
+use report::Report;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "tagward-bench", about = "Benchmarks a release build of tagward (not a test)")]
+pub struct Args {
+    /// The tagward binary to measure (a release build).
+    #[arg(long, env = "TAGWARD_BIN")]
+    tagward: PathBuf,
+    /// A PostgreSQL database URL of a role that may create databases; `tagward_bench` is made
+    /// (and dropped) on that server.
+    #[arg(long, env = "ADMIN_DATABASE_URL")]
+    database_url: String,
+    /// Numbers of projects (15 distinct rules each) to measure decisions at.
+    #[arg(long, value_delimiter = ',', default_value = "1,10000,100000")]
+    projects: Vec<usize>,
+    /// Seconds of each wrk run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Which parts to run (all by default).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Where to write every figure as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// A name for this run, kept in the JSON (e.g. the commit).
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Decisions,
+    Portal,
+    Gateway,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wants = |part| args.only.is_empty() || args.only.contains(&part);
+    let mut report = Report::new(&args.label);
+    if wants(Part::Decisions) {
+        for &projects in &args.projects {
+            decisions::run(&args, projects, &mut report).await?;
+        }
+    }
+    if wants(Part::Portal) {
+        portal::run(&args, &mut report).await?;
+    }
+    if wants(Part::Gateway) {
+        gateway::run(&args, &mut report).await?;
+    }
+    report.print();
+    report.write(&args.json)?;
+    eprintln!("every figure: {}", args.json.display());
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The processes a benchmark drives: a fresh database, the tagward CLI, servers it waits for.
+
+use anyhow::{bail, Context};
+use sqlx::{Connection, PgConnection};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The one database a benchmark uses, made afresh (and migrated) for each part.
+pub struct BenchDatabase {
+    admin_url: String,
+    pub url: String,
+}
+
+impl BenchDatabase {
+    const NAME: &'static str = "tagward_bench";
+
+    pub async fn fresh(admin_url: &str, tagward: &Path) -> anyhow::Result<Self> {
+        let mut admin = PgConnection::connect(admin_url).await.context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("drop database if exists {} with (force)", Self::NAME)).execute(&mut admin).await?;
+        sqlx::query(&format!("create database {}", Self::NAME)).execute(&mut admin).await?;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(server, _)| server);
+        let database = Self { admin_url: admin_url.to_owned(), url: format!("{base}/{}", Self::NAME) };
+        database.cli(tagward, &["migrate"]).await?;
+        Ok(database)
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url).await?)
+    }
+
+    /// Runs a tagward subcommand against this database; its standard output.
+    pub async fn cli(&self, tagward: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(tagward).args(args).env("DATABASE_URL", &self.url).output().await?;
+        if !output.status.success() {
+            bail!("tagward {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// A service token that may ask decisions (its secret).
+    pub async fn token(&self, tagward: &Path) -> anyhow::Result<String> {
+        let output = self.cli(tagward, &["token", "create", "bench"]).await?;
+        output.lines().last().map(str::to_owned).context("no token printed")
+    }
+
+    pub async fn drop(self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!("drop database if exists {} with (force)", Self::NAME)).execute(&mut admin).await?;
+        Ok(())
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    pub pid: u32,
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        let child = command.kill_on_drop(true).stdin(Stdio::null()).spawn()?;
+        let pid = child.id().context("the process exited at once")?;
+        Ok(Self { child, pid })
+    }
+
+    /// A `tagward` subcommand against `database_url`, logging warnings only.
+    pub fn tagward(tagward: &Path, database_url: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(Command::new(tagward).args(args).env("DATABASE_URL", database_url).env("RUST_LOG", "warn"))
+    }
+
+    /// Waits until `url` answers 200 (at most `limit`); how long that took.
+    pub async fn wait_ready(&mut self, url: &str, limit: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the process exited ({status}) before {url} answered");
+            }
+            if let Ok(response) = client.get(url).timeout(Duration::from_secs(1)).send().await {
+                if response.status().is_success() {
+                    return Ok(started.elapsed());
+                }
+            }
+            if started.elapsed() > limit {
+                bail!("{url} did not answer within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resident memory now and at its peak, in MiB.
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+}
+
+/// A value of tagward's `/metrics` (a counter's `_total` or a gauge), 0 when absent.
+pub async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
