@@ -67,7 +67,13 @@ impl Process {
 
     /// A `tagward` subcommand against `database_url`, logging warnings only.
     pub fn tagward(tagward: &Path, database_url: &str, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(Command::new(tagward).args(args).env("DATABASE_URL", database_url).env("RUST_LOG", "warn"))
+        Self::spawn(
+            Command::new(tagward)
+                .args(args)
+                .env("DATABASE_URL", database_url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null()),
+        )
     }
 
     /// Waits until `url` answers 200 (at most `limit`); how long that took.

@@ -96,6 +96,7 @@ pub struct Metrics {
     dropped_denials: Counter,
     gateway_requests: Family<GatewayLabels, Counter>,
     unevaluable_policies: Gauge,
+    compiled_policies: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,6 +144,12 @@ impl Default for Metrics {
             "Projects whose policy cannot be evaluated (changes to their existing tags are refused)",
             unevaluable_policies.clone(),
         );
+        let compiled_policies = Gauge::default();
+        registry.register(
+            "policy_cache_compiled_policies",
+            "Distinct compiled policies in the cache (projects whose enabled rules read the same share one)",
+            compiled_policies.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -154,6 +161,7 @@ impl Default for Metrics {
             dropped_denials,
             gateway_requests,
             unevaluable_policies,
+            compiled_policies,
         }
     }
 }
@@ -178,8 +186,10 @@ impl Metrics {
         self.dropped_denials.inc();
     }
 
-    pub fn set_unevaluable_policies(&self, projects: usize) {
-        self.unevaluable_policies.set(i64::try_from(projects).unwrap_or(i64::MAX));
+    /// The gauges read from the policy cache when metrics are scraped.
+    pub fn set_policy_gauges(&self, unevaluable: usize, compiled: usize) {
+        self.unevaluable_policies.set(i64::try_from(unevaluable).unwrap_or(i64::MAX));
+        self.compiled_policies.set(i64::try_from(compiled).unwrap_or(i64::MAX));
     }
 
     pub fn record_gateway(&self, outcome: GatewayOutcome) {

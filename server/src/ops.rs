@@ -72,6 +72,6 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
 }
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    state.metrics.set_unevaluable_policies(state.policies.problems().len());
+    state.metrics.set_policy_gauges(state.policies.problems().len(), state.policies.shared_count());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }

@@ -438,3 +438,41 @@ async fn a_storm_of_identical_denials_is_recorded_as_counted_rows() {
         view["entries"].as_array().unwrap().iter().filter_map(|e| e["summary"].as_str()).collect();
     assert!(summaries.iter().any(|s| s.contains(" times between ")), "{summaries:?}");
 }
+
+/// Projects made from one template share one compiled policy, yet each decision names the
+/// project's own rules, and changing one project's rules leaves the others' alone.
+#[tokio::test]
+async fn projects_with_the_same_rules_share_a_policy_but_not_their_rule_ids() {
+    let app = spawn_app().await;
+    let mut rules = std::collections::HashMap::new();
+    for project in ["blue", "green", "odd"] {
+        app.db.project(project).await;
+        let tags = if project == "odd" { "matching:release-*" } else { "matching:v*" };
+        let first = app.db.rule(project, "matching:**", tags).await;
+        let second = app.db.rule(project, "matching:api/**", "matching:prod").await;
+        rules.insert(project, (first, second));
+    }
+    let token = app.db.token("registry").await;
+    for project in ["blue", "green"] {
+        let overwrite = push(&format!("{project}/api/web"), "v1", B, Some(A));
+        until_decided(&app, &token, &overwrite, false, Duration::from_secs(2)).await;
+        let (_, verdict) = app.check(&token, CHECK, &overwrite).await;
+        let (first, _) = rules[project];
+        assert_eq!(verdict["rules"], json!([{"id": first, "summary": "repositories matching **, tags matching v*"}]));
+        assert!(verdict["message"].as_str().unwrap().contains(&format!("(rule {first}: ")), "{verdict}");
+    }
+    let (_, odd) = app.check(&token, CHECK, &push("odd/api/web", "v1", B, Some(A))).await;
+    assert_eq!(odd["allowed"], true, "{odd}");
+    let compiled = metrics(&app).await["tagward_policy_cache_compiled_policies"];
+    assert_eq!(compiled, 2.0, "blue and green share one policy, odd has its own");
+
+    // green moves on; blue keeps what it had.
+    app.db.rule("green", "matching:**", "matching:stable").await;
+    let stable = push("green/api", "stable", B, Some(A));
+    until_decided(&app, &token, &stable, false, Duration::from_secs(2)).await;
+    let (_, blue) = app.check(&token, CHECK, &push("blue/api", "stable", B, Some(A))).await;
+    assert_eq!(blue["allowed"], true, "{blue}");
+    let (_, blue) = app.check(&token, CHECK, &push("blue/api", "v2", B, Some(A))).await;
+    assert_eq!(blue["rules"][0]["id"], json!(rules["blue"].0), "{blue}");
+    assert_eq!(metrics(&app).await["tagward_policy_cache_compiled_policies"], 3.0);
+}
