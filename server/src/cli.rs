@@ -35,6 +35,14 @@ pub enum Command {
     /// Manage the service tokens registry backends present to the decision API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Exit 0 when the tagward in this container answers `/healthz` with 200, else 1: the container
+    /// image's HEALTHCHECK (the image has no shell and no curl).
+    Healthcheck {
+        /// What to ask; by default `/healthz` on loopback at the port of `TAGWARD_ADDR` (`serve`),
+        /// or of `TAGWARD_GATEWAY_LISTEN` when only that is set (`gateway`).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +183,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             println!("tagward gateway listening on http://{}", gateway.address());
             gateway.run_until_stopped().await
         }
+        Command::Healthcheck { url } => healthcheck(url).await,
         Command::Migrate(database) => {
             let pool = app::store::connect(&database.database_url).await?;
             app::store::migrate(&pool).await?;
@@ -317,4 +326,42 @@ fn read_password() -> anyhow::Result<NewPassword> {
     std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']);
     NewPassword::parse(password).map_err(anyhow::Error::msg)
+}
+
+/// `/healthz` of every listener this container may run: the gateway's (`TAGWARD_GATEWAY_LISTEN`)
+/// when set, and the portal's (`TAGWARD_ADDR`, default `127.0.0.1:3000`), on loopback. One image
+/// runs either, with both set in its environment; only the running one answers.
+fn local_healthz() -> Vec<String> {
+    let gateway = std::env::var("TAGWARD_GATEWAY_LISTEN").ok();
+    let serve = std::env::var("TAGWARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    gateway
+        .into_iter()
+        .chain([serve])
+        .filter_map(|listen| listen.parse::<std::net::SocketAddr>().ok())
+        .map(|address| {
+            let ip = if address.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { address.ip() };
+            format!("http://{}/healthz", std::net::SocketAddr::new(ip, address.port()))
+        })
+        .collect()
+}
+
+/// Succeeds when one of the URLs (`--url`, else [`local_healthz`]) answers 2xx within 3 s.
+async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
+    use hyper_util::client::legacy::Client;
+    let client =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let mut failures = Vec::new();
+    for url in url.map_or_else(local_healthz, |url| vec![url]) {
+        let Ok(uri) = url.parse::<hyper::Uri>() else {
+            failures.push(format!("`{url}` is not a URL"));
+            continue;
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri)).await {
+            Ok(Ok(response)) if response.status().is_success() => return Ok(()),
+            Ok(Ok(response)) => failures.push(format!("{url} answered {}", response.status())),
+            Ok(Err(error)) => failures.push(format!("{url}: {error}")),
+            Err(_) => failures.push(format!("{url} did not answer within 3 s")),
+        }
+    }
+    anyhow::bail!("unhealthy: {}", failures.join("; "))
 }

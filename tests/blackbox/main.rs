@@ -6,6 +6,7 @@ mod assets;
 mod auth;
 mod browser;
 mod cli;
+mod container;
 mod contract;
 mod enforcement;
 mod gateway;
