@@ -106,6 +106,28 @@ pub struct ActivityView {
     pub page: u32,
     pub pages: u32,
     pub total: i64,
+    /// Denials at a glance (when the view is not filtered to other kinds).
+    pub denials: Option<DenialChart>,
+}
+
+/// How many days the denial chart covers.
+pub const DENIAL_DAYS: i32 = 30;
+
+/// Denials per day over the last [`DENIAL_DAYS`] days, and who and what was denied most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialChart {
+    /// Oldest first, one per day (`2026-11-27`), days without denials included.
+    pub days: Vec<Counted>,
+    pub total: i64,
+    pub top_repositories: Vec<Counted>,
+    pub top_callers: Vec<Counted>,
+}
+
+/// A name (a day, a repository, a caller) and its count of denials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub name: String,
+    pub count: i64,
 }
 
 #[cfg(feature = "ssr")]
@@ -236,7 +258,27 @@ pub async fn activity(
                     summary: ssr::summary(row),
                 })
                 .collect();
-            Ok(ActivityView { entries, page, pages, total })
+            let denials = match kind.as_deref() {
+                None | Some("denial") => {
+                    let counts = crate::store::denial_counts(&pool, project_id, DENIAL_DAYS, 5).await?;
+                    let counted = |rows: Vec<(String, i64)>| {
+                        rows.into_iter().map(|(name, count)| Counted { name, count }).collect::<Vec<_>>()
+                    };
+                    let days: Vec<Counted> = counts
+                        .per_day
+                        .into_iter()
+                        .map(|(day, count)| Counted { name: day.to_string(), count })
+                        .collect();
+                    Some(DenialChart {
+                        total: days.iter().map(|day| day.count).sum(),
+                        days,
+                        top_repositories: counted(counts.top_repositories),
+                        top_callers: counted(counts.top_callers),
+                    })
+                }
+                Some(_) => None,
+            };
+            Ok(ActivityView { entries, page, pages, total, denials })
         }
         .await,
     )

@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage the service tokens registry backends present to the decision API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A project's rules as a YAML file: export them, or apply a file (all changes or none).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Exit 0 when the tagward in this container answers `/healthz` with 200, else 1: the container
     /// image's HEALTHCHECK (the image has no shell and no curl).
     Healthcheck {
@@ -69,6 +72,29 @@ pub enum TokenCommand {
     },
     /// List the tokens: name, scopes, state, created, last used.
     List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the project's rules as YAML (rule order; each rule's sentence as a comment).
+    Export {
+        project: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Make the project's rules what the file says: prints the difference, then applies it in one
+    /// transaction (same validation, limit and audit as every other change), or nothing of it.
+    Apply {
+        project: String,
+        /// The policy file (`-` for standard input).
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+        /// Only print the difference.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         database: DatabaseConfig,
     },
@@ -201,6 +227,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rule(command) => rule_command(command).await,
+        Command::Policy(command) => policy_command(command).await,
         Command::Token(command) => token_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
@@ -303,6 +330,34 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
     };
     let id = change_rules(&pool, &operator, project_id, change).await?;
     println!("{done} rule {id}");
+    Ok(())
+}
+
+async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    use app::store::{change_rules_together, project_id, project_rules};
+    let (PolicyCommand::Export { project, database } | PolicyCommand::Apply { project, database, .. }) = &command;
+    let project = ProjectName::parse(project)?;
+    let pool = app::store::connect(&database.database_url).await?;
+    let project_id = project_id(&pool, &project).await?;
+    let stored = project_rules(&pool, project_id).await?;
+    let PolicyCommand::Apply { file, dry_run, .. } = command else {
+        print!("{}", crate::policy_file::export(project.as_str(), &stored));
+        return Ok(());
+    };
+    let (name, text) = if file.as_os_str() == "-" {
+        ("<stdin>".to_owned(), std::io::read_to_string(std::io::stdin())?)
+    } else {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), text)
+    };
+    let plan = crate::policy_file::plan(&name, &text, project.as_str(), &stored)?;
+    print!("{}", plan.describe(project.as_str()));
+    if dry_run || plan.steps.is_empty() {
+        println!("{}", if dry_run { "dry run: nothing changed" } else { "nothing to change" });
+        return Ok(());
+    }
+    change_rules_together(&pool, &operator(), project_id, &plan.changes()).await?;
+    println!("applied {} change(s)", plan.steps.len());
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oci_error;
 mod openapi;
 mod ops;
+mod policy_file;
 pub mod startup;
 
 pub use config::ServeConfig;

@@ -256,3 +256,107 @@ async fn service_tokens_are_created_listed_and_revoked() {
     // The name is free again once revoked.
     assert!(tagward(&db.url, &["token", "create", "registry-eu"], "").status.success());
 }
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The rules as `(id, enabled, repositories, tags)`, by id.
+async fn stored_rules(db: &tests::TestDb) -> Vec<(i64, bool, String, String)> {
+    sqlx::query_as("select id, enabled, repositories, tags from immutability_rules order by id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let semver = db.rule("shop", "matching:**", "matching:v*.*.*").await;
+    let api = db.rule("shop", "matching:api/**", "excluding:rc,test").await;
+
+    // Export, then apply unchanged: nothing to do.
+    let exported = tagward(&db.url, &["policy", "export", "shop"], "");
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let exported = stdout(&exported);
+    assert!(exported.contains("# For the repositories matching api/**, tags excluding rc, test"), "{exported}");
+    let again = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &exported);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("0 added, 0 changed, 0 enabled, 0 disabled, 0 removed, 2 unchanged"));
+
+    // A change, a removal, a disabled addition: the dry run says so and changes nothing.
+    let file = format!(
+        "project: shop\nrules:\n  - id: {semver}\n    repositories: {{action: matching, patterns: \"**\"}}\n    \
+         tags: {{action: matching, patterns: \"v*\"}}\n  - repositories: {{action: matching, patterns: \"base/*\"}}\n    \
+         tags: {{action: matching, patterns: latest}}\n    enabled: false\n"
+    );
+    let before = stored_rules(&db).await;
+    let dry = tagward(&db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let said = stdout(&dry);
+    assert!(said.contains(&format!("- remove   rule {api}: For the repositories matching api/**")), "{said}");
+    assert!(said.contains(&format!("~ change   rule {semver}: ")), "{said}");
+    assert!(
+        said.contains("+ add      For the repositories matching base/*, tags matching latest (disabled)"),
+        "{said}"
+    );
+    assert!(said.contains("1 added, 1 changed, 0 enabled, 0 disabled, 1 removed, 0 unchanged"), "{said}");
+    assert_eq!(stored_rules(&db).await, before, "a dry run changes nothing");
+
+    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let after = stored_rules(&db).await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0], (semver, true, "**".to_owned(), "v*".to_owned()));
+    assert_eq!((after[1].1, after[1].2.as_str(), after[1].3.as_str()), (false, "base/*", "latest"));
+    let kinds: Vec<String> = trail(&db).await.into_iter().map(|(_, kind)| kind).collect();
+    assert!(kinds.ends_with(&["rule.delete".into(), "rule.update".into(), "rule.create".into()]), "{kinds:?}");
+
+    // Refusals name the line and the field, and store nothing.
+    let after = stored_rules(&db).await;
+    let cases = [
+        ("project: shop\nrules:\n  - repositories: {action: matching, patterns: \"**\"}\n    colour: blue\n", ":4", "unknown field `colour`"),
+        ("project: shop\nrules:\n  - repositories: {action: matching, patterns: \"**\"}\n    tags: {action: matching, patterns: \"v[\"}\n", ":4", "rules[0].tags:"),
+        ("project: shop\nrules:\n  - id: 9999\n    repositories: {action: matching, patterns: \"**\"}\n    tags: {action: matching, patterns: v}\n", ":3", "rules[0].id: project `shop` has no rule 9999"),
+        ("project: other\nrules: []\n", ":1", "project: the file is for project `other`"),
+    ];
+    for (file, line, message) in cases {
+        let refused = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], file);
+        let said = stderr(&refused);
+        assert!(!refused.status.success(), "{file}");
+        assert!(said.contains(&format!("<stdin>{line}: ")) && said.contains(message), "{said}");
+    }
+    let sixteen: String = (0..16)
+        .map(|i| {
+            format!(
+                "  - repositories: {{action: matching, patterns: r{i}}}\n    tags: {{action: matching, patterns: t}}\n"
+            )
+        })
+        .collect();
+    let refused =
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{sixteen}"));
+    assert!(
+        stderr(&refused).contains("<stdin>:33: rules[15]: a project holds at most 15 rules"),
+        "{}",
+        stderr(&refused)
+    );
+    // Past the pattern budget only once several changes add up: the store refuses the last one,
+    // and the changes before it are rolled back with it.
+    // Four items of 250 characters per rule: 1,000 a rule, the fifth rule past the 4,096 budget.
+    let long = "a".repeat(249);
+    let budget: String = (0..5)
+        .map(|i| {
+            let items: Vec<String> = (0..4).map(|j| format!("{long}{j}{i}")).collect();
+            format!(
+                "  - repositories: {{action: matching, patterns: \"{}\"}}\n    tags: {{action: matching, patterns: t}}\n",
+                items.join(",")
+            )
+        })
+        .collect();
+    let refused =
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{budget}"));
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("pattern characters"), "{}", stderr(&refused));
+    assert_eq!(stored_rules(&db).await, after, "nothing half-stored");
+}

@@ -437,6 +437,25 @@ async fn a_storm_of_identical_denials_is_recorded_as_counted_rows() {
     let summaries: Vec<&str> =
         view["entries"].as_array().unwrap().iter().filter_map(|e| e["summary"].as_str()).collect();
     assert!(summaries.iter().any(|s| s.contains(" times between ")), "{summaries:?}");
+
+    // Denials at a glance: per day for 30 days (today's bar holds the storm, and the denial the
+    // set-up made), the most denied.
+    let (denied,): (i64,) =
+        sqlx::query_as("select sum(count)::bigint from enforcement_denials").fetch_one(&app.db.pool).await.unwrap();
+    assert!(denied > attempts);
+    let chart = &view["denials"];
+    let days = chart["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30, "{chart}");
+    assert_eq!(days[29]["count"], json!(denied), "{chart}");
+    assert!(days[..29].iter().all(|day| day["count"] == 0), "{chart}");
+    assert_eq!(chart["total"], json!(denied));
+    assert_eq!(chart["top_repositories"], json!([{"name": "shop/api", "count": denied}]));
+    assert_eq!(chart["top_callers"], json!([{"name": "registry", "count": denied}]));
+    // Server-rendered: the chart and its numbers are in the page without any script.
+    let page = app.page(&ann, "/projects/shop/activity").await.text().await.unwrap();
+    assert!(page.contains("id=\"denial-chart\""), "{page}");
+    assert!(page.contains(&format!("Denials per day, last 30 days: {denied} in all")), "{page}");
+    assert!(page.contains(&format!("{}: {denied} denials", days[29]["name"].as_str().unwrap())), "{page}");
 }
 
 /// Projects made from one template share one compiled policy, yet each decision names the

@@ -1,7 +1,7 @@
 //! The audit trail, newest first, filterable by kind and paginated; a project's Activity tab and
 //! the administration's view of every project. Filtering is a plain GET form, paging plain links.
 
-use crate::activity::{ActivityView, KINDS};
+use crate::activity::{ActivityView, Counted, DenialChart, DENIAL_DAYS, KINDS};
 use crate::error::AppError;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
@@ -45,12 +45,14 @@ pub fn ActivityList(
                     Ok(Some(view)) if view.entries.is_empty() => view! {
                         <p class="empty" id="no-activity">"Nothing recorded yet."</p>
                     }.into_any(),
-                    Ok(Some(view)) => {
+                    Ok(Some(mut view)) => {
+                        let chart = view.denials.take().map(|chart| view! { <DenialsAtAGlance chart/> });
                         let kind = kind.get_untracked();
                         let link = move |page: u32| {
                             if kind.is_empty() { format!("?page={page}") } else { format!("?kind={kind}&page={page}") }
                         };
                         view! {
+                            {chart}
                             <table class="table activity" id="activity">
                                 <thead><tr>
                                     <th scope="col">"When"</th><th scope="col">"Who"</th>
@@ -85,4 +87,66 @@ pub fn ActivityList(
             </Suspense>
         </section>
     }
+}
+
+/// Denials per day as bars (server-rendered SVG, no script), with the same numbers as a table for
+/// screen readers, and the repositories and callers denied most.
+#[component]
+fn DenialsAtAGlance(chart: DenialChart) -> impl IntoView {
+    if chart.total == 0 {
+        return view! {
+            <p class="muted" id="denial-chart-empty">{format!("No denials in the last {DENIAL_DAYS} days.")}</p>
+        }
+        .into_any();
+    }
+    // Bars of a 300 x 80 box: 30 days x 10 units, the tallest 60 high over a base line at 66.
+    let most = chart.days.iter().map(|day| day.count).max().unwrap_or(1).max(1);
+    let bars = chart
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, day)| {
+            let height = (day.count as f64 / most as f64 * 60.0).max(if day.count > 0 { 1.5 } else { 0.0 });
+            let title = format!("{}: {} denial{}", day.name, day.count, if day.count == 1 { "" } else { "s" });
+            view! {
+                <rect x=format!("{}", i * 10 + 1) y=format!("{:.1}", 66.0 - height) width="8"
+                    height=format!("{height:.1}")><title>{title}</title></rect>
+            }
+        })
+        .collect_view();
+    let first = chart.days.first().map(|day| day.name.clone()).unwrap_or_default();
+    let last = chart.days.last().map(|day| day.name.clone()).unwrap_or_default();
+    let list = |title: &'static str, id: &'static str, rows: Vec<Counted>| {
+        view! {
+            <div class="denial-top" id=id>
+                <h3>{title}</h3>
+                <ol>{rows.into_iter().map(|row| view! {
+                    <li><span class="name">{row.name}</span>" "<span class="muted">{row.count}</span></li>
+                }).collect_view()}</ol>
+            </div>
+        }
+    };
+    view! {
+        <figure class="denial-chart" id="denial-chart">
+            <figcaption>{format!("Denials per day, last {DENIAL_DAYS} days: {} in all (most in a day: {most})", chart.total)}</figcaption>
+            <svg viewBox="0 0 300 80" aria-hidden="true" focusable="false">
+                <line x1="0" y1="66.5" x2="300" y2="66.5" class="base"></line>
+                {bars}
+                <text x="1" y="77">{first}</text>
+                <text x="299" y="77" text-anchor="end">{last}</text>
+            </svg>
+            <table class="visually-hidden">
+                <caption>"Denials per day"</caption>
+                <thead><tr><th scope="col">"Day"</th><th scope="col">"Denials"</th></tr></thead>
+                <tbody>{chart.days.into_iter().map(|day| view! {
+                    <tr><th scope="row">{day.name}</th><td>{day.count}</td></tr>
+                }).collect_view()}</tbody>
+            </table>
+        </figure>
+        <div class="denial-tops">
+            {list("Most denied repositories", "denied-repositories", chart.top_repositories)}
+            {list("Most denied callers", "denied-callers", chart.top_callers)}
+        </div>
+    }
+    .into_any()
 }

@@ -153,3 +153,50 @@ pub async fn activity(
     .fetch_all(db)
     .await?)
 }
+
+/// Denials of the last `days` days (UTC), of one project or of all: how many each day (a folded
+/// row counts on the day it began), and the repositories and callers denied most.
+pub struct DenialCounts {
+    /// One entry per day, oldest first: (the day, denials).
+    pub per_day: Vec<(time::Date, i64)>,
+    pub top_repositories: Vec<(String, i64)>,
+    pub top_callers: Vec<(String, i64)>,
+}
+
+pub async fn denial_counts(
+    db: &sqlx::PgPool,
+    project_id: Option<i64>,
+    days: i32,
+    top: i64,
+) -> Result<DenialCounts, StoreError> {
+    let per_day: Vec<(time::Date, i64)> = sqlx::query_as(
+        r"select day::date, coalesce(sum(d.count), 0)::bigint
+          from generate_series((now() at time zone 'utc')::date - ($2::int - 1), (now() at time zone 'utc')::date,
+                               interval '1 day') day
+          left join enforcement_denials d
+            on (d.at at time zone 'utc')::date = day::date and ($1::bigint is null or d.project_id = $1)
+          group by day order by day",
+    )
+    .bind(project_id)
+    .bind(days)
+    .fetch_all(db)
+    .await?;
+    let most = |query: &'static str| {
+        sqlx::query_as::<_, (String, i64)>(query).bind(project_id).bind(days).bind(top).fetch_all(db)
+    };
+    Ok(DenialCounts {
+        per_day,
+        top_repositories: most(MOST_DENIED_REPOSITORIES).await?,
+        top_callers: most(MOST_DENIED_CALLERS).await?,
+    })
+}
+
+/// The `top` (`$3`) most denied of the last `$2` days, of project `$1` (or all).
+const MOST_DENIED_REPOSITORIES: &str = r"select repository, sum(count)::bigint from enforcement_denials
+    where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
+      and ($1::bigint is null or project_id = $1)
+    group by repository order by 2 desc, 1 limit $3";
+const MOST_DENIED_CALLERS: &str = r"select token, sum(count)::bigint from enforcement_denials
+    where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
+      and ($1::bigint is null or project_id = $1)
+    group by token order by 2 desc, 1 limit $3";

@@ -11,14 +11,14 @@ mod rules;
 mod tokens;
 mod users;
 
-pub use audit::{activity, insert_denials, ActivityEntry, Denial};
+pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, Denial, DenialCounts};
 pub use projects::{
     change_member, create_project, delete_project, members, project_id, project_name, projects, visible_project,
     visible_projects, ProjectListing,
 };
 pub use rules::{
-    change_rules, each_project_policy, enforceable_rules, project_policy, project_rules, ProjectPolicySource,
-    RuleChange, StoredRule,
+    change_rules, change_rules_together, each_project_policy, enforceable_rules, project_policy, project_rules,
+    ProjectPolicySource, RuleChange, StoredRule,
 };
 pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, tokens, ActiveToken, TokenListing};
 pub use users::{

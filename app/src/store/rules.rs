@@ -135,6 +135,20 @@ pub async fn change_rules(
     project_id: i64,
     change: RuleChange<'_>,
 ) -> Result<i64, StoreError> {
+    let ids = change_rules_together(pool, by, project_id, std::slice::from_ref(&change)).await?;
+    ids.first().copied().ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("no rule changed")))
+}
+
+/// Applies several changes to a project's rules in one transaction, in order, each checked as
+/// [`change_rules`] checks one (limit, identical rules, size budget) against the rules as the
+/// changes before it left them, each with its audit row: all of them, or none (`policy apply`).
+/// Returns the id of each rule changed.
+pub async fn change_rules_together(
+    pool: &PgPool,
+    by: &Principal,
+    project_id: i64,
+    changes: &[RuleChange<'_>],
+) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await?;
     let project: Option<(String,)> = sqlx::query_as(r"select name from projects where id = $1 for update")
         .bind(project_id)
@@ -147,8 +161,23 @@ pub async fn change_rules(
         return Err(not_found());
     }
     by.may_change_rules(&project, role)?;
+    let mut changed = Vec::with_capacity(changes.len());
+    for change in changes {
+        changed.push(apply_change(&mut tx, by, project_id, change).await?);
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// One change, under the project lock `tx` holds.
+async fn apply_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    by: &Principal,
+    project_id: i64,
+    change: &RuleChange<'_>,
+) -> Result<i64, StoreError> {
     let actor = by.actor();
-    let rules = project_rules(&mut *tx, project_id).await?;
+    let rules = project_rules(&mut **tx, project_id).await?;
     let find = |id: i64| {
         rules.iter().find(|r| r.id == id).ok_or_else(|| StoreError::NotFound(format!("rule {id} does not exist")))
     };
@@ -201,7 +230,7 @@ pub async fn change_rules(
             .bind(&input.tags)
             .bind(&actor)
             .bind(matches!(change, RuleChange::Create(_)))
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             (AuditKind::RuleCreate, id, None)
         }
@@ -221,7 +250,7 @@ pub async fn change_rules(
             .bind(&input.tags_action)
             .bind(&input.tags)
             .bind(&actor)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             (AuditKind::RuleUpdate, *id, Some(before))
         }
@@ -233,21 +262,20 @@ pub async fn change_rules(
             .bind(id)
             .bind(enabled)
             .bind(&actor)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             (if *enabled { AuditKind::RuleEnable } else { AuditKind::RuleDisable }, *id, Some(before))
         }
         RuleChange::Delete(id) => {
             let before = find(*id)?.snapshot();
-            sqlx::query(r"delete from immutability_rules where id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query(r"delete from immutability_rules where id = $1").bind(id).execute(&mut **tx).await?;
             (AuditKind::RuleDelete, *id, Some(before))
         }
     };
-    let after = rule(&mut *tx, rule_id).await?.map(|r| r.snapshot());
+    let after = rule(&mut **tx, rule_id).await?.map(|r| r.snapshot());
     AuditEntry { project_id: Some(project_id), kind, rule_id: Some(rule_id), before, after }
-        .record(&mut *tx, by)
+        .record(&mut **tx, by)
         .await?;
-    tx.commit().await?;
     Ok(rule_id)
 }
 
