@@ -356,7 +356,7 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
         println!("{}", if dry_run { "dry run: nothing changed" } else { "nothing to change" });
         return Ok(());
     }
-    change_rules_together(&pool, &operator(), project_id, &plan.changes()).await?;
+    change_rules_together(&pool, &operator(), project_id, Some(&stored), &plan.changes()).await?;
     println!("applied {} change(s)", plan.steps.len());
     Ok(())
 }

@@ -360,3 +360,25 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
     assert!(stderr(&refused).contains("pattern characters"), "{}", stderr(&refused));
     assert_eq!(stored_rules(&db).await, after, "nothing half-stored");
 }
+
+/// `policy apply` works its changes out from the rules it read; if they change before it commits,
+/// the whole apply is refused rather than written over the other change.
+#[tokio::test]
+async fn changes_planned_from_rules_that_changed_since_are_refused_whole() {
+    use app::policy::{ProjectName, RuleInput, RuleSpec};
+    use app::store::{change_rules, change_rules_together, project_id, project_rules, RuleChange};
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let rule = db.rule("shop", "matching:**", "matching:v*").await;
+    let project = project_id(&db.pool, &ProjectName::parse("shop").unwrap()).await.unwrap();
+    let read = project_rules(&db.pool, project).await.unwrap();
+    change_rules(&db.pool, &tests::operator(), project, RuleChange::SetEnabled(rule, false)).await.unwrap();
+
+    let input = RuleInput { tags: "release-*".into(), ..RuleInput::default() };
+    let spec = RuleSpec::parse(&input).unwrap();
+    let planned = [RuleChange::Delete(rule), RuleChange::Create(&spec)];
+    let refused = change_rules_together(&db.pool, &tests::operator(), project, Some(&read), &planned).await;
+    let message = refused.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("the rules of project `shop` changed after they were read"), "{message}");
+    assert_eq!(stored_rules(&db).await, [(rule, false, "**".to_owned(), "v*".to_owned())]);
+}

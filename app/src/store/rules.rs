@@ -135,18 +135,21 @@ pub async fn change_rules(
     project_id: i64,
     change: RuleChange<'_>,
 ) -> Result<i64, StoreError> {
-    let ids = change_rules_together(pool, by, project_id, std::slice::from_ref(&change)).await?;
+    let ids = change_rules_together(pool, by, project_id, None, std::slice::from_ref(&change)).await?;
     ids.first().copied().ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("no rule changed")))
 }
 
 /// Applies several changes to a project's rules in one transaction, in order, each checked as
 /// [`change_rules`] checks one (limit, identical rules, size budget) against the rules as the
 /// changes before it left them, each with its audit row: all of them, or none (`policy apply`).
-/// Returns the id of each rule changed.
+/// With `planned_from` (the rules the changes were worked out from), refuses when the stored rules
+/// are no longer those, so a change made meanwhile is never silently applied over. Returns the id
+/// of each rule changed.
 pub async fn change_rules_together(
     pool: &PgPool,
     by: &Principal,
     project_id: i64,
+    planned_from: Option<&[StoredRule]>,
     changes: &[RuleChange<'_>],
 ) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await?;
@@ -161,6 +164,19 @@ pub async fn change_rules_together(
         return Err(not_found());
     }
     by.may_change_rules(&project, role)?;
+    if let Some(planned_from) = planned_from {
+        let version = |rules: &[StoredRule]| -> Vec<(i64, bool, time::OffsetDateTime)> {
+            rules.iter().map(|rule| (rule.id, rule.enabled, rule.updated_at)).collect()
+        };
+        if version(&project_rules(&mut *tx, project_id).await?) != version(planned_from) {
+            return Err(StoreError::Conflict {
+                field: "rules",
+                message: format!(
+                    "the rules of project `{project}` changed after they were read; nothing was changed, try again"
+                ),
+            });
+        }
+    }
     let mut changed = Vec::with_capacity(changes.len());
     for change in changes {
         changed.push(apply_change(&mut tx, by, project_id, change).await?);
