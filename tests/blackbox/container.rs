@@ -197,16 +197,22 @@ async fn the_image_runs_migrate_serve_and_gateway_and_docker_push_is_refused_whe
 
     docker_ok(&["tag", &first, &format!("{repository}:v1")]);
     docker_ok(&["push", &format!("{repository}:v1")]);
+    let mut built = vec![first.clone(), second];
     for content in ["mutable one", "mutable two"] {
-        build_image(&format!("{repository}:latest"), content);
+        built.push(build_image(&format!("{repository}:latest"), content));
         docker_ok(&["push", &format!("{repository}:latest")]);
     }
 
-    docker_ok(&["rmi", &format!("{repository}:v1"), &format!("{repository}:latest")]);
-    let _ = docker(&["rmi", "-f", &first, &second]);
+    // Nothing of it left locally, so the pull has to fetch through the gateway; then nothing left at all.
+    let remove_all = || {
+        for image in &built {
+            let _ = docker(&["rmi", "-f", image]);
+        }
+    };
+    remove_all();
     let pull = docker_ok(&["pull", &format!("{repository}:v1")]);
     assert!(pull.contains(&pushed), "pulled v1 as pushed: {pull}");
-    let _ = docker(&["rmi", "-f", &format!("{repository}:v1")]);
+    remove_all();
 
     // docker stop: SIGTERM, an in-flight request still answered, a clean exit within the grace period.
     let mut in_flight = TcpStream::connect(portal_address).unwrap();
