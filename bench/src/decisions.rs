@@ -16,27 +16,42 @@ const PUSHED: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const CURRENT: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// Projects `p0`… with 15 rules each, of the shapes projects write (semver, brace lists,
-/// `team-*/**`, classes, excludes), each pattern list ending in one distinct per project and rule
-/// (so no two projects share a policy); `p0/api/web` with tag `v1.2.3` is immutable.
+/// `team-*/**`, classes, excludes), each pattern list ending in one distinct per rule and, unless
+/// `$1` is false (projects made from one template), per project (so no two projects share a
+/// policy); `p0/api/web` with tag `v1.2.3` is immutable.
 const SEED_PROJECTS: &str = "insert into projects (name) select 'p' || n from generate_series(0, $1 - 1) n";
 const SEED_RULES: &str = r"
 insert into immutability_rules (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by)
 select p.id, 'matching',
-       (array['**', 'api/**', '{web,worker}', 'team-*/**', 'base/*'])[1 + r % 5] || ',svc' || r || '-' || p.id,
+       (array['**', 'api/**', '{web,worker}', 'team-*/**', 'base/*'])[1 + r % 5] || ',svc' || r
+         || case when $1 then '-' || p.id else '' end,
        case when r % 4 = 3 then 'excluding' else 'matching' end,
-       (array['v*.*.*', 'release-*', 'prod,stable', '{rc,beta}-*', '[0-9]*'])[1 + r % 5] || ',t' || r || '-' || p.id,
+       (array['v*.*.*', 'release-*', 'prod,stable', '{rc,beta}-*', '[0-9]*'])[1 + r % 5] || ',t' || r
+         || case when $1 then '-' || p.id else '' end,
        'bench', 'bench'
 from projects p, generate_series(0, 14) r";
 
-pub async fn run(args: &Args, projects: usize, report: &mut Report) -> anyhow::Result<()> {
-    let section = format!("decisions, {projects} project(s) x 15 distinct rules");
+/// Whether each project's rules differ from every other's, or all come from one template.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    Distinct,
+    /// Only start-up and memory are measured (the load figures are those of distinct rules).
+    Template,
+}
+
+pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report) -> anyhow::Result<()> {
+    let section = match rules {
+        Rules::Distinct => format!("decisions, {projects} project(s) x 15 distinct rules"),
+        Rules::Template => format!("decisions, {projects} project(s) x the same 15 rules (one template)"),
+    };
     eprintln!("== {section}");
     let database = BenchDatabase::fresh(&args.database_url, &args.tagward).await?;
     let seeded = Instant::now();
     {
         let mut db = database.connect().await?;
         sqlx::query(SEED_PROJECTS).bind(projects as i64).execute(&mut db).await.context("seeding projects")?;
-        sqlx::query(SEED_RULES).execute(&mut db).await.context("seeding rules")?;
+        let distinct = rules == Rules::Distinct;
+        sqlx::query(SEED_RULES).bind(distinct).execute(&mut db).await.context("seeding rules")?;
     }
     report.add(&section, "seeding the database", seeded.elapsed().as_secs_f64(), "s");
     database.cli(&args.tagward, &["project", "create", "propagation"]).await?;
@@ -52,6 +67,12 @@ pub async fn run(args: &Args, projects: usize, report: &mut Report) -> anyhow::R
     touch_every_policy(&base, &token, projects).await?;
     report.add(&section, "every policy's first decision (16 at a time)", touched.elapsed().as_secs_f64(), "s");
     report.add(&section, "RSS once every policy has answered", server.memory_mib().0, "MiB");
+    let compiled = metric(&base, "tagward_policy_cache_compiled_policies").await?;
+    report.add(&section, "distinct compiled policies", compiled, "");
+    if rules == Rules::Template {
+        server.stop().await?;
+        return database.drop().await;
+    }
 
     let duration = Duration::from_secs(args.duration);
     let check_url = format!("{base}/api/v1/enforcement/check");

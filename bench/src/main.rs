@@ -27,6 +27,9 @@ pub struct Args {
     /// Numbers of projects (15 distinct rules each) to measure decisions at.
     #[arg(long, value_delimiter = ',', default_value = "1,10000,100000")]
     projects: Vec<usize>,
+    /// Numbers of projects made from one template (the same 15 rules) to measure memory at.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    template_projects: Vec<usize>,
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -55,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&args.label);
     if wants(Part::Decisions) {
         for &projects in &args.projects {
-            decisions::run(&args, projects, &mut report).await?;
+            decisions::run(&args, projects, decisions::Rules::Distinct, &mut report).await?;
+        }
+        for &projects in &args.template_projects {
+            decisions::run(&args, projects, decisions::Rules::Template, &mut report).await?;
         }
     }
     if wants(Part::Portal) {

@@ -123,5 +123,5 @@ pub async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
         .lines()
         .filter(|line| line.split([' ', '{']).next() == Some(name))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+        .fold(0.0, |total, value| total + value))
 }
