@@ -12,7 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 use std::time::{Duration, Instant};
 
 const ADDR: &str = "127.0.0.1:3900";
-const PUSHED: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+/// The digest every benchmarked check pushes (`CURRENT` equal to it: a same-digest re-push, allowed).
+pub const PUSHED: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const CURRENT: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// Projects `p0`… with 15 rules each, of the shapes projects write (semver, brace lists,

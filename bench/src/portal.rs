@@ -67,11 +67,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     eprintln!("== {section}");
     let rss_before = server.memory_mib().0;
     let check_url = format!("{base}/api/v1/enforcement/check");
-    let env = vec![
-        ("TOKEN", token),
-        ("REPOSITORY", "shop/api".to_owned()),
-        ("CURRENT", "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".to_owned()),
-    ];
+    let env =
+        vec![("TOKEN", token), ("REPOSITORY", "shop/api".to_owned()), ("CURRENT", crate::decisions::PUSHED.to_owned())];
     let decisions = Wrk::new(&check_url, 16, Duration::from_secs(15)).script("bench/check.lua", env);
     let guesses = async {
         tokio::time::sleep(Duration::from_secs(2)).await;

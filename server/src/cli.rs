@@ -310,11 +310,7 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
         RuleCommand::List { .. } => {
             for rule in project_rules(&pool, project_id).await? {
                 let state = if rule.enabled { "enabled " } else { "disabled" };
-                let sentence = match &rule.spec {
-                    Ok(spec) => spec.sentence(),
-                    Err(error) => format!("(invalid: {error})"),
-                };
-                println!("{}\t{state}\t{sentence}", rule.id);
+                println!("{}\t{state}\t{}", rule.id, rule.sentence());
             }
             return Ok(());
         }

@@ -13,10 +13,10 @@
 
 use app::policy::{RuleInput, RuleSpec, MAX_RULES};
 use app::store::{RuleChange, StoredRule};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::fmt::Write as _;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     pub project: String,
@@ -24,10 +24,10 @@ pub struct PolicyFile {
     pub rules: Vec<RuleEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleEntry {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub id: Option<i64>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
@@ -39,7 +39,7 @@ fn enabled_by_default() -> bool {
     true
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Side {
     pub action: String,
@@ -74,9 +74,8 @@ pub fn export(project: &str, rules: &[StoredRule]) -> String {
     }
     let _ = writeln!(out, "rules:");
     for rule in rules {
-        let sentence = rule.spec.as_ref().map_or_else(|error| format!("(invalid: {error})"), RuleSpec::sentence);
         let input = &rule.input;
-        let _ = writeln!(out, "  # {sentence}");
+        let _ = writeln!(out, "  # {}", rule.sentence());
         let _ = writeln!(out, "  - id: {}", rule.id);
         let _ = writeln!(out, "    enabled: {}", rule.enabled);
         let _ = writeln!(
@@ -224,8 +223,6 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
 
     // Each stored rule is claimed by the entry naming its id, else by an entry without an id and
     // with the same patterns; what is left unclaimed is removed.
-    let sentence =
-        |rule: &StoredRule| rule.spec.as_ref().map_or_else(|e| format!("(invalid: {e})"), RuleSpec::sentence);
     let mut claimed: Vec<Option<&StoredRule>> =
         wanted.iter().map(|(_, entry, _)| entry.id.and_then(|id| stored.iter().find(|rule| rule.id == id))).collect();
     for (slot, (_, entry, spec)) in claimed.iter_mut().zip(&wanted) {
@@ -239,7 +236,7 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
     let mut steps: Vec<Step> = stored
         .iter()
         .filter(|rule| !claimed.iter().flatten().any(|claimed| claimed.id == rule.id))
-        .map(|rule| Step::Remove(rule.id, sentence(rule)))
+        .map(|rule| Step::Remove(rule.id, rule.sentence()))
         .collect();
     let mut unchanged = 0;
     let mut later = Vec::new();
@@ -249,7 +246,7 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
             Some(rule) => {
                 let same = rule.spec.as_ref().is_ok_and(|stored| stored.same_as(&spec));
                 if !same {
-                    steps.push(Step::Change { id: rule.id, before: sentence(rule), after: spec.clone() });
+                    steps.push(Step::Change { id: rule.id, before: rule.sentence(), after: spec.clone() });
                 }
                 if rule.enabled != entry.enabled {
                     later.insert(0, Step::SetEnabled(rule.id, entry.enabled, spec.sentence()));

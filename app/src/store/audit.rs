@@ -191,12 +191,21 @@ pub async fn denial_counts(
     })
 }
 
-/// The `top` (`$3`) most denied of the last `$2` days, of project `$1` (or all).
-const MOST_DENIED_REPOSITORIES: &str = r"select repository, sum(count)::bigint from enforcement_denials
-    where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
-      and ($1::bigint is null or project_id = $1)
-    group by repository order by 2 desc, 1 limit $3";
-const MOST_DENIED_CALLERS: &str = r"select token, sum(count)::bigint from enforcement_denials
-    where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
-      and ($1::bigint is null or project_id = $1)
-    group by token order by 2 desc, 1 limit $3";
+/// The query for the `top` (`$3`) values of `column` most denied in the last `$2` days, of project
+/// `$1` (or all): one text for both columns asked about.
+macro_rules! most_denied {
+    ($column:literal) => {
+        concat!(
+            "select ",
+            $column,
+            ", sum(count)::bigint from enforcement_denials
+             where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
+               and ($1::bigint is null or project_id = $1)
+             group by ",
+            $column,
+            " order by 2 desc, 1 limit $3"
+        )
+    };
+}
+const MOST_DENIED_REPOSITORIES: &str = most_denied!("repository");
+const MOST_DENIED_CALLERS: &str = most_denied!("token");

@@ -25,10 +25,9 @@ pub struct StoredRule {
 }
 
 impl StoredRule {
-    /// The rule as the engine sees it, if it parsed.
-    pub fn policy_rule(&self) -> Option<PolicyRule> {
-        let spec = self.spec.as_ref().ok()?.clone();
-        Some(PolicyRule { id: self.id, enabled: self.enabled, spec })
+    /// The rule as a sentence (`For the repositories matching **, …`), or why it does not parse.
+    pub fn sentence(&self) -> String {
+        self.spec.as_ref().map_or_else(|error| format!("(invalid: {error})"), RuleSpec::sentence)
     }
     fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({
