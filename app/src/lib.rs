@@ -6,6 +6,7 @@ pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod inventory;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod password;

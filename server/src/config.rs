@@ -65,6 +65,9 @@ pub struct ServeConfig {
     #[arg(long = "trusted-proxies", env = "TAGWARD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    #[command(flatten)]
+    pub registry: crate::inventory::RegistrySyncConfig,
+
     /// While the database has no users, start by creating the system administrator `admin` with
     /// this password (what `scripts/dev serve` does on a fresh database).
     #[arg(long = "bootstrap-admin-password", env = "TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]

@@ -8,12 +8,14 @@ pub mod enforcement;
 mod extract;
 pub mod gateway;
 pub mod harbor;
+pub mod inventory;
 mod listener;
 pub mod metrics;
 pub mod oci_error;
 mod openapi;
 mod ops;
 mod policy_file;
+pub mod registry;
 pub mod startup;
 
 pub use config::ServeConfig;

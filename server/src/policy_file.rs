@@ -11,7 +11,8 @@
 //!     tags: {action: matching, patterns: "v*.*.*"}
 //! ```
 
-use app::policy::{RuleInput, RuleSpec, MAX_RULES};
+use app::inventory::Impact;
+use app::policy::{PolicyRule, RuleInput, RuleSpec, MAX_RULES};
 use app::store::{RuleChange, StoredRule};
 use serde::Deserialize;
 use std::fmt::Write as _;
@@ -125,6 +126,29 @@ impl Plan {
                 Step::Add(spec, false) => RuleChange::CreateDisabled(spec),
             })
             .collect()
+    }
+
+    /// The project's rules as they will be once the plan is applied (added rules numbered
+    /// -1, -2, … until the database gives them ids), from the rules as they are.
+    pub fn rules_after(&self, before: &[PolicyRule]) -> Vec<PolicyRule> {
+        let mut rules = before.to_vec();
+        let mut added = 0;
+        for step in &self.steps {
+            match step {
+                Step::Remove(id, _) => rules.retain(|rule| rule.id != *id),
+                Step::Change { id, after, .. } => {
+                    rules.iter_mut().filter(|rule| rule.id == *id).for_each(|rule| rule.spec = after.clone());
+                }
+                Step::SetEnabled(id, enabled, _) => {
+                    rules.iter_mut().filter(|rule| rule.id == *id).for_each(|rule| rule.enabled = *enabled);
+                }
+                Step::Add(spec, enabled) => {
+                    added -= 1;
+                    rules.push(PolicyRule { id: added, enabled: *enabled, spec: spec.clone() });
+                }
+            }
+        }
+        rules
     }
 
     /// The difference, one line per step, and a count line.
@@ -307,4 +331,30 @@ impl RuleLines {
         let (start, keys) = self.entries.get(index)?;
         Some(field.and_then(|field| keys.iter().find(|(key, _)| key == field).map(|(_, line)| *line)).unwrap_or(*start))
     }
+}
+
+/// The impact on existing tags, for `policy apply`: what changes and how fresh the figures are.
+pub fn describe_impact(impact: &Impact) -> String {
+    let mut out = format!(
+        "existing tags: {} become immutable, {} stop being immutable; {} immutable after, of {}",
+        impact.becoming_immutable.phrase(),
+        impact.ceasing_immutable.phrase(),
+        impact.immutable_after.phrase(),
+        impact.total.phrase(),
+    );
+    for (what, counted) in
+        [("becomes immutable", &impact.becoming_immutable), ("stops being immutable", &impact.ceasing_immutable)]
+    {
+        for reference in &counted.examples {
+            let _ = write!(out, "\n  {what}: {reference}");
+        }
+        if counted.tags > counted.examples.len() as u64 {
+            let _ = write!(out, "\n  {what}: … and {} more", counted.tags - counted.examples.len() as u64);
+        }
+    }
+    let _ = write!(out, "\n  ({})", impact.freshness.summary);
+    if let Some(problem) = &impact.freshness.problem {
+        let _ = write!(out, "\n  ({problem})");
+    }
+    out
 }

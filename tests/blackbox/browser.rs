@@ -370,3 +370,97 @@ async fn on_a_slow_link_the_first_visit_hydrates_and_the_dialog_opens() {
     println!("slow link: Add Rule dialog open {:.2} s after navigation ({transferred})", elapsed.as_secs_f64());
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_activity_tabs_show_them() {
+    let (app, browser) = admin_on_policy_tab(1280, true).await;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    for (repository, tags) in [("shop/app", 30), ("shop/team/web", 20), ("shop/tools", 5)] {
+        for i in 0..tags {
+            let tag = if i % 2 == 0 { format!("v1.{i}.0") } else { format!("build-{i}") };
+            app.db.inventory_tag(repository, &tag, &digest).await;
+        }
+    }
+    let existing = app.db.rule("shop", "matching:tools", "matching:**").await;
+    let now = time::OffsetDateTime::now_utc();
+    let denials: Vec<app::store::Denial> = (0..6)
+        .map(|i| app::store::Denial {
+            at: now - time::Duration::days(i),
+            last_at: now - time::Duration::days(i),
+            count: 3 + i,
+            token: "ci".into(),
+            operation: "push",
+            project_id: None,
+            repository: "shop/app".into(),
+            tag: Some("v1.0.0".into()),
+            digest: Some(digest.clone()),
+            current_digest: None,
+            rule_ids: vec![existing],
+            message: "tag \"v1.0.0\" of \"shop/app\" is immutable".into(),
+        })
+        .collect();
+    let project_id: i64 =
+        sqlx::query_scalar("select id from projects where name = 'shop'").fetch_one(&app.db.pool).await.unwrap();
+    let denials: Vec<_> =
+        denials.into_iter().map(|d| app::store::Denial { project_id: Some(project_id), ..d }).collect();
+    app::store::insert_denials(&app.db.pool, &denials).await.unwrap();
+
+    // The dialog opens on the default rule (every tag), counted on the server.
+    browser.goto(&app.url("/projects/shop/policy")).await;
+    browser.wait_for_hydration().await;
+    browser.find("#add-rule").await.click().await.unwrap();
+    browser.find("dialog.modal #repositories").await;
+    wait_for_text(&browser, "#impact-rule", "This rule makes 55 tags in 3 repositories immutable.").await;
+    // Typing asks again (the inventory lives on the server), a moment after the last key.
+    set_field(&browser, "#tags", "v*").await;
+    wait_for_text(&browser, "#impact-rule", "This rule makes 28 tags in 3 repositories immutable.").await;
+    set_field(&browser, "#repositories", "app, team/**").await;
+    wait_for_text(&browser, "#impact-rule", "This rule makes 25 tags in 2 repositories immutable.").await;
+    let policy = browser.text("#impact-policy").await;
+    assert!(policy.starts_with("With the rest of the policy: 25 tags in 2 repositories become immutable"), "{policy}");
+    assert!(policy.ends_with("30 tags in 3 repositories immutable in all."), "{policy}");
+    assert!(texts(&browser, "#impact .examples li").await.contains(&"app:v1.0.0".to_owned()));
+    set_field(&browser, "#tags", "v*, [").await;
+    browser.text_containing("#impact-invalid", "No impact until the rule is valid").await;
+    set_field(&browser, "#tags", "v*").await;
+    wait_for_text(&browser, "#impact-rule", "This rule makes 25 tags in 2 repositories immutable.").await;
+    browser.screenshot("dialog-impact-1280").await;
+    browser.find("#save-rule").await.click().await.unwrap();
+    wait_for_rules(&browser, 2).await;
+
+    // Deleting the older rule: what becomes mutable, before confirming.
+    browser.goto(&app.url(&format!("/projects/shop/policy/immutability/{existing}/delete"))).await;
+    browser
+        .text_containing("#delete-impact", "Of 55 tags in 3 repositories the inventory holds, 5 become mutable")
+        .await;
+
+    // The Tags tab, filtered with its form (a GET, as without JavaScript).
+    browser.goto(&app.url("/projects/shop/tags")).await;
+    browser.wait_for_hydration().await;
+    assert_eq!(browser.text("#tags-summary").await, "55 tags in 3 repositories (30 immutable).");
+    set_field(&browser, "#filter-repositories", "team/**").await;
+    browser.find("#tags-filter button[type=submit]").await.click().await.unwrap();
+    browser
+        .text_containing(
+            "#tags-summary",
+            "20 tags in 1 repository match the filter (10 immutable), of 55 tags in 3 repositories in all.",
+        )
+        .await;
+    assert_eq!(texts(&browser, "#tags tbody tr").await.len(), 20);
+    browser.screenshot("tags-1280").await;
+
+    // The Activity tab's chart: six days with denials, their numbers in a table for screen readers.
+    browser.goto(&app.url("/projects/shop/activity")).await;
+    browser
+        .text_containing("#denial-chart figcaption", "Denials per day, last 30 days: 33 in all (most in a day: 8)")
+        .await;
+    let bars =
+        browser.client.execute("return document.querySelectorAll('#denial-chart rect').length", vec![]).await.unwrap();
+    assert_eq!(bars, serde_json::json!(30));
+    let rows = texts(&browser, "#denial-chart table tbody tr").await;
+    assert_eq!(rows.len(), 30);
+    assert!(rows.last().unwrap().ends_with(" 3"), "{rows:?}");
+    assert!(browser.text("#denied-repositories").await.contains("shop/app"));
+    browser.screenshot("activity-chart-1280").await;
+    browser.close().await;
+}

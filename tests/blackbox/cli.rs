@@ -19,7 +19,7 @@ fn output(mut command: Command, stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
     output(command(database_url, args), stdin)
 }
 

@@ -43,6 +43,8 @@ pub(crate) async fn gateway_with(
         upstream: format!("http://{}", registry.address).parse().unwrap(),
         listener,
         manifests,
+        // The inventory's sync is tested on its own (inventory.rs).
+        registry: tagward::inventory::RegistrySyncConfig { interval_seconds: 0, ..Default::default() },
     };
     let server = tagward::gateway::GatewayServer::build(config).await.expect("gateway starts");
     let gateway = server.address();

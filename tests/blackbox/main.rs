@@ -12,5 +12,6 @@ mod enforcement;
 mod gateway;
 mod harbor;
 mod hostile;
+mod inventory;
 mod ops;
 mod rules;

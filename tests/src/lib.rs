@@ -139,6 +139,20 @@ impl TestDb {
     }
 
     /// Creates a service token (decisions only) through the store and returns its secret.
+    /// A tag in the inventory, as a sync would have found it.
+    pub async fn inventory_tag(&self, repository: &str, tag: &str, digest: &str) {
+        sqlx::query(
+            "insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
+             values (split_part($1, '/', 1), $1, $2, $3, now(), now(), 'sync')",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(digest)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
     pub async fn token(&self, name: &str) -> String {
         self.token_with(name, &app::account::TokenGrant::default()).await
     }

@@ -3,6 +3,7 @@
 //! real modal and the preview follows the typing.
 
 use crate::error::AppError;
+use crate::inventory::{rule_impact, thousands, Counted, Impact};
 use crate::policy::{Field, RuleInput, MAX_RULES};
 use crate::rules::{preview, DeleteRule, RuleFormError, RuleRow, RulesView, SaveRule, SetRuleEnabled, DRAFT_RULE_ID};
 use leptos::prelude::*;
@@ -18,6 +19,9 @@ pub enum Mode {
     ConfirmDelete(i64),
 }
 
+/// A change's impact on existing tags, as the page loads it (`None` on other tabs).
+pub type ImpactResource = Resource<Result<Option<Impact>, AppError>>;
+
 /// The id of the element to focus when a dialog closes (the button that opened it).
 #[derive(Clone, Copy)]
 pub struct ReturnFocus(pub RwSignal<Option<String>>);
@@ -29,6 +33,8 @@ const SAMPLES: &str = "app:v1.2.3\napp:latest\nteam/web:nightly";
 pub fn ImmutabilityTab(
     /// The project's rules, loaded by the page.
     rules: Resource<Result<RulesView, AppError>>,
+    /// The impact on existing tags of the rule being added, edited or deleted, loaded by the page.
+    impact: ImpactResource,
     mode: Mode,
     /// Adds or changes a rule (the dialog's form).
     save: ServerAction<SaveRule>,
@@ -41,7 +47,7 @@ pub fn ImmutabilityTab(
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || rules.get().map(|result| match result {
                 Err(error) => super::layout::failure(error),
-                Ok(view) => view! { <RuleList view mode save toggle delete/> }.into_any(),
+                Ok(view) => view! { <RuleList view impact mode save toggle delete/> }.into_any(),
             })}
         </Suspense>
     }
@@ -50,6 +56,7 @@ pub fn ImmutabilityTab(
 #[component]
 fn RuleList(
     view: RulesView,
+    impact: ImpactResource,
     mode: Mode,
     save: ServerAction<SaveRule>,
     toggle: ServerAction<SetRuleEnabled>,
@@ -133,13 +140,13 @@ fn RuleList(
                 view! {
                     <ul class="rule-list" id="rules">
                         {view.rules.into_iter().map(|rule| view! {
-                            <RuleItem rule project=project.clone() manage mode toggle delete/>
+                            <RuleItem rule project=project.clone() manage mode impact toggle delete/>
                         }).collect_view()}
                     </ul>
                 }.into_any()
             }}
         </section>
-        {dialog.map(|editing| view! { <RuleDialog project=project.clone() rules editing save/> })}
+        {dialog.map(|editing| view! { <RuleDialog project=project.clone() rules editing impact save/> })}
     }
 }
 
@@ -149,6 +156,7 @@ fn RuleItem(
     project: String,
     manage: bool,
     mode: Mode,
+    impact: ImpactResource,
     toggle: ServerAction<SetRuleEnabled>,
     delete: ServerAction<DeleteRule>,
 ) -> impl IntoView {
@@ -187,6 +195,11 @@ fn RuleItem(
             {(manage && confirming).then(|| view! {
                 <div class="confirm" role="alertdialog" aria-labelledby=format!("confirm-text-{id}")>
                     <p id=format!("confirm-text-{id}")>{format!("Delete rule {id}? Tags it protects become mutable.")}</p>
+                    <Suspense fallback=|| ()>
+                        {move || impact.get().and_then(Result::ok).flatten().map(|impact| view! {
+                            <p class="impact-line" id="delete-impact">{ceasing_sentence(&impact)}</p>
+                        })}
+                    </Suspense>
                     <ActionForm action=delete attr:class="inline">
                         <input type="hidden" name="project" value=project_for_delete.clone()/>
                         <input type="hidden" name="rule_id" value=id/>
@@ -207,6 +220,8 @@ fn RuleDialog(
     rules: Vec<RuleRow>,
     /// The rule being edited, or `None` to add one.
     editing: Option<RuleRow>,
+    /// The impact of the draft as first shown (computed on the server).
+    impact: ImpactResource,
     save: ServerAction<SaveRule>,
 ) -> impl IntoView {
     let query = use_query_map();
@@ -252,6 +267,42 @@ fn RuleDialog(
             tags: tags.get(),
         };
         preview(&preview_project, &rules, editing_id, &draft, &samples.get()).map_err(|e| e.to_string())
+    });
+
+    // With JavaScript, the impact follows the typing: asked of the server a moment after the
+    // last change (the inventory lives there).
+    let live_impact = Action::new(|(project, rule, draft): &(String, Option<i64>, RuleInput)| {
+        rule_impact(project.clone(), *rule, Some(draft.clone()), false)
+    });
+    let typed = RwSignal::new(0u64);
+    let impact_project = project.clone();
+    Effect::new(move |previous: Option<()>| {
+        let draft = RuleInput {
+            repositories_action: repositories_action.get(),
+            repositories: repositories.get(),
+            tags_action: tags_action.get(),
+            tags: tags.get(),
+        };
+        if previous.is_none() {
+            return;
+        }
+        let version = typed.get_untracked() + 1;
+        typed.set(version);
+        let project = impact_project.clone();
+        #[cfg(feature = "hydrate")]
+        set_timeout(
+            move || {
+                if typed.get_untracked() == version {
+                    live_impact.dispatch((project, editing_id, draft));
+                }
+            },
+            std::time::Duration::from_millis(250),
+        );
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (project, draft, live_impact);
+    });
+    let shown_impact = Signal::derive(move || {
+        live_impact.value().get().or_else(|| impact.get().and_then(|result| result.transpose()))
     });
 
     let dialog = NodeRef::<leptos::html::Dialog>::new();
@@ -314,8 +365,10 @@ fn RuleDialog(
                     " matches any sequence of characters, " <code>"**"</code> " matches all tags."
                 </RuleSide>
 
+                <ImpactPreview impact=shown_impact pending=live_impact.pending()/>
+
                 <fieldset class="preview">
-                    <legend>"Preview"</legend>
+                    <legend>"Preview on sample references"</legend>
                     <label for="samples">"Sample references, one a line (" <code>"repository:tag"</code> ")"</label>
                     <textarea id="samples" name="samples" rows="3" spellcheck="false"
                         on:input=move |ev| samples.set(event_target_value(&ev))>{samples.get_untracked()}</textarea>
@@ -333,6 +386,88 @@ fn RuleDialog(
             </ActionForm>
         </dialog>
     }
+}
+
+/// What the draft does to the tags the registry holds: on its own, and to the whole policy.
+#[component]
+fn ImpactPreview(
+    impact: Signal<Option<Result<Impact, AppError>>>,
+    /// Whether a newer answer is on its way.
+    pending: Memo<bool>,
+) -> impl IntoView {
+    let examples = |counted: &Counted| {
+        (!counted.examples.is_empty()).then(|| {
+            let more = counted.tags > counted.examples.len() as u64;
+            view! {
+                <ul class="examples">
+                    {counted.examples.iter().map(|reference| view! { <li class="mono">{reference.clone()}</li> }).collect_view()}
+                    {more.then(|| view! { <li class="muted">"…"</li> })}
+                </ul>
+            }
+        })
+    };
+    view! {
+        <fieldset class="impact" aria-busy=move || pending.get().to_string()>
+            <legend>"Impact on existing tags"</legend>
+            // Its own boundary: the server's answer arriving never re-renders the dialog around it.
+            <div aria-live="polite" id="impact">
+                <Suspense fallback=|| view! { <p class="muted">"Counting…"</p> }>
+                {move || match impact.get() {
+                    None => view! { <p class="muted">"Counting…"</p> }.into_any(),
+                    Some(Err(error)) => view! {
+                        <p class="muted" id="impact-invalid">{format!("No impact until the rule is valid: {error}")}</p>
+                    }.into_any(),
+                    Some(Ok(impact)) if impact.total.tags == 0 => view! {
+                        <p class="muted" id="impact-none">"tagward knows no tags of this project yet."</p>
+                        <p class="muted small">{impact.freshness.summary}</p>
+                    }.into_any(),
+                    Some(Ok(impact)) => {
+                        let by_rule = impact.by_rule.clone().unwrap_or_default();
+                        view! {
+                            <p id="impact-rule"><strong>{format!("This rule makes {} immutable.", by_rule.phrase())}</strong></p>
+                            {examples(&by_rule)}
+                            <p id="impact-policy">{format!(
+                                "With the rest of the policy: {} become immutable that are not now{}; {} immutable in all.",
+                                impact.becoming_immutable.phrase(),
+                                if impact.ceasing_immutable.tags > 0 {
+                                    format!(", {} stop being immutable", impact.ceasing_immutable.phrase())
+                                } else {
+                                    String::new()
+                                },
+                                impact.immutable_after.phrase(),
+                            )}</p>
+                            {(impact.ceasing_immutable.tags > 0).then(|| view! {
+                                <p class="notice" id="impact-ceasing">{format!("Stop being immutable: {}", impact.ceasing_immutable.phrase())}</p>
+                                {examples(&impact.ceasing_immutable)}
+                            })}
+                            <p class="muted small">{format!(
+                                "Of {} the inventory holds (counted in {} ms). {}",
+                                impact.total.phrase(), impact.millis, impact.freshness.summary
+                            )}</p>
+                            {impact.freshness.problem.map(|problem| view! { <p class="notice" role="status">{problem}</p> })}
+                        }.into_any()
+                    }
+                }}
+                </Suspense>
+            </div>
+        </fieldset>
+    }
+}
+
+/// What deleting (or disabling) a rule does, in one sentence.
+fn ceasing_sentence(impact: &Impact) -> String {
+    let ceasing = &impact.ceasing_immutable;
+    if impact.total.tags == 0 {
+        return "tagward knows no tags of this project yet.".to_owned();
+    }
+    let examples =
+        if ceasing.examples.is_empty() { String::new() } else { format!(" (e.g. {})", ceasing.examples.join(", ")) };
+    format!(
+        "Of {} the inventory holds, {} become mutable{examples}; {} stay immutable.",
+        impact.total.phrase(),
+        thousands(ceasing.tags),
+        thousands(impact.immutable_after.tags)
+    )
 }
 
 /// One side of a rule in the dialog: the action and the pattern list, with its hint and its error.

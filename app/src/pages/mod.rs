@@ -9,3 +9,4 @@ pub mod login;
 pub mod not_found;
 pub mod project;
 pub mod projects;
+pub mod tags;

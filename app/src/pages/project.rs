@@ -5,16 +5,19 @@ use super::layout::failure;
 use crate::account::Role;
 use crate::admin::{list_members, MembersView, SetMember};
 use crate::error::AppError;
+use crate::inventory::rule_impact;
+use crate::policy::RuleInput;
 use crate::projects::get_project;
 use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleEnabled};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_location, use_params_map};
+use leptos_router::hooks::{use_location, use_params_map, use_query_map};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
     Policy(Mode),
+    Tags,
     Members,
     Activity,
 }
@@ -22,7 +25,7 @@ enum Tab {
 impl Tab {
     /// The tab (and, on the Policy tab, the dialog or confirmation) from the path after
     /// `/projects/<name>`: ``, `/policy`, `/policy/immutability/new`, `/policy/immutability/<id>/edit`,
-    /// `/policy/immutability/<id>/delete`, `/members`, `/activity`.
+    /// `/policy/immutability/<id>/delete`, `/tags`, `/members`, `/activity`.
     fn parse(rest: &str) -> Option<Tab> {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let rule = |id: &str| id.parse::<i64>().ok();
@@ -31,6 +34,7 @@ impl Tab {
             ["policy", "immutability", "new"] => Tab::Policy(Mode::New),
             ["policy", "immutability", id, "edit"] => Tab::Policy(Mode::Edit(rule(id)?)),
             ["policy", "immutability", id, "delete"] => Tab::Policy(Mode::ConfirmDelete(rule(id)?)),
+            ["tags"] => Tab::Tags,
             ["members"] => Tab::Members,
             ["activity"] => Tab::Activity,
             _ => return None,
@@ -68,6 +72,41 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
+    // What the dialog (or the delete confirmation) shows of a change's impact on existing tags,
+    // for the draft in the query (the no-JavaScript preview) or the rule as it is.
+    let query = use_query_map();
+    let draft = move || {
+        query.with(|q| {
+            q.get("repositories").map(|repositories| RuleInput {
+                repositories_action: q.get("repositories_action").unwrap_or_else(|| "matching".into()),
+                repositories,
+                tags_action: q.get("tags_action").unwrap_or_else(|| "matching".into()),
+                tags: q.get("tags").unwrap_or_default(),
+            })
+        })
+    };
+    let impact = Resource::new(
+        move || (name(), tab(), draft()),
+        |(project, tab, draft)| async move {
+            let (rule, draft, remove) = match tab {
+                Some(Tab::Policy(Mode::New)) => (None, Some(draft.unwrap_or_default()), false),
+                Some(Tab::Policy(Mode::Edit(id))) => (Some(id), draft, false),
+                Some(Tab::Policy(Mode::ConfirmDelete(id))) => (Some(id), None, true),
+                _ => return Ok(None),
+            };
+            rule_impact(project, rule, draft, remove).await.map(Some)
+        },
+    );
+    let tag_filter = super::tags::query_filter();
+    let tags = Resource::new(
+        move || (name(), tab(), tag_filter()),
+        |(project, tab, (repositories, tags, page))| async move {
+            match tab {
+                Some(Tab::Tags) => crate::inventory::project_tags(project, repositories, tags, page).await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     let members = Resource::new(
         move || (name(), tab(), set_member.version().get()),
         |(project, tab, _)| async move {
@@ -89,11 +128,13 @@ pub fn ProjectPage() -> impl IntoView {
                         <h1 class="project-title">{project.name.clone()}</h1>
                         <nav class="tabs" aria-label="Project">
                             <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
+                            <A href=format!("{base}/tags") attr:aria-current=current(tab == Tab::Tags)>"Tags"</A>
                             <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
                             <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
                         </nav>
                         {match tab {
-                            Tab::Policy(mode) => view! { <ImmutabilityTab rules mode save toggle delete/> }.into_any(),
+                            Tab::Policy(mode) => view! { <ImmutabilityTab rules impact mode save toggle delete/> }.into_any(),
+                            Tab::Tags => view! { <super::tags::TagsTab tags/> }.into_any(),
                             Tab::Members => view! { <MembersTab members set_member/> }.into_any(),
                             Tab::Activity => view! { <super::activity::ActivityList activity show_project=false/> }.into_any(),
                         }}

@@ -4,11 +4,10 @@
 //! API, and the canonical form is what is forwarded; what cannot be read is refused; everything
 //! else streams through untouched.
 
-mod upstream;
-
 use crate::config::{DatabaseConfig, ListenerConfig};
 use crate::enforcement::{Check, Enforcer, Protection, Verdict};
 use crate::metrics::GatewayOutcome;
+use crate::registry::{LookupError, Registry};
 use anyhow::Context;
 use app::policy::route::{self, ChangeKind, ManifestChange, Reference, Route, RouteError};
 use app::policy::{Digest, RepositoryName, Tag};
@@ -28,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use upstream::{LookupError, Upstream};
 
 /// The largest manifest accepted (distribution's own limit is 4 MiB too).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -51,6 +49,9 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub manifests: ManifestLimits,
+
+    #[command(flatten)]
+    pub registry: crate::inventory::RegistrySyncConfig,
 }
 
 /// Bounds on the manifest bodies the gateway buffers (to hash them before deciding).
@@ -79,7 +80,7 @@ impl Default for ManifestLimits {
 
 #[derive(Clone)]
 struct Gateway {
-    upstream: Upstream,
+    upstream: Registry,
     enforcer: Enforcer,
     pool: PgPool,
     /// Manifest bytes buffered across all connections, at most `limits.buffer_bytes`.
@@ -88,6 +89,8 @@ struct Gateway {
 }
 /// How long a request waits for the shared locks before it is answered 503.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long recording an accepted change in the tag inventory may take.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a client is told to wait before retrying after a 429 or 503.
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -103,8 +106,9 @@ impl GatewayServer {
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
         let core = crate::core::Core::start(&config.database).await?;
         let ops = core.ops();
+        config.registry.start(&core.pool, Some(&config.upstream))?;
         let gateway = Gateway {
-            upstream: Upstream::new(&config.upstream)?,
+            upstream: Registry::new(&config.upstream)?,
             enforcer: core.enforcer,
             pool: core.pool,
             buffered: Arc::new(Semaphore::new(config.manifests.buffer_bytes.min(Semaphore::MAX_PERMITS))),
@@ -243,24 +247,61 @@ impl Gateway {
             return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
         };
         let protection = self.enforcer.protection(repository.project()).await;
-        if !protection.protects_anything() {
-            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
-        }
-        let response = match (change.kind, &change.reference) {
-            (ChangeKind::Put, _) => self.put_manifest(&protection, &repository, &change, request).await?,
-            (ChangeKind::Delete, Reference::Tag(tag)) => {
-                let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone() };
-                let verdict = self.enforcer.decide("gateway", &protection, &check);
-                if !verdict.allowed {
-                    return Err(denied(&verdict, &repository));
+        let (outcome, response) = if !protection.protects_anything() {
+            (GatewayOutcome::PassedThrough, self.upstream.forward(request).await)
+        } else {
+            let response = match (change.kind, &change.reference) {
+                (ChangeKind::Put, _) => self.put_manifest(&protection, &repository, &change, request).await?,
+                (ChangeKind::Delete, Reference::Tag(tag)) => {
+                    let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone() };
+                    let verdict = self.enforcer.decide("gateway", &protection, &check);
+                    if !verdict.allowed {
+                        return Err(denied(&verdict, &repository));
+                    }
+                    self.upstream.forward(request).await
                 }
-                self.upstream.forward(request).await
-            }
-            (ChangeKind::Delete, Reference::Digest(digest)) => {
-                self.delete_manifest(&protection, &repository, digest, request).await?
+                (ChangeKind::Delete, Reference::Digest(digest)) => {
+                    self.delete_manifest(&protection, &repository, digest, request).await?
+                }
+            };
+            (GatewayOutcome::Allowed, response)
+        };
+        if response.status().is_success() {
+            let digest = response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| Digest::parse(value).ok());
+            self.record(&repository, &change, digest).await;
+        }
+        Ok((outcome, response))
+    }
+
+    /// Writes a change the registry accepted into the tag inventory (what the portal shows). Best
+    /// effort and bounded in time: the change has happened whatever the inventory says, and the
+    /// next sync corrects a record that failed.
+    /// `digest` is the registry's answer to a PUT (`Docker-Content-Digest`).
+    async fn record(&self, repository: &RepositoryName, change: &ManifestChange, digest: Option<Digest>) {
+        let record = async {
+            match change.kind {
+                ChangeKind::Put => {
+                    let tags = change.tags();
+                    match digest {
+                        Some(digest) if !tags.is_empty() => {
+                            app::store::record_push(&self.pool, repository, &tags, &digest).await
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                ChangeKind::Delete => app::store::record_delete(&self.pool, repository, &change.reference).await,
             }
         };
-        Ok((GatewayOutcome::Allowed, response))
+        let failure = match tokio::time::timeout(RECORD_TIMEOUT, record).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} s", RECORD_TIMEOUT.as_secs()),
+        };
+        tracing::warn!(%repository, reference = %change.reference, %failure, "the tag inventory missed a change");
     }
 
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the

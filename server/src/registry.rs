@@ -1,5 +1,6 @@
-//! The registry behind the gateway: requests forwarded as streams, and the gateway's own look-ups
-//! (the digest a tag points at, a repository's tags), made with the client's credentials.
+//! A registry's HTTP API as tagward uses it: the gateway forwards requests to it as streams and
+//! looks things up with the client's credentials (the digest a tag points at, a repository's
+//! tags); the inventory sync reads its catalog and tag lists, page by page, with its own.
 
 use app::policy::Digest;
 use axum::body::Body;
@@ -23,8 +24,11 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
 const MAX_TAG_PAGES: usize = 100;
 /// Tags asked for per page.
 const TAGS_PER_PAGE: usize = 1000;
-/// The largest tag list page read (1,000 tags of 128 characters, quoted, with room to spare).
-const MAX_TAG_PAGE_BYTES: usize = 512 * 1024;
+/// Repositories asked for per catalog page.
+const CATALOG_PER_PAGE: usize = 1000;
+/// The largest list page read: registries that do not paginate tag lists (distribution 2.8)
+/// answer a repository's whole list at once, and 100,000 tags of up to 128 characters fit.
+const MAX_LIST_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Headers that belong to one connection, not to the request or response passed on (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -43,29 +47,29 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Why a look-up at the upstream did not give an answer.
+/// Why a look-up at the registry did not give an answer.
 #[derive(Debug)]
 pub enum LookupError {
-    /// The upstream answered with this status (e.g. 401 with its challenge): the client is told so.
+    /// The registry answered with this status (e.g. 401 with its challenge): the client is told so.
     Refused { status: StatusCode, challenge: Option<HeaderValue> },
     /// The repository has more tags than the gateway reads (this many).
     TooManyTags(usize),
-    /// The upstream could not be reached or answered nonsense.
+    /// The registry could not be reached or answered nonsense.
     Failed(String),
 }
 
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Registry {
     client: Client<HttpConnector, Body>,
     /// `http://host:port`, without a trailing slash.
     base: String,
 }
 
-impl Upstream {
+impl Registry {
     pub fn new(base: &Uri) -> anyhow::Result<Self> {
         anyhow::ensure!(
             base.scheme_str() == Some("http") && base.authority().is_some(),
-            "the upstream must be an http:// URL with a host, got `{base}` (terminate TLS in front of the registry's plain-HTTP port)"
+            "the registry must be an http:// URL with a host, got `{base}` (terminate TLS in front of the registry's plain-HTTP port)"
         );
         let base = base.to_string().trim_end_matches('/').to_owned();
         let mut connector = HttpConnector::new();
@@ -151,46 +155,75 @@ impl Upstream {
         }
     }
 
-    /// Every tag of `name`, following the registry's pagination.
+    /// Every tag of `name`, following the registry's pagination, at most
+    /// `MAX_TAG_PAGES * TAGS_PER_PAGE` of them.
     pub async fn tags(&self, name: &str, authorization: Option<&HeaderValue>) -> Result<Vec<String>, LookupError> {
-        #[derive(serde::Deserialize)]
-        struct TagList {
-            tags: Option<Vec<String>>,
-        }
         let mut tags = Vec::new();
-        let mut next = Some(format!("/v2/{name}/tags/list?n={TAGS_PER_PAGE}"));
+        let mut page = Some(self.tags_page_path(name, None));
         for _ in 0..MAX_TAG_PAGES {
-            let Some(page) = next.take() else { return Ok(tags) };
-            let response = self.look_up(Method::GET, &page, authorization, "application/json").await?;
-            match response.status() {
-                StatusCode::NOT_FOUND => return Ok(tags),
-                status if status.is_success() => {}
-                status => return Err(refused(status, response.headers())),
-            }
-            next = response
-                .headers()
-                .get(header::LINK)
-                .and_then(|link| link.to_str().ok())
-                .and_then(|link| link.split_once('<'))
-                .and_then(|(_, rest)| rest.split_once('>'))
-                .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned());
-            let body = http_body_util::Limited::new(response.into_body(), MAX_TAG_PAGE_BYTES);
-            let body = http_body_util::BodyExt::collect(body)
-                .await
-                .map_err(|e| LookupError::Failed(format!("tag list page `{page}`: {e}")))?
-                .to_bytes();
-            let list: TagList =
-                serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("tag list: {e}")))?;
-            tags.extend(list.tags.unwrap_or_default());
+            let Some(path) = page.take() else { return Ok(tags) };
+            let listed = self.list_page(&path, authorization).await?;
+            tags.extend(listed.names);
             if tags.len() > MAX_TAG_PAGES * TAGS_PER_PAGE {
                 return Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE));
             }
+            page = listed.next;
         }
-        match next {
+        match page {
             None => Ok(tags),
             Some(_) => Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE)),
         }
     }
+
+    /// The first page of `name`'s tags after `last` (in the registry's order).
+    pub fn tags_page_path(&self, name: &str, last: Option<&str>) -> String {
+        let last = last.map(|last| format!("&last={last}")).unwrap_or_default();
+        format!("/v2/{name}/tags/list?n={TAGS_PER_PAGE}{last}")
+    }
+
+    /// The first page of the catalog after repository `last`.
+    pub fn catalog_page_path(&self, last: Option<&str>) -> String {
+        let last = last.map(|last| format!("&last={last}")).unwrap_or_default();
+        format!("/v2/_catalog?n={CATALOG_PER_PAGE}{last}")
+    }
+
+    /// One page of a list (`/v2/_catalog` or `/v2/<name>/tags/list`): its names and the path of
+    /// the next page, from the `Link` header. A repository that does not exist lists nothing.
+    pub async fn list_page(&self, path: &str, authorization: Option<&HeaderValue>) -> Result<Listed, LookupError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(alias = "repositories")]
+            tags: Option<Vec<String>>,
+        }
+        let response = self.look_up(Method::GET, path, authorization, "application/json").await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(Listed { names: Vec::new(), next: None }),
+            status if status.is_success() => {}
+            status => return Err(refused(status, response.headers())),
+        }
+        let next = response
+            .headers()
+            .get(header::LINK)
+            .and_then(|link| link.to_str().ok())
+            .and_then(|link| link.split_once('<'))
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned());
+        let body = http_body_util::Limited::new(response.into_body(), MAX_LIST_PAGE_BYTES);
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map_err(|e| LookupError::Failed(format!("list page `{path}`: {e}")))?
+            .to_bytes();
+        let page: Page =
+            serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("list page `{path}`: {e}")))?;
+        Ok(Listed { names: page.tags.unwrap_or_default(), next })
+    }
+}
+
+/// One page of a registry list.
+pub struct Listed {
+    pub names: Vec<String>,
+    /// The path and query of the next page, if the registry says there is one.
+    pub next: Option<String>,
 }
 
 fn refused(status: StatusCode, headers: &HeaderMap) -> LookupError {

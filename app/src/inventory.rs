@@ -1,0 +1,453 @@
+//! The registry as it is, seen through the tag inventory: a project's tags and what protects them
+//! (the Tags tab), and what a change to the rules does to them (the impact preview of the Add/Edit
+//! Rule dialog, the delete confirmation and `tagward policy apply`). Decided by the rule engine,
+//! the same compiled policy enforcement uses.
+
+use crate::account::ProjectAccess;
+use crate::error::AppError;
+use crate::policy::RuleInput;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Tags a page of the Tags tab lists.
+pub const TAGS_PER_PAGE: usize = 50;
+/// References an impact lists by name, per count.
+pub const IMPACT_EXAMPLES: usize = 5;
+
+/// How current the inventory is, in words for the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// e.g. "As of 3 min ago (2026-11-27 14:02 UTC), synced with http://registry:5000; pushes
+    /// through the gateway are recorded as they happen."
+    pub summary: String,
+    /// The registry could not be read: since when and why (the figures may be out of date).
+    pub problem: Option<String>,
+}
+
+/// One tag as the Tags tab shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRow {
+    /// The repository inside the project (`team/app`).
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub pushed_at: String,
+    /// The enabled rules that make it immutable (empty: mutable).
+    pub immutable_by: Vec<i64>,
+}
+
+/// The Tags tab's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagsView {
+    pub project: ProjectAccess,
+    pub freshness: Freshness,
+    pub rows: Vec<TagRow>,
+    /// Tags and repositories matching the filter, and of the project.
+    pub matched: Counted,
+    pub total: Counted,
+    /// Immutable tags among those matching.
+    pub immutable: u64,
+    pub page: usize,
+    pub pages: usize,
+    /// What is wrong with the filter (it is then not applied), naming the field and value.
+    pub filter_error: Option<String>,
+    /// Why the policy cannot be evaluated (then no tag is shown as immutable or mutable).
+    pub policy_problem: Option<String>,
+}
+
+/// How many tags in how many repositories, with the first few (`repository:tag`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub tags: u64,
+    pub repositories: u64,
+    pub examples: Vec<String>,
+}
+
+impl Counted {
+    /// "1,204 tags in 37 repositories".
+    pub fn phrase(&self) -> String {
+        let plural = |n: u64, one: &str, many: &str| format!("{} {}", thousands(n), if n == 1 { one } else { many });
+        format!("{} in {}", plural(self.tags, "tag", "tags"), plural(self.repositories, "repository", "repositories"))
+    }
+}
+
+/// What a change to the rules does to the project's existing tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Impact {
+    pub freshness: Freshness,
+    /// Every tag the inventory holds for the project.
+    pub total: Counted,
+    /// Immutable under the changed rule alone (`None` when it is removed or disabled).
+    pub by_rule: Option<Counted>,
+    /// Mutable now, immutable after the change.
+    pub becoming_immutable: Counted,
+    /// Immutable now, mutable after the change.
+    pub ceasing_immutable: Counted,
+    /// Immutable under the whole policy after the change.
+    pub immutable_after: Counted,
+    /// Server time spent, in milliseconds (for the curious and the benchmark).
+    pub millis: u64,
+}
+
+/// 1204 → "1,204".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::*;
+    use crate::policy::{CompiledPolicy, PolicyRule, RuleMask, RuleSpec};
+    use crate::store::{self, StoredRule, SyncState};
+    use sqlx::PgPool;
+    use time::OffsetDateTime;
+
+    /// Counts tags into a [`Counted`], given in repository order.
+    #[derive(Default)]
+    pub struct Counter {
+        pub counted: Counted,
+        last_repository: Option<String>,
+    }
+
+    impl Counter {
+        pub fn add(&mut self, repository: &str, tag: &str) {
+            self.counted.tags += 1;
+            if self.last_repository.as_deref() != Some(repository) {
+                self.counted.repositories += 1;
+                self.last_repository = Some(repository.to_owned());
+            }
+            if self.counted.examples.len() < IMPACT_EXAMPLES {
+                self.counted.examples.push(format!("{repository}:{tag}"));
+            }
+        }
+    }
+
+    /// Compares the policy before and after a change over a project's tags, fed in repository
+    /// order (as the inventory streams them).
+    pub struct ImpactCounter {
+        before: CompiledPolicy,
+        after: CompiledPolicy,
+        rule: Option<CompiledPolicy>,
+        total: Counter,
+        by_rule: Counter,
+        becoming: Counter,
+        ceasing: Counter,
+        immutable_after: Counter,
+    }
+
+    impl ImpactCounter {
+        /// `rule`: the changed rule on its own, when it exists after the change.
+        pub fn new(before: CompiledPolicy, after: CompiledPolicy, rule: Option<CompiledPolicy>) -> Self {
+            Self {
+                before,
+                after,
+                rule,
+                total: Counter::default(),
+                by_rule: Counter::default(),
+                becoming: Counter::default(),
+                ceasing: Counter::default(),
+                immutable_after: Counter::default(),
+            }
+        }
+
+        /// One tag of the repository at `path` inside the project.
+        pub fn add(&mut self, path: &str, tag: &str) {
+            let immutable = |policy: &CompiledPolicy| !policy.immutable_rules(path, tag).is_empty();
+            self.total.add(path, tag);
+            let (before, after) = (immutable(&self.before), immutable(&self.after));
+            if after {
+                self.immutable_after.add(path, tag);
+            }
+            match (before, after) {
+                (false, true) => self.becoming.add(path, tag),
+                (true, false) => self.ceasing.add(path, tag),
+                _ => {}
+            }
+            if self.rule.as_ref().is_some_and(immutable) {
+                self.by_rule.add(path, tag);
+            }
+        }
+
+        pub fn finish(self, freshness: Freshness, started: std::time::Instant) -> Impact {
+            Impact {
+                freshness,
+                by_rule: self.rule.is_some().then_some(self.by_rule.counted),
+                total: self.total.counted,
+                becoming_immutable: self.becoming.counted,
+                ceasing_immutable: self.ceasing.counted,
+                immutable_after: self.immutable_after.counted,
+                millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }
+        }
+    }
+
+    /// Feeds every tag of `project` from the inventory to `each` as (path inside the project, tag).
+    pub async fn each_tag(
+        pool: &PgPool,
+        project: &str,
+        mut each: impl FnMut(&str, store::InventoryTag),
+    ) -> Result<(), AppError> {
+        let prefix = format!("{project}/");
+        store::each_project_tag(pool, project, |row| {
+            let path = row.repository.strip_prefix(&prefix).unwrap_or(&row.repository).to_owned();
+            each(&path, row);
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The impact of changing the project's stored rules to `after` over its inventory. Both
+    /// policies compile with the server's matcher (what enforcement answers with).
+    pub async fn impact(
+        pool: &PgPool,
+        project: &str,
+        before: &[PolicyRule],
+        after: &[PolicyRule],
+        rule: Option<&PolicyRule>,
+    ) -> Result<Impact, AppError> {
+        let started = std::time::Instant::now();
+        let compile = |rules: &[PolicyRule]| {
+            CompiledPolicy::compile(rules)
+                .map_err(|error| AppError::Invalid(format!("the rules do not compile: {error}")))
+        };
+        let rule = match rule {
+            Some(rule) => Some(compile(std::slice::from_ref(rule))?),
+            None => None,
+        };
+        let mut counter = ImpactCounter::new(compile(before)?, compile(after)?, rule);
+        each_tag(pool, project, |path, row| counter.add(path, &row.tag)).await?;
+        Ok(counter.finish(freshness(pool).await?, started))
+    }
+
+    /// The enabled, parsed rules of the store, as the engine takes them (a rule that does not
+    /// parse, only written outside tagward, is left out: the page says the policy is broken).
+    pub fn policy_rules(stored: &[StoredRule]) -> Vec<PolicyRule> {
+        stored
+            .iter()
+            .filter_map(|rule| {
+                rule.spec.as_ref().ok().map(|spec| PolicyRule {
+                    id: rule.id,
+                    enabled: rule.enabled,
+                    spec: spec.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The inventory's freshness in words.
+    pub async fn freshness(pool: &PgPool) -> Result<Freshness, AppError> {
+        Ok(describe(store::sync_state(pool).await?.as_ref(), OffsetDateTime::now_utc()))
+    }
+
+    pub fn describe(state: Option<&SyncState>, now: OffsetDateTime) -> Freshness {
+        let gateway = "pushes through tagward's gateway are recorded as they happen";
+        let Some(state) = state else {
+            return Freshness {
+                summary: "Only tags pushed through tagward's gateway, recorded as they happen: no sync with the \
+                          registry has run, so pushes made straight to it are missing (set TAGWARD_REGISTRY_URL)."
+                    .to_owned(),
+                problem: None,
+            };
+        };
+        let summary = match state.completed_started_at {
+            Some(as_of) => {
+                let under_way = if state.in_progress() { "; the next sync is under way" } else { "" };
+                format!(
+                    "As of {} ({}), synced with {}{under_way}; {gateway}.",
+                    ago(as_of, now),
+                    when(as_of),
+                    state.registry
+                )
+            }
+            None => format!(
+                "The first sync with {} is under way (started {}): tags it has not reached yet are missing; {gateway}.",
+                state.registry,
+                ago(state.pass_started_at, now)
+            ),
+        };
+        let problem = state.failed_at.map(|failed_at| {
+            format!(
+                "The registry at {} could not be read {}: {}. What is shown may be out of date; the sync retries \
+                 and resumes where it stopped. Rules and decisions are not affected.",
+                state.registry,
+                ago(failed_at, now),
+                state.failure.as_deref().unwrap_or("no reason recorded")
+            )
+        });
+        Freshness { summary, problem }
+    }
+
+    pub fn when(at: OffsetDateTime) -> String {
+        at.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default()
+    }
+
+    /// "just now", "5 min ago", "3 h ago", "2 days ago".
+    pub fn ago(at: OffsetDateTime, now: OffsetDateTime) -> String {
+        let seconds = (now - at).whole_seconds().max(0);
+        match seconds {
+            0..60 => "less than a minute ago".to_owned(),
+            60..7200 => format!("{} min ago", seconds / 60),
+            7200..172_800 => format!("{} h ago", seconds / 3600),
+            _ => format!("{} days ago", seconds / 86_400),
+        }
+    }
+
+    /// A filter of the Tags tab: repository and tag patterns as a rule takes them (empty: all).
+    pub fn filter(repositories: &str, tags: &str) -> Result<CompiledPolicy, String> {
+        let or_all = |text: &str| if text.trim().is_empty() { "**".to_owned() } else { text.to_owned() };
+        let input = RuleInput {
+            repositories_action: "matching".into(),
+            repositories: or_all(repositories),
+            tags_action: "matching".into(),
+            tags: or_all(tags),
+        };
+        let spec = RuleSpec::parse(&input).map_err(|errors| {
+            let mut problems = Vec::new();
+            if let Some(error) = errors.repositories {
+                problems.push(format!("repository filter `{repositories}`: {error}"));
+            }
+            if let Some(error) = errors.tags {
+                problems.push(format!("tag filter `{tags}`: {error}"));
+            }
+            problems.join("; ")
+        })?;
+        CompiledPolicy::compile([&PolicyRule { id: 1, enabled: true, spec }]).map_err(|error| error.to_string())
+    }
+
+    /// Whether `mask` says immutable.
+    pub fn any(mask: RuleMask) -> bool {
+        !mask.is_empty()
+    }
+}
+
+/// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
+#[server(prefix = "/portal", endpoint = "project_tags")]
+pub async fn project_tags(
+    project: String,
+    repositories: String,
+    tags: String,
+    page: usize,
+) -> Result<TagsView, AppError> {
+    use crate::policy::CompiledPolicy;
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    let (access, stored) = crate::auth::ssr::answered(
+        async {
+            let access = crate::projects::ssr::visible(&project).await?;
+            let stored = crate::store::project_rules(&pool, access.id).await?;
+            Ok((access, stored))
+        }
+        .await,
+    )?;
+    let (policy, policy_problem) = match crate::store::enforceable_rules(&stored) {
+        Ok(rules) => match CompiledPolicy::compile(&rules) {
+            Ok(policy) => (Some(policy), None),
+            Err(error) => (None, Some(format!("its rules do not compile: {error}"))),
+        },
+        Err(problem) => (None, Some(problem)),
+    };
+    let (filter, filter_error) = match ssr::filter(&repositories, &tags) {
+        Ok(filter) => (filter, None),
+        Err(error) => (ssr::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?, Some(error)),
+    };
+    let page = page.max(1);
+    let skip = (page - 1) * TAGS_PER_PAGE;
+    let (mut matched, mut total) = (ssr::Counter::default(), ssr::Counter::default());
+    let mut immutable = 0;
+    let mut rows = Vec::new();
+    ssr::each_tag(&pool, &access.name, |path, row| {
+        total.add(path, &row.tag);
+        if !ssr::any(filter.immutable_rules(path, &row.tag)) {
+            return;
+        }
+        let by = policy.as_ref().map(|policy| policy.immutable_rules(path, &row.tag));
+        if by.is_some_and(ssr::any) {
+            immutable += 1;
+        }
+        let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
+        matched.add(path, &row.tag);
+        if (skip..skip + TAGS_PER_PAGE).contains(&index) {
+            rows.push(TagRow {
+                repository: path.to_owned(),
+                tag: row.tag,
+                digest: row.digest,
+                pushed_at: ssr::when(row.pushed_at),
+                immutable_by: match (by, &policy) {
+                    (Some(mask), Some(policy)) => policy.rules(mask).map(|rule| rule.id).collect(),
+                    _ => Vec::new(),
+                },
+            });
+        }
+    })
+    .await?;
+    let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
+    Ok(TagsView {
+        project: access,
+        freshness: ssr::freshness(&pool).await?,
+        rows,
+        matched: Counted { examples: Vec::new(), ..matched.counted },
+        total: Counted { examples: Vec::new(), ..total.counted },
+        immutable,
+        page,
+        pages,
+        filter_error,
+        policy_problem,
+    })
+}
+
+/// What a change to one rule does to the project's existing tags: saving `draft` as rule
+/// `rule_id` (or as a new rule without one), or removing rule `rule_id` (`remove`, for delete and
+/// disable). With neither a draft nor `remove`, the stored rule as it is.
+#[server(prefix = "/portal", endpoint = "rule_impact")]
+pub async fn rule_impact(
+    project: String,
+    rule_id: Option<i64>,
+    draft: Option<RuleInput>,
+    remove: bool,
+) -> Result<Impact, AppError> {
+    use crate::policy::{PolicyRule, RuleSpec};
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    crate::auth::ssr::answered(
+        async {
+            let access = crate::projects::ssr::visible(&project).await?;
+            let stored = crate::store::project_rules(&pool, access.id).await?;
+            let before = ssr::policy_rules(&stored);
+            let existing = rule_id.map(|id| {
+                before
+                    .iter()
+                    .find(|rule| rule.id == id)
+                    .cloned()
+                    .ok_or_else(|| AppError::NotFound(format!("project `{project}` has no rule {id}")))
+            });
+            let existing = existing.transpose()?;
+            let changed = if remove {
+                None
+            } else {
+                let spec = match (&draft, &existing) {
+                    (Some(draft), _) => {
+                        RuleSpec::parse(draft).map_err(|errors| AppError::Invalid(errors.to_string()))?
+                    }
+                    (None, Some(rule)) => rule.spec.clone(),
+                    (None, None) => {
+                        RuleSpec::parse(&RuleInput::default()).map_err(|e| AppError::Invalid(e.to_string()))?
+                    }
+                };
+                Some(PolicyRule { id: rule_id.unwrap_or(crate::rules::DRAFT_RULE_ID), enabled: true, spec })
+            };
+            // An edited rule keeps its state: a disabled one protects nothing after the edit either
+            // (what it would protect on its own is still shown).
+            let enabled = existing.as_ref().is_none_or(|rule| rule.enabled);
+            let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
+            after.extend(changed.clone().map(|rule| PolicyRule { enabled, ..rule }));
+            ssr::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
+        }
+        .await,
+    )
+}

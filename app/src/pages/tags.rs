@@ -1,0 +1,163 @@
+//! A project's Tags tab: the repositories and tags the registry holds (as the inventory knows
+//! them), whether each is immutable and by which rule; filtered by patterns, paged. Plain links
+//! and a GET form: it works without JavaScript.
+
+use crate::error::AppError;
+use crate::inventory::{thousands, Freshness, TagsView};
+use leptos::prelude::*;
+use leptos_router::components::{Form, A};
+use leptos_router::hooks::use_query_map;
+
+/// The tab's query: repository patterns, tag patterns, page.
+pub fn query_filter() -> impl Fn() -> (String, String, usize) + Clone + Send + Sync + 'static {
+    let query = use_query_map();
+    move || {
+        query.with(|q| {
+            (
+                q.get("repositories").unwrap_or_default(),
+                q.get("tags").unwrap_or_default(),
+                q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1),
+            )
+        })
+    }
+}
+
+/// The inventory's freshness and, if the registry could not be read, the notice.
+#[component]
+pub fn FreshnessNote(freshness: Freshness) -> impl IntoView {
+    view! {
+        <p class="muted freshness" id="freshness">{freshness.summary}</p>
+        {freshness.problem.map(|problem| view! { <p class="notice" role="status" id="registry-problem">{problem}</p> })}
+    }
+}
+
+#[component]
+pub fn TagsTab(
+    /// The tags, loaded by the page (`None` while another tab is shown).
+    tags: Resource<Result<Option<TagsView>, AppError>>,
+) -> impl IntoView {
+    let filter = query_filter();
+    view! {
+        <section class="panel" aria-labelledby="tags-heading">
+            <div class="section-head">
+                <h2 id="tags-heading">"Tags"</h2>
+            </div>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || tags.get().map(|result| match result {
+                    Err(error) => view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Ok(Some(view)) => {
+                        let (repositories, tag_patterns, _) = filter();
+                        view! { <TagsTable view repositories tag_patterns/> }.into_any()
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl IntoView {
+    let encode = |text: &str| percent_encode(text);
+    let link = {
+        let (repositories, tag_patterns) = (encode(&repositories), encode(&tag_patterns));
+        move |page: usize| format!("?repositories={repositories}&tags={tag_patterns}&page={page}")
+    };
+    let rule_link = |project: &str, id: i64| format!("/projects/{project}/policy#rule-{id}");
+    let project = view.project.name.clone();
+    let filtered = !repositories.trim().is_empty() || !tag_patterns.trim().is_empty();
+    let summary = if filtered && view.filter_error.is_none() {
+        format!(
+            "{} match the filter ({} immutable), of {} in all.",
+            view.matched.phrase(),
+            thousands(view.immutable),
+            view.total.phrase()
+        )
+    } else {
+        format!("{} ({} immutable).", view.total.phrase(), thousands(view.immutable))
+    };
+    view! {
+        <FreshnessNote freshness=view.freshness.clone()/>
+        <Form method="GET" action="" attr:class="filter-row" attr:id="tags-filter">
+            <div>
+                <label for="filter-repositories">"Repositories"</label>
+                <input type="text" id="filter-repositories" name="repositories" value=repositories.clone()
+                    placeholder="e.g. app, team/**" autocomplete="off" spellcheck="false"/>
+            </div>
+            <div>
+                <label for="filter-tags">"Tags"</label>
+                <input type="text" id="filter-tags" name="tags" value=tag_patterns.clone()
+                    placeholder="e.g. v*, release-*" autocomplete="off" spellcheck="false"/>
+            </div>
+            <button type="submit" class="button">"Filter"</button>
+            {filtered.then(|| view! { <A href="?" attr:class="button">"Clear"</A> })}
+        </Form>
+        <p class="hint">"Patterns as in a rule: comma-separated, " <code>"*"</code> " within a segment, " <code>"**"</code> " anything."</p>
+        {view.filter_error.clone().map(|error| view! { <p class="error" role="alert" id="filter-error">{format!("Not filtered: {error}")}</p> })}
+        {view.policy_problem.clone().map(|problem| view! {
+            <p class="error" role="alert">{format!("The policy cannot be evaluated ({problem}), so no tag is shown as immutable or mutable.")}</p>
+        })}
+        <p id="tags-summary">{summary}</p>
+        {if view.rows.is_empty() {
+            view! {
+                <p class="empty" id="no-tags">{if view.total.tags == 0 {
+                    "tagward knows no tags of this project yet."
+                } else {
+                    "No tag matches the filter."
+                }}</p>
+            }.into_any()
+        } else {
+            let policy_broken = view.policy_problem.is_some();
+            view! {
+                <table class="table tags" id="tags">
+                    <thead><tr>
+                        <th scope="col">"Repository"</th><th scope="col">"Tag"</th><th scope="col">"Digest"</th>
+                        <th scope="col">"Pushed"</th><th scope="col">"Immutable"</th>
+                    </tr></thead>
+                    <tbody>
+                        {view.rows.into_iter().map(|row| {
+                            let short = row.digest.strip_prefix("sha256:").map_or(row.digest.clone(), |hex| format!("sha256:{}…", hex.get(..12).unwrap_or(hex)));
+                            let project = project.clone();
+                            view! {
+                                <tr>
+                                    <td class="mono">{row.repository}</td>
+                                    <td class="mono">{row.tag}</td>
+                                    <td class="mono" title=row.digest.clone()>{short}</td>
+                                    <td class="muted nowrap">{row.pushed_at}</td>
+                                    <td>{if policy_broken {
+                                        view! { <span class="muted">"unknown"</span> }.into_any()
+                                    } else if row.immutable_by.is_empty() {
+                                        view! { <span class="badge off">"mutable"</span> }.into_any()
+                                    } else {
+                                        view! {
+                                            <span class="badge ok">"immutable"</span>" by "
+                                            {row.immutable_by.into_iter().enumerate().map(|(i, id)| view! {
+                                                {(i > 0).then_some(", ")}
+                                                <a href=rule_link(&project, id)>{format!("rule {id}")}</a>
+                                            }).collect_view()}
+                                        }.into_any()
+                                    }}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                <nav class="pager" aria-label="Pages">
+                    {(view.page > 1).then(|| view! { <A href=link(view.page - 1) attr:rel="prev">"← Previous"</A> })}
+                    <span class="muted">{format!("Page {} of {}", view.page, view.pages)}</span>
+                    {(view.page < view.pages).then(|| view! { <A href=link(view.page + 1) attr:rel="next">"Next →"</A> })}
+                </nav>
+            }.into_any()
+        }}
+    }
+}
+
+/// `text` for a query string value.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}

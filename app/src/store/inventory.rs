@@ -1,0 +1,222 @@
+//! The tag inventory: what the registry holds as far as tagward knows, written by the gateway as
+//! changes pass through it and by the background sync, read by the Tags tab and the impact preview.
+//! Never read by enforcement (it asks the registry itself): a stale inventory costs a wrong number
+//! on a page, never a wrong decision.
+
+use super::StoreError;
+use crate::policy::{Digest, RepositoryName, Tag};
+use futures_util::TryStreamExt;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+/// One tag as the inventory holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InventoryTag {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub pushed_at: OffsetDateTime,
+    pub source: String,
+}
+
+/// Records what the gateway let through: `tags` of `repository` now point at `digest`.
+pub async fn record_push(
+    pool: &PgPool,
+    repository: &RepositoryName,
+    tags: &[Tag],
+    digest: &Digest,
+) -> Result<(), StoreError> {
+    let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    sqlx::query(
+        r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
+          select $1, $2, tag, $4, now(), now(), 'gateway' from unnest($3::text[]) as tag
+          on conflict (repository, tag) do update set
+            pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
+            source = case when registry_tags.digest = excluded.digest then registry_tags.source else 'gateway' end,
+            digest = excluded.digest, seen_at = now()",
+    )
+    .bind(repository.project())
+    .bind(repository.as_str())
+    .bind(&tags)
+    .bind(digest.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a delete the gateway let through: the tag, or every tag pointing at the manifest.
+pub async fn record_delete(
+    pool: &PgPool,
+    repository: &RepositoryName,
+    reference: &crate::policy::route::Reference,
+) -> Result<(), StoreError> {
+    use crate::policy::route::Reference;
+    let (column, value) = match reference {
+        Reference::Tag(tag) => ("tag", tag.as_str()),
+        Reference::Digest(digest) => ("digest", digest.as_str()),
+    };
+    sqlx::query(&format!("delete from registry_tags where repository = $1 and {column} = $2"))
+        .bind(repository.as_str())
+        .bind(value)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Every tag of `project` in repository then tag order, streamed to `each` (a project may have
+/// hundreds of thousands; none is held here).
+pub async fn each_project_tag(
+    pool: &PgPool,
+    project: &str,
+    mut each: impl FnMut(InventoryTag),
+) -> Result<(), StoreError> {
+    let mut rows = sqlx::query_as::<_, InventoryTag>(
+        r"select repository, tag, digest, pushed_at, source from registry_tags
+          where project = $1 order by repository, tag",
+    )
+    .bind(project)
+    .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        each(row);
+    }
+    Ok(())
+}
+
+/// The sync's progress and health.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SyncState {
+    pub registry: String,
+    pub pass_started_at: OffsetDateTime,
+    pub resume_repository: Option<String>,
+    pub resume_tag: Option<String>,
+    pub repository_started_at: Option<OffsetDateTime>,
+    pub completed_started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub repositories: Option<i64>,
+    pub tags: Option<i64>,
+    pub failed_at: Option<OffsetDateTime>,
+    pub failure: Option<String>,
+}
+
+impl SyncState {
+    /// Whether a pass is under way (started and not completed).
+    pub fn in_progress(&self) -> bool {
+        self.completed_started_at != Some(self.pass_started_at)
+    }
+}
+
+pub async fn sync_state(pool: &PgPool) -> Result<Option<SyncState>, StoreError> {
+    Ok(sqlx::query_as::<_, SyncState>("select * from registry_sync").fetch_optional(pool).await?)
+}
+
+/// The pass to run: the one under way if there is one (to resume), else a new one from the
+/// start of the catalog.
+pub async fn begin_sync_pass(pool: &PgPool, registry: &str) -> Result<SyncState, StoreError> {
+    Ok(sqlx::query_as::<_, SyncState>(
+        r"insert into registry_sync (registry, pass_started_at) values ($1, now())
+          on conflict (singleton) do update set
+            registry = excluded.registry,
+            pass_started_at = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
+                              then now() else registry_sync.pass_started_at end,
+            resume_repository = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
+                                then null else registry_sync.resume_repository end,
+            resume_tag = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
+                         then null else registry_sync.resume_tag end
+          returning *",
+    )
+    .bind(registry)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Stores one page of a repository's tags as read since `started` (the time the repository
+/// started to be read), and the sync's place after it (`last_tag`, the page's last). A row the gateway wrote since `started`
+/// is newer than what was read and is kept.
+pub async fn store_synced_tags(
+    pool: &PgPool,
+    repository: &RepositoryName,
+    started: OffsetDateTime,
+    tags: &[(String, String)],
+    last_tag: &str,
+) -> Result<(), StoreError> {
+    let (names, digests): (Vec<&str>, Vec<&str>) = tags.iter().map(|(t, d)| (t.as_str(), d.as_str())).unzip();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
+          select $1, $2, tag, digest, now(), now(), 'sync' from unnest($3::text[], $4::text[]) as t(tag, digest)
+          on conflict (repository, tag) do update set
+            pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
+            source = case when registry_tags.digest = excluded.digest then registry_tags.source else 'sync' end,
+            digest = excluded.digest, seen_at = now()
+          where registry_tags.seen_at < $5",
+    )
+    .bind(repository.project())
+    .bind(repository.as_str())
+    .bind(&names)
+    .bind(&digests)
+    .bind(started)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        r"update registry_sync set resume_repository = $1, resume_tag = $2, repository_started_at = $3,
+            failed_at = null, failure = null",
+    )
+    .bind(repository.as_str())
+    .bind(last_tag)
+    .bind(started)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A repository read to its last tag: its rows not confirmed since `started` are tags deleted
+/// from the registry. `repository` is the catalog's name (read even when tagward cannot parse
+/// it, so the pass moves on).
+pub async fn finish_synced_repository(
+    pool: &PgPool,
+    repository: &str,
+    started: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from registry_tags where repository = $1 and seen_at < $2")
+        .bind(repository)
+        .bind(started)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        r"update registry_sync set resume_repository = $1, resume_tag = null, repository_started_at = null,
+            failed_at = null, failure = null",
+    )
+    .bind(repository)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The whole catalog read: rows not confirmed during the pass belong to repositories gone from
+/// it. Returns the counts stored.
+pub async fn finish_sync_pass(pool: &PgPool, pass_started_at: OffsetDateTime) -> Result<(i64, i64), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from registry_tags where seen_at < $1").bind(pass_started_at).execute(&mut *tx).await?;
+    let (repositories, tags): (i64, i64) =
+        sqlx::query_as("select count(distinct repository), count(*) from registry_tags").fetch_one(&mut *tx).await?;
+    sqlx::query(
+        r"update registry_sync set completed_started_at = pass_started_at, completed_at = now(),
+            resume_repository = null, resume_tag = null, repository_started_at = null,
+            repositories = $1, tags = $2, failed_at = null, failure = null",
+    )
+    .bind(repositories)
+    .bind(tags)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((repositories, tags))
+}
+
+/// Why the pass stopped where it did (it resumes there).
+pub async fn record_sync_failure(pool: &PgPool, failure: &str) -> Result<(), StoreError> {
+    sqlx::query("update registry_sync set failed_at = now(), failure = $1").bind(failure).execute(pool).await?;
+    Ok(())
+}

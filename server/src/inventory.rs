@@ -1,0 +1,274 @@
+//! The tag inventory's background sync: reads the registry's catalog and every repository's tags
+//! (paged, rate-limited, resumable), so the inventory also knows the pushes that did not go through
+//! the gateway. One process syncs at a time (a PostgreSQL advisory lock); a registry that cannot be
+//! reached is recorded for the portal's notice and retried, and never touches decisions.
+
+use crate::registry::{LookupError, Registry};
+use app::policy::RepositoryName;
+use axum::http::header::HeaderValue;
+use axum::http::Uri;
+use clap::Args;
+use futures_util::{StreamExt, TryStreamExt};
+use sqlx::PgPool;
+use std::sync::Mutex;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Args)]
+pub struct RegistrySyncConfig {
+    /// The registry the tag inventory is synced from, e.g. `http://registry:5000` (the gateway's
+    /// upstream by default; `tagward serve` syncs only when this is set).
+    #[arg(long = "registry-url", env = "TAGWARD_REGISTRY_URL")]
+    pub url: Option<Uri>,
+
+    /// User name for the registry (HTTP Basic), if it asks for one; it needs only to list the
+    /// catalog and read manifests.
+    #[arg(long = "registry-username", env = "TAGWARD_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+
+    /// Password for the registry user.
+    #[arg(long = "registry-password", env = "TAGWARD_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Seconds between sync passes (0: no sync; the inventory then knows only the gateway's pushes).
+    #[arg(long = "registry-sync-interval", env = "TAGWARD_REGISTRY_SYNC_INTERVAL", default_value_t = Self::INTERVAL_SECONDS)]
+    pub interval_seconds: u64,
+
+    /// Requests per second the sync makes to the registry, at most (0: no limit).
+    #[arg(long = "registry-sync-rate", env = "TAGWARD_REGISTRY_SYNC_RATE", default_value_t = Self::REQUESTS_PER_SECOND)]
+    pub requests_per_second: u32,
+}
+
+impl RegistrySyncConfig {
+    const INTERVAL_SECONDS: u64 = 300;
+    const REQUESTS_PER_SECOND: u32 = 100;
+}
+
+impl Default for RegistrySyncConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            interval_seconds: Self::INTERVAL_SECONDS,
+            requests_per_second: Self::REQUESTS_PER_SECOND,
+        }
+    }
+}
+
+/// Tags stored (and the sync's place saved) at a time.
+const TAGS_PER_STORE: usize = 250;
+/// Manifests looked up at once within a page of tags.
+const CONCURRENT_LOOKUPS: usize = 8;
+/// The longest wait before a failed pass is tried again (sooner when the interval is shorter).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// The advisory lock the syncing process holds for a pass.
+const SYNC_LOCK: &str = "tagward:inventory-sync";
+
+impl RegistrySyncConfig {
+    /// Starts the sync in the background if there is a registry to read (`fallback`: the gateway's
+    /// upstream) and an interval.
+    pub fn start(&self, pool: &PgPool, fallback: Option<&Uri>) -> anyhow::Result<()> {
+        let Some(url) = self.url.as_ref().or(fallback) else { return Ok(()) };
+        if self.interval_seconds == 0 {
+            return Ok(());
+        }
+        let authorization = match (&self.username, &self.password) {
+            (Some(user), password) => {
+                use base64::Engine as _;
+                let pair = format!("{user}:{}", password.as_deref().unwrap_or_default());
+                let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+                let mut value = HeaderValue::from_str(&value)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            (None, _) => None,
+        };
+        let sync = Sync {
+            pool: pool.clone(),
+            registry: Registry::new(url)?,
+            shown_as: url.to_string().trim_end_matches('/').to_owned(),
+            authorization,
+            throttle: Throttle::new(self.requests_per_second),
+        };
+        let interval = Duration::from_secs(self.interval_seconds);
+        tracing::info!(registry = %sync.shown_as, every = ?interval, "syncing the tag inventory");
+        tokio::spawn(sync.run(interval));
+        Ok(())
+    }
+}
+
+struct Sync {
+    pool: PgPool,
+    registry: Registry,
+    /// The registry's URL as the portal shows it.
+    shown_as: String,
+    authorization: Option<HeaderValue>,
+    throttle: Throttle,
+}
+
+/// Why a pass stopped.
+type Failure = String;
+
+impl Sync {
+    async fn run(self, interval: Duration) {
+        let mut retry = Duration::from_secs(1);
+        loop {
+            let wait = match self.pass().await {
+                Ok(Some((repositories, tags))) => {
+                    tracing::info!(repositories, tags, "tag inventory synced");
+                    retry = Duration::from_secs(1);
+                    interval
+                }
+                Ok(None) => interval,
+                Err(failure) => {
+                    tracing::warn!(%failure, registry = %self.shown_as, "tag inventory sync stopped; it resumes where it was");
+                    if let Err(error) = app::store::record_sync_failure(&self.pool, &failure).await {
+                        tracing::warn!(%error, "could not record the sync's failure");
+                    }
+                    let wait = retry.min(interval).min(MAX_RETRY_DELAY);
+                    retry = (retry * 2).min(MAX_RETRY_DELAY);
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One pass over the catalog, resuming the one under way; `None` when another process holds
+    /// the sync. The lock lives on a connection of its own, closed (and the lock released) when
+    /// the pass ends however it ends.
+    async fn pass(&self) -> Result<Option<(i64, i64)>, Failure> {
+        let mut lock = self.pool.acquire().await.map_err(database)?.detach();
+        let held: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(SYNC_LOCK)
+            .fetch_one(&mut lock)
+            .await
+            .map_err(database)?;
+        if !held {
+            return Ok(None);
+        }
+        let state = app::store::begin_sync_pass(&self.pool, &self.shown_as).await.map_err(store)?;
+        if let (Some(repository), Some(started)) = (&state.resume_repository, state.repository_started_at) {
+            self.sync_repository(repository, started, state.resume_tag.clone()).await?;
+        }
+        let mut last = state.resume_repository.clone();
+        loop {
+            self.throttle.wait().await;
+            let path = self.registry.catalog_page_path(last.as_deref());
+            let mut page = self.registry.list_page(&path, self.authorization.as_ref()).await.map_err(lookup)?;
+            if let Some(last) = &last {
+                page.names.retain(|name| name > last);
+            }
+            for repository in &page.names {
+                let started = self.database_now().await?;
+                self.sync_repository(repository, started, None).await?;
+            }
+            match (page.next, page.names.last()) {
+                (Some(_), Some(name)) => last = Some(name.clone()),
+                _ => break,
+            }
+        }
+        let counts = app::store::finish_sync_pass(&self.pool, state.pass_started_at).await.map_err(store)?;
+        drop(lock);
+        Ok(Some(counts))
+    }
+
+    /// Reads `name`'s tags after `last_tag`, page by page, storing each page with the digests
+    /// looked up; then removes the tags the registry no longer lists.
+    async fn sync_repository(
+        &self,
+        name: &str,
+        started: OffsetDateTime,
+        mut last_tag: Option<String>,
+    ) -> Result<(), Failure> {
+        // A name tagward cannot read belongs to no project: nothing to store.
+        if let Ok(repository) = RepositoryName::parse(name) {
+            loop {
+                self.throttle.wait().await;
+                let path = self.registry.tags_page_path(name, last_tag.as_deref());
+                let mut page = self.registry.list_page(&path, self.authorization.as_ref()).await.map_err(lookup)?;
+                // Registries list tags in lexical order; some (distribution 2.8) ignore `last` and
+                // answer the whole list, so what was stored before a resume is skipped here.
+                if let Some(last) = &last_tag {
+                    page.names.retain(|tag| tag > last);
+                }
+                for chunk in page.names.chunks(TAGS_PER_STORE) {
+                    let Some(last) = chunk.last() else { break };
+                    let found: Vec<Option<(String, String)>> = futures_util::stream::iter(chunk.to_vec())
+                        .map(|tag| async move {
+                            if app::policy::Tag::parse(&tag).is_err() {
+                                return Ok(None);
+                            }
+                            self.throttle.wait().await;
+                            let digest = self.registry.current_digest(name, &tag, self.authorization.as_ref()).await?;
+                            Ok::<_, LookupError>(digest.map(|digest| (tag, digest.as_str().to_owned())))
+                        })
+                        .buffered(CONCURRENT_LOOKUPS)
+                        .try_collect()
+                        .await
+                        .map_err(lookup)?;
+                    let found: Vec<(String, String)> = found.into_iter().flatten().collect();
+                    app::store::store_synced_tags(&self.pool, &repository, started, &found, last)
+                        .await
+                        .map_err(store)?;
+                    last_tag = Some(last.clone());
+                }
+                if page.next.is_none() || page.names.is_empty() {
+                    break;
+                }
+            }
+        }
+        app::store::finish_synced_repository(&self.pool, name, started).await.map_err(store)
+    }
+
+    /// The database's clock (what the inventory's times are compared with).
+    async fn database_now(&self) -> Result<OffsetDateTime, Failure> {
+        sqlx::query_scalar("select now()").fetch_one(&self.pool).await.map_err(database)
+    }
+}
+
+fn database(error: sqlx::Error) -> Failure {
+    format!("the database is unavailable: {error}")
+}
+
+fn store(error: app::store::StoreError) -> Failure {
+    format!("the inventory could not be written: {error}")
+}
+
+fn lookup(error: LookupError) -> Failure {
+    match error {
+        LookupError::Refused { status, .. } => {
+            format!(
+                "the registry refused the sync's request ({status}); check TAGWARD_REGISTRY_USERNAME and its password"
+            )
+        }
+        LookupError::TooManyTags(limit) => format!("a repository lists more than {limit} tags"),
+        LookupError::Failed(why) => format!("the registry could not be read: {why}"),
+    }
+}
+
+/// At most `per_second` requests a second, spread evenly, across every task of the sync.
+struct Throttle {
+    period: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Throttle {
+    fn new(per_second: u32) -> Self {
+        let period = (per_second > 0).then(|| Duration::from_secs(1) / per_second);
+        Self { period, next: Mutex::new(Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let Some(period) = self.period else { return };
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = (*next).max(Instant::now());
+            *next = at + period;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}

@@ -1,0 +1,325 @@
+//! The tag inventory against a real registry: the gateway records what it lets through, the
+//! portal's sync finds pushes made straight to the registry (and survives the registry going away
+//! mid-sync), and the Tags tab, the impact preview and `policy apply` count what the registry holds.
+
+use futures::StreamExt as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tests::registry::{push, OciLayout, Registry};
+use tests::{fresh_database, CuttableProxy, TestApp, TestDb};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The portal over `db`, syncing from the registry at `registry` every second.
+async fn portal_syncing(db: TestDb, registry: SocketAddr, rate: &str) -> TestApp {
+    let url = db.url.clone();
+    let registry = format!("http://{registry}");
+    let flags = ["--registry-url", &registry, "--registry-sync-interval", "1", "--registry-sync-rate", rate];
+    tests::spawn_app_with(db, url, &flags).await
+}
+
+/// Waits until a sync pass that started after `after` (database time) has completed.
+async fn synced_since(db: &TestDb, after: time::OffsetDateTime) {
+    let started = Instant::now();
+    loop {
+        let done: Option<bool> = sqlx::query_scalar("select completed_started_at > $1 from registry_sync")
+            .bind(after)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+            .flatten();
+        if done == Some(true) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn database_now(db: &TestDb) -> time::OffsetDateTime {
+    sqlx::query_scalar("select now()").fetch_one(&db.pool).await.unwrap()
+}
+
+/// The inventory's rows of `project`: (repository, tag, digest, source).
+async fn inventory(db: &TestDb, project: &str) -> Vec<(String, String, String, String)> {
+    sqlx::query_as("select repository, tag, digest, source from registry_tags where project = $1 order by 1, 2")
+        .bind(project)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn page_text(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
+    let response = app.page(client, path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    let html = response.text().await.unwrap();
+    // Tags stripped, entities as the browser shows them, spaces collapsed: what a reader sees.
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.replace("&amp;", "&").replace("&#x27;", "'").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn rule_impact(app: &TestApp, client: &reqwest::Client, fields: &[(&str, &str)]) -> serde_json::Value {
+    let response = app.call(client, "rule_impact", fields).await;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn counted(value: &serde_json::Value) -> (u64, u64) {
+    (value["tags"].as_u64().unwrap(), value["repositories"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() {
+    tests::init_logging();
+    let db = fresh_database().await;
+    db.user("ann", PASSWORD, false).await;
+    db.project("shop").await;
+    db.member("shop", "ann", "admin").await;
+    let rule = db.rule("shop", "matching:**", "matching:v*").await;
+    let registry = Registry::start().await;
+    let gateway = crate::gateway::gateway_for(&db, &registry).await;
+    let (image_a, image_b, image_c, image_d) =
+        (OciLayout::image_of("a"), OciLayout::image_of("b"), OciLayout::image_of("c"), OciLayout::image_of("d"));
+
+    // Through the gateway: recorded as they pass, before any sync.
+    for target in ["shop/app:v1", "shop/app:latest"] {
+        assert!(push(&image_a, gateway, target, false).await.status.success(), "{target}");
+    }
+    let recorded = inventory(&db, "shop").await;
+    assert_eq!(
+        recorded,
+        [
+            ("shop/app".into(), "latest".into(), image_a.digest.clone(), "gateway".into()),
+            ("shop/app".into(), "v1".into(), image_a.digest.clone(), "gateway".into()),
+        ]
+    );
+    // Straight to the registry: only a sync can know.
+    for (image, target) in [(&image_b, "shop/web:v2"), (&image_c, "shop/web:dev"), (&image_a, "other/x:v1")] {
+        assert!(push(image, registry.address, target, false).await.status.success(), "{target}");
+    }
+    let before_sync = database_now(&db).await;
+    let app = portal_syncing(db, registry.address, "0").await;
+    synced_since(&app.db, before_sync).await;
+    let synced = inventory(&app.db, "shop").await;
+    let expected = [
+        ("shop/app", "latest", &image_a.digest, "gateway"),
+        ("shop/app", "v1", &image_a.digest, "gateway"),
+        ("shop/web", "dev", &image_c.digest, "sync"),
+        ("shop/web", "v2", &image_b.digest, "sync"),
+    ];
+    let expected: Vec<(String, String, String, String)> =
+        expected.iter().map(|(r, t, d, s)| (r.to_string(), t.to_string(), d.to_string(), s.to_string())).collect();
+    assert_eq!(synced, expected);
+    for (repository, tag, digest, _) in &synced {
+        assert_eq!(registry.digest(repository, tag).await.as_ref(), Some(digest), "{repository}:{tag}");
+    }
+    assert_eq!(inventory(&app.db, "other").await.len(), 1);
+
+    // The Tags tab: every tag, immutable by the rule or not, and the freshness.
+    let client = app.logged_in("ann", PASSWORD).await;
+    let text = page_text(&app, &client, "/projects/shop/tags").await;
+    assert!(text.contains("4 tags in 2 repositories (2 immutable)."), "{text}");
+    assert!(text.contains(&format!("app v1 sha256:{}… ", &image_a.digest[7..19])), "{text}");
+    assert!(text.contains(&format!("immutable by rule {rule}")), "{text}");
+    assert!(text.contains("web dev"), "{text}");
+    assert!(text.contains(&format!("synced with http://{}", registry.address)), "{text}");
+    let text = page_text(&app, &client, "/projects/shop/tags?repositories=web&tags=").await;
+    assert!(
+        text.contains("2 tags in 1 repository match the filter (1 immutable), of 4 tags in 2 repositories in all"),
+        "{text}"
+    );
+    assert!(!text.contains("app v1"), "{text}");
+    let text = page_text(&app, &client, "/projects/shop/tags?repositories=%5B&tags=v*").await;
+    assert!(text.contains("Not filtered: repository filter `[`"), "{text}");
+
+    // The impact of a new rule, of editing the rule, of deleting it.
+    let impact = rule_impact(
+        &app,
+        &client,
+        &[
+            ("project", "shop"),
+            ("draft[repositories_action]", "matching"),
+            ("draft[repositories]", "web"),
+            ("draft[tags_action]", "matching"),
+            ("draft[tags]", "**"),
+            ("remove", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(counted(&impact["by_rule"]), (2, 1), "{impact}");
+    assert_eq!(counted(&impact["becoming_immutable"]), (1, 1), "{impact}");
+    assert_eq!(impact["becoming_immutable"]["examples"], serde_json::json!(["web:dev"]), "{impact}");
+    assert_eq!(counted(&impact["ceasing_immutable"]), (0, 0), "{impact}");
+    assert_eq!(counted(&impact["immutable_after"]), (3, 2), "{impact}");
+    assert_eq!(counted(&impact["total"]), (4, 2), "{impact}");
+    let rule_id = rule.to_string();
+    let impact = rule_impact(
+        &app,
+        &client,
+        &[
+            ("project", "shop"),
+            ("rule_id", &rule_id),
+            ("draft[repositories_action]", "matching"),
+            ("draft[repositories]", "app"),
+            ("draft[tags_action]", "matching"),
+            ("draft[tags]", "v*"),
+            ("remove", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(counted(&impact["ceasing_immutable"]), (1, 1), "{impact}");
+    assert_eq!(impact["ceasing_immutable"]["examples"], serde_json::json!(["web:v2"]), "{impact}");
+    let impact = rule_impact(&app, &client, &[("project", "shop"), ("rule_id", &rule_id), ("remove", "true")]).await;
+    assert!(impact["by_rule"].is_null(), "{impact}");
+    assert_eq!(counted(&impact["ceasing_immutable"]), (2, 2), "{impact}");
+    let text = page_text(&app, &client, &format!("/projects/shop/policy/immutability/{rule}/delete")).await;
+    assert!(
+        text.contains("Of 4 tags in 2 repositories the inventory holds, 2 become mutable (e.g. app:v1, web:v2)"),
+        "{text}"
+    );
+    let text = page_text(&app, &client, "/projects/shop/policy/immutability/new?repositories=web&tags=**").await;
+    assert!(text.contains("This rule makes 2 tags in 1 repository immutable."), "{text}");
+
+    // `policy apply --dry-run` counts the same way.
+    let file = format!(
+        "project: shop\nrules:\n  - id: {rule}\n    repositories: {{action: matching, patterns: '**'}}\n    tags: {{action: matching, patterns: 'v*'}}\n  - repositories: {{action: matching, patterns: web}}\n    tags: {{action: matching, patterns: '**'}}\n"
+    );
+    let output = crate::cli::tagward(&app.db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("existing tags: 1 tag in 1 repository become immutable, 0 tags in 0 repositories stop being immutable; 3 tags in 2 repositories immutable after, of 4 tags in 2 repositories"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("becomes immutable: web:dev"), "{stdout}");
+
+    // Deletes: through the gateway, recorded at once; straight at the registry, found by a sync.
+    assert!(push(&image_d, gateway, "shop/app:old", false).await.status.success());
+    assert!(inventory(&app.db, "shop").await.iter().any(|row| row.1 == "old"));
+    let delete = |address: SocketAddr, repository: &str, digest: &str| {
+        let url = format!("http://{address}/v2/{repository}/manifests/{digest}");
+        async move { reqwest::Client::new().delete(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(delete(gateway, "shop/app", &image_d.digest).await, 202);
+    assert!(!inventory(&app.db, "shop").await.iter().any(|row| row.1 == "old"));
+    assert_eq!(delete(registry.address, "shop/web", &image_c.digest).await, 202);
+    let before_sync = database_now(&app.db).await;
+    synced_since(&app.db, before_sync).await;
+    let tags: Vec<String> =
+        inventory(&app.db, "shop").await.into_iter().map(|row| format!("{}:{}", row.0, row.1)).collect();
+    assert_eq!(tags, ["shop/app:latest", "shop/app:v1", "shop/web:v2"]);
+}
+
+/// `repositories` repositories `shop/many0`, … with `tags` tags `t0000`, … each, of one image,
+/// written straight to the registry.
+async fn many_tags(registry: &Registry, repositories: usize, tags: usize) {
+    let image = OciLayout::image_of("many");
+    let manifest = bytes::Bytes::from(image.manifest());
+    let client = reqwest::Client::new();
+    for r in 0..repositories {
+        let repository = format!("shop/many{r}");
+        assert!(push(&image, registry.address, &format!("{repository}:t0000"), false).await.status.success());
+        let puts = (1..tags).map(|i| {
+            let request = client
+                .put(format!("http://{}/v2/{repository}/manifests/t{i:04}", registry.address))
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest.clone());
+            async move { request.send().await.unwrap().status().as_u16() }
+        });
+        let statuses: Vec<u16> = futures::stream::iter(puts).buffer_unordered(16).collect().await;
+        assert!(statuses.iter().all(|status| *status == 201), "{statuses:?}");
+    }
+}
+
+async fn sync_row(db: &TestDb) -> (time::OffsetDateTime, Option<String>, Option<String>, Option<time::OffsetDateTime>) {
+    sqlx::query_as("select pass_started_at, resume_repository, failure, completed_at from registry_sync")
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+        .unwrap_or((time::OffsetDateTime::UNIX_EPOCH, None, None, None))
+}
+
+#[tokio::test]
+async fn a_sync_cut_off_from_the_registry_says_so_and_resumes_where_it_stopped() {
+    tests::init_logging();
+    let db = fresh_database().await;
+    db.user("ann", PASSWORD, false).await;
+    db.project("shop").await;
+    db.member("shop", "ann", "admin").await;
+    let registry = Registry::start().await;
+    many_tags(&registry, 10, 250).await;
+    let proxy = CuttableProxy::start(registry.address).await;
+    // 500 requests a second: 2,500 tags take about 5 s, so the cut lands mid-pass (after the
+    // first 250 tags are stored).
+    let app = portal_syncing(db, proxy.address, "500").await;
+    let started = Instant::now();
+    let pass_started = loop {
+        let (pass_started, resume_repository, ..) = sync_row(&app.db).await;
+        if resume_repository.is_some() {
+            break pass_started;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the sync stored no page within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.cut();
+    let failure = loop {
+        if let (_, _, Some(failure), _) = sync_row(&app.db).await {
+            break failure;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the failure was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(failure.contains("the registry could not be read"), "{failure}");
+    let client = app.logged_in("ann", PASSWORD).await;
+    let text = page_text(&app, &client, "/projects/shop/tags").await;
+    assert!(text.contains(&format!("The registry at http://{} could not be read", proxy.address)), "{text}");
+    assert!(text.contains("The first sync with"), "{text}");
+    let partial = inventory(&app.db, "shop").await.len();
+    assert!((1..2500).contains(&partial), "{partial} tags stored before the cut");
+    // Rule changes do not wait for the registry.
+    let response = app
+        .call(
+            &client,
+            "save_rule",
+            &[
+                ("project", "shop"),
+                ("repositories_action", "matching"),
+                ("repositories", "**"),
+                ("tags_action", "matching"),
+                ("tags", "t00*"),
+            ],
+        )
+        .await;
+    assert!(response.status().is_success() || response.status().is_redirection(), "{}", response.status());
+    assert_eq!(app.db.rule_count().await, 1);
+
+    proxy.restore();
+    loop {
+        let (resumed_pass, _, failure, completed) = sync_row(&app.db).await;
+        if completed.is_some() {
+            assert_eq!(resumed_pass, pass_started, "the pass resumed rather than starting over");
+            assert_eq!(failure, None);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the sync never completed after the registry came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inventory(&app.db, "shop").await.len(), 2500);
+    let text = page_text(&app, &client, "/projects/shop/tags").await;
+    assert!(text.contains("2,500 tags in 10 repositories (1,000 immutable)."), "{text}");
+    assert!(!text.contains("could not be read"), "{text}");
+}
