@@ -18,9 +18,10 @@ pub enum AppError {
     /// Bad input; the message names the field and the value.
     #[error("{0}")]
     Invalid(String),
-    /// Too many failed logins; `retry_after` is in seconds.
-    #[error("too many failed attempts; try again in {retry_after} seconds")]
-    Throttled { retry_after: u64 },
+    /// Not now (too many failed logins, too much work of one kind under way); `retry_after` is in
+    /// seconds.
+    #[error("{message}; try again in {retry_after} seconds")]
+    Throttled { message: String, retry_after: u64 },
     /// Anything else. The cause is logged on the server; the page only learns that it failed.
     #[error("something went wrong on the server; it has been logged")]
     Internal,
@@ -66,7 +67,7 @@ impl From<crate::store::StoreError> for AppError {
             StoreError::NotFound(message) => AppError::NotFound(message),
             StoreError::Forbidden(message) => AppError::Forbidden(message),
             StoreError::Conflict { message, .. } | StoreError::Refused(message) => AppError::Invalid(message),
-            StoreError::TryLater { retry_after, .. } => AppError::Throttled { retry_after },
+            StoreError::TryLater { message, retry_after } => AppError::Throttled { message, retry_after },
             StoreError::Unexpected(error) => AppError::internal(error),
         }
     }

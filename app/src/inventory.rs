@@ -105,7 +105,7 @@ pub fn thousands(n: u64) -> String {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::*;
-    use crate::policy::{CompiledPolicy, PolicyRule, RuleMask, RuleSpec};
+    use crate::policy::{CompiledPolicy, PolicyRule, RuleSpec};
     use crate::store::{self, StoredRule, SyncState};
     use sqlx::PgPool;
     use time::OffsetDateTime;
@@ -158,21 +158,24 @@ pub mod ssr {
             }
         }
 
-        /// One tag of the repository at `path` inside the project.
-        pub fn add(&mut self, path: &str, tag: &str) {
-            let immutable = |policy: &CompiledPolicy| !policy.immutable_rules(path, tag).is_empty();
-            self.total.add(path, tag);
-            let (before, after) = (immutable(&self.before), immutable(&self.after));
-            if after {
-                self.immutable_after.add(path, tag);
-            }
-            match (before, after) {
-                (false, true) => self.becoming.add(path, tag),
-                (true, false) => self.ceasing.add(path, tag),
-                _ => {}
-            }
-            if self.rule.as_ref().is_some_and(immutable) {
-                self.by_rule.add(path, tag);
+        /// The tags of the repository at `path` inside the project.
+        pub fn add_repository(&mut self, path: &str, tags: &[String]) {
+            let (before, after) = (self.before.in_repository(path), self.after.in_repository(path));
+            let rule = self.rule.as_ref().map(|rule| rule.in_repository(path));
+            for tag in tags {
+                self.total.add(path, tag);
+                let (was, will) = (!before.immutable_rules(tag).is_empty(), !after.immutable_rules(tag).is_empty());
+                if will {
+                    self.immutable_after.add(path, tag);
+                }
+                match (was, will) {
+                    (false, true) => self.becoming.add(path, tag),
+                    (true, false) => self.ceasing.add(path, tag),
+                    _ => {}
+                }
+                if rule.as_ref().is_some_and(|rule| !rule.immutable_rules(tag).is_empty()) {
+                    self.by_rule.add(path, tag);
+                }
             }
         }
 
@@ -189,16 +192,33 @@ pub mod ssr {
         }
     }
 
-    /// Feeds every tag of `project` from the inventory to `each` as (path inside the project, tag).
-    pub async fn each_tag(
+    /// Reads of a whole project's inventory under way at once, per process; more wait up to
+    /// [`SCAN_WAIT`], then are refused. A read of 100,000 tags takes a core for a tenth of a
+    /// second or so: this keeps anyone who may see a project from taking every core with them.
+    static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    const SCAN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// A turn to read a whole project's inventory, or why not now.
+    async fn scan_turn() -> Result<tokio::sync::SemaphorePermit<'static>, AppError> {
+        match tokio::time::timeout(SCAN_WAIT, SCANS.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AppError::Throttled {
+                message: "tagward is busy counting other projects' tags".into(),
+                retry_after: SCAN_WAIT.as_secs(),
+            }),
+        }
+    }
+
+    /// Feeds every repository of `project` to `each` as (path inside the project, its tags).
+    pub async fn each_repository(
         pool: &PgPool,
         project: &str,
-        mut each: impl FnMut(&str, store::InventoryTag),
+        mut each: impl FnMut(&str, &[String]),
     ) -> Result<(), AppError> {
+        let _turn = scan_turn().await?;
         let prefix = format!("{project}/");
-        store::each_project_tag(pool, project, |row| {
-            let path = row.repository.strip_prefix(&prefix).unwrap_or(&row.repository).to_owned();
-            each(&path, row);
+        store::each_project_repository(pool, project, |repository, tags| {
+            each(repository.strip_prefix(&prefix).unwrap_or(repository), tags);
         })
         .await?;
         Ok(())
@@ -223,8 +243,34 @@ pub mod ssr {
             None => None,
         };
         let mut counter = ImpactCounter::new(compile(before)?, compile(after)?, rule);
-        each_tag(pool, project, |path, row| counter.add(path, &row.tag)).await?;
+        each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
         Ok(counter.finish(freshness(pool).await?, started))
+    }
+
+    /// For each enabled rule of `policy`: the project's tags it makes immutable, and how many of
+    /// them no other rule does.
+    pub async fn protection(
+        pool: &PgPool,
+        project: &str,
+        policy: &CompiledPolicy,
+    ) -> Result<(std::collections::HashMap<i64, (u64, u64)>, Freshness), AppError> {
+        let mut counts = std::collections::HashMap::<i64, (u64, u64)>::new();
+        each_repository(pool, project, |path, tags| {
+            let in_repository = policy.in_repository(path);
+            for tag in tags {
+                let mask = in_repository.immutable_rules(tag);
+                let alone = mask.len() == 1;
+                for id in policy.rule_ids(mask) {
+                    let count = counts.entry(id).or_default();
+                    count.0 += 1;
+                    if alone {
+                        count.1 += 1;
+                    }
+                }
+            }
+        })
+        .await?;
+        Ok((counts, freshness(pool).await?))
     }
 
     /// The enabled, parsed rules of the store, as the engine takes them (a rule that does not
@@ -321,11 +367,6 @@ pub mod ssr {
         })?;
         CompiledPolicy::compile([&PolicyRule { id: 1, enabled: true, spec }]).map_err(|error| error.to_string())
     }
-
-    /// Whether `mask` says immutable.
-    pub fn any(mask: RuleMask) -> bool {
-        !mask.is_empty()
-    }
 }
 
 /// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
@@ -361,32 +402,46 @@ pub async fn project_tags(
     let skip = (page - 1) * TAGS_PER_PAGE;
     let (mut matched, mut total) = (ssr::Counter::default(), ssr::Counter::default());
     let mut immutable = 0;
-    let mut rows = Vec::new();
-    ssr::each_tag(&pool, &access.name, |path, row| {
-        total.add(path, &row.tag);
-        if !ssr::any(filter.immutable_rules(path, &row.tag)) {
-            return;
-        }
-        let by = policy.as_ref().map(|policy| policy.immutable_rules(path, &row.tag));
-        if by.is_some_and(ssr::any) {
-            immutable += 1;
-        }
-        let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
-        matched.add(path, &row.tag);
-        if (skip..skip + TAGS_PER_PAGE).contains(&index) {
-            rows.push(TagRow {
-                repository: path.to_owned(),
-                tag: row.tag,
-                digest: row.digest,
-                pushed_at: ssr::when(row.pushed_at),
-                immutable_by: match (by, &policy) {
-                    (Some(mask), Some(policy)) => policy.rules(mask).map(|rule| rule.id).collect(),
-                    _ => Vec::new(),
-                },
-            });
+    // The page's tags (full name, tag, rules) found by counting, then their digests read.
+    let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
+    let prefix = format!("{}/", access.name);
+    ssr::each_repository(&pool, &access.name, |path, tags| {
+        let (filter, by) = (filter.in_repository(path), policy.as_ref().map(|policy| policy.in_repository(path)));
+        for tag in tags {
+            total.add(path, tag);
+            if filter.immutable_rules(tag).is_empty() {
+                continue;
+            }
+            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
+            if !mask.is_empty() {
+                immutable += 1;
+            }
+            let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
+            matched.add(path, tag);
+            if (skip..skip + TAGS_PER_PAGE).contains(&index) {
+                let ids = policy.as_ref().map(|policy| policy.rule_ids(mask).collect()).unwrap_or_default();
+                on_page.push((format!("{prefix}{path}"), tag.clone(), ids));
+            }
         }
     })
     .await?;
+    let keys: Vec<(String, String)> =
+        on_page.iter().map(|(repository, tag, _)| (repository.clone(), tag.clone())).collect();
+    let mut found = crate::store::inventory_tags(&pool, &keys).await?;
+    let rows = on_page
+        .into_iter()
+        .filter_map(|(repository, tag, immutable_by)| {
+            // Gone between the two reads (a delete just now): left off the page.
+            let row = found.remove(&(repository.clone(), tag.clone()))?;
+            Some(TagRow {
+                repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
+                tag,
+                digest: row.digest,
+                pushed_at: ssr::when(row.pushed_at),
+                immutable_by,
+            })
+        })
+        .collect();
     let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
     Ok(TagsView {
         project: access,

@@ -18,6 +18,9 @@ pub struct RuleRow {
     pub sentence: String,
     pub updated_by: String,
     pub updated_at: String,
+    /// Existing tags this (enabled) rule makes immutable, and how many of them no other rule
+    /// does (what disabling or deleting it makes mutable); `None` when not counted.
+    pub protects: Option<(u64, u64)>,
 }
 
 /// The Tag Immutability tab's data.
@@ -28,6 +31,8 @@ pub struct RulesView {
     /// Why the stored rules cannot be evaluated (written outside tagward); then changes to the
     /// project's existing tags are refused until someone fixes them.
     pub policy_problem: Option<String>,
+    /// How fresh the tag counts are, when they were counted.
+    pub counted: Option<crate::inventory::Freshness>,
 }
 
 /// Why saving a rule failed, with what was typed, so the dialog (even without JavaScript, where the
@@ -84,13 +89,23 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
         }
         .await,
     )?;
-    let policy_problem = match crate::store::enforceable_rules(&rules) {
-        Err(problem) => Some(problem),
-        Ok(enforced) => tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced).err())
+    let policy = match crate::store::enforceable_rules(&rules) {
+        Err(problem) => Err(problem),
+        Ok(enforced) => tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced))
             .await
             .map_err(AppError::internal)?
-            .map(|error| format!("its rules do not compile: {error}")),
+            .map_err(|error| format!("its rules do not compile: {error}")),
     };
+    // Counts of existing tags are a help, not the page: when they cannot be had (the inventory
+    // busy), the list shows without them.
+    let (mut protects, counted) = match &policy {
+        Ok(policy) => match crate::inventory::ssr::protection(&pool, &project.name, policy).await {
+            Ok((protects, freshness)) => (protects, Some(freshness)),
+            Err(_) => (Default::default(), None),
+        },
+        Err(_) => (Default::default(), None),
+    };
+    let policy_problem = policy.err();
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     let rules = rules
         .into_iter()
@@ -104,9 +119,14 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             input: rule.input,
             updated_by: rule.updated_by,
             updated_at: rule.updated_at.format(&format).unwrap_or_default(),
+            protects: if rule.enabled && counted.is_some() {
+                Some(protects.remove(&rule.id).unwrap_or_default())
+            } else {
+                None
+            },
         })
         .collect();
-    Ok(RulesView { project, rules, policy_problem })
+    Ok(RulesView { project, rules, policy_problem, counted })
 }
 
 /// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list.

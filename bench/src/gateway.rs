@@ -2,7 +2,7 @@
 //! of five, each a fresh image so no blob is skipped), then the gateway's peak memory while a
 //! 1 GiB layer streams through it.
 
-use crate::report::Report;
+use crate::report::{median, Report};
 use crate::run::{BenchDatabase, Process};
 use crate::Args;
 use anyhow::{ensure, Context};
@@ -25,21 +25,10 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     // Not /tmp, which may be memory: the images take over a gigabyte.
     let work = Path::new("/var/tmp").join(format!("tagward-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let config = work.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    \
-             enabled: true\nhttp:\n  addr: {REGISTRY}\n",
-            work.join("data").display()
-        ),
-    )?;
-    let mut registry =
-        Process::spawn(Command::new("docker-registry").arg("serve").arg(&config).stdout(std::process::Stdio::null()))?;
+    let registry = crate::run::docker_registry(&work, REGISTRY).await?;
     let upstream = format!("http://{REGISTRY}");
     let mut gateway =
         Process::tagward(&args.tagward, &database.url, &["gateway", "--listen", GATEWAY, "--upstream", &upstream])?;
-    registry.wait_ready(&format!("http://{REGISTRY}/v2/"), Duration::from_secs(30)).await?;
     gateway.wait_ready(&format!("http://{GATEWAY}/v2/"), Duration::from_secs(30)).await?;
 
     let (mut direct, mut through) = (Vec::new(), Vec::new());
@@ -78,11 +67,6 @@ async fn copy(layout: &Path, destination: &str) -> anyhow::Result<f64> {
         .context("running skopeo")?;
     ensure!(status.success(), "skopeo copy to {destination} failed");
     Ok(started.elapsed().as_secs_f64())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Writes an OCI image layout at `dir` holding one image (tag `latest`) whose single layer is

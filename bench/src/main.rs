@@ -5,6 +5,7 @@
 
 mod decisions;
 mod gateway;
+mod inventory;
 mod portal;
 mod report;
 mod run;
@@ -30,6 +31,9 @@ pub struct Args {
     /// Numbers of projects made from one template (the same 15 rules) to measure memory at.
     #[arg(long, value_delimiter = ',', default_value = "10000")]
     template_projects: Vec<usize>,
+    /// Tags the registry holds for the inventory benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    inventory_tags: usize,
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -49,6 +53,7 @@ enum Part {
     Decisions,
     Portal,
     Gateway,
+    Inventory,
 }
 
 #[tokio::main]
@@ -69,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Gateway) {
         gateway::run(&args, &mut report).await?;
+    }
+    if wants(Part::Inventory) {
+        inventory::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;

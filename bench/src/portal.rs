@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const ADDR: &str = "127.0.0.1:3901";
-const PASSWORD: &str = "bench password 123";
+pub const PASSWORD: &str = "bench password 123";
 const PAGES: [&str; 10] = [
     "/",
     "/projects/shop/policy",
@@ -100,7 +100,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// Signs in as the bootstrap administrator; the session cookie as `name=value`.
-async fn sign_in(base: &str) -> anyhow::Result<String> {
+pub async fn sign_in(base: &str) -> anyhow::Result<String> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let response = client
         .post(format!("{base}/portal/login"))

@@ -56,3 +56,9 @@ fn format_value(value: f64) -> String {
         format!("{value:.3}")
     }
 }
+
+/// The middle value (NaN when there is none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}

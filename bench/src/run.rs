@@ -116,6 +116,22 @@ impl Process {
     }
 }
 
+/// A docker-registry (deletes enabled) listening on `address`, storing under `work`, answering.
+pub async fn docker_registry(work: &Path, address: &str) -> anyhow::Result<Process> {
+    let config = work.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    \
+             enabled: true\nhttp:\n  addr: {address}\n",
+            work.join("data").display()
+        ),
+    )?;
+    let mut registry = Process::spawn(Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()))?;
+    registry.wait_ready(&format!("http://{address}/v2/"), Duration::from_secs(30)).await?;
+    Ok(registry)
+}
+
 /// A value of tagward's `/metrics` (a counter's `_total` or a gauge), 0 when absent.
 pub async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
     let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;

@@ -177,13 +177,13 @@ impl Registry {
 
     /// The first page of `name`'s tags after `last` (in the registry's order).
     pub fn tags_page_path(&self, name: &str, last: Option<&str>) -> String {
-        let last = last.map(|last| format!("&last={last}")).unwrap_or_default();
+        let last = last.map(|last| format!("&last={}", query_value(last))).unwrap_or_default();
         format!("/v2/{name}/tags/list?n={TAGS_PER_PAGE}{last}")
     }
 
     /// The first page of the catalog after repository `last`.
     pub fn catalog_page_path(&self, last: Option<&str>) -> String {
-        let last = last.map(|last| format!("&last={last}")).unwrap_or_default();
+        let last = last.map(|last| format!("&last={}", query_value(last))).unwrap_or_default();
         format!("/v2/_catalog?n={CATALOG_PER_PAGE}{last}")
     }
 
@@ -224,6 +224,11 @@ pub struct Listed {
     pub names: Vec<String>,
     /// The path and query of the next page, if the registry says there is one.
     pub next: Option<String>,
+}
+
+/// A name the registry listed, as a query value (it is the registry's word, not yet checked).
+fn query_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn refused(status: StatusCode, headers: &HeaderMap) -> LookupError {

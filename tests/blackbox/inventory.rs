@@ -78,6 +78,27 @@ async fn rule_impact(app: &TestApp, client: &reqwest::Client, fields: &[(&str, &
     body
 }
 
+/// The impact of saving repositories matching `repositories`, tags matching `tags` in `shop`, as
+/// rule `rule_id` or as a new rule.
+async fn draft_impact(
+    app: &TestApp,
+    client: &reqwest::Client,
+    rule_id: Option<&str>,
+    repositories: &str,
+    tags: &str,
+) -> serde_json::Value {
+    let mut fields = vec![
+        ("project", "shop"),
+        ("draft[repositories_action]", "matching"),
+        ("draft[repositories]", repositories),
+        ("draft[tags_action]", "matching"),
+        ("draft[tags]", tags),
+        ("remove", "false"),
+    ];
+    fields.extend(rule_id.map(|id| ("rule_id", id)));
+    rule_impact(app, client, &fields).await
+}
+
 fn counted(value: &serde_json::Value) -> (u64, u64) {
     (value["tags"].as_u64().unwrap(), value["repositories"].as_u64().unwrap())
 }
@@ -146,20 +167,13 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     let text = page_text(&app, &client, "/projects/shop/tags?repositories=%5B&tags=v*").await;
     assert!(text.contains("Not filtered: repository filter `[`"), "{text}");
 
+    // The rule list says what each rule protects (what disabling it would release).
+    let text = page_text(&app, &client, "/projects/shop/policy").await;
+    assert!(text.contains("Protects 2 existing tags, all by this rule alone"), "{text}");
+    assert!(text.contains("Tag counts: As of"), "{text}");
+
     // The impact of a new rule, of editing the rule, of deleting it.
-    let impact = rule_impact(
-        &app,
-        &client,
-        &[
-            ("project", "shop"),
-            ("draft[repositories_action]", "matching"),
-            ("draft[repositories]", "web"),
-            ("draft[tags_action]", "matching"),
-            ("draft[tags]", "**"),
-            ("remove", "false"),
-        ],
-    )
-    .await;
+    let impact = draft_impact(&app, &client, None, "web", "**").await;
     assert_eq!(counted(&impact["by_rule"]), (2, 1), "{impact}");
     assert_eq!(counted(&impact["becoming_immutable"]), (1, 1), "{impact}");
     assert_eq!(impact["becoming_immutable"]["examples"], serde_json::json!(["web:dev"]), "{impact}");
@@ -167,20 +181,7 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     assert_eq!(counted(&impact["immutable_after"]), (3, 2), "{impact}");
     assert_eq!(counted(&impact["total"]), (4, 2), "{impact}");
     let rule_id = rule.to_string();
-    let impact = rule_impact(
-        &app,
-        &client,
-        &[
-            ("project", "shop"),
-            ("rule_id", &rule_id),
-            ("draft[repositories_action]", "matching"),
-            ("draft[repositories]", "app"),
-            ("draft[tags_action]", "matching"),
-            ("draft[tags]", "v*"),
-            ("remove", "false"),
-        ],
-    )
-    .await;
+    let impact = draft_impact(&app, &client, Some(&rule_id), "app", "v*").await;
     assert_eq!(counted(&impact["ceasing_immutable"]), (1, 1), "{impact}");
     assert_eq!(impact["ceasing_immutable"]["examples"], serde_json::json!(["web:v2"]), "{impact}");
     let impact = rule_impact(&app, &client, &[("project", "shop"), ("rule_id", &rule_id), ("remove", "true")]).await;

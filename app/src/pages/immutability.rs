@@ -128,6 +128,9 @@ fn RuleList(
                 <p class="notice">"You can see these rules; project admins and maintainers change them."</p>
             })}
             {move || error().map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })}
+            {view.counted.clone().map(|freshness| (!view.rules.is_empty()).then(|| view! {
+                <p class="muted small" id="counts-freshness">{format!("Tag counts: {}", freshness.summary)}</p>
+            }))}
             {if view.rules.is_empty() {
                 view! {
                     <div class="empty" id="no-rules">
@@ -179,6 +182,16 @@ fn RuleItem(
                     <span class=class>{state}</span>
                     {format!(" rule {} · changed by {} on {}", rule.id, rule.updated_by, rule.updated_at)}
                 </span>
+                {rule.protects.map(|(tags, alone)| view! {
+                    <span class="rule-meta rule-protects">{format!(
+                        "Protects {} existing tag{}{}",
+                        thousands(tags),
+                        if tags == 1 { "" } else { "s" },
+                        if tags == 0 { String::new() } else if alone == tags { ", all by this rule alone".to_owned() } else {
+                            format!(", {} by this rule alone (disabling it makes those mutable)", thousands(alone))
+                        }
+                    )}</span>
+                })}
             </div>
             {(manage && !confirming).then(|| view! {
                 <div class="rule-actions">

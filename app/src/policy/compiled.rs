@@ -32,8 +32,34 @@ impl RuleMask {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+    /// How many rules.
+    pub fn len(self) -> u32 {
+        self.0.count_ones()
+    }
     fn positions(self) -> impl Iterator<Item = usize> {
-        (0..MASK_BITS).filter(move |i| self.0 & (1u64 << i) != 0)
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let position = rest.trailing_zeros() as usize;
+            rest &= rest.checked_sub(1)?;
+            Some(position)
+        })
+    }
+}
+
+/// A policy with its repository side matched: [`CompiledPolicy::in_repository`].
+pub struct RepositoryPolicy<'a> {
+    policy: &'a CompiledPolicy,
+    repositories: u64,
+}
+
+impl RepositoryPolicy<'_> {
+    /// The rules that make `tag` of this repository immutable: the same answer as
+    /// [`CompiledPolicy::immutable_rules`] for the repository's path.
+    pub fn immutable_rules(&self, tag: &str) -> RuleMask {
+        if self.repositories == 0 {
+            return RuleMask(0);
+        }
+        RuleMask(self.repositories & self.policy.matchers.tags.holding(tag))
     }
 }
 
@@ -333,6 +359,18 @@ impl CompiledPolicy {
             return RuleMask(0);
         }
         RuleMask(repositories & matchers.tags.holding(tag))
+    }
+
+    /// The policy for one repository (at `path` inside the project): the repository side is
+    /// matched once, for the many tags of it that are then asked about (the inventory's counts).
+    pub fn in_repository(&self, path: &str) -> RepositoryPolicy<'_> {
+        let matchers = &*self.matchers;
+        RepositoryPolicy { policy: self, repositories: matchers.repositories.holding(path) & matchers.all }
+    }
+
+    /// The ids of the rules of a mask, in rule order.
+    pub fn rule_ids(&self, mask: RuleMask) -> impl Iterator<Item = i64> + '_ {
+        mask.positions().filter_map(|position| self.ids.get(position).copied())
     }
 
     /// The rules of a mask, in rule order.

@@ -13,8 +13,8 @@ pub mod route;
 mod rule;
 
 pub use compiled::{
-    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Outcome, PolicyError, RuleInfo,
-    RuleMask, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
+    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Outcome, PolicyError, RepositoryPolicy,
+    RuleInfo, RuleMask, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
 };
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
@@ -67,6 +67,9 @@ mod tests {
         let policy = CompiledPolicy::interpreted(rules).unwrap();
         let interpreted: Vec<i64> = policy.rules(policy.immutable_rules(path, tag)).map(|r| r.id).collect();
         assert_eq!(interpreted, compiled, "interpreted, {path}:{tag}");
+        let per_repository: Vec<i64> =
+            policy.rules(policy.in_repository(path).immutable_rules(tag)).map(|r| r.id).collect();
+        assert_eq!(per_repository, compiled, "in_repository, {path}:{tag}");
         compiled
     }
 

@@ -63,21 +63,39 @@ pub async fn record_delete(
     Ok(())
 }
 
-/// Every tag of `project` in repository then tag order, streamed to `each` (a project may have
-/// hundreds of thousands; none is held here).
-pub async fn each_project_tag(
+/// The inventory's rows for these (repository, tag) pairs, by pair.
+pub async fn inventory_tags(
+    pool: &PgPool,
+    keys: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), InventoryTag>, StoreError> {
+    let (repositories, tags): (Vec<&str>, Vec<&str>) = keys.iter().map(|(r, t)| (r.as_str(), t.as_str())).unzip();
+    let rows = sqlx::query_as::<_, InventoryTag>(
+        r"select repository, tag, digest, pushed_at, source from registry_tags
+          where (repository, tag) in (select * from unnest($1::text[], $2::text[]))",
+    )
+    .bind(&repositories)
+    .bind(&tags)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|row| ((row.repository.clone(), row.tag.clone()), row)).collect())
+}
+
+/// Every repository of `project` with its tags (in order), streamed to `each`: what counting
+/// needs, one row a repository (a project may have hundreds of thousands of tags; none is held
+/// here beyond one repository's).
+pub async fn each_project_repository(
     pool: &PgPool,
     project: &str,
-    mut each: impl FnMut(InventoryTag),
+    mut each: impl FnMut(&str, &[String]),
 ) -> Result<(), StoreError> {
-    let mut rows = sqlx::query_as::<_, InventoryTag>(
-        r"select repository, tag, digest, pushed_at, source from registry_tags
-          where project = $1 order by repository, tag",
+    let mut rows = sqlx::query_as::<_, (String, Vec<String>)>(
+        r"select repository, array_agg(tag order by tag) from registry_tags
+          where project = $1 group by repository order by repository",
     )
     .bind(project)
     .fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        each(row);
+    while let Some((repository, tags)) = rows.try_next().await? {
+        each(&repository, &tags);
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ mod users;
 
 pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, Denial, DenialCounts};
 pub use inventory::{
-    begin_sync_pass, each_project_tag, finish_sync_pass, finish_synced_repository, record_delete, record_push,
-    record_sync_failure, store_synced_tags, sync_state, InventoryTag, SyncState,
+    begin_sync_pass, each_project_repository, finish_sync_pass, finish_synced_repository, inventory_tags,
+    record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag, SyncState,
 };
 pub use projects::{
     change_member, create_project, delete_project, members, project_id, project_name, projects, visible_project,
