@@ -211,6 +211,7 @@ fn RuleItem(
                     <Suspense fallback=|| ()>
                         {move || impact.get().and_then(Result::ok).flatten().map(|impact| view! {
                             <p class="impact-line" id="delete-impact">{ceasing_sentence(&impact)}</p>
+                            <p class="impact-line small">{impact.freshness.summary.clone()}</p>
                         })}
                     </Suspense>
                     <ActionForm action=delete attr:class="inline">

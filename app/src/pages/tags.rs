@@ -127,7 +127,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                                     <td>{if policy_broken {
                                         view! { <span class="muted">"unknown"</span> }.into_any()
                                     } else if row.immutable_by.is_empty() {
-                                        view! { <span class="badge off">"mutable"</span> }.into_any()
+                                        view! { <span class="badge">"mutable"</span> }.into_any()
                                     } else {
                                         view! {
                                             <span class="badge ok">"immutable"</span>" by "
