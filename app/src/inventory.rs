@@ -399,7 +399,8 @@ pub async fn project_tags(
         Err(error) => (ssr::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?, Some(error)),
     };
     let page = page.max(1);
-    let skip = (page - 1) * TAGS_PER_PAGE;
+    // Saturating: `page` is any number a URL can carry.
+    let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
     let (mut matched, mut total) = (ssr::Counter::default(), ssr::Counter::default());
     let mut immutable = 0;
     // The page's tags (full name, tag, rules) found by counting, then their digests read.
@@ -418,7 +419,7 @@ pub async fn project_tags(
             }
             let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
             matched.add(path, tag);
-            if (skip..skip + TAGS_PER_PAGE).contains(&index) {
+            if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
                 let ids = policy.as_ref().map(|policy| policy.rule_ids(mask).collect()).unwrap_or_default();
                 on_page.push((format!("{prefix}{path}"), tag.clone(), ids));
             }

@@ -164,6 +164,9 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
         "{text}"
     );
     assert!(!text.contains("app v1"), "{text}");
+    // A page past the end, however far: empty, not an error.
+    let text = page_text(&app, &client, "/projects/shop/tags?page=18446744073709551615").await;
+    assert!(text.contains("There is no page 18446744073709551615: the last is page 1."), "{text}");
     let text = page_text(&app, &client, "/projects/shop/tags?repositories=%5B&tags=v*").await;
     assert!(text.contains("Not filtered: repository filter `[`"), "{text}");
 

@@ -101,9 +101,11 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
         {if view.rows.is_empty() {
             view! {
                 <p class="empty" id="no-tags">{if view.total.tags == 0 {
-                    "tagward knows no tags of this project yet."
+                    "tagward knows no tags of this project yet.".to_owned()
+                } else if view.page > view.pages {
+                    format!("There is no page {}: the last is page {}.", view.page, view.pages)
                 } else {
-                    "No tag matches the filter."
+                    "No tag matches the filter.".to_owned()
                 }}</p>
             }.into_any()
         } else {
