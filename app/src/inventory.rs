@@ -377,21 +377,10 @@ pub async fn project_tags(
     tags: String,
     page: usize,
 ) -> Result<TagsView, AppError> {
-    use crate::policy::CompiledPolicy;
     let pool = crate::auth::ssr::state()?.pool.clone();
-    let (access, stored) = crate::auth::ssr::answered(
-        async {
-            let access = crate::projects::ssr::visible(&project).await?;
-            let stored = crate::store::project_rules(&pool, access.id).await?;
-            Ok((access, stored))
-        }
-        .await,
-    )?;
-    let (policy, policy_problem) = match crate::store::enforceable_rules(&stored) {
-        Ok(rules) => match CompiledPolicy::compile(&rules) {
-            Ok(policy) => (Some(policy), None),
-            Err(error) => (None, Some(format!("its rules do not compile: {error}"))),
-        },
+    let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
+    let (policy, policy_problem) = match crate::rules::ssr::compiled_policy(&stored).await? {
+        Ok(policy) => (Some(policy), None),
         Err(problem) => (None, Some(problem)),
     };
     let (filter, filter_error) = match ssr::filter(&repositories, &tags) {
@@ -472,8 +461,7 @@ pub async fn rule_impact(
     let pool = crate::auth::ssr::state()?.pool.clone();
     crate::auth::ssr::answered(
         async {
-            let access = crate::projects::ssr::visible(&project).await?;
-            let stored = crate::store::project_rules(&pool, access.id).await?;
+            let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
             let before = ssr::policy_rules(&stored);
             let existing = rule_id.map(|id| {
                 before

@@ -59,9 +59,35 @@ impl FromServerFnError for RuleFormError {
 }
 
 #[cfg(feature = "ssr")]
-mod ssr {
+pub(crate) mod ssr {
     use super::*;
-    use crate::store::{self, RuleChange};
+    use crate::store::{self, RuleChange, StoredRule};
+
+    /// A project the signed-in user may see, with its stored rules (errors also set the status).
+    pub async fn visible_rules(project: &str) -> Result<(ProjectAccess, Vec<StoredRule>), AppError> {
+        let pool = crate::auth::ssr::state()?.pool.clone();
+        crate::auth::ssr::answered(
+            async {
+                let access = crate::projects::ssr::visible(project).await?;
+                let rules = store::project_rules(&pool, access.id).await?;
+                Ok((access, rules))
+            }
+            .await,
+        )
+    }
+
+    /// The stored rules' enabled part compiled with the server's matcher (off the async
+    /// threads), or why they cannot be evaluated.
+    pub async fn compiled_policy(rules: &[StoredRule]) -> Result<Result<CompiledPolicy, String>, AppError> {
+        let enforced = match store::enforceable_rules(rules) {
+            Ok(enforced) => enforced,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let compiled = tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced))
+            .await
+            .map_err(AppError::internal)?;
+        Ok(compiled.map_err(|error| format!("its rules do not compile: {error}")))
+    }
 
     /// Changes a rule as the signed-in user (the store asks whether they may). Errors also set
     /// the response status (for callers that are not plain forms).
@@ -81,21 +107,8 @@ mod ssr {
 #[server(prefix = "/portal", endpoint = "rules")]
 pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     let pool = crate::auth::ssr::state()?.pool.clone();
-    let (project, rules) = crate::auth::ssr::answered(
-        async {
-            let project = crate::projects::ssr::visible(&project).await?;
-            let rules = crate::store::project_rules(&pool, project.id).await?;
-            Ok((project, rules))
-        }
-        .await,
-    )?;
-    let policy = match crate::store::enforceable_rules(&rules) {
-        Err(problem) => Err(problem),
-        Ok(enforced) => tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|error| format!("its rules do not compile: {error}")),
-    };
+    let (project, rules) = ssr::visible_rules(&project).await?;
+    let policy = ssr::compiled_policy(&rules).await?;
     // Counts of existing tags are a help, not the page: when they cannot be had (the inventory
     // busy), the list shows without them.
     let (mut protects, counted) = match &policy {
