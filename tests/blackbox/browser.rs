@@ -427,6 +427,13 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
     browser.screenshot("dialog-impact-1280").await;
     browser.find("#save-rule").await.click().await.unwrap();
     wait_for_rules(&browser, 2).await;
+    // Each rule says what it protects (what disabling it would release).
+    let protects = texts(&browser, "#rules .rule-protects").await;
+    assert_eq!(
+        protects,
+        ["Protects 5 existing tags, all by this rule alone", "Protects 25 existing tags, all by this rule alone"]
+    );
+    browser.screenshot("policy-counts-1280").await;
 
     // Deleting the older rule: what becomes mutable, before confirming.
     browser.goto(&app.url(&format!("/projects/shop/policy/immutability/{existing}/delete"))).await;
