@@ -73,6 +73,30 @@ async fn push_decisions_follow_the_rules() {
 }
 
 #[tokio::test]
+async fn json_escapes_are_decoded_before_deciding() {
+    let (app, token, _) = shop().await;
+    // `shop/api:v1` written with escapes: read as the registry would read the JSON, then decided.
+    let body = br#"{"operation":"push","repository":"\u0073hop\/api","tag":"\u00761","digest":"DIGEST","current_digest":"CURRENT"}"#;
+    let body = String::from_utf8_lossy(body).replace("DIGEST", B).replace("CURRENT", A);
+    let response = reqwest::Client::new()
+        .post(app.url(CHECK))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let verdict: Value = response.json().await.unwrap();
+    assert_eq!(verdict["allowed"], false, "{verdict}");
+    assert_eq!(verdict["immutable_tags"], json!(["v1"]), "{verdict}");
+    // A field that does not fit is still named, escapes or not.
+    let (status, error) = app.check(&token, CHECK, &json!({"operation": "push", "repository": 7})).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["errors"][0]["detail"]["field"], "repository", "{error}");
+}
+
+#[tokio::test]
 async fn delete_decisions_follow_the_rules() {
     let (app, token, rule) = shop().await;
     let delete_tag = |tag: &str| json!({"operation": "delete_tag", "repository": "shop/api", "tag": tag});

@@ -127,35 +127,60 @@ where
 /// `digest` and `current_digest` (null when the tag does not exist yet; required, so that a
 /// registry that forgot it is told rather than every push passing as a first one); `delete_tag`
 /// takes `tag`; `delete_manifest` takes `digest` and `tags` (those pointing at it now).
+/// Strings are borrowed from the body where JSON allows (no escapes): a check is parsed into
+/// owned, validated names at once, so copying each field first would only feed the allocator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckRequest {
+pub struct CheckRequest<'a> {
     /// `push`, `delete_tag` or `delete_manifest`
-    pub operation: Option<String>,
+    #[serde(borrow)]
+    pub operation: Option<Text<'a>>,
     /// `<project>/<path>`, e.g. `shop/api/web`
-    pub repository: Option<String>,
-    pub tag: Option<String>,
+    #[serde(borrow)]
+    pub repository: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub tag: Option<Text<'a>>,
     /// `sha256:` and 64 lowercase hex digits
-    pub digest: Option<String>,
+    #[serde(borrow)]
+    pub digest: Option<Text<'a>>,
     /// The digest the tag points at now, or null when it does not exist.
-    #[serde(default, deserialize_with = "present")]
-    pub current_digest: Option<Option<String>>,
-    pub tags: Option<Vec<String>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub current_digest: Option<Option<Text<'a>>>,
+    #[serde(borrow)]
+    pub tags: Option<Vec<Text<'a>>>,
+}
+
+/// A JSON string, borrowed from the body unless it holds escapes.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Text<'de>>>, D::Error> {
+    Option::<Text<'de>>::deserialize(deserializer).map(Some)
 }
 
-impl CheckRequest {
+impl<'a> CheckRequest<'a> {
     /// Parses into a [`Check`]; `at` prefixes the field names in errors (`checks[2].`).
     fn parse(self, at: &str) -> Result<Check, ApiError> {
         let field = |name: &str| format!("{at}{name}");
         let operation = self.operation.ok_or_else(|| {
             ApiError::invalid(field("operation"), "`operation` is required: push, delete_tag or delete_manifest")
         })?;
-        let required = |name: &str, value: Option<String>| {
+        let required = |name: &str, value: Option<Text<'a>>| {
             value.ok_or_else(|| ApiError::invalid(field(name), format!("`{name}` is required for {operation}")))
         };
         let unused = |name: &str, given: bool| {
@@ -173,7 +198,7 @@ impl CheckRequest {
         let digest = |value: &str, name: String| {
             Digest::parse(value).map_err(|error| ApiError::name("DIGEST_INVALID", name, error))
         };
-        match operation.as_str() {
+        match &*operation {
             "push" => {
                 unused("tags", self.tags.is_some())?;
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
@@ -221,8 +246,13 @@ impl CheckRequest {
     }
 }
 
-/// Parses a JSON body, naming the field at fault when it does not fit.
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// Parses a JSON body, naming the field at fault when it does not fit. A body that fits is read
+/// once without tracking the path (what every well-formed request pays); only one that does not
+/// is read again to find the field.
+fn json_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -256,9 +286,10 @@ async fn check(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRequest {
+pub struct BatchRequest<'a> {
     /// 1 to 100 checks, e.g. one push per tag of `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b`.
-    pub checks: Vec<CheckRequest>,
+    #[serde(borrow)]
+    pub checks: Vec<CheckRequest<'a>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
