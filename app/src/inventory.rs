@@ -31,7 +31,11 @@ pub struct TagRow {
     pub repository: String,
     pub tag: String,
     pub digest: String,
+    /// When it came to point at `digest`, as far as tagward knows.
     pub pushed_at: String,
+    /// How tagward knows: `gateway` (it let the push through, `pushed_at` is the push) or `sync`
+    /// (a sync found it, `pushed_at` is when it was first seen there).
+    pub source: String,
     /// The enabled rules that make it immutable (empty: mutable).
     pub immutable_by: Vec<i64>,
 }
@@ -428,6 +432,7 @@ pub async fn project_tags(
                 tag,
                 digest: row.digest,
                 pushed_at: ssr::when(row.pushed_at),
+                source: row.source,
                 immutable_by,
             })
         })

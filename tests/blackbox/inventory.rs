@@ -157,6 +157,9 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     assert!(text.contains(&format!("app v1 sha256:{}… ", &image_a.digest[7..19])), "{text}");
     assert!(text.contains(&format!("immutable by rule {rule}")), "{text}");
     assert!(text.contains("web dev"), "{text}");
+    // Where each tag's time comes from: the push itself, or the sync that found it.
+    assert_eq!(text.matches("pushed through the gateway").count(), 2, "{text}");
+    assert_eq!(text.matches("found by a sync").count(), 2, "{text}");
     assert!(text.contains(&format!("synced with http://{}", registry.address)), "{text}");
     let text = page_text(&app, &client, "/projects/shop/tags?repositories=web&tags=").await;
     assert!(

@@ -114,7 +114,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                 <table class="table tags" id="tags">
                     <thead><tr>
                         <th scope="col">"Repository"</th><th scope="col">"Tag"</th><th scope="col">"Digest"</th>
-                        <th scope="col">"Pushed"</th><th scope="col">"Immutable"</th>
+                        <th scope="col" title="When the tag came to point at this digest: the push through tagward's gateway, or when a sync first found it">"Pushed or found"</th><th scope="col">"Immutable"</th>
                     </tr></thead>
                     <tbody>
                         {view.rows.into_iter().map(|row| {
@@ -125,7 +125,9 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                                     <td class="mono">{row.repository}</td>
                                     <td class="mono">{row.tag}</td>
                                     <td class="mono" title=row.digest.clone()>{short}</td>
-                                    <td class="muted nowrap">{row.pushed_at}</td>
+                                    <td class="muted nowrap">{row.pushed_at}<br/>
+                                        <span class="small">{if row.source == "gateway" { "pushed through the gateway" } else { "found by a sync" }}</span>
+                                    </td>
                                     <td>{if policy_broken {
                                         view! { <span class="muted">"unknown"</span> }.into_any()
                                     } else if row.immutable_by.is_empty() {
