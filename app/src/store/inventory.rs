@@ -26,20 +26,47 @@ pub async fn record_push(
     tags: &[Tag],
     digest: &Digest,
 ) -> Result<(), StoreError> {
-    let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    let tags: Vec<(&str, &str)> = tags.iter().map(|tag| (tag.as_str(), digest.as_str())).collect();
+    upsert_tags(pool, repository, &tags, Source::Gateway).await
+}
+
+/// Who saw a tag at its digest.
+enum Source {
+    Gateway,
+    /// A sync that started reading the repository at this time: rows confirmed since (by the
+    /// gateway) are newer than what it read, and are kept.
+    Sync(OffsetDateTime),
+}
+
+/// Stores (tag, digest) pairs of `repository`: a tag already at that digest keeps its time and
+/// source and is only confirmed; one at another digest takes the new one, now.
+async fn upsert_tags(
+    db: impl sqlx::PgExecutor<'_>,
+    repository: &RepositoryName,
+    tags: &[(&str, &str)],
+    source: Source,
+) -> Result<(), StoreError> {
+    let (names, digests): (Vec<&str>, Vec<&str>) = tags.iter().copied().unzip();
+    let (source, unless_seen_since) = match source {
+        Source::Gateway => ("gateway", None),
+        Source::Sync(started) => ("sync", Some(started)),
+    };
     sqlx::query(
         r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
-          select $1, $2, tag, $4, now(), now(), 'gateway' from unnest($3::text[]) as tag
+          select $1, $2, tag, digest, now(), now(), $5 from unnest($3::text[], $4::text[]) as t(tag, digest)
           on conflict (repository, tag) do update set
             pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
-            source = case when registry_tags.digest = excluded.digest then registry_tags.source else 'gateway' end,
-            digest = excluded.digest, seen_at = now()",
+            source = case when registry_tags.digest = excluded.digest then registry_tags.source else excluded.source end,
+            digest = excluded.digest, seen_at = now()
+          where $6::timestamptz is null or registry_tags.seen_at < $6",
     )
     .bind(repository.project())
     .bind(repository.as_str())
-    .bind(&tags)
-    .bind(digest.as_str())
-    .execute(pool)
+    .bind(&names)
+    .bind(&digests)
+    .bind(source)
+    .bind(unless_seen_since)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -128,18 +155,15 @@ pub async fn sync_state(pool: &PgPool) -> Result<Option<SyncState>, StoreError> 
 }
 
 /// The pass to run: the one under way if there is one (to resume), else a new one from the
-/// start of the catalog.
+/// start of the catalog (a completed pass left no place to resume from: [`finish_sync_pass`]
+/// clears it).
 pub async fn begin_sync_pass(pool: &PgPool, registry: &str) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as::<_, SyncState>(
         r"insert into registry_sync (registry, pass_started_at) values ($1, now())
           on conflict (singleton) do update set
             registry = excluded.registry,
             pass_started_at = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
-                              then now() else registry_sync.pass_started_at end,
-            resume_repository = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
-                                then null else registry_sync.resume_repository end,
-            resume_tag = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
-                         then null else registry_sync.resume_tag end
+                              then now() else registry_sync.pass_started_at end
           returning *",
     )
     .bind(registry)
@@ -157,24 +181,9 @@ pub async fn store_synced_tags(
     tags: &[(String, String)],
     last_tag: &str,
 ) -> Result<(), StoreError> {
-    let (names, digests): (Vec<&str>, Vec<&str>) = tags.iter().map(|(t, d)| (t.as_str(), d.as_str())).unzip();
+    let tags: Vec<(&str, &str)> = tags.iter().map(|(tag, digest)| (tag.as_str(), digest.as_str())).collect();
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
-          select $1, $2, tag, digest, now(), now(), 'sync' from unnest($3::text[], $4::text[]) as t(tag, digest)
-          on conflict (repository, tag) do update set
-            pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
-            source = case when registry_tags.digest = excluded.digest then registry_tags.source else 'sync' end,
-            digest = excluded.digest, seen_at = now()
-          where registry_tags.seen_at < $5",
-    )
-    .bind(repository.project())
-    .bind(repository.as_str())
-    .bind(&names)
-    .bind(&digests)
-    .bind(started)
-    .execute(&mut *tx)
-    .await?;
+    upsert_tags(&mut *tx, repository, &tags, Source::Sync(started)).await?;
     sqlx::query(
         r"update registry_sync set resume_repository = $1, resume_tag = $2, repository_started_at = $3,
             failed_at = null, failure = null",
