@@ -99,17 +99,23 @@ async fn draft_impact(
     rule_impact(app, client, &fields).await
 }
 
+/// A fresh database with project `shop` and its admin `ann`.
+async fn shop_with_admin_ann() -> TestDb {
+    tests::init_logging();
+    let db = fresh_database().await;
+    db.user("ann", PASSWORD, false).await;
+    db.project("shop").await;
+    db.member("shop", "ann", "admin").await;
+    db
+}
+
 fn counted(value: &serde_json::Value) -> (u64, u64) {
     (value["tags"].as_u64().unwrap(), value["repositories"].as_u64().unwrap())
 }
 
 #[tokio::test]
 async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.user("ann", PASSWORD, false).await;
-    db.project("shop").await;
-    db.member("shop", "ann", "admin").await;
+    let db = shop_with_admin_ann().await;
     let rule = db.rule("shop", "matching:**", "matching:v*").await;
     let registry = Registry::start().await;
     let gateway = crate::gateway::gateway_for(&db, &registry).await;
@@ -262,11 +268,7 @@ async fn sync_row(db: &TestDb) -> (time::OffsetDateTime, Option<String>, Option<
 
 #[tokio::test]
 async fn a_sync_cut_off_from_the_registry_says_so_and_resumes_where_it_stopped() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.user("ann", PASSWORD, false).await;
-    db.project("shop").await;
-    db.member("shop", "ann", "admin").await;
+    let db = shop_with_admin_ann().await;
     let registry = Registry::start().await;
     many_tags(&registry, 10, 250).await;
     let proxy = CuttableProxy::start(registry.address).await;
