@@ -273,14 +273,17 @@ fn RuleDialog(
     let form_error = move || errors.get().and_then(|e| e.message);
 
     let preview_project = project.clone();
+    // The rule as typed, for both previews.
+    let draft = Memo::new(move |_| RuleInput {
+        repositories_action: repositories_action.get(),
+        repositories: repositories.get(),
+        tags_action: tags_action.get(),
+        tags: tags.get(),
+    });
     let outcome = Memo::new(move |_| {
-        let draft = RuleInput {
-            repositories_action: repositories_action.get(),
-            repositories: repositories.get(),
-            tags_action: tags_action.get(),
-            tags: tags.get(),
-        };
-        preview(&preview_project, &rules, editing_id, &draft, &samples.get()).map_err(|e| e.to_string())
+        draft
+            .with(|draft| preview(&preview_project, &rules, editing_id, draft, &samples.get()))
+            .map_err(|e| e.to_string())
     });
 
     // With JavaScript, the impact follows the typing: asked of the server a moment after the
@@ -291,12 +294,7 @@ fn RuleDialog(
     let typed = RwSignal::new(0u64);
     let impact_project = project.clone();
     Effect::new(move |previous: Option<()>| {
-        let draft = RuleInput {
-            repositories_action: repositories_action.get(),
-            repositories: repositories.get(),
-            tags_action: tags_action.get(),
-            tags: tags.get(),
-        };
+        let draft = draft.get();
         if previous.is_none() {
             return;
         }
