@@ -375,9 +375,13 @@ impl CompiledPolicy {
 
     /// The rules of a mask, in rule order.
     pub fn rules(&self, mask: RuleMask) -> impl Iterator<Item = RuleInfo> + '_ {
-        mask.positions().filter_map(|position| {
-            Some(RuleInfo::new(*self.ids.get(position)?, self.matchers.summaries.get(position)?))
-        })
+        self.rule_summaries(mask).map(|(id, summary)| RuleInfo::new(id, summary))
+    }
+
+    /// The id and summary of each rule in `mask`, borrowed (for messages, which copy them anyway).
+    fn rule_summaries(&self, mask: RuleMask) -> impl Iterator<Item = (i64, &str)> + '_ {
+        mask.positions()
+            .filter_map(|position| Some((*self.ids.get(position)?, self.matchers.summaries.get(position)?.as_ref())))
     }
 
     fn immutable(&self, repository: &RepositoryName, tag: &Tag) -> RuleMask {
@@ -464,24 +468,27 @@ impl<'a> Decision<'a> {
     }
     /// The rules that made the tag immutable (empty for a mutable tag or an unlocked manifest).
     pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + 'a {
-        let mask = match self.outcome {
+        self.policy.rules(self.mask())
+    }
+
+    fn mask(&self) -> RuleMask {
+        match self.outcome {
             Outcome::FirstPush { rules, .. }
             | Outcome::SameDigest { rules, .. }
             | Outcome::Overwrite { rules, .. }
             | Outcome::DeleteImmutableTag { rules, .. }
             | Outcome::LockedManifest { rules, .. } => rules,
             Outcome::MutableTag { .. } | Outcome::UnlockedManifest { .. } => RuleMask(0),
-        };
-        self.policy.rules(mask)
+        }
     }
 
     fn write_rules(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(")?;
-        for (i, rule) in self.rules().enumerate() {
+        for (i, (id, summary)) in self.policy.rule_summaries(self.mask()).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "rule {}: {}", rule.id, rule.summary)?;
+            write!(f, "rule {id}: {summary}")?;
         }
         f.write_str(")")
     }

@@ -135,13 +135,24 @@ impl Verdict {
     }
 }
 
-/// Answers checks from the compiled policies, counting and recording as it goes.
+/// Answers checks from the compiled policies, counting and recording as it goes. A handle: every
+/// request's extractors clone it, so it is one shared allocation (one reference count to touch,
+/// where its four parts would be four, each a cache line both cores write).
 #[derive(Clone)]
-pub struct Enforcer {
+pub struct Enforcer(Arc<EnforcerParts>);
+
+pub struct EnforcerParts {
     pub policies: Arc<PolicyCache>,
     pub tokens: Arc<TokenCache>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for Enforcer {
+    type Target = EnforcerParts;
+    fn deref(&self) -> &EnforcerParts {
+        &self.0
+    }
 }
 
 impl Enforcer {
@@ -151,12 +162,12 @@ impl Enforcer {
         let metrics = Arc::new(Metrics::default());
         let (sync, notifications) =
             CacheSync::start(pool.clone(), metrics.clone()).await.context("loading the policy cache")?;
-        let enforcer = Enforcer {
+        let enforcer = Enforcer(Arc::new(EnforcerParts {
             policies: sync.policies.clone(),
             tokens: sync.tokens.clone(),
             recorder: Recorder::start(pool.clone(), sync.tokens.clone(), metrics.clone()),
             metrics,
-        };
+        }));
         tokio::spawn(sync.run(notifications));
         Ok(enforcer)
     }

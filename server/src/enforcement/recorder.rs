@@ -8,9 +8,11 @@
 use super::cache::{ServiceToken, TokenCache};
 use super::{Check, Verdict};
 use crate::metrics::Metrics;
+use app::policy::Digest;
 use app::store::{self, Denial};
+use hashbrown::HashTable;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,44 +34,57 @@ pub struct Recorder {
     metrics: Arc<Metrics>,
 }
 
-/// What makes two denials the same for folding.
-type DenialKey = (String, &'static str, Option<i64>, String, Option<String>, Option<String>, Option<String>);
+/// What makes two denials the same for folding, borrowed (from a check being decided, or from a
+/// denial already waiting), so that a repeated denial is folded without a copy of any of it.
+#[derive(PartialEq, Eq, Hash)]
+struct Identity<'a> {
+    token: &'a str,
+    operation: &'static str,
+    project_id: Option<i64>,
+    repository: &'a str,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+    current_digest: Option<&'a str>,
+}
 
-fn key(denial: &Denial) -> DenialKey {
-    (
-        denial.token.clone(),
-        denial.operation,
-        denial.project_id,
-        denial.repository.clone(),
-        denial.tag.clone(),
-        denial.digest.clone(),
-        denial.current_digest.clone(),
-    )
+impl<'a> Identity<'a> {
+    fn of(denial: &'a Denial) -> Self {
+        Identity {
+            token: &denial.token,
+            operation: denial.operation,
+            project_id: denial.project_id,
+            repository: &denial.repository,
+            tag: denial.tag.as_deref(),
+            digest: denial.digest.as_deref(),
+            current_digest: denial.current_digest.as_deref(),
+        }
+    }
 }
 
 /// Denials not yet written, identical ones folded, and a bell for the writer.
 #[derive(Default)]
 struct Pending {
-    denials: Mutex<HashMap<DenialKey, Denial>>,
+    denials: Mutex<HashTable<Denial>>,
+    hasher: RandomState,
     arrived: Notify,
 }
 
 impl Pending {
-    /// Adds `denial`, folding it into an identical one; `false` when the set is full.
-    fn add(&self, denial: Denial) -> bool {
+    /// Counts one more denial `identity` at `at`, folding it into an identical one waiting, else
+    /// adding the one `denial` makes; `false` when the set is full.
+    fn add(&self, identity: &Identity<'_>, at: OffsetDateTime, denial: impl FnOnce() -> Denial) -> bool {
+        let hash = self.hasher.hash_one(identity);
         let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let full = denials.len() >= QUEUE_CAPACITY;
-        match denials.entry(key(&denial)) {
-            std::collections::hash_map::Entry::Occupied(mut same) => {
-                let same = same.get_mut();
-                same.count += denial.count;
-                same.last_at = same.last_at.max(denial.last_at);
-            }
-            std::collections::hash_map::Entry::Vacant(_) if full => return false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(denial);
-            }
+        if let Some(same) = denials.find_mut(hash, |waiting| Identity::of(waiting) == *identity) {
+            same.count += 1;
+            same.last_at = same.last_at.max(at);
+            // The writer was rung when this entry arrived, and has not taken it yet.
+            return true;
         }
+        if denials.len() >= QUEUE_CAPACITY {
+            return false;
+        }
+        denials.insert_unique(hash, denial(), |waiting| self.hasher.hash_one(Identity::of(waiting)));
         drop(denials);
         self.arrived.notify_one();
         true
@@ -77,7 +92,7 @@ impl Pending {
 
     fn take(&self) -> Vec<Denial> {
         let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut taken: Vec<Denial> = std::mem::take(&mut *denials).into_values().collect();
+        let mut taken: Vec<Denial> = std::mem::take(&mut *denials).into_iter().collect();
         taken.sort_by_key(|denial| denial.at);
         taken
     }
@@ -100,29 +115,38 @@ impl Recorder {
     pub fn denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
         let (tag, digest, current_digest) = match check {
             Check::Push { tag, digest, current, .. } => {
-                (Some(tag.to_string()), Some(digest.to_string()), current.as_ref().map(ToString::to_string))
+                (Some(tag.as_str()), Some(digest.as_str()), current.as_ref().map(Digest::as_str))
             }
-            Check::DeleteTag { tag, .. } => (Some(tag.to_string()), None, None),
+            Check::DeleteTag { tag, .. } => (Some(tag.as_str()), None, None),
             Check::DeleteManifest { digest, .. } => {
-                (verdict.immutable_tags.first().cloned(), Some(digest.to_string()), None)
+                (verdict.immutable_tags.first().map(String::as_str), Some(digest.as_str()), None)
             }
         };
+        let identity = Identity {
+            token: caller,
+            operation: check.operation().as_str(),
+            project_id: Some(project_id),
+            repository: check.repository().as_str(),
+            tag,
+            digest,
+            current_digest,
+        };
         let now = OffsetDateTime::now_utc();
-        let denial = Denial {
+        let added = self.pending.add(&identity, now, || Denial {
             at: now,
             last_at: now,
             count: 1,
             token: caller.to_owned(),
-            operation: check.operation().as_str(),
-            project_id: Some(project_id),
-            repository: check.repository().to_string(),
-            tag,
-            digest,
-            current_digest,
+            operation: identity.operation,
+            project_id: identity.project_id,
+            repository: identity.repository.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest: digest.map(str::to_owned),
+            current_digest: current_digest.map(str::to_owned),
             rule_ids: verdict.rules.iter().map(|rule| rule.id).collect(),
             message: verdict.message.clone(),
-        };
-        if !self.pending.add(denial) {
+        });
+        if !added {
             self.metrics.record_dropped_denial();
         }
     }
