@@ -3,7 +3,7 @@
 //! 8 connections, denials written to the audit trail versus dropped, and how soon a rule change made
 //! with the CLI is enforced.
 
-use crate::report::Report;
+use crate::report::{median, Report};
 use crate::run::{metric, BenchDatabase, Process};
 use crate::wrk::{Load, Wrk};
 use crate::Args;
@@ -84,22 +84,53 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
         )
     };
     let healthz_url = format!("{base}/healthz");
-    let healthz = Wrk::new(&healthz_url, 64, duration).run().await?;
-    let allowed = check(64, PUSHED).run().await?;
     let dropped_before = metric(&base, "tagward_audit_denials_dropped_total").await?;
-    let denied = check(64, CURRENT).run().await?;
+    let mut rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let healthz = Wrk::new(&healthz_url, 64, duration).run().await?;
+        let allowed = check(64, PUSHED).run().await?;
+        let denied = check(64, CURRENT).run().await?;
+        rounds.push(Round { healthz, allowed, denied });
+    }
     let healthz_8 = Wrk::new(&healthz_url, 8, duration).run().await?;
     let allowed_8 = check(8, PUSHED).run().await?;
-    add_load(report, &section, "/healthz, 64 connections", healthz);
-    add_load(report, &section, "checks allowed (same-digest re-push), 64 connections", allowed);
-    add_load(report, &section, "checks denied (overwrite), 64 connections", denied);
+    let median_load = |load: fn(&Round) -> Load| Load {
+        requests_per_second: median(rounds.iter().map(|r| load(r).requests_per_second).collect()),
+        p50_ms: median(rounds.iter().map(|r| load(r).p50_ms).collect()),
+        p99_ms: median(rounds.iter().map(|r| load(r).p99_ms).collect()),
+        failures: rounds.iter().map(|r| load(r).failures).sum(),
+    };
+    let of = format!("median of {} rounds", rounds.len());
+    add_load(report, &section, &format!("/healthz, 64 connections ({of})"), median_load(|r| r.healthz));
+    add_load(
+        report,
+        &section,
+        &format!("checks allowed (same-digest re-push), 64 connections ({of})"),
+        median_load(|r| r.allowed),
+    );
+    add_load(report, &section, &format!("checks denied (overwrite), 64 connections ({of})"), median_load(|r| r.denied));
     add_load(report, &section, "/healthz, 8 connections", healthz_8);
     add_load(report, &section, "checks allowed, 8 connections", allowed_8);
-    let ratio = |load: Load| load.requests_per_second / healthz.requests_per_second;
-    report.add(&section, "allowed checks/s vs /healthz req/s", ratio(allowed), "x");
-    report.add(&section, "denied checks/s vs /healthz req/s", ratio(denied), "x");
-    report.add(&section, "allowed check p99 vs /healthz p99 (64 conn)", allowed.p99_ms / healthz.p99_ms, "x");
-    report.add(&section, "denied check p99 vs /healthz p99 (64 conn)", denied.p99_ms / healthz.p99_ms, "x");
+    let ratios = |ratio: fn(&Round) -> f64, what: &str, report: &mut Report| {
+        let values: Vec<f64> = rounds.iter().map(ratio).collect();
+        let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        report.add(&section, &format!("{what} (median round)"), median(values), "x");
+        report.add(&section, &format!("{what}, lowest round"), lowest, "x");
+        report.add(&section, &format!("{what}, highest round"), highest, "x");
+    };
+    ratios(
+        |r| r.allowed.requests_per_second / r.healthz.requests_per_second,
+        "allowed checks/s vs /healthz req/s",
+        report,
+    );
+    ratios(
+        |r| r.denied.requests_per_second / r.healthz.requests_per_second,
+        "denied checks/s vs /healthz req/s",
+        report,
+    );
+    ratios(|r| r.allowed.p99_ms / r.healthz.p99_ms, "allowed check p99 vs /healthz p99 (64 conn)", report);
+    ratios(|r| r.denied.p99_ms / r.healthz.p99_ms, "denied check p99 vs /healthz p99 (64 conn)", report);
 
     // The recorder writes what it gathered within a fraction of a second.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -108,7 +139,8 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
             .fetch_one(&mut database.connect().await?)
             .await?;
     let dropped = metric(&base, "tagward_audit_denials_dropped_total").await? - dropped_before;
-    report.add(&section, "denials answered (wrk, 64 conn)", denied.requests_per_second * duration.as_secs_f64(), "");
+    let answered: f64 = rounds.iter().map(|r| r.denied.requests_per_second * duration.as_secs_f64()).sum();
+    report.add(&section, "denials answered (wrk, 64 conn, all rounds)", answered, "");
     report.add(&section, "denials recorded (sum of counts)", recorded as f64, "");
     report.add(&section, "audit rows written for them", rows as f64, "rows");
     report.add(&section, "denials dropped", dropped, "");
@@ -124,6 +156,13 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
     report.add(&section, "peak RSS", peak, "MiB");
     server.stop().await?;
     database.drop().await
+}
+
+/// One run of each kind of request, back to back.
+struct Round {
+    healthz: Load,
+    allowed: Load,
+    denied: Load,
 }
 
 fn add_load(report: &mut Report, section: &str, what: &str, load: Load) {
