@@ -90,10 +90,10 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
         let healthz = Wrk::new(&healthz_url, 64, duration).run().await?;
         let allowed = check(64, PUSHED).run().await?;
         let denied = check(64, CURRENT).run().await?;
-        rounds.push(Round { healthz, allowed, denied });
+        let healthz_8 = Wrk::new(&healthz_url, 8, duration).run().await?;
+        let allowed_8 = check(8, PUSHED).run().await?;
+        rounds.push(Round { healthz, allowed, denied, healthz_8, allowed_8 });
     }
-    let healthz_8 = Wrk::new(&healthz_url, 8, duration).run().await?;
-    let allowed_8 = check(8, PUSHED).run().await?;
     let median_load = |load: fn(&Round) -> Load| Load {
         requests_per_second: median(rounds.iter().map(|r| load(r).requests_per_second).collect()),
         p50_ms: median(rounds.iter().map(|r| load(r).p50_ms).collect()),
@@ -109,8 +109,8 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
         median_load(|r| r.allowed),
     );
     add_load(report, &section, &format!("checks denied (overwrite), 64 connections ({of})"), median_load(|r| r.denied));
-    add_load(report, &section, "/healthz, 8 connections", healthz_8);
-    add_load(report, &section, "checks allowed, 8 connections", allowed_8);
+    add_load(report, &section, &format!("/healthz, 8 connections ({of})"), median_load(|r| r.healthz_8));
+    add_load(report, &section, &format!("checks allowed, 8 connections ({of})"), median_load(|r| r.allowed_8));
     let ratios = |ratio: fn(&Round) -> f64, what: &str, report: &mut Report| {
         let values: Vec<f64> = rounds.iter().map(ratio).collect();
         let lowest = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -163,6 +163,8 @@ struct Round {
     healthz: Load,
     allowed: Load,
     denied: Load,
+    healthz_8: Load,
+    allowed_8: Load,
 }
 
 fn add_load(report: &mut Report, section: &str, what: &str, load: Load) {

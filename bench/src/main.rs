@@ -37,7 +37,7 @@ pub struct Args {
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Rounds of `/healthz`, allowed and denied checks, one after the other, at 64 connections:
+    /// Rounds of `/healthz`, allowed and denied checks (at 64, then 8 connections), one after the other:
     /// this machine's speed drifts by a third from one run to the next, so ratios are taken within
     /// a round and the median round is reported.
     #[arg(long, default_value_t = 3)]

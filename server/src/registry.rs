@@ -29,6 +29,9 @@ const CATALOG_PER_PAGE: usize = 1000;
 /// The largest list page read: registries that do not paginate tag lists (distribution 2.8)
 /// answer a repository's whole list at once, and 100,000 tags of up to 128 characters fit.
 const MAX_LIST_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Names one list page may hold. The byte limit alone would let 16 MiB of one-letter names
+/// (four million strings, over 200 MiB once parsed) through.
+const MAX_LIST_PAGE_NAMES: usize = MAX_TAG_PAGES * TAGS_PER_PAGE;
 
 /// Headers that belong to one connection, not to the request or response passed on (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -193,7 +196,7 @@ impl Registry {
         #[derive(serde::Deserialize)]
         struct Page {
             #[serde(alias = "repositories")]
-            tags: Option<Vec<String>>,
+            tags: Option<Names>,
         }
         let response = self.look_up(Method::GET, path, authorization, "application/json").await?;
         match response.status() {
@@ -215,7 +218,35 @@ impl Registry {
             .to_bytes();
         let page: Page =
             serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("list page `{path}`: {e}")))?;
-        Ok(Listed { names: page.tags.unwrap_or_default(), next })
+        Ok(Listed { names: page.tags.map(|names| names.0).unwrap_or_default(), next })
+    }
+}
+
+/// A list page's names, refused past [`MAX_LIST_PAGE_NAMES`] while they are read.
+struct Names(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Capped;
+        impl<'de> serde::de::Visitor<'de> for Capped {
+            type Value = Names;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a list of at most {MAX_LIST_PAGE_NAMES} names")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut names = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(TAGS_PER_PAGE));
+                while let Some(name) = seq.next_element::<String>()? {
+                    if names.len() == MAX_LIST_PAGE_NAMES {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "the page lists more than {MAX_LIST_PAGE_NAMES} names"
+                        )));
+                    }
+                    names.push(name);
+                }
+                Ok(Names(names))
+            }
+        }
+        deserializer.deserialize_seq(Capped)
     }
 }
 

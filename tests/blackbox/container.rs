@@ -222,13 +222,24 @@ async fn the_image_runs_migrate_serve_and_gateway_and_docker_push_is_refused_whe
     })
     .to_string();
     let body = body.as_bytes();
+    // `Expect: 100-continue`: the server's "100 Continue" says it has read the head and is reading
+    // the body, so the request is in flight when SIGTERM comes (bytes merely sent may not be read
+    // yet, and a connection with no request read is closed at once, as it should be).
     write!(
         in_flight,
         "POST /api/v1/enforcement/check HTTP/1.1\r\nHost: {portal_address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         body.len()
     )
     .unwrap();
+    in_flight.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        in_flight.read_exact(&mut byte).unwrap();
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
     in_flight.write_all(&body[..10]).unwrap();
     let name = portal.name.clone();
     let stopping = std::thread::spawn(move || {
@@ -239,7 +250,6 @@ async fn the_image_runs_migrate_serve_and_gateway_and_docker_push_is_refused_whe
     std::thread::sleep(Duration::from_millis(500));
     in_flight.write_all(&body[10..]).unwrap();
     let mut answer = String::new();
-    in_flight.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = in_flight.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "the request in flight at SIGTERM is answered: {answer:?}");
     assert!(answer.contains("\"allowed\":true"), "{answer}");

@@ -332,3 +332,125 @@ async fn a_sync_cut_off_from_the_registry_says_so_and_resumes_where_it_stopped()
     assert!(text.contains("2,500 tags in 10 repositories (1,000 immutable)."), "{text}");
     assert!(!text.contains("could not be read"), "{text}");
 }
+
+/// A registry that answers as a hostile one might: every list page says there is a next page (the
+/// same page again, for ever), and once `flood` is set, `shop/b`'s tag list is 12 MiB of one-letter
+/// names (under the 16 MiB a page may be, but four million strings once parsed). Raw HTTP, one
+/// request a connection.
+struct HostileRegistry {
+    address: SocketAddr,
+    /// Requests for `shop/a`'s tag list (which always says there is more).
+    tag_list_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    flood: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const HOSTILE_DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+async fn hostile_registry() -> HostileRegistry {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = HostileRegistry {
+        address: listener.local_addr().unwrap(),
+        tag_list_requests: Default::default(),
+        flood: Default::default(),
+    };
+    let (requests, flood) = (registry.tag_list_requests.clone(), registry.flood.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (requests, flood) = (requests.clone(), flood.clone());
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut words = head.split(' ');
+                let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let next = |path: &str| format!("Link: <{path}>; rel=\"next\"\r\n");
+                let (status, headers, body): (&str, String, Vec<u8>) = match (method, target.split('?').next()) {
+                    ("GET", Some("/v2/_catalog")) => (
+                        "200 OK",
+                        next("/v2/_catalog?n=1000&last=shop%2Fb"),
+                        br#"{"repositories":["shop/a","shop/b"]}"#.to_vec(),
+                    ),
+                    ("GET", Some("/v2/shop/a/tags/list")) => {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        (
+                            "200 OK",
+                            next("/v2/shop/a/tags/list?n=1000&last=v1"),
+                            br#"{"name":"shop/a","tags":["v1"]}"#.to_vec(),
+                        )
+                    }
+                    ("GET", Some("/v2/shop/b/tags/list")) if flood.load(Ordering::Relaxed) => {
+                        let mut body = br#"{"name":"shop/b","tags":["#.to_vec();
+                        body.extend(std::iter::repeat_n(&b"\"x\","[..], 3_000_000).flatten());
+                        body.extend_from_slice(br#""x"]}"#);
+                        ("200 OK", String::new(), body)
+                    }
+                    ("GET", Some("/v2/shop/b/tags/list")) => {
+                        ("200 OK", String::new(), br#"{"name":"shop/b","tags":["v2"]}"#.to_vec())
+                    }
+                    ("HEAD", Some("/v2/shop/a/manifests/v1" | "/v2/shop/b/manifests/v2")) => {
+                        ("200 OK", format!("Docker-Content-Digest: {HOSTILE_DIGEST}\r\n"), Vec::new())
+                    }
+                    _ => ("404 Not Found", String::new(), Vec::new()),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                if method != "HEAD" {
+                    let _ = stream.write_all(&body).await;
+                }
+            });
+        }
+    });
+    registry
+}
+
+/// A registry that says every page has a next one gets read once a pass (a page that adds no new
+/// name ends the list, since the sync asks for names after the last one it has); one that answers
+/// a page of millions of names is refused past 100,000 with the reason recorded, and what was
+/// stored stays.
+#[tokio::test]
+async fn a_hostile_registry_can_neither_loop_the_sync_nor_flood_its_memory() {
+    use std::sync::atomic::Ordering;
+    let registry = hostile_registry().await;
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let since = database_now(&db).await;
+    let app = portal_syncing(db, registry.address, "1000").await;
+    synced_since(&app.db, since).await;
+    let found = |repository: &str, tag: &str| {
+        (repository.to_owned(), tag.to_owned(), HOSTILE_DIGEST.to_owned(), "sync".to_owned())
+    };
+    assert_eq!(inventory(&app.db, "shop").await, [found("shop/a", "v1"), found("shop/b", "v2")]);
+    // Passes run every second; a sync that followed the endless `Link`s would have made
+    // thousands of requests (it may make 1,000 a second) by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (completed,): (time::OffsetDateTime,) =
+        sqlx::query_as("select completed_at from registry_sync").fetch_one(&app.db.pool).await.unwrap();
+    let requests = registry.tag_list_requests.load(Ordering::Relaxed);
+    println!("shop/a's endless tag list was asked for {requests} times in about 3 s of passes");
+    assert!(requests <= 20, "{requests} requests for one page");
+    assert!(completed > since);
+
+    registry.flood.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let failure = loop {
+        if let (_, _, Some(failure), _) = sync_row(&app.db).await {
+            break failure;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the flood was never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failure.contains("shop/b") && failure.contains("lists more than 100000 names"), "{failure}");
+    assert_eq!(inventory(&app.db, "shop").await, [found("shop/a", "v1"), found("shop/b", "v2")]);
+    println!("peak memory of the portal after the flood: {:.1} MiB", app.peak_memory_mib().unwrap_or(f64::NAN));
+}

@@ -237,6 +237,21 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The most memory the server process has held so far (its `VmHWM`), in MiB: printed by tests
+    /// that feed it hostile input, for the record (limits are asserted by what the server says).
+    pub fn peak_memory_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self._process.id()?)).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
     /// A client that keeps cookies and does not follow redirects, so tests see them.
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
