@@ -72,11 +72,6 @@ pub mod ssr {
     /// The session key of a token created but not yet shown.
     pub const CREATED_TOKEN: &str = "created_token";
 
-    pub fn when(at: time::OffsetDateTime) -> String {
-        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-        at.format(&format).unwrap_or_default()
-    }
-
     /// The signed-in system administrator (to read what only they may; changes are checked by
     /// the store itself).
     pub async fn require_admin() -> Result<Principal, AppError> {
@@ -112,7 +107,7 @@ pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
                     name: u.name,
                     is_system_admin: u.is_system_admin,
                     is_active: u.is_active,
-                    created_at: ssr::when(u.created_at),
+                    created_at: crate::shown_time(u.created_at),
                 })
                 .collect())
         }
@@ -189,7 +184,7 @@ pub async fn admin_projects() -> Result<Vec<ProjectRow>, AppError> {
                     name: p.name,
                     rules: p.rules,
                     members: p.members,
-                    created_at: ssr::when(p.created_at),
+                    created_at: crate::shown_time(p.created_at),
                 })
                 .collect())
         }
@@ -240,9 +235,9 @@ pub async fn admin_tokens() -> Result<TokensView, AppError> {
                     migrated_full_access: t.migrated_full_access,
                     name: t.name,
                     created_by: t.created_by,
-                    created_at: ssr::when(t.created_at),
-                    last_used_at: t.last_used_at.map(ssr::when),
-                    revoked_at: t.revoked_at.map(ssr::when),
+                    created_at: crate::shown_time(t.created_at),
+                    last_used_at: t.last_used_at.map(crate::shown_time),
+                    revoked_at: t.revoked_at.map(crate::shown_time),
                 })
                 .collect();
             Ok(TokensView { tokens, created })

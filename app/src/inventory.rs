@@ -313,7 +313,7 @@ pub mod ssr {
                 format!(
                     "As of {} ({}), synced with {}{under_way}; {gateway}.",
                     ago(as_of, now),
-                    when(as_of),
+                    crate::shown_time(as_of),
                     state.registry
                 )
             }
@@ -333,10 +333,6 @@ pub mod ssr {
             )
         });
         Freshness { summary, problem }
-    }
-
-    pub fn when(at: OffsetDateTime) -> String {
-        at.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default()
     }
 
     /// "just now", "5 min ago", "3 h ago", "2 days ago".
@@ -431,7 +427,7 @@ pub async fn project_tags(
                 repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
                 tag,
                 digest: row.digest,
-                pushed_at: ssr::when(row.pushed_at),
+                pushed_at: crate::shown_time(row.pushed_at),
                 source: row.source,
                 immutable_by,
             })

@@ -20,6 +20,12 @@ pub mod state;
 #[cfg(feature = "ssr")]
 pub mod store;
 
+/// A stored time as every page shows it: `2026-11-27 14:02 UTC`.
+#[cfg(feature = "ssr")]
+pub fn shown_time(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).unwrap_or_default()
+}
+
 use account::User;
 use auth::Logout;
 use leptos::prelude::*;

@@ -119,7 +119,6 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
         Err(_) => (Default::default(), None),
     };
     let policy_problem = policy.err();
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     let rules = rules
         .into_iter()
         .map(|rule| RuleRow {
@@ -131,7 +130,7 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             },
             input: rule.input,
             updated_by: rule.updated_by,
-            updated_at: rule.updated_at.format(&format).unwrap_or_default(),
+            updated_at: crate::shown_time(rule.updated_at),
             protects: if rule.enabled && counted.is_some() {
                 Some(protects.remove(&rule.id).unwrap_or_default())
             } else {
