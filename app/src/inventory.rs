@@ -238,15 +238,19 @@ pub mod ssr {
         rule: Option<&PolicyRule>,
     ) -> Result<Impact, AppError> {
         let started = std::time::Instant::now();
-        let compile = |rules: &[PolicyRule]| {
-            CompiledPolicy::compile(rules)
-                .map_err(|error| AppError::Invalid(format!("the rules do not compile: {error}")))
-        };
-        let rule = match rule {
-            Some(rule) => Some(compile(std::slice::from_ref(rule))?),
-            None => None,
-        };
-        let mut counter = ImpactCounter::new(compile(before)?, compile(after)?, rule);
+        let (before, after, rule) = (before.to_vec(), after.to_vec(), rule.cloned());
+        // Compiled off the async threads, as the rule list compiles its policy.
+        let (before, after, rule) = tokio::task::spawn_blocking(move || {
+            let compile = |rules: &[PolicyRule]| {
+                CompiledPolicy::compile(rules)
+                    .map_err(|error| AppError::Invalid(format!("the rules do not compile: {error}")))
+            };
+            let rule = rule.map(|rule| compile(std::slice::from_ref(&rule))).transpose()?;
+            Ok::<_, AppError>((compile(&before)?, compile(&after)?, rule))
+        })
+        .await
+        .map_err(AppError::internal)??;
+        let mut counter = ImpactCounter::new(before, after, rule);
         each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
         Ok(counter.finish(freshness(pool).await?, started))
     }
