@@ -24,14 +24,17 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
 const MAX_TAG_PAGES: usize = 100;
 /// Tags asked for per page.
 const TAGS_PER_PAGE: usize = 1000;
+/// Tags of one repository read, at most.
+const MAX_TAGS: usize = MAX_TAG_PAGES * TAGS_PER_PAGE;
 /// Repositories asked for per catalog page.
 const CATALOG_PER_PAGE: usize = 1000;
 /// The largest list page read: registries that do not paginate tag lists (distribution 2.8)
 /// answer a repository's whole list at once, and 100,000 tags of up to 128 characters fit.
 const MAX_LIST_PAGE_BYTES: usize = 16 * 1024 * 1024;
-/// Names one list page may hold. The byte limit alone would let 16 MiB of one-letter names
-/// (four million strings, over 200 MiB once parsed) through.
-const MAX_LIST_PAGE_NAMES: usize = MAX_TAG_PAGES * TAGS_PER_PAGE;
+/// Names one list page may hold: a whole repository's tags, for registries that do not paginate.
+/// The byte limit alone would let 16 MiB of one-letter names (four million strings, over 200 MiB
+/// once parsed) through.
+const MAX_LIST_PAGE_NAMES: usize = MAX_TAGS;
 
 /// Headers that belong to one connection, not to the request or response passed on (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -158,8 +161,7 @@ impl Registry {
         }
     }
 
-    /// Every tag of `name`, following the registry's pagination, at most
-    /// `MAX_TAG_PAGES * TAGS_PER_PAGE` of them.
+    /// Every tag of `name`, following the registry's pagination, at most [`MAX_TAGS`] of them.
     pub async fn tags(&self, name: &str, authorization: Option<&HeaderValue>) -> Result<Vec<String>, LookupError> {
         let mut tags = Vec::new();
         let mut page = Some(self.tags_page_path(name, None));
@@ -167,14 +169,14 @@ impl Registry {
             let Some(path) = page.take() else { return Ok(tags) };
             let listed = self.list_page(&path, authorization).await?;
             tags.extend(listed.names);
-            if tags.len() > MAX_TAG_PAGES * TAGS_PER_PAGE {
-                return Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE));
+            if tags.len() > MAX_TAGS {
+                return Err(LookupError::TooManyTags(MAX_TAGS));
             }
             page = listed.next;
         }
         match page {
             None => Ok(tags),
-            Some(_) => Err(LookupError::TooManyTags(MAX_TAG_PAGES * TAGS_PER_PAGE)),
+            Some(_) => Err(LookupError::TooManyTags(MAX_TAGS)),
         }
     }
 
