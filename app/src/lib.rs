@@ -4,6 +4,8 @@
 pub mod account;
 pub mod activity;
 pub mod admin;
+#[cfg(feature = "ssr")]
+pub mod artifact;
 pub mod auth;
 pub mod error;
 pub mod inventory;

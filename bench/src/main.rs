@@ -5,6 +5,7 @@
 
 mod decisions;
 mod gateway;
+mod held;
 mod inventory;
 mod portal;
 mod report;
@@ -14,6 +15,10 @@ mod wrk;
 use clap::{Parser, ValueEnum};
 use report::Report;
 use std::path::PathBuf;
+
+/// Counts what the bench itself holds (the manifest cache's weight, in `held`).
+#[global_allocator]
+static ALLOCATOR: held::Counting = held::Counting;
 
 #[derive(Parser)]
 #[command(name = "tagward-bench", about = "Benchmarks a release build of tagward (not a test)")]
@@ -58,6 +63,7 @@ enum Part {
     Decisions,
     Portal,
     Gateway,
+    Held,
     Inventory,
 }
 
@@ -79,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Gateway) {
         gateway::run(&args, &mut report).await?;
+    }
+    if wants(Part::Held) {
+        held::run(&args, &mut report).await?;
     }
     if wants(Part::Inventory) {
         inventory::run(&args, &mut report).await?;

@@ -1,6 +1,6 @@
 //! Feeds arbitrary request lines to the gateway's classifier (`app::policy::route::classify`): it
 //! must never panic, and what it decides on must be stable: the canonical form it forwards reads
-//! back as the same change, so the registry acts on exactly what was decided.
+//! back as the same change (or blob delete), so the registry acts on exactly what was decided.
 #![no_main]
 
 use app::policy::route::{classify, Route};
@@ -12,6 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let method = parts.next().unwrap_or_default();
     let path = parts.next().unwrap_or_default();
     let query = parts.next();
+    if let Ok(Route::DeleteBlob(delete)) = classify(method, path, query) {
+        match classify(method, &delete.path, None) {
+            Ok(Route::DeleteBlob(again)) => assert_eq!(again, delete, "the canonical form reads differently"),
+            other => panic!("the canonical form of {delete:?} reads as {other:?}"),
+        }
+        assert!(delete.path.is_ascii(), "{delete:?}");
+    }
     if let Ok(Route::Change(change)) = classify(method, path, query) {
         let (path, query) = match change.path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),

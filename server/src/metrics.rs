@@ -16,6 +16,7 @@ pub enum Operation {
     Push,
     DeleteTag,
     DeleteManifest,
+    DeleteBlob,
 }
 
 /// How much of the policy cache a reload replaced.
@@ -40,7 +41,13 @@ macro_rules! label_value {
         }
     };
 }
-label_value!(Operation, Push => "push", DeleteTag => "delete_tag", DeleteManifest => "delete_manifest");
+label_value!(
+    Operation,
+    Push => "push",
+    DeleteTag => "delete_tag",
+    DeleteManifest => "delete_manifest",
+    DeleteBlob => "delete_blob"
+);
 label_value!(Reload, Full => "full", Project => "project");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +104,9 @@ pub struct Metrics {
     gateway_requests: Family<GatewayLabels, Counter>,
     unevaluable_policies: Gauge,
     compiled_policies: Gauge,
+    held_walks: Counter,
+    held_walk_reads: Counter,
+    cached_manifests: Gauge,
 }
 
 impl Default for Metrics {
@@ -150,6 +160,24 @@ impl Default for Metrics {
             "Distinct compiled policies in the cache (projects whose enabled rules read the same share one)",
             compiled_policies.clone(),
         );
+        let held_walks = Counter::default();
+        registry.register(
+            "gateway_held_walks",
+            "Deletes by digest (manifest or blob) for which the gateway worked out what the immutable tags hold",
+            held_walks.clone(),
+        );
+        let held_walk_reads = Counter::default();
+        registry.register(
+            "gateway_held_walk_registry_reads",
+            "Registry reads those walks made (tag look-ups, manifests not yet cached, referrer lists)",
+            held_walk_reads.clone(),
+        );
+        let cached_manifests = Gauge::default();
+        registry.register(
+            "gateway_manifest_cache_entries",
+            "Manifests whose references the gateway remembers",
+            cached_manifests.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -162,6 +190,9 @@ impl Default for Metrics {
             gateway_requests,
             unevaluable_policies,
             compiled_policies,
+            held_walks,
+            held_walk_reads,
+            cached_manifests,
         }
     }
 }
@@ -190,6 +221,14 @@ impl Metrics {
     pub fn set_policy_gauges(&self, unevaluable: usize, compiled: usize) {
         self.unevaluable_policies.set(i64::try_from(unevaluable).unwrap_or(i64::MAX));
         self.compiled_policies.set(i64::try_from(compiled).unwrap_or(i64::MAX));
+    }
+
+    /// One delete's walk of what the immutable tags hold: the registry reads it made, and the
+    /// manifests cached after it.
+    pub fn record_held_walk(&self, reads: usize, cached: usize) {
+        self.held_walks.inc();
+        self.held_walk_reads.inc_by(reads as u64);
+        self.cached_manifests.set(i64::try_from(cached).unwrap_or(i64::MAX));
     }
 
     pub fn record_gateway(&self, outcome: GatewayOutcome) {

@@ -93,7 +93,8 @@ pub struct DeleteTagCheck {
     tag: String,
 }
 
-/// `delete_manifest`: allowed unless a tag pointing at the manifest is immutable.
+/// `delete_manifest`: allowed unless a tag pointing at the manifest, or a tag of a manifest
+/// holding it (`held_by`: an index above it, the subject it is attached to), is immutable.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -106,6 +107,59 @@ pub struct DeleteManifestCheck {
     digest: String,
     #[schema(schema_with = tags)]
     tags: Vec<String>,
+    /// The manifests that reference this one, if the registry knows them (indexes listing it, at
+    /// any depth; the manifest its `subject` names).
+    #[serde(default)]
+    held_by: Option<Vec<HeldBy>>,
+}
+
+/// `delete_blob`: allowed unless a manifest holding the blob (`held_by`) has an immutable tag.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DeleteBlobCheck {
+    #[schema(inline)]
+    operation: DeleteBlobOperation,
+    #[schema(schema_with = repository)]
+    repository: String,
+    #[schema(schema_with = digest)]
+    digest: String,
+    /// The manifests that reference the blob, at any depth (`[]` for none): images whose config
+    /// or layer it is, indexes above them, and the subjects of referrers it belongs to.
+    held_by: Vec<HeldBy>,
+}
+
+/// A manifest that references the target of a delete, directly or through others.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct HeldBy {
+    #[schema(schema_with = digest)]
+    digest: String,
+    /// The manifest's tags now.
+    #[schema(schema_with = holder_tags)]
+    tags: Vec<String>,
+    #[schema(inline)]
+    relation: HeldAs,
+}
+
+fn holder_tags() -> Schema {
+    ArrayBuilder::new().items(RefOr::T(tag())).description(Some("The tags pointing at the holding manifest now")).into()
+}
+
+/// What the target is to the holding manifest.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum HeldAs {
+    /// A manifest an index lists (at any depth).
+    Child,
+    /// The config blob of its image (or of an image below it).
+    Config,
+    /// A layer blob of its image (or of an image below it).
+    Layer,
+    /// A manifest whose `subject` it is (a signature, SBOM, attestation), or a blob of one.
+    Referrer,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -126,6 +180,12 @@ enum DeleteManifestOperation {
     DeleteManifest,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum DeleteBlobOperation {
+    DeleteBlob,
+}
+
 /// One check: what the registry is about to do, with what it knows now.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -134,6 +194,7 @@ pub enum CheckRequest {
     Push(PushCheck),
     DeleteTag(DeleteTagCheck),
     DeleteManifest(DeleteManifestCheck),
+    DeleteBlob(DeleteBlobCheck),
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -3,7 +3,7 @@
 //! tags); the inventory sync reads its catalog and tag lists, page by page, with its own.
 
 use app::policy::Digest;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -161,6 +161,53 @@ impl Registry {
         }
     }
 
+    /// The manifest `reference` (a digest or a tag) of `name`, at most `limit` bytes, or `None`
+    /// when the registry has no such manifest.
+    pub async fn manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        authorization: Option<&HeaderValue>,
+        limit: usize,
+    ) -> Result<Option<Bytes>, LookupError> {
+        let path = format!("/v2/{name}/manifests/{reference}");
+        let response = self.look_up(Method::GET, &path, authorization, MANIFEST_TYPES).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => read_limited(response, limit, &path).await.map(Some),
+            status => Err(refused(status, response.headers())),
+        }
+    }
+
+    /// The referrers API's index of the manifests whose `subject` is `digest` (one page: a
+    /// registry that pages it links the rest, which are read too, up to `limit` bytes in all),
+    /// or `None` when the registry has no referrers API (distribution 2.8 answers 404).
+    pub async fn referrers(
+        &self,
+        name: &str,
+        digest: &Digest,
+        authorization: Option<&HeaderValue>,
+        limit: usize,
+    ) -> Result<Option<Vec<Bytes>>, LookupError> {
+        let mut pages = Vec::new();
+        let mut path = Some(format!("/v2/{name}/referrers/{digest}"));
+        let mut read = 0;
+        while let Some(current) = path.take() {
+            let response =
+                self.look_up(Method::GET, &current, authorization, "application/vnd.oci.image.index.v1+json").await?;
+            match response.status() {
+                StatusCode::NOT_FOUND if pages.is_empty() => return Ok(None),
+                status if status.is_success() => {}
+                status => return Err(refused(status, response.headers())),
+            }
+            path = self.next_page(response.headers());
+            let page = read_limited(response, limit.saturating_sub(read), &current).await?;
+            read += page.len();
+            pages.push(page);
+        }
+        Ok(Some(pages))
+    }
+
     /// Every tag of `name`, following the registry's pagination, at most [`MAX_TAGS`] of them.
     pub async fn tags(&self, name: &str, authorization: Option<&HeaderValue>) -> Result<Vec<String>, LookupError> {
         let mut tags = Vec::new();
@@ -206,22 +253,35 @@ impl Registry {
             status if status.is_success() => {}
             status => return Err(refused(status, response.headers())),
         }
-        let next = response
-            .headers()
-            .get(header::LINK)
-            .and_then(|link| link.to_str().ok())
-            .and_then(|link| link.split_once('<'))
-            .and_then(|(_, rest)| rest.split_once('>'))
-            .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned());
-        let body = http_body_util::Limited::new(response.into_body(), MAX_LIST_PAGE_BYTES);
-        let body = http_body_util::BodyExt::collect(body)
-            .await
-            .map_err(|e| LookupError::Failed(format!("list page `{path}`: {e}")))?
-            .to_bytes();
+        let next = self.next_page(response.headers());
+        let body = read_limited(response, MAX_LIST_PAGE_BYTES, path).await?;
         let page: Page =
             serde_json::from_slice(&body).map_err(|e| LookupError::Failed(format!("list page `{path}`: {e}")))?;
         Ok(Listed { names: page.tags.map(|names| names.0).unwrap_or_default(), next })
     }
+
+    /// The path of the next page a `Link` header names (made relative to this registry).
+    fn next_page(&self, headers: &HeaderMap) -> Option<String> {
+        headers
+            .get(header::LINK)
+            .and_then(|link| link.to_str().ok())
+            .and_then(|link| link.split_once('<'))
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned())
+    }
+}
+
+/// A response's body, refused past `limit` bytes.
+async fn read_limited(
+    response: Response<hyper::body::Incoming>,
+    limit: usize,
+    path: &str,
+) -> Result<Bytes, LookupError> {
+    let body = http_body_util::Limited::new(response.into_body(), limit);
+    http_body_util::BodyExt::collect(body)
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| LookupError::Failed(format!("`{path}`: {e}")))
 }
 
 /// A list page's names, refused past [`MAX_LIST_PAGE_NAMES`] while they are read.

@@ -146,6 +146,61 @@ async fn delete_decisions_follow_the_rules() {
     );
 }
 
+/// A registry that knows its own graph says what holds the target of a delete (`held_by`).
+#[tokio::test]
+async fn deletes_of_what_an_immutable_tag_holds_are_denied() {
+    let (app, token, rule) = shop().await;
+    let delete_blob =
+        |held_by: Value| json!({"operation": "delete_blob", "repository": "shop/api", "digest": A, "held_by": held_by});
+
+    let (status, unheld) = app.check(&token, CHECK, &delete_blob(json!([]))).await;
+    assert_eq!((status, &unheld["allowed"]), (200, &json!(true)), "{unheld}");
+    assert_eq!(unheld["message"], format!("blob {A} of \"shop/api\" is held by no immutable tag"));
+    let mutable =
+        json!([{"digest": B, "tags": ["latest"], "relation": "layer"}, {"digest": B, "tags": [], "relation": "child"}]);
+    let (_, only_mutable) = app.check(&token, CHECK, &delete_blob(mutable)).await;
+    assert_eq!(only_mutable["allowed"], true, "{only_mutable}");
+
+    let held = json!([{"digest": B, "tags": ["latest", "v2", "v1"], "relation": "layer"}]);
+    let (_, layer) = app.check(&token, CHECK, &delete_blob(held)).await;
+    assert_eq!(layer["allowed"], false, "{layer}");
+    assert_eq!(layer["immutable_tags"], json!(["v1", "v2"]));
+    assert_eq!(
+        layer["message"],
+        format!(
+            "blob {A} of \"shop/api\" is held by immutable tag \"v2\" (rule {rule}: repositories matching **, \
+             tags matching v*) as layer of {B}; it cannot be deleted"
+        )
+    );
+
+    let referrer = json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": ["sig"],
+                          "held_by": [{"digest": B, "tags": ["v1"], "relation": "referrer"}]});
+    let (_, signature) = app.check(&token, CHECK, &referrer).await;
+    assert_eq!(signature["allowed"], false, "{signature}");
+    assert!(signature["message"].as_str().unwrap().contains(&format!("as signature/referrer of {B};")), "{signature}");
+    // Without `held_by`, a manifest delete is decided on its own tags, as before.
+    let plain = json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": ["sig"]});
+    assert_eq!(app.check(&token, CHECK, &plain).await.1["allowed"], true);
+
+    let started = Instant::now();
+    loop {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("select operation, tag from enforcement_denials where operation <> 'push' order by id")
+                .fetch_all(&app.db.pool)
+                .await
+                .unwrap();
+        if rows.len() == 2 {
+            assert_eq!(
+                rows,
+                [("delete_blob".into(), Some("v1".into())), ("delete_manifest".into(), Some("v1".into()))]
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "denials not recorded: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_batch_decides_every_tag_of_one_push() {
     let (app, token, _) = shop().await;
@@ -253,6 +308,35 @@ async fn malformed_requests_are_refused_naming_the_field() {
             "TAG_INVALID",
             "tags[1]",
         ),
+        (json!({"operation": "delete_blob", "repository": "shop/api", "digest": A}), "INVALID_REQUEST", "held_by"),
+        (
+            json!({"operation": "delete_blob", "repository": "shop/api", "digest": A, "tags": [], "held_by": []}),
+            "INVALID_REQUEST",
+            "tags",
+        ),
+        (
+            json!({"operation": "delete_blob", "repository": "shop/api", "digest": A,
+                   "held_by": [{"digest": B, "tags": ["v1"], "relation": "parent"}]}),
+            "INVALID_REQUEST",
+            "held_by[0].relation",
+        ),
+        (
+            json!({"operation": "delete_blob", "repository": "shop/api", "digest": A,
+                   "held_by": [{"digest": B, "relation": "layer"}]}),
+            "INVALID_REQUEST",
+            "held_by[0].tags",
+        ),
+        (
+            json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": [],
+                   "held_by": [{"digest": "sha256:zz", "tags": [], "relation": "child"}]}),
+            "DIGEST_INVALID",
+            "held_by[0].digest",
+        ),
+        (
+            json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1", "held_by": []}),
+            "INVALID_REQUEST",
+            "held_by",
+        ),
         (json!({"operation": "overwrite", "repository": "shop/api"}), "INVALID_REQUEST", "operation"),
         (json!({"repository": "shop/api"}), "INVALID_REQUEST", "operation"),
         (json!({"operation": "delete_tag", "repository": "shop/api", "tag": 5}), "INVALID_REQUEST", "tag"),
@@ -305,7 +389,9 @@ async fn metrics_and_the_openapi_document_are_served() {
     let push = &openapi["components"]["schemas"]["PushCheck"];
     assert!(push["properties"]["current_digest"].is_object(), "{push}");
     assert!(push["required"].as_array().unwrap().contains(&Value::from("current_digest")), "{push}");
-    assert_eq!(openapi["components"]["schemas"]["CheckRequest"]["oneOf"].as_array().map(Vec::len), Some(3));
+    assert_eq!(openapi["components"]["schemas"]["CheckRequest"]["oneOf"].as_array().map(Vec::len), Some(4));
+    let blob = &openapi["components"]["schemas"]["DeleteBlobCheck"];
+    assert!(blob["required"].as_array().unwrap().contains(&Value::from("held_by")), "{blob}");
 }
 
 /// The samples of `/metrics`, by name and labels.

@@ -37,15 +37,25 @@ pub(crate) async fn gateway_with(
     listener: tagward::config::ListenerConfig,
     manifests: tagward::gateway::ManifestLimits,
 ) -> SocketAddr {
-    let config = tagward::gateway::GatewayConfig {
+    spawn_gateway(tagward::gateway::GatewayConfig { listener, manifests, ..gateway_config(db, registry.address) }).await
+}
+
+/// A gateway's configuration over `db` in front of the registry at `upstream`, default limits.
+pub(crate) fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::GatewayConfig {
+    tagward::gateway::GatewayConfig {
         database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
         listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: format!("http://{}", registry.address).parse().unwrap(),
-        listener,
-        manifests,
+        upstream: format!("http://{upstream}").parse().unwrap(),
+        listener: Default::default(),
+        manifests: Default::default(),
+        held: Default::default(),
         // The inventory's sync is tested on its own (inventory.rs).
         registry: tagward::inventory::RegistrySyncConfig { interval_seconds: 0, ..Default::default() },
-    };
+    }
+}
+
+/// Starts a gateway; returns where it listens.
+pub(crate) async fn spawn_gateway(config: tagward::gateway::GatewayConfig) -> SocketAddr {
     let server = tagward::gateway::GatewayServer::build(config).await.expect("gateway starts");
     let gateway = server.address();
     tokio::spawn(server.run_until_stopped());

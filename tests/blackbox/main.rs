@@ -11,6 +11,7 @@ mod contract;
 mod enforcement;
 mod gateway;
 mod harbor;
+mod held;
 mod hostile;
 mod inventory;
 mod ops;

@@ -215,3 +215,209 @@ pub async fn raw_http(address: SocketAddr, request: &[u8]) -> Vec<u16> {
         .filter_map(|rest| rest.get(..3)?.parse().ok())
         .collect()
 }
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+impl Registry {
+    /// The manifest `reference` of `repository`, straight from the registry, parsed.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Option<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/v2/{repository}/manifests/{reference}", self.address))
+            .header("Accept", MANIFEST_ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        (response.status() == 200).then_some(())?;
+        Some(serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+    }
+
+    /// Whether the registry still serves blob `digest` of `repository`.
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> bool {
+        let url = format!("http://{}/v2/{repository}/blobs/{digest}", self.address);
+        reqwest::Client::new().head(url).send().await.unwrap().status() == 200
+    }
+
+    /// Whether the registry still serves manifest `digest` of `repository`.
+    pub async fn has_manifest(&self, repository: &str, digest: &str) -> bool {
+        self.manifest(repository, digest).await.is_some()
+    }
+}
+
+/// Uploads `bytes` as a blob of `repository` through `address` (a registry or a gateway):
+/// POST, then PUT with the digest. Returns the digest.
+pub async fn upload_blob(address: SocketAddr, repository: &str, bytes: &[u8]) -> String {
+    let client = reqwest::Client::new();
+    let started = client.post(format!("http://{address}/v2/{repository}/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(started.status(), 202, "upload start: {}", started.text().await.unwrap_or_default());
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with('/') { format!("http://{address}{location}") } else { location.to_owned() };
+    let digest = sha256(bytes);
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{location}{separator}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "upload of {digest}: {}", put.text().await.unwrap_or_default());
+    digest
+}
+
+/// PUTs `manifest` as `repository:reference` through `address`; returns the status and body.
+pub async fn put_manifest(
+    address: SocketAddr,
+    repository: &str,
+    reference: &str,
+    manifest: &serde_json::Value,
+) -> (u16, String) {
+    let media_type = manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json");
+    let response = reqwest::Client::new()
+        .put(format!("http://{address}/v2/{repository}/manifests/{reference}"))
+        .header("Content-Type", media_type)
+        .body(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The manifest's digest as the registry will compute it (of the bytes `put_manifest` sends).
+pub fn manifest_digest(manifest: &serde_json::Value) -> String {
+    sha256(manifest.to_string().as_bytes())
+}
+
+/// An image pushed blob by blob over HTTP.
+pub struct PushedImage {
+    pub manifest: String,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+/// Pushes an image of `layers` (and a config naming `seed`) to `repository` through `address`,
+/// as `reference` (a tag, or its digest when `None`). With `subject` it is a referrer of that
+/// manifest (a signature: its config's type says so).
+pub async fn push_image(
+    address: SocketAddr,
+    repository: &str,
+    reference: Option<&str>,
+    seed: &str,
+    layers: &[&[u8]],
+    subject: Option<&str>,
+) -> PushedImage {
+    let config_type = if subject.is_some() {
+        "application/vnd.dev.cosign.artifact.sig.v1+json"
+    } else {
+        "application/vnd.oci.image.config.v1+json"
+    };
+    let config_bytes = serde_json::json!({"architecture": "amd64", "os": "linux", "seed": seed}).to_string();
+    let config = upload_blob(address, repository, config_bytes.as_bytes()).await;
+    let mut descriptors = Vec::new();
+    let mut layer_digests = Vec::new();
+    for layer in layers {
+        let digest = upload_blob(address, repository, layer).await;
+        descriptors.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len()}));
+        layer_digests.push(digest);
+    }
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": config_type, "digest": config, "size": config_bytes.len()},
+        "layers": descriptors,
+    });
+    if let Some(subject) = subject {
+        manifest["subject"] = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 1});
+    }
+    let digest = manifest_digest(&manifest);
+    let (status, body) = put_manifest(address, repository, reference.unwrap_or(&digest), &manifest).await;
+    assert_eq!(status, 201, "push of {repository}:{reference:?}: {body}");
+    PushedImage { manifest: digest, config, layers: layer_digests }
+}
+
+/// Attaches `referrers` to `subject` the way registries without a referrers API are told: an
+/// index tagged `sha256-<hex of subject>` listing them (the OCI referrers tag schema).
+pub async fn tag_referrers(address: SocketAddr, repository: &str, subject: &str, referrers: &[&str]) {
+    let manifests: Vec<_> = referrers
+        .iter()
+        .map(|digest| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 1,
+                                         "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json"})
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+    let tag = subject.replace(':', "-");
+    let (status, body) = put_manifest(address, repository, &tag, &index).await;
+    assert_eq!(status, 201, "referrers tag {tag}: {body}");
+}
+
+/// How [`FaultyProxy`] answers manifest reads by digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    None = 0,
+    /// 500, as a registry whose storage failed.
+    Fail = 1,
+    /// The stored bytes with one more byte: no longer what the digest names.
+    Corrupt = 2,
+}
+
+/// A registry's HTTP API passed on to a real registry, except that manifest reads by digest can be
+/// made to fail or to answer other bytes, as a failing or hostile registry would.
+pub struct FaultyProxy {
+    pub address: SocketAddr,
+    fault: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl FaultyProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        use axum::body::Body;
+        use axum::extract::Request;
+        use std::sync::atomic::Ordering;
+        let fault = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let shared = fault.clone();
+        let handler = move |request: Request| {
+            let (client, fault) = (client.clone(), shared.load(Ordering::SeqCst));
+            async move {
+                let (parts, body) = request.into_parts();
+                let head = parts.method == "HEAD";
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                let read_by_digest = parts.method == "GET" && path.contains("/manifests/sha256:");
+                if read_by_digest && fault == Fault::Fail as u8 {
+                    return axum::http::Response::builder()
+                        .status(500)
+                        .body(Body::from(r#"{"errors":[{"code":"UNKNOWN","message":"storage failed"}]}"#))
+                        .unwrap();
+                }
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let mut forwarded = client.request(parts.method, format!("http://{upstream}{path}")).body(body);
+                for (name, value) in &parts.headers {
+                    if name != "content-length" {
+                        forwarded = forwarded.header(name, value);
+                    }
+                }
+                let answer = forwarded.send().await.unwrap();
+                let mut response = axum::http::Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    if (head || name != "content-length") && name != "transfer-encoding" {
+                        response = response.header(name, value);
+                    }
+                }
+                let mut bytes = answer.bytes().await.unwrap().to_vec();
+                if read_by_digest && fault == Fault::Corrupt as u8 {
+                    bytes.push(b'\n');
+                }
+                response.body(Body::from(bytes)).unwrap()
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
+        Self { address, fault }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.fault.store(fault as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}

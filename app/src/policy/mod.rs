@@ -13,8 +13,8 @@ pub mod route;
 mod rule;
 
 pub use compiled::{
-    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Outcome, PolicyError, RepositoryPolicy,
-    RuleInfo, RuleMask, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
+    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Holder, Outcome, PolicyError, Relation,
+    RepositoryPolicy, RuleInfo, RuleMask, Target, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
 };
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
@@ -186,14 +186,54 @@ mod tests {
         assert!(denied.to_string().ends_with("; it cannot be deleted"), "{denied}");
 
         let only_mutable = [nightly.clone()];
-        assert!(policy.check_delete_manifest(&repository, &digest, &only_mutable).allowed());
-        let with_prod = [nightly, prod];
-        let locked = policy.check_delete_manifest(&repository, &digest, &with_prod);
+        assert!(policy.check_delete_manifest(&repository, &digest, &only_mutable, &[]).allowed());
+        let with_prod = [nightly.clone(), prod.clone()];
+        let locked = policy.check_delete_manifest(&repository, &digest, &with_prod, &[]);
         assert!(!locked.allowed());
         assert!(locked.to_string().contains("locked by its immutable tag \"prod\""), "{locked}");
         assert_eq!(policy.immutable_tags(&repository, &with_prod).count(), 1);
         // A digest with no tags is never locked, even under an excluding rule.
-        assert!(policy.check_delete_manifest(&repository, &digest, &[]).allowed());
+        assert!(policy.check_delete_manifest(&repository, &digest, &[], &[]).allowed());
+    }
+
+    #[test]
+    fn what_an_immutable_tag_holds_cannot_be_deleted() {
+        let policy = CompiledPolicy::compile(&[rule(2, "**", "!rc,test,nightly")]).unwrap();
+        let (repository, _, target, index) = names();
+        let tags = |names: &[&str]| names.iter().map(|name| Tag::parse(name).unwrap()).collect::<Vec<_>>();
+        let holder = |tags: Vec<Tag>, relation| Holder { digest: index.clone(), tags, relation };
+
+        // Held only by mutable tags, or by an untagged parent: deletable.
+        let mutable = [holder(tags(&["nightly"]), Relation::Layer), holder(vec![], Relation::Child)];
+        let blob = policy.check_delete_blob(&repository, &target, &mutable);
+        assert!(blob.allowed());
+        assert_eq!(blob.to_string(), format!("blob {target} of \"shop/api\" is held by no immutable tag"));
+        assert!(policy.check_delete_manifest(&repository, &target, &[], &mutable).allowed());
+
+        // Any immutable holder locks it, and the message says what the target is to which tag.
+        let held = [holder(tags(&["nightly"]), Relation::Layer), holder(tags(&["rc", "v1"]), Relation::Config)];
+        let blob = policy.check_delete_blob(&repository, &target, &held);
+        assert!(!blob.allowed());
+        assert_eq!(
+            blob.to_string(),
+            format!(
+                "blob {target} of \"shop/api\" is held by immutable tag \"v1\" (rule 2: repositories matching **, \
+                 tags excluding rc, test, nightly) as config of {index}; it cannot be deleted"
+            )
+        );
+        assert_eq!(blob.rules().map(|r| r.id).collect::<Vec<_>>(), [2]);
+        let referrer = [holder(tags(&["v1"]), Relation::Referrer)];
+        let test = tags(&["test"]);
+        let manifest = policy.check_delete_manifest(&repository, &target, &test, &referrer);
+        assert!(!manifest.allowed());
+        assert!(manifest.to_string().contains(&format!("as signature/referrer of {index};")), "{manifest}");
+        let child = [holder(tags(&["v1"]), Relation::Child)];
+        let manifest = policy.check_delete_manifest(&repository, &target, &[], &child);
+        assert!(manifest.to_string().contains(&format!("as child of {index};")), "{manifest}");
+        // A tag pointing at the manifest itself is named first.
+        let prod = tags(&["prod"]);
+        let direct = policy.check_delete_manifest(&repository, &target, &prod, &child);
+        assert!(direct.to_string().contains("locked by its immutable tag \"prod\""), "{direct}");
     }
 
     /// Rule sets of three shapes that fill the size budget: all compile; one character more is refused.

@@ -19,8 +19,25 @@ const MAX_NAME_LEN: usize = 255;
 pub enum Route {
     /// A PUT or DELETE on a manifest: decide, then forward [`ManifestChange::path_and_query`].
     Change(ManifestChange),
-    /// Anything else (reads, blobs, uploads, catalog, tag lists): cannot change a tag; forwarded as received.
+    /// A DELETE of a blob: decide (is it part of what an immutable tag holds?), then forward
+    /// [`BlobDelete::path`].
+    DeleteBlob(BlobDelete),
+    /// Anything else (reads, uploads, catalog, tag lists): changes no tag and removes nothing a
+    /// tag holds; forwarded as received.
     PassThrough,
+}
+
+/// `DELETE /v2/<name>/blobs/<digest>`, decoded and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDelete {
+    /// The OCI repository name, e.g. `shop/api/web`.
+    pub name: String,
+    /// The name read as tagward's `<project>/<path>` (`None`: no project can own it).
+    pub repository: Option<RepositoryName>,
+    pub digest: Digest,
+    /// The canonical `/v2/<name>/blobs/<digest>` to forward (a query is dropped: the registry
+    /// reads none on this route).
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +136,11 @@ impl RouteError {
 pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
     let decoded = percent_decode(path).ok_or_else(|| RouteError::Encoding(path.to_owned()))?;
     let cleaned = clean(&decoded);
-    let Some((name, reference)) = manifest_target(&cleaned) else {
-        return Ok(Route::PassThrough);
+    let Some((name, reference)) = target(&cleaned, b"/manifests/") else {
+        return match target(&cleaned, b"/blobs/") {
+            Some((name, reference)) if method == "DELETE" => delete_blob(name, reference),
+            _ => Ok(Route::PassThrough),
+        };
     };
     let kind = match method {
         "GET" | "HEAD" => return Ok(Route::PassThrough),
@@ -128,16 +148,7 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, 
         "DELETE" => ChangeKind::Delete,
         other => return Err(RouteError::Method(other.to_owned())),
     };
-    let name = String::from_utf8(name.to_vec())
-        .ok()
-        .filter(|name| name.len() <= MAX_NAME_LEN && name.split('/').all(is_path_component))
-        .ok_or_else(|| {
-            RouteError::Name(NameError {
-                what: "repository name",
-                value: String::from_utf8_lossy(name).into_owned(),
-                why: "each `/`-separated segment must be lowercase letters and digits, separated by `.`, `_`, `__` or `-` (at most 255 characters in all)",
-            })
-        })?;
+    let name = parse_name(name)?;
     let reference = parse_reference(reference)?;
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut query_tags = Vec::new();
@@ -161,6 +172,32 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, 
         query_tags,
         path_and_query,
     }))
+}
+
+/// A blob DELETE's name and digest; a digest that does not parse is refused (the registry would
+/// not route it as a blob, but nothing that reaches the blob route unread is safe to pass).
+fn delete_blob(name: &[u8], reference: &[u8]) -> Result<Route, RouteError> {
+    let name = parse_name(name)?;
+    let digest = Digest::parse(&String::from_utf8_lossy(reference)).map_err(RouteError::Digest)?;
+    Ok(Route::DeleteBlob(BlobDelete {
+        repository: RepositoryName::parse(&name).ok(),
+        path: format!("/v2/{name}/blobs/{digest}"),
+        name,
+        digest,
+    }))
+}
+
+fn parse_name(name: &[u8]) -> Result<String, RouteError> {
+    String::from_utf8(name.to_vec())
+        .ok()
+        .filter(|name| name.len() <= MAX_NAME_LEN && name.split('/').all(is_path_component))
+        .ok_or_else(|| {
+            RouteError::Name(NameError {
+                what: "repository name",
+                value: String::from_utf8_lossy(name).into_owned(),
+                why: "each `/`-separated segment must be lowercase letters and digits, separated by `.`, `_`, `__` or `-` (at most 255 characters in all)",
+            })
+        })
 }
 
 fn parse_reference(reference: &[u8]) -> Result<Reference, RouteError> {
@@ -215,14 +252,15 @@ fn clean(path: &[u8]) -> Vec<u8> {
     cleaned
 }
 
-/// `/v2/<name>/manifests/<reference>` (a trailing slash, which distribution redirects away, is
-/// ignored) split into name and reference.
-fn manifest_target(path: &[u8]) -> Option<(&[u8], &[u8])> {
+/// `/v2/<name><marker><reference>` (`marker` is `/manifests/` or `/blobs/`; a trailing slash,
+/// which distribution redirects away, is ignored) split into name and reference. A name may
+/// itself hold the marker, so the reference is what follows the last one; a reference holding
+/// `/` is another route (`/blobs/uploads/<id>`).
+fn target<'p>(path: &'p [u8], marker: &[u8]) -> Option<(&'p [u8], &'p [u8])> {
     let rest = path.strip_prefix(b"/v2/")?;
     let rest = rest.strip_suffix(b"/").unwrap_or(rest);
-    const MARKER: &[u8] = b"/manifests/";
-    let at = rest.windows(MARKER.len()).rposition(|window| window == MARKER)?;
-    let (name, reference) = (rest.get(..at)?, rest.get(at + MARKER.len()..)?);
+    let at = rest.windows(marker.len()).rposition(|window| window == marker)?;
+    let (name, reference) = (rest.get(..at)?, rest.get(at + marker.len()..)?);
     (!name.is_empty() && !reference.is_empty() && !reference.contains(&b'/')).then_some((name, reference))
 }
 
@@ -292,12 +330,47 @@ mod tests {
     }
 
     #[test]
+    fn blob_deletes_are_read_like_manifest_paths() {
+        for path in [
+            format!("/v2/shop/app/blobs/{DIGEST}"),
+            format!("/v2/shop%2Fapp/blobs/{DIGEST}"),
+            format!("/v2/shop/app/%62lobs/{}", DIGEST.replace(':', "%3A")),
+            format!("/v2/shop/x/../app/blobs/{DIGEST}"),
+            format!("//v2//shop/./app/blobs/{DIGEST}/"),
+        ] {
+            let Ok(Route::DeleteBlob(delete)) = classify("DELETE", &path, Some("x=1")) else {
+                panic!("{path}: {:?}", classify("DELETE", &path, None));
+            };
+            assert_eq!(delete.name, "shop/app", "{path}");
+            assert_eq!(delete.path, format!("/v2/shop/app/blobs/{DIGEST}"), "{path}");
+            assert_eq!(delete.digest.as_str(), DIGEST);
+            assert_eq!(delete.repository.as_ref().map(|r| r.project()), Some("shop"));
+        }
+        let refused = |path: &str| classify("DELETE", path, None).unwrap_err();
+        assert_eq!(refused("/v2/shop/app/blobs/sha256:aa").code(), "DIGEST_INVALID");
+        assert_eq!(refused("/v2/shop/app/blobs/sha512:aa").code(), "DIGEST_INVALID");
+        assert_eq!(refused("/v2/shop/app/blobs/uploads").code(), "DIGEST_INVALID");
+        assert_eq!(refused(&format!("/v2/Shop/app/blobs/{DIGEST}")).code(), "NAME_INVALID");
+        assert_eq!(refused(&format!("/v2/shop/app%00/blobs/{DIGEST}")).code(), "NAME_INVALID");
+        // A name holding `blobs` or `manifests`: the reference follows the last marker.
+        let Ok(Route::DeleteBlob(delete)) = classify("DELETE", &format!("/v2/shop/manifests/x/blobs/{DIGEST}"), None)
+        else {
+            panic!("a blob of shop/manifests/x");
+        };
+        assert_eq!(delete.name, "shop/manifests/x");
+    }
+
+    #[test]
     fn everything_else_passes_through() {
         for (method, path) in [
             ("GET", "/v2/shop/api/manifests/v1"),
             ("HEAD", "/v2/shop/api/manifests/v1"),
             ("PUT", "/v2/shop/api/blobs/uploads/abc"),
-            ("DELETE", "/v2/shop/api/blobs/sha256:aa"),
+            ("DELETE", "/v2/shop/api/blobs/uploads/abc"),
+            ("DELETE", "/v2/shop/blobs/blobs/uploads/abc"),
+            ("GET", "/v2/shop/api/blobs/sha256:aa"),
+            ("HEAD", "/v2/shop/api/blobs/sha256:aa"),
+            ("PUT", "/v2/shop/api/blobs/sha256:aa"),
             ("GET", "/v2/_catalog"),
             ("PUT", "/v2/shop/api/manifests/"),
             ("PUT", "/v2/shop/api/manifests/v1/.."),
@@ -323,15 +396,42 @@ mod tests {
             Regex::new(&format!(r"^/v2/(?P<name>{name})/manifests/(?P<reference>{tag}|{digest})$")).unwrap()
         });
 
-        /// The (name, reference) a PUT or DELETE of `raw` changes in the registry, if any.
-        pub fn acts_on(raw: &str) -> Option<(String, String)> {
+        static BLOB_ROUTE: LazyLock<Regex> = LazyLock::new(|| {
+            let component = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*";
+            let name = format!(r"{component}(?:/{component})*");
+            let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
+            Regex::new(&format!(r"^/v2/(?P<name>{name})/blobs/(?P<digest>{digest})$")).unwrap()
+        });
+
+        /// The (name, digest) a DELETE of `raw` removes a blob of, if any (redirects followed once).
+        pub fn deletes_blob(raw: &str) -> Option<(String, String)> {
+            let route = |path: &str| {
+                let captures = BLOB_ROUTE.captures(path)?;
+                Some((captures["name"].to_owned(), captures["digest"].to_owned()))
+            };
+            let decoded = routable(raw)?;
+            let cleaned = clean(&decoded, true);
+            if cleaned == decoded {
+                route(&decoded)
+            } else {
+                route(&clean(&decoded, false))
+            }
+        }
+
+        /// Go's strict unescaping (`None`: Go answers 400).
+        fn routable(raw: &str) -> Option<String> {
             if raw
                 .match_indices('%')
                 .any(|(i, _)| raw.get(i + 1..i + 3).is_none_or(|hex| !hex.chars().all(|c| c.is_ascii_hexdigit())))
             {
-                return None; // Go answers 400
+                return None;
             }
-            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+            Some(percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned())
+        }
+
+        /// The (name, reference) a PUT or DELETE of `raw` changes in the registry, if any.
+        pub fn acts_on(raw: &str) -> Option<(String, String)> {
+            let decoded = routable(raw)?;
             let cleaned = clean(&decoded, true);
             if cleaned != decoded || decoded.is_empty() {
                 return None; // mux redirects
@@ -394,6 +494,9 @@ mod tests {
             Just("__"),
             Just("_"),
             Just("x"),
+            Just("blobs"),
+            Just("%62lobs"),
+            Just("uploads"),
         ];
         prop::collection::vec(fragment, 0..14).prop_map(|parts| format!("/v2/{}", parts.concat()))
     }
@@ -415,6 +518,20 @@ mod tests {
                         matches!(method, "GET") || acts.is_none(),
                         "{method} {path} passed through, but the registry changes {acts:?}"
                     );
+                    let blob = registry_model::deletes_blob(&path);
+                    proptest::prop_assert!(
+                        method != "DELETE" || blob.is_none(),
+                        "DELETE {path} passed through, but the registry deletes blob {blob:?}"
+                    );
+                }
+                Ok(Route::DeleteBlob(delete)) => {
+                    proptest::prop_assert_eq!(method, "DELETE");
+                    // What is forwarded is what was decided, and the registry reads it the same way.
+                    let forwarded = registry_model::deletes_blob(&delete.path);
+                    proptest::prop_assert_eq!(&forwarded, &Some((delete.name.clone(), delete.digest.to_string())));
+                    if let Some(deleted) = registry_model::deletes_blob(&path) {
+                        proptest::prop_assert_eq!(Some(deleted), forwarded);
+                    }
                 }
                 Ok(Route::Change(change)) => {
                     // What is forwarded is what was decided, and the registry reads it the same way.

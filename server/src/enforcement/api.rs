@@ -4,7 +4,7 @@
 use super::cache::ServiceToken;
 use super::{Check, Enforcer, Protection, Verdict};
 use crate::oci_error::OciErrors;
-use app::policy::{Digest, NameError, ProjectName, RepositoryName, RuleInfo, Tag};
+use app::policy::{Digest, Holder, NameError, ProjectName, Relation, RepositoryName, RuleInfo, Tag};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -148,6 +148,23 @@ pub struct CheckRequest<'a> {
     pub current_digest: Option<Option<Text<'a>>>,
     #[serde(borrow)]
     pub tags: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub held_by: Option<Vec<HolderRequest<'a>>>,
+}
+
+/// A manifest that references the target of a delete, at any depth: an index above it, the
+/// subject it is attached to, an image whose config or layer it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderRequest<'a> {
+    #[serde(borrow)]
+    pub digest: Option<Text<'a>>,
+    /// The manifest's tags now (`[]` for none).
+    #[serde(borrow)]
+    pub tags: Option<Vec<Text<'a>>>,
+    /// What the target is to it: `child`, `config`, `layer` or `referrer`.
+    #[serde(borrow)]
+    pub relation: Option<Text<'a>>,
 }
 
 /// A JSON string, borrowed from the body unless it holds escapes.
@@ -178,7 +195,10 @@ impl<'a> CheckRequest<'a> {
     fn parse(self, at: &str) -> Result<Check, ApiError> {
         let field = |name: &str| format!("{at}{name}");
         let operation = self.operation.ok_or_else(|| {
-            ApiError::invalid(field("operation"), "`operation` is required: push, delete_tag or delete_manifest")
+            ApiError::invalid(
+                field("operation"),
+                "`operation` is required: push, delete_tag, delete_manifest or delete_blob",
+            )
         })?;
         let required = |name: &str, value: Option<Text<'a>>| {
             value.ok_or_else(|| ApiError::invalid(field(name), format!("`{name}` is required for {operation}")))
@@ -198,9 +218,51 @@ impl<'a> CheckRequest<'a> {
         let digest = |value: &str, name: String| {
             Digest::parse(value).map_err(|error| ApiError::name("DIGEST_INVALID", name, error))
         };
+        let tags = |values: Vec<Text<'a>>, at: &str| -> Result<Vec<Tag>, ApiError> {
+            values.iter().enumerate().map(|(i, value)| tag(value, field(&format!("{at}[{i}]")))).collect()
+        };
+        let held_by = |holders: Vec<HolderRequest<'a>>| -> Result<Vec<Holder>, ApiError> {
+            holders
+                .into_iter()
+                .enumerate()
+                .map(|(i, holder)| {
+                    let at = format!("held_by[{i}].");
+                    let missing = |name: &str| {
+                        let path = field(&format!("{at}{name}"));
+                        let message = format!("{path}: `{name}` is required for each manifest holding the target");
+                        ApiError::invalid(path, message)
+                    };
+                    let relation = holder.relation.ok_or_else(|| missing("relation"))?;
+                    let relation = match &*relation {
+                        "child" => Relation::Child,
+                        "config" => Relation::Config,
+                        "layer" => Relation::Layer,
+                        "referrer" => Relation::Referrer,
+                        other => {
+                            let path = field(&format!("{at}relation"));
+                            return Err(ApiError::Invalid {
+                                code: "INVALID_REQUEST",
+                                message: format!(
+                                    "{path}: unknown relation `{other}`: use child, config, layer or referrer"
+                                ),
+                                field: path,
+                                value: Some(other.to_owned()),
+                            });
+                        }
+                    };
+                    let held = holder.digest.ok_or_else(|| missing("digest"))?;
+                    Ok(Holder {
+                        digest: digest(&held, field(&format!("{at}digest")))?,
+                        tags: tags(holder.tags.ok_or_else(|| missing("tags"))?, &format!("{at}tags"))?,
+                        relation,
+                    })
+                })
+                .collect()
+        };
         match &*operation {
             "push" => {
                 unused("tags", self.tags.is_some())?;
+                unused("held_by", self.held_by.is_some())?;
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
                 let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
                 let current = self.current_digest.ok_or_else(|| {
@@ -216,6 +278,7 @@ impl<'a> CheckRequest<'a> {
                 unused("digest", self.digest.is_some())?;
                 unused("current_digest", self.current_digest.is_some())?;
                 unused("tags", self.tags.is_some())?;
+                unused("held_by", self.held_by.is_some())?;
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
                 Ok(Check::DeleteTag { repository, tag })
             }
@@ -223,24 +286,34 @@ impl<'a> CheckRequest<'a> {
                 unused("tag", self.tag.is_some())?;
                 unused("current_digest", self.current_digest.is_some())?;
                 let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
-                let tags = self.tags.ok_or_else(|| {
+                let tagged = self.tags.ok_or_else(|| {
                     ApiError::invalid(
                         field("tags"),
                         "`tags` is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
                     )
                 })?;
-                let tags = tags
-                    .iter()
-                    .enumerate()
-                    .map(|(i, value)| tag(value, field(&format!("tags[{i}]"))))
-                    .collect::<Result<_, _>>()?;
-                Ok(Check::DeleteManifest { repository, digest: manifest, tags })
+                let tagged = tags(tagged, "tags")?;
+                let held_by = held_by(self.held_by.unwrap_or_default())?;
+                Ok(Check::DeleteManifest { repository, digest: manifest, tags: tagged, held_by })
+            }
+            "delete_blob" => {
+                unused("tag", self.tag.is_some())?;
+                unused("current_digest", self.current_digest.is_some())?;
+                unused("tags", self.tags.is_some())?;
+                let blob = digest(&required("digest", self.digest)?, field("digest"))?;
+                let holders = self.held_by.ok_or_else(|| {
+                    ApiError::invalid(
+                        field("held_by"),
+                        "`held_by` is required for delete_blob: the manifests referencing the blob ([] for none)",
+                    )
+                })?;
+                Ok(Check::DeleteBlob { repository, digest: blob, held_by: held_by(holders)? })
             }
             other => Err(ApiError::Invalid {
                 code: "INVALID_REQUEST",
                 field: field("operation"),
                 value: Some(other.to_owned()),
-                message: format!("unknown operation `{other}`: use push, delete_tag or delete_manifest"),
+                message: format!("unknown operation `{other}`: use push, delete_tag, delete_manifest or delete_blob"),
             }),
         }
     }

@@ -11,7 +11,7 @@ pub mod recorder;
 
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;
-use app::policy::{CompiledPolicy, Decision, Digest, RepositoryName, RuleInfo, Tag};
+use app::policy::{CompiledPolicy, Decision, Digest, Holder, RepositoryName, RuleInfo, Tag};
 use cache::{CacheSync, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
@@ -33,11 +33,19 @@ pub enum Check {
         repository: RepositoryName,
         tag: Tag,
     },
-    /// Deleting the manifest `digest`, which `tags` point at now.
+    /// Deleting the manifest `digest`, which `tags` point at now and the manifests `held_by`
+    /// reference (indexes above it, the subject it is attached to).
     DeleteManifest {
         repository: RepositoryName,
         digest: Digest,
         tags: Vec<Tag>,
+        held_by: Vec<Holder>,
+    },
+    /// Deleting the blob `digest`, which the manifests `held_by` reference.
+    DeleteBlob {
+        repository: RepositoryName,
+        digest: Digest,
+        held_by: Vec<Holder>,
     },
 }
 
@@ -47,13 +55,15 @@ impl Check {
             Check::Push { .. } => Operation::Push,
             Check::DeleteTag { .. } => Operation::DeleteTag,
             Check::DeleteManifest { .. } => Operation::DeleteManifest,
+            Check::DeleteBlob { .. } => Operation::DeleteBlob,
         }
     }
     pub fn repository(&self) -> &RepositoryName {
         match self {
             Check::Push { repository, .. }
             | Check::DeleteTag { repository, .. }
-            | Check::DeleteManifest { repository, .. } => repository,
+            | Check::DeleteManifest { repository, .. }
+            | Check::DeleteBlob { repository, .. } => repository,
         }
     }
 }
@@ -103,7 +113,14 @@ impl Verdict {
                 (current.as_ref().is_none_or(|current| current == digest), vec![tag.to_string()])
             }
             Check::DeleteTag { tag, .. } => (false, vec![tag.to_string()]),
-            Check::DeleteManifest { tags, .. } => (tags.is_empty(), tags.iter().map(ToString::to_string).collect()),
+            Check::DeleteManifest { tags, held_by, .. } => {
+                let tags: Vec<String> = tags.iter().chain(holding_tags(held_by)).map(ToString::to_string).collect();
+                (tags.is_empty(), tags)
+            }
+            Check::DeleteBlob { held_by, .. } => {
+                let tags: Vec<String> = holding_tags(held_by).map(ToString::to_string).collect();
+                (tags.is_empty(), tags)
+            }
         };
         let consequence = if allowed {
             "this request changes no existing tag, so it is let through"
@@ -275,9 +292,35 @@ fn decide(policy: &CompiledPolicy, check: &Check) -> Verdict {
             let immutable = own_tag(&decision, tag);
             Verdict::from_decision(decision, immutable)
         }
-        Check::DeleteManifest { repository, digest, tags } => {
-            let immutable = policy.immutable_tags(repository, tags).map(Tag::to_string).collect();
-            Verdict::from_decision(policy.check_delete_manifest(repository, digest, tags), immutable)
+        Check::DeleteManifest { repository, digest, tags, held_by } => {
+            let immutable = immutable_holding_tags(policy, repository, tags, held_by);
+            Verdict::from_decision(policy.check_delete_manifest(repository, digest, tags, held_by), immutable)
+        }
+        Check::DeleteBlob { repository, digest, held_by } => {
+            let immutable = immutable_holding_tags(policy, repository, &[], held_by);
+            Verdict::from_decision(policy.check_delete_blob(repository, digest, held_by), immutable)
         }
     }
+}
+
+/// Every tag of the manifests that hold a target.
+fn holding_tags(held_by: &[Holder]) -> impl Iterator<Item = &Tag> {
+    held_by.iter().flat_map(|holder| &holder.tags)
+}
+
+/// The immutable ones of `tags` and of the holders' tags, each once.
+fn immutable_holding_tags(
+    policy: &CompiledPolicy,
+    repository: &RepositoryName,
+    tags: &[Tag],
+    held_by: &[Holder],
+) -> Vec<String> {
+    let mut immutable: Vec<String> = policy
+        .immutable_tags(repository, tags)
+        .chain(held_by.iter().flat_map(|holder| policy.immutable_tags(repository, &holder.tags)))
+        .map(Tag::to_string)
+        .collect();
+    immutable.sort();
+    immutable.dedup();
+    immutable
 }

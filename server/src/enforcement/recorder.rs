@@ -118,7 +118,7 @@ impl Recorder {
                 (Some(tag.as_str()), Some(digest.as_str()), current.as_ref().map(Digest::as_str))
             }
             Check::DeleteTag { tag, .. } => (Some(tag.as_str()), None, None),
-            Check::DeleteManifest { digest, .. } => {
+            Check::DeleteManifest { digest, .. } | Check::DeleteBlob { digest, .. } => {
                 (verdict.immutable_tags.first().map(String::as_str), Some(digest.as_str()), None)
             }
         };

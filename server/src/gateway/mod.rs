@@ -1,16 +1,20 @@
 //! `tagward gateway`: an OCI distribution registry's front door that enforces tag immutability.
 //! Every request is first read the way the registry will read it ([`route::classify`]): manifest
-//! PUTs and DELETEs are decided on that canonical form by the same [`Enforcer`] as the decision
-//! API, and the canonical form is what is forwarded; what cannot be read is refused; everything
-//! else streams through untouched.
+//! PUTs and DELETEs and blob DELETEs are decided on that canonical form by the same [`Enforcer`]
+//! as the decision API, and the canonical form is what is forwarded; what cannot be read is
+//! refused; everything else streams through untouched. A delete of anything an immutable tag
+//! holds (its manifest, an index's children, layers, configs, attached referrers) is refused
+//! ([`held`]).
+
+pub mod held;
 
 use crate::config::{DatabaseConfig, ListenerConfig};
 use crate::enforcement::{Check, Enforcer, Protection, Verdict};
 use crate::metrics::GatewayOutcome;
 use crate::registry::{LookupError, Registry};
 use anyhow::Context;
-use app::policy::route::{self, ChangeKind, ManifestChange, Reference, Route, RouteError};
-use app::policy::{Digest, RepositoryName, Tag};
+use app::policy::route::{self, BlobDelete, ChangeKind, ManifestChange, Reference, Route, RouteError};
+use app::policy::{Digest, RepositoryName, Tag, Target};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -19,6 +23,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::BytesMut;
 use clap::Args;
+use held::{HeldLimits, ManifestCache, Walk, WalkError};
 use http_body_util::BodyExt;
 use sha2::Digest as _;
 use sqlx::PgPool;
@@ -49,6 +54,9 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub manifests: ManifestLimits,
+
+    #[command(flatten)]
+    pub held: HeldLimits,
 
     #[command(flatten)]
     pub registry: crate::inventory::RegistrySyncConfig,
@@ -86,6 +94,9 @@ struct Gateway {
     /// Manifest bytes buffered across all connections, at most `limits.buffer_bytes`.
     buffered: Arc<Semaphore>,
     limits: ManifestLimits,
+    /// What each manifest read references (shared by every request of the process).
+    manifests: Arc<ManifestCache>,
+    held: HeldLimits,
 }
 /// How long a request waits for the shared locks before it is answered 503.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,6 +124,8 @@ impl GatewayServer {
             pool: core.pool,
             buffered: Arc::new(Semaphore::new(config.manifests.buffer_bytes.min(Semaphore::MAX_PERMITS))),
             limits: config.manifests.clone(),
+            manifests: Arc::new(ManifestCache::new(config.held.cache_entries)),
+            held: config.held.clone(),
         };
         let router = Router::new().fallback(handle).with_state(gateway).merge(ops);
         let listener =
@@ -176,6 +189,12 @@ impl From<RouteError> for Refusal {
 impl From<LookupError> for Refusal {
     fn from(error: LookupError) -> Self {
         match error {
+            LookupError::Refused { status, .. } if status.is_server_error() => Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "UNKNOWN",
+                format!("the registry failed tagward's look-up ({status}), so the change is not let through"),
+                serde_json::Value::Null,
+            ),
             LookupError::Refused { status, challenge } => {
                 let mut response = crate::oci_error::response(
                     status,
@@ -206,6 +225,25 @@ impl From<LookupError> for Refusal {
     }
 }
 
+impl From<WalkError> for Refusal {
+    fn from(error: WalkError) -> Self {
+        match error {
+            WalkError::Lookup(error) => error.into(),
+            WalkError::Manifest(error) => Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "UNKNOWN",
+                format!("tagward cannot tell what the immutable tags hold, so nothing is deleted: {error}"),
+                serde_json::Value::Null,
+            ),
+            WalkError::Bounded(why) => Refusal::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("{why}, so nothing is deleted"),
+            ),
+        }
+    }
+}
+
 fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
     let detail = serde_json::json!({
         "repository": repository.as_str(),
@@ -230,9 +268,10 @@ impl Gateway {
     /// canonical form and forwards that form.
     async fn route(&self, mut request: Request) -> Result<(GatewayOutcome, Response), Refusal> {
         let uri = request.uri();
-        let route = route::classify(request.method().as_str(), uri.path(), uri.query())?;
-        let Route::Change(change) = route else {
-            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        let change = match route::classify(request.method().as_str(), uri.path(), uri.query())? {
+            Route::Change(change) => change,
+            Route::DeleteBlob(delete) => return self.delete_blob(delete, request).await,
+            Route::PassThrough => return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await)),
         };
         *request.uri_mut() = change.path_and_query.parse().map_err(|error| {
             Refusal::new(
@@ -344,8 +383,8 @@ impl Gateway {
     }
 
     /// `DELETE /v2/<name>/manifests/<digest>`: under the repository's lock taken alone (so no push
-    /// of an immutable tag is in flight), the tags the policy may protect are looked up at the
-    /// upstream to see whether one points at the digest.
+    /// of an immutable tag is in flight), the immutable tags pointing at it, or holding it as a
+    /// child or a referrer, are looked up at the upstream.
     async fn delete_manifest(
         &self,
         protection: &Protection,
@@ -355,23 +394,83 @@ impl Gateway {
     ) -> Result<Response, Refusal> {
         let _locks = self.lock(&[], &[repository_key(repository)]).await?;
         let authorization = request.headers().get(header::AUTHORIZATION);
-        let mut locking = Vec::new();
-        for tag in self.upstream.tags(repository.as_str(), authorization).await? {
-            let Ok(tag) = Tag::parse(&tag) else { continue };
-            if !protection.may_protect(repository, &tag) {
-                continue;
-            }
-            let current = self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization).await?;
-            if current.as_ref() == Some(digest) {
-                locking.push(tag);
-            }
-        }
-        let check = Check::DeleteManifest { repository: repository.clone(), digest: digest.clone(), tags: locking };
+        let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
         let verdict = self.enforcer.decide("gateway", protection, &check);
         if !verdict.allowed {
             return Err(denied(&verdict, repository));
         }
         Ok(self.upstream.forward(request).await)
+    }
+
+    /// `DELETE /v2/<name>/blobs/<digest>`: refused when an immutable tag holds the blob, worked
+    /// out under the repository's lock taken alone, as for a manifest; forwarded canonically.
+    async fn delete_blob(
+        &self,
+        delete: BlobDelete,
+        mut request: Request,
+    ) -> Result<(GatewayOutcome, Response), Refusal> {
+        *request.uri_mut() = Uri::try_from(delete.path.as_str()).map_err(|error| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                format!("cannot forward `{}`: {error}", delete.path),
+                serde_json::Value::Null,
+            )
+        })?;
+        let Some(repository) = &delete.repository else {
+            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        };
+        let protection = self.enforcer.protection(repository.project()).await;
+        if !protection.protects_anything() {
+            return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
+        }
+        let _locks = self.lock(&[], &[repository_key(repository)]).await?;
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
+        let verdict = self.enforcer.decide("gateway", &protection, &check);
+        if !verdict.allowed {
+            return Err(denied(&verdict, repository));
+        }
+        Ok((GatewayOutcome::Allowed, self.upstream.forward(request).await))
+    }
+
+    /// The check deleting `target` asks: which immutable tags point at it or hold it, worked out
+    /// on a [`Walk`] of the repository, bounded in time by `--held-timeout`.
+    async fn held_check(
+        &self,
+        repository: &RepositoryName,
+        protection: &Protection,
+        authorization: Option<&axum::http::HeaderValue>,
+        target: Target<'_>,
+    ) -> Result<Check, Refusal> {
+        let limit = Duration::from_secs(self.held.timeout_seconds);
+        let walked = tokio::time::timeout(limit, async {
+            let walk =
+                Walk::start(&self.upstream, &self.manifests, repository, protection, authorization, &self.held).await?;
+            let repository = repository.clone();
+            let check = match target {
+                Target::Manifest(digest) => {
+                    let tags = walk.tags_of(digest);
+                    let held_by = if tags.is_empty() { walk.holders_of_manifest(digest).await? } else { Vec::new() };
+                    Check::DeleteManifest { repository, digest: digest.clone(), tags, held_by }
+                }
+                Target::Blob(digest) => {
+                    let held_by = walk.holders_of_blob(digest).await?;
+                    Check::DeleteBlob { repository, digest: digest.clone(), held_by }
+                }
+            };
+            self.enforcer.metrics.record_held_walk(walk.reads(), self.manifests.len());
+            Ok::<_, WalkError>(check)
+        })
+        .await;
+        match walked {
+            Ok(check) => Ok(check?),
+            Err(_) => Err(WalkError::Bounded(format!(
+                "working out what the immutable tags of \"{repository}\" hold takes more than {} s (--held-timeout)",
+                limit.as_secs()
+            ))
+            .into()),
+        }
     }
 
     /// Takes PostgreSQL advisory locks (`shared` ones in shared mode, then `exclusive` ones, each

@@ -1,0 +1,375 @@
+//! What an immutable tag holds: the manifest it points at, an index's children at any depth, an
+//! image's config and layers, and the referrers attached to any of these (signatures, SBOMs,
+//! attestations) with their own blobs. A delete of anything held is refused like a delete of the
+//! tagged manifest itself.
+//!
+//! Worked out per delete, under the repository's exclusive lock, from the registry itself (with
+//! the client's credentials): its tags now, the manifests they point at, and what those reference.
+//! What a manifest references is read once per process ([`ManifestCache`]; a manifest is believed
+//! only when its bytes hash to its digest). Referrers change as signatures are pushed, so they are
+//! asked every time: the referrers API where the registry has one, the `sha256-<hex>` tag schema
+//! besides. Every walk is bounded in registry reads and time; past a bound nothing is deleted.
+
+use super::MAX_MANIFEST_BYTES;
+use crate::enforcement::Protection;
+use crate::registry::{LookupError, Registry};
+use app::artifact::{BlobRole, ManifestError, ManifestRefs, Sha256};
+use app::policy::{Digest, Holder, Relation, RepositoryName, Tag};
+use axum::http::HeaderValue;
+use clap::Args;
+use futures_util::{StreamExt, TryStreamExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Registry requests made side by side within one walk.
+const CONCURRENCY: usize = 8;
+/// How far a manifest delete follows `subject` (a signature of an SBOM of an image is two).
+const MAX_SUBJECT_DEPTH: usize = 16;
+
+/// Bounds on working out what a delete's target is held by.
+#[derive(Debug, Clone, Args)]
+pub struct HeldLimits {
+    /// Registry reads (tag look-ups, manifests not yet cached, referrer lists) one delete may
+    /// make to work out whether an immutable tag holds its target; past it the delete is
+    /// refused (503) and nothing is deleted.
+    #[arg(long = "held-max-reads", env = "TAGWARD_GATEWAY_HELD_MAX_READS", default_value_t = Self::MAX_READS)]
+    pub max_reads: usize,
+
+    /// Seconds one delete may spend on it (503 after; nothing is deleted).
+    #[arg(long = "held-timeout", env = "TAGWARD_GATEWAY_HELD_TIMEOUT", default_value_t = Self::TIMEOUT_SECONDS)]
+    pub timeout_seconds: u64,
+
+    /// Manifests whose references the gateway remembers (what a digest references never
+    /// changes); the least recently used are read again when needed.
+    #[arg(long = "manifest-cache-entries", env = "TAGWARD_GATEWAY_MANIFEST_CACHE_ENTRIES", default_value_t = ManifestCache::DEFAULT_CAPACITY)]
+    pub cache_entries: usize,
+}
+
+impl HeldLimits {
+    const MAX_READS: usize = 20_000;
+    const TIMEOUT_SECONDS: u64 = 30;
+}
+
+impl Default for HeldLimits {
+    fn default() -> Self {
+        Self {
+            max_reads: Self::MAX_READS,
+            timeout_seconds: Self::TIMEOUT_SECONDS,
+            cache_entries: ManifestCache::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// What each manifest read so far references, by digest, for every delete of the process. At most
+/// `capacity` manifests; past it the least recently used go.
+pub struct ManifestCache {
+    entries: quick_cache::sync::Cache<Sha256, Arc<ManifestRefs>>,
+}
+
+impl ManifestCache {
+    /// Every manifest of 10,000 immutable tags of 2-platform images with a signature each.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: quick_cache::sync::Cache::new(capacity.max(1)) }
+    }
+
+    /// What `digest` references, if remembered.
+    pub fn get(&self, digest: &Sha256) -> Option<Arc<ManifestRefs>> {
+        self.entries.get(digest)
+    }
+
+    /// Remembers what `digest` references (only ever what its checked bytes say).
+    pub fn insert(&self, digest: Sha256, refs: Arc<ManifestRefs>) {
+        self.entries.insert(digest, refs);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Why a walk gave no answer; nothing is deleted.
+#[derive(Debug)]
+pub enum WalkError {
+    Lookup(LookupError),
+    Manifest(ManifestError),
+    /// A bound was reached (which, and what it is).
+    Bounded(String),
+}
+
+impl From<LookupError> for WalkError {
+    fn from(error: LookupError) -> Self {
+        WalkError::Lookup(error)
+    }
+}
+
+/// A manifest an immutable tag points at, and those tags.
+struct Root {
+    digest: Sha256,
+    tags: Vec<Tag>,
+}
+
+/// One delete's view of a repository: its tags, and the manifests its immutable tags point at.
+pub struct Walk<'a> {
+    registry: &'a Registry,
+    cache: &'a ManifestCache,
+    name: &'a str,
+    authorization: Option<&'a HeaderValue>,
+    max_reads: usize,
+    reads: AtomicUsize,
+    /// Every tag of the repository (the referrers tag schema's tags among them).
+    tags: HashSet<String>,
+    roots: Vec<Root>,
+}
+
+impl<'a> Walk<'a> {
+    /// Lists the repository's tags and looks up the manifest of each that `protection` may make
+    /// immutable.
+    pub async fn start(
+        registry: &'a Registry,
+        cache: &'a ManifestCache,
+        repository: &'a RepositoryName,
+        protection: &Protection,
+        authorization: Option<&'a HeaderValue>,
+        limits: &HeldLimits,
+    ) -> Result<Walk<'a>, WalkError> {
+        let name = repository.as_str();
+        let tags: HashSet<String> = registry.tags(name, authorization).await?.into_iter().collect();
+        let mut walk = Walk {
+            registry,
+            cache,
+            name,
+            authorization,
+            max_reads: limits.max_reads,
+            reads: AtomicUsize::new(1),
+            tags,
+            roots: Vec::new(),
+        };
+        let immutable: Vec<Tag> = walk
+            .tags
+            .iter()
+            .filter_map(|tag| Tag::parse(tag).ok())
+            .filter(|tag| protection.may_protect(repository, tag))
+            .collect();
+        let walk_ref = &walk;
+        let current: Vec<(Tag, Option<Digest>)> = futures_util::stream::iter(immutable)
+            .map(|tag| async move {
+                walk_ref.count_read()?;
+                let digest = registry.current_digest(name, tag.as_str(), authorization).await?;
+                Ok::<_, WalkError>((tag, digest))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut roots: HashMap<Sha256, Vec<Tag>> = HashMap::new();
+        for (tag, digest) in current {
+            if let Some(digest) = digest {
+                roots.entry(Sha256::from(&digest)).or_default().push(tag);
+            }
+        }
+        walk.roots = roots
+            .into_iter()
+            .map(|(digest, mut tags)| {
+                tags.sort();
+                Root { digest, tags }
+            })
+            .collect();
+        walk.roots.sort_by_key(|root| root.digest);
+        Ok(walk)
+    }
+
+    /// The immutable tags pointing at `digest` itself.
+    pub fn tags_of(&self, digest: &Digest) -> Vec<Tag> {
+        let digest = Sha256::from(digest);
+        self.roots.iter().find(|root| root.digest == digest).map(|root| root.tags.clone()).unwrap_or_default()
+    }
+
+    /// Registry reads made so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self) -> Result<(), WalkError> {
+        let reads = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+        if reads > self.max_reads {
+            return Err(WalkError::Bounded(format!(
+                "working out what the immutable tags of \"{}\" hold takes more than {} registry reads \
+                 (--held-max-reads)",
+                self.name, self.max_reads
+            )));
+        }
+        Ok(())
+    }
+
+    fn holder(&self, root: usize, relation: Relation) -> Vec<Holder> {
+        self.roots
+            .get(root)
+            .map(|root| Holder { digest: root.digest.digest(), tags: root.tags.clone(), relation })
+            .into_iter()
+            .collect()
+    }
+
+    /// What `digest` references, from the cache or read from the registry (and then checked
+    /// against the digest); `None` when the registry does not have it.
+    async fn refs(&self, digest: Sha256) -> Result<Option<Arc<ManifestRefs>>, WalkError> {
+        if let Some(refs) = self.cache.get(&digest) {
+            return Ok(Some(refs));
+        }
+        self.count_read()?;
+        let reference = digest.to_string();
+        let Some(bytes) = self.registry.manifest(self.name, &reference, self.authorization, MAX_MANIFEST_BYTES).await?
+        else {
+            return Ok(None);
+        };
+        let refs = Arc::new(ManifestRefs::parse(digest, &bytes).map_err(WalkError::Manifest)?);
+        self.cache.insert(digest, refs.clone());
+        Ok(Some(refs))
+    }
+
+    /// [`Self::refs`] of each, side by side.
+    async fn refs_of(&self, digests: &[Sha256]) -> Result<Vec<(Sha256, Arc<ManifestRefs>)>, WalkError> {
+        let read: Vec<_> = futures_util::stream::iter(digests.iter().copied())
+            .map(|digest| async move { Ok::<_, WalkError>((digest, self.refs(digest).await?)) })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().filter_map(|(digest, refs)| Some((digest, refs?))).collect())
+    }
+
+    /// The manifests whose `subject` is `digest`: the registry's referrers API (`api`: whether it
+    /// has one; `None` until asked) and the referrers tag schema's `sha256-<hex>` tag.
+    async fn referrers(&self, digest: Sha256, api: Option<bool>) -> Result<(Vec<Sha256>, bool), WalkError> {
+        let mut found = Vec::new();
+        let mut has_api = api.unwrap_or(true);
+        if has_api {
+            self.count_read()?;
+            match self.registry.referrers(self.name, &digest.digest(), self.authorization, MAX_MANIFEST_BYTES).await? {
+                None => has_api = false,
+                Some(pages) => {
+                    for page in pages {
+                        found.extend(self.listed(&page)?);
+                    }
+                }
+            }
+        }
+        let tag = digest.referrers_tag();
+        if self.tags.contains(&tag) {
+            self.count_read()?;
+            if let Some(bytes) = self.registry.manifest(self.name, &tag, self.authorization, MAX_MANIFEST_BYTES).await?
+            {
+                found.extend(self.listed(&bytes)?);
+            }
+        }
+        Ok((found, has_api))
+    }
+
+    /// The manifests an index lists (a referrers list is one).
+    fn listed(&self, bytes: &[u8]) -> Result<Vec<Sha256>, WalkError> {
+        let index = ManifestRefs::parse_unchecked(bytes).map_err(|why| {
+            WalkError::Lookup(LookupError::Failed(format!(
+                "a referrers list of \"{}\" cannot be read: {why}",
+                self.name
+            )))
+        })?;
+        Ok(index.children.iter().map(|child| child.digest).collect())
+    }
+
+    /// The immutable tags holding the manifest `target` (not counting tags pointing at it, which
+    /// [`Self::tags_of`] gives): as a child of an index they point at (any depth), or as a referrer
+    /// of something they hold (its `subject`, followed up).
+    pub async fn holders_of_manifest(&self, target: &Digest) -> Result<Vec<Holder>, WalkError> {
+        let target = Sha256::from(target);
+        let mut owner: HashMap<Sha256, usize> =
+            self.roots.iter().enumerate().map(|(i, root)| (root.digest, i)).collect();
+        let mut level: Vec<Sha256> = self.roots.iter().map(|root| root.digest).collect();
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for (digest, refs) in self.refs_of(&level).await? {
+                let root = owner.get(&digest).copied().unwrap_or_default();
+                for child in refs.children.iter() {
+                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(child.digest) {
+                        entry.insert(root);
+                        next.push(child.digest);
+                    }
+                }
+            }
+            level = next;
+        }
+        if let Some(&root) = owner.get(&target) {
+            if self.roots.get(root).is_some_and(|root| root.digest != target) {
+                return Ok(self.holder(root, Relation::Child));
+            }
+        }
+        let mut current = target;
+        for _ in 0..MAX_SUBJECT_DEPTH {
+            let Some(subject) = self.refs(current).await?.and_then(|refs| refs.subject) else { break };
+            if let Some(&root) = owner.get(&subject) {
+                return Ok(self.holder(root, Relation::Referrer));
+            }
+            current = subject;
+        }
+        Ok(Vec::new())
+    }
+
+    /// The immutable tags holding the blob `target`: as config or layer of an image they point at,
+    /// of an index's child (any depth), or of a referrer attached to any of these.
+    pub async fn holders_of_blob(&self, target: &Digest) -> Result<Vec<Holder>, WalkError> {
+        let target = Sha256::from(target);
+        // Each manifest reached: the root it was reached from, and whether through a referrer.
+        let mut owner: HashMap<Sha256, (usize, bool)> =
+            self.roots.iter().enumerate().map(|(i, root)| (root.digest, (i, false))).collect();
+        let mut level: Vec<Sha256> = self.roots.iter().map(|root| root.digest).collect();
+        let mut api = None;
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for (digest, refs) in self.refs_of(&level).await? {
+                let (root, through_referrer) = owner.get(&digest).copied().unwrap_or_default();
+                if let Some(blob) = refs.blobs.iter().find(|blob| blob.digest == target) {
+                    let relation = match (through_referrer, blob.role) {
+                        (true, _) => Relation::Referrer,
+                        (false, BlobRole::Config) => Relation::Config,
+                        (false, BlobRole::Layer) => Relation::Layer,
+                    };
+                    return Ok(self.holder(root, relation));
+                }
+                for child in refs.children.iter() {
+                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(child.digest) {
+                        entry.insert((root, through_referrer));
+                        next.push(child.digest);
+                    }
+                }
+            }
+            // Whether the registry has a referrers API is asked once, then the rest side by side.
+            let (first, rest) = match (api, level.split_first()) {
+                (None, Some((first, rest))) => {
+                    let (found, has_api) = self.referrers(*first, None).await?;
+                    api = Some(has_api);
+                    (vec![(*first, found)], rest)
+                }
+                _ => (Vec::new(), level.as_slice()),
+            };
+            let rest: Vec<(Sha256, Vec<Sha256>)> = futures_util::stream::iter(rest.iter().copied())
+                .map(|digest| async move { Ok::<_, WalkError>((digest, self.referrers(digest, api).await?.0)) })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (subject, referrers) in first.into_iter().chain(rest) {
+                let (root, _) = owner.get(&subject).copied().unwrap_or_default();
+                for referrer in referrers {
+                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(referrer) {
+                        entry.insert((root, true));
+                        next.push(referrer);
+                    }
+                }
+            }
+            level = next;
+        }
+        Ok(Vec::new())
+    }
+}
