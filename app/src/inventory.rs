@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const TAGS_PER_PAGE: usize = 50;
 /// References an impact lists by name, per count.
 pub const IMPACT_EXAMPLES: usize = 5;
+/// The most tags whose blobs are weighed together for one figure (what a set of immutable tags
+/// keeps from garbage collection); past it the figure is not given rather than slow every page.
+pub const MAX_WEIGHED_TAGS: usize = 20_000;
 
 /// How current the inventory is, in words for the page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,62 @@ pub struct TagRow {
     pub source: String,
     /// The enabled rules that make it immutable (empty: mutable).
     pub immutable_by: Vec<i64>,
+    /// What it holds (for an immutable tag whose manifest tagward has read).
+    pub holds: Option<Holding>,
+}
+
+/// What an immutable tag holds, as far as tagward has read its manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// The platforms of its index (empty for a single image).
+    pub platforms: Vec<String>,
+    /// Signatures, SBOMs and other referrers attached to what it holds.
+    pub referrers: u64,
+    /// Manifests it holds (itself, children, referrers).
+    pub manifests: u64,
+    /// Of those, not read yet: their blobs are not counted.
+    pub unread: u64,
+    /// The distinct blobs it holds, in bytes.
+    pub bytes: u64,
+}
+
+/// What a set of immutable tags keeps from garbage collection, together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locked {
+    /// The distinct blobs they hold, in bytes (each counted once, as the registry stores it once).
+    pub bytes: u64,
+    /// Manifests they hold that tagward has not read yet (their blobs are not counted).
+    pub unread: u64,
+}
+
+impl Locked {
+    /// "1.2 GiB of blobs" or "1.2 GiB of blobs (3 manifests not read yet)".
+    pub fn phrase(&self) -> String {
+        let manifests = |n: u64| if n == 1 { "1 manifest".to_owned() } else { format!("{} manifests", thousands(n)) };
+        match (self.bytes, self.unread) {
+            (_, 0) => format!("{} of blobs", bytes(self.bytes)),
+            (0, unread) => format!("blobs not read yet ({})", manifests(unread)),
+            (held, unread) => format!("{} of blobs ({} not read yet)", bytes(held), manifests(unread)),
+        }
+    }
+}
+
+/// 1536 → "1.5 KiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
 }
 
 /// The Tags tab's data.
@@ -57,6 +116,9 @@ pub struct TagsView {
     pub filter_error: Option<String>,
     /// Why the policy cannot be evaluated (then no tag is shown as immutable or mutable).
     pub policy_problem: Option<String>,
+    /// What the project's immutable tags keep from garbage collection (`None`: more than
+    /// [`MAX_WEIGHED_TAGS`] immutable tags, not weighed here).
+    pub locked: Option<Locked>,
 }
 
 /// How many tags in how many repositories, with the first few (`repository:tag`).
@@ -89,6 +151,9 @@ pub struct Impact {
     pub ceasing_immutable: Counted,
     /// Immutable under the whole policy after the change.
     pub immutable_after: Counted,
+    /// What the tags the changed rule makes immutable hold, together (`None`: the rule is removed,
+    /// or makes more than [`MAX_WEIGHED_TAGS`] immutable).
+    pub locked_by_rule: Option<Locked>,
     /// Server time spent, in milliseconds (for the curious and the benchmark).
     pub millis: u64,
 }
@@ -145,6 +210,8 @@ pub mod ssr {
         becoming: Counter,
         ceasing: Counter,
         immutable_after: Counter,
+        /// The tags the changed rule makes immutable, as (path, tag), while few enough to weigh.
+        weighed: Vec<(String, String)>,
     }
 
     impl ImpactCounter {
@@ -159,6 +226,7 @@ pub mod ssr {
                 becoming: Counter::default(),
                 ceasing: Counter::default(),
                 immutable_after: Counter::default(),
+                weighed: Vec::new(),
             }
         }
 
@@ -179,13 +247,23 @@ pub mod ssr {
                 }
                 if rule.as_ref().is_some_and(|rule| !rule.immutable_rules(tag).is_empty()) {
                     self.by_rule.add(path, tag);
+                    if self.weighed.len() <= MAX_WEIGHED_TAGS {
+                        self.weighed.push((path.to_owned(), tag.clone()));
+                    }
                 }
             }
         }
 
-        pub fn finish(self, freshness: Freshness, started: std::time::Instant) -> Impact {
+        /// The tags the changed rule makes immutable, as (path, tag); `None` when there are too
+        /// many to weigh, or no rule.
+        pub fn weighed(&self) -> Option<&[(String, String)]> {
+            (self.rule.is_some() && self.weighed.len() <= MAX_WEIGHED_TAGS).then_some(self.weighed.as_slice())
+        }
+
+        pub fn finish(self, freshness: Freshness, locked: Option<Locked>, started: std::time::Instant) -> Impact {
             Impact {
                 freshness,
+                locked_by_rule: locked,
                 by_rule: self.rule.is_some().then_some(self.by_rule.counted),
                 total: self.total.counted,
                 becoming_immutable: self.becoming.counted,
@@ -252,7 +330,19 @@ pub mod ssr {
         .map_err(AppError::internal)??;
         let mut counter = ImpactCounter::new(before, after, rule);
         each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
-        Ok(counter.finish(freshness(pool).await?, started))
+        let locked = match counter.weighed() {
+            Some(tags) => Some(locked(pool, project, tags).await?),
+            None => None,
+        };
+        Ok(counter.finish(freshness(pool).await?, locked, started))
+    }
+
+    /// What the tags of `project` (as (path inside the project, tag)) hold together.
+    pub async fn locked(pool: &PgPool, project: &str, tags: &[(String, String)]) -> Result<Locked, AppError> {
+        let tags: Vec<(String, String)> =
+            tags.iter().map(|(path, tag)| (format!("{project}/{path}"), tag.clone())).collect();
+        let held = store::held_bytes(pool, &tags).await?;
+        Ok(Locked { bytes: u64::try_from(held.bytes).unwrap_or(0), unread: u64::try_from(held.unread).unwrap_or(0) })
     }
 
     /// For each enabled rule of `policy`: the project's tags it makes immutable, and how many of
@@ -396,6 +486,8 @@ pub async fn project_tags(
     let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
     let (mut matched, mut total) = (ssr::Counter::default(), ssr::Counter::default());
     let mut immutable = 0;
+    // Every immutable tag of the project, filtered or not (what they keep together), while few enough.
+    let mut all_immutable: Vec<(String, String)> = Vec::new();
     // The page's tags (full name, tag, rules) found by counting, then their digests read.
     let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
     let prefix = format!("{}/", access.name);
@@ -403,10 +495,13 @@ pub async fn project_tags(
         let (filter, by) = (filter.in_repository(path), policy.as_ref().map(|policy| policy.in_repository(path)));
         for tag in tags {
             total.add(path, tag);
+            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
+            if !mask.is_empty() && all_immutable.len() <= MAX_WEIGHED_TAGS {
+                all_immutable.push((path.to_owned(), tag.clone()));
+            }
             if filter.immutable_rules(tag).is_empty() {
                 continue;
             }
-            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
             if !mask.is_empty() {
                 immutable += 1;
             }
@@ -422,12 +517,40 @@ pub async fn project_tags(
     let keys: Vec<(String, String)> =
         on_page.iter().map(|(repository, tag, _)| (repository.clone(), tag.clone())).collect();
     let mut found = crate::store::inventory_tags(&pool, &keys).await?;
+    let immutable_keys: Vec<(String, String)> = on_page
+        .iter()
+        .filter(|(_, _, ids)| !ids.is_empty())
+        .map(|(repository, tag, _)| (repository.clone(), tag.clone()))
+        .collect();
+    let mut holdings: std::collections::HashMap<(String, String), Holding> =
+        crate::store::tag_holdings(&pool, &immutable_keys)
+            .await?
+            .into_iter()
+            .map(|held| {
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                let holding = Holding {
+                    platforms: held.platforms,
+                    referrers: count(held.referrers),
+                    manifests: count(held.manifests),
+                    unread: count(held.unread),
+                    bytes: count(held.bytes),
+                };
+                ((held.repository, held.tag), holding)
+            })
+            .collect();
+    let locked = if all_immutable.len() <= MAX_WEIGHED_TAGS {
+        Some(ssr::locked(&pool, &access.name, &all_immutable).await?)
+    } else {
+        None
+    };
     let rows = on_page
         .into_iter()
         .filter_map(|(repository, tag, immutable_by)| {
             // Gone between the two reads (a delete just now): left off the page.
             let row = found.remove(&(repository.clone(), tag.clone()))?;
+            let holds = holdings.remove(&(repository.clone(), tag.clone()));
             Some(TagRow {
+                holds,
                 repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
                 tag,
                 digest: row.digest,
@@ -449,6 +572,7 @@ pub async fn project_tags(
         pages,
         filter_error,
         policy_problem,
+        locked,
     })
 }
 

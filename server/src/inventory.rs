@@ -1,10 +1,13 @@
 //! The tag inventory's background sync: reads the registry's catalog and every repository's tags
 //! (paged, rate-limited, resumable), so the inventory also knows the pushes that did not go through
-//! the gateway. One process syncs at a time (a PostgreSQL advisory lock); a registry that cannot be
+//! the gateway; and for immutable tags and referrers tags, the manifests they hold (read once:
+//! content-addressed), so the portal can say what immutable tags keep. One process syncs at a time (a PostgreSQL advisory lock); a registry that cannot be
 //! reached is recorded for the portal's notice and retried, and never touches decisions.
 
+use crate::enforcement::Enforcer;
 use crate::registry::{LookupError, Registry};
-use app::policy::RepositoryName;
+use app::artifact::{ManifestRefs, Sha256};
+use app::policy::{Digest, RepositoryName, Tag};
 use axum::http::header::HeaderValue;
 use axum::http::Uri;
 use clap::Args;
@@ -68,8 +71,8 @@ const SYNC_LOCK: &str = "tagward:inventory-sync";
 
 impl RegistrySyncConfig {
     /// Starts the sync in the background if there is a registry to read (`fallback`: the gateway's
-    /// upstream) and an interval.
-    pub fn start(&self, pool: &PgPool, fallback: Option<&Uri>) -> anyhow::Result<()> {
+    /// upstream) and an interval. `enforcer` says which tags are immutable (their graphs are read).
+    pub fn start(&self, pool: &PgPool, enforcer: &Enforcer, fallback: Option<&Uri>) -> anyhow::Result<()> {
         let Some(url) = self.url.as_ref().or(fallback) else { return Ok(()) };
         if self.interval_seconds == 0 {
             return Ok(());
@@ -87,6 +90,7 @@ impl RegistrySyncConfig {
         };
         let sync = Sync {
             pool: pool.clone(),
+            enforcer: enforcer.clone(),
             registry: Registry::new(url)?,
             shown_as: url.to_string().trim_end_matches('/').to_owned(),
             authorization,
@@ -101,6 +105,7 @@ impl RegistrySyncConfig {
 
 struct Sync {
     pool: PgPool,
+    enforcer: Enforcer,
     registry: Registry,
     /// The registry's URL as the portal shows it.
     shown_as: String,
@@ -185,6 +190,7 @@ impl Sync {
     ) -> Result<(), Failure> {
         // A name tagward cannot read belongs to no project: nothing to store.
         if let Ok(repository) = RepositoryName::parse(name) {
+            let protection = self.enforcer.protection(repository.project()).await;
             loop {
                 self.throttle.wait().await;
                 let path = self.registry.tags_page_path(name, last_tag.as_deref());
@@ -213,6 +219,18 @@ impl Sync {
                     app::store::store_synced_tags(&self.pool, &repository, started, &found, last)
                         .await
                         .map_err(store)?;
+                    if protection.protects_anything() {
+                        // What immutable tags hold, and what referrers tags attach to anything.
+                        let holding: Vec<String> = found
+                            .iter()
+                            .filter(|(tag, _)| {
+                                is_referrers_tag(tag)
+                                    || Tag::parse(tag).is_ok_and(|tag| protection.may_protect(&repository, &tag))
+                            })
+                            .map(|(_, digest)| digest.clone())
+                            .collect();
+                        self.learn_graphs(name, holding).await?;
+                    }
                     last_tag = Some(last.clone());
                 }
                 if page.next.is_none() || page.names.is_empty() {
@@ -221,6 +239,42 @@ impl Sync {
             }
         }
         app::store::finish_synced_repository(&self.pool, name, started).await.map_err(store)
+    }
+
+    /// Reads the manifests `digests` of `name` not read before, and their children at any depth, and
+    /// records what each references. A manifest that cannot be read or believed is left out (the
+    /// portal then counts it as not read).
+    async fn learn_graphs(&self, name: &str, digests: Vec<String>) -> Result<(), Failure> {
+        let mut level = app::store::unread_manifests(&self.pool, name, &digests).await.map_err(store)?;
+        while !level.is_empty() {
+            let read: Vec<Option<(Sha256, ManifestRefs)>> = futures_util::stream::iter(level)
+                .map(|digest| async move {
+                    let Ok(parsed) = Digest::parse(&digest) else { return Ok(None) };
+                    self.throttle.wait().await;
+                    let Some(bytes) = self.registry.manifest(name, &digest, self.authorization.as_ref()).await? else {
+                        return Ok(None);
+                    };
+                    let hash = Sha256::from(&parsed);
+                    match ManifestRefs::parse(hash, &bytes) {
+                        Ok(refs) => Ok(Some((hash, refs))),
+                        Err(error) => {
+                            tracing::warn!(repository = name, %error, "a manifest the sync cannot describe");
+                            Ok::<_, LookupError>(None)
+                        }
+                    }
+                })
+                .buffered(CONCURRENT_LOOKUPS)
+                .try_collect()
+                .await
+                .map_err(lookup)?;
+            let read: Vec<(Sha256, ManifestRefs)> = read.into_iter().flatten().collect();
+            let records: Vec<(Sha256, &ManifestRefs)> = read.iter().map(|(digest, refs)| (*digest, refs)).collect();
+            app::store::record_manifests(&self.pool, name, &records).await.map_err(store)?;
+            let children: Vec<String> =
+                read.iter().flat_map(|(_, refs)| refs.children.iter().map(|child| child.digest.to_string())).collect();
+            level = app::store::unread_manifests(&self.pool, name, &children).await.map_err(store)?;
+        }
+        Ok(())
     }
 
     /// The database's clock (what the inventory's times are compared with).
@@ -247,6 +301,11 @@ fn lookup(error: LookupError) -> Failure {
         LookupError::TooManyTags(limit) => format!("a repository lists more than {limit} tags"),
         LookupError::Failed(why) => format!("the registry could not be read: {why}"),
     }
+}
+
+/// A tag of the OCI referrers tag schema (`sha256-<hex>`): an index of what is attached to that digest.
+fn is_referrers_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// At most `per_second` requests a second, spread evenly, across every task of the sync.

@@ -19,6 +19,10 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v1+prettyjws, \
     application/vnd.oci.artifact.manifest.v1+json";
 
+/// The largest manifest read or accepted (distribution's own limit is 4 MiB too); also bounds a
+/// referrers list.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Tag list pages followed, at most (of 1,000 tags each); a longer list is an error, never
 /// treated as complete.
 const MAX_TAG_PAGES: usize = 100;
@@ -161,33 +165,31 @@ impl Registry {
         }
     }
 
-    /// The manifest `reference` (a digest or a tag) of `name`, at most `limit` bytes, or `None`
-    /// when the registry has no such manifest.
+    /// The manifest `reference` (a digest or a tag) of `name`, at most [`MAX_MANIFEST_BYTES`], or
+    /// `None` when the registry has no such manifest.
     pub async fn manifest(
         &self,
         name: &str,
         reference: &str,
         authorization: Option<&HeaderValue>,
-        limit: usize,
     ) -> Result<Option<Bytes>, LookupError> {
         let path = format!("/v2/{name}/manifests/{reference}");
         let response = self.look_up(Method::GET, &path, authorization, MANIFEST_TYPES).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => read_limited(response, limit, &path).await.map(Some),
+            status if status.is_success() => read_limited(response, MAX_MANIFEST_BYTES, &path).await.map(Some),
             status => Err(refused(status, response.headers())),
         }
     }
 
-    /// The referrers API's index of the manifests whose `subject` is `digest` (one page: a
-    /// registry that pages it links the rest, which are read too, up to `limit` bytes in all),
-    /// or `None` when the registry has no referrers API (distribution 2.8 answers 404).
+    /// The referrers API's index of the manifests whose `subject` is `digest` (a registry that
+    /// pages it links the rest, which are read too, up to [`MAX_MANIFEST_BYTES`] in all), or `None`
+    /// when the registry has no referrers API (distribution 2.8 answers 404).
     pub async fn referrers(
         &self,
         name: &str,
         digest: &Digest,
         authorization: Option<&HeaderValue>,
-        limit: usize,
     ) -> Result<Option<Vec<Bytes>>, LookupError> {
         let mut pages = Vec::new();
         let mut path = Some(format!("/v2/{name}/referrers/{digest}"));
@@ -201,7 +203,7 @@ impl Registry {
                 status => return Err(refused(status, response.headers())),
             }
             path = self.next_page(response.headers());
-            let page = read_limited(response, limit.saturating_sub(read), &current).await?;
+            let page = read_limited(response, MAX_MANIFEST_BYTES.saturating_sub(read), &current).await?;
             read += page.len();
             pages.push(page);
         }

@@ -36,7 +36,7 @@ impl Application {
         if let Some(password) = &config.bootstrap_admin_password {
             bootstrap_admin(&pool, password).await?;
         }
-        config.registry.start(&pool, None)?;
+        config.registry.start(&pool, &core.enforcer, None)?;
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?;

@@ -374,7 +374,30 @@ async fn on_a_slow_link_the_first_visit_hydrates_and_the_dialog_opens() {
 #[tokio::test]
 async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_activity_tabs_show_them() {
     let (app, browser) = admin_on_policy_tab(1280, true).await;
-    let digest = format!("sha256:{}", "ab".repeat(32));
+    // Every tag points at one 2-platform index whose manifests tagward has read (as a sync would).
+    let image = |arch: &str, layer_size: u64| {
+        serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "c".repeat(64)), "size": 1024},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", if arch == "amd64" { "d" } else { "e" }.repeat(64)), "size": layer_size}]})
+        .to_string()
+    };
+    let (amd64, arm64) = (image("amd64", 3 << 20), image("arm64", 2 << 20));
+    let hash = |bytes: &str| app::artifact::Sha256::of(bytes.as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": hash(&amd64).to_string(), "size": amd64.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": hash(&arm64).to_string(), "size": arm64.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+    ]}).to_string();
+    let read: Vec<_> = [&index, &amd64, &arm64]
+        .into_iter()
+        .map(|manifest| {
+            (hash(manifest), app::artifact::ManifestRefs::parse(hash(manifest), manifest.as_bytes()).unwrap())
+        })
+        .collect();
+    let digest = hash(&index).to_string();
+    for repository in ["shop/app", "shop/team/web", "shop/tools"] {
+        let records: Vec<_> = read.iter().map(|(digest, refs)| (*digest, refs)).collect();
+        app::store::record_manifests(&app.db.pool, repository, &records).await.unwrap();
+    }
     for (repository, tags) in [("shop/app", 30), ("shop/team/web", 20), ("shop/tools", 5)] {
         for i in 0..tags {
             let tag = if i % 2 == 0 { format!("v1.{i}.0") } else { format!("build-{i}") };
@@ -424,6 +447,12 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
     browser.text_containing("#impact-invalid", "No impact until the rule is valid").await;
     set_field(&browser, "#tags", "v*").await;
     wait_for_text(&browser, "#impact-rule", "This rule makes 25 tags in 2 repositories immutable.").await;
+    wait_for_text(
+        &browser,
+        "#impact-locked",
+        "Together they hold 5.0 MiB of blobs, which garbage collection will have to keep.",
+    )
+    .await;
     browser.screenshot("dialog-impact-1280").await;
     browser.find("#save-rule").await.click().await.unwrap();
     wait_for_rules(&browser, 2).await;
@@ -445,6 +474,11 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
     browser.goto(&app.url("/projects/shop/tags")).await;
     browser.wait_for_hydration().await;
     assert_eq!(browser.text("#tags-summary").await, "55 tags in 3 repositories (30 immutable).");
+    // One 1 KiB config and two layers (3 and 2 MiB), each counted once however many tags hold them.
+    let locked = browser.text("#tags-locked").await;
+    assert!(locked.starts_with("Immutable tags keep 5.0 MiB of blobs from garbage collection"), "{locked}");
+    let holds = texts(&browser, "#tags .holds").await;
+    assert!(holds.iter().all(|h| h == "holds 2 platforms (linux/amd64, linux/arm64), 5.0 MiB"), "{holds:?}");
     set_field(&browser, "#filter-repositories", "team/**").await;
     browser.find("#tags-filter button[type=submit]").await.click().await.unwrap();
     browser
@@ -455,6 +489,9 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
         .await;
     assert_eq!(texts(&browser, "#tags tbody tr").await.len(), 20);
     browser.screenshot("tags-1280").await;
+    browser.goto(&app.url("/projects/shop/tags?repositories=app&tags=v*")).await;
+    browser.text_containing("#tags-summary", "15 tags in 1 repository match the filter (15 immutable)").await;
+    browser.screenshot("tags-immutable-1280").await;
 
     // The Activity tab's chart: six days with denials, their numbers in a table for screen readers.
     browser.goto(&app.url("/projects/shop/activity")).await;

@@ -43,7 +43,7 @@ fn layer(seed: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_immutable_image_keeps_its_blobs_and_a_mutable_one_does_not() {
-    let Setup { registry, gateway, rule, .. } = setup().await;
+    let Setup { _db: db, registry, gateway, rule } = setup().await;
     let shared = layer("shared");
     let v1 = push_image(gateway, "shop/app", Some("v1"), "one", &[&layer("one"), &shared], None).await;
     let latest = push_image(gateway, "shop/app", Some("latest"), "two", &[&layer("two"), &shared], None).await;
@@ -94,6 +94,15 @@ async fn an_immutable_image_keeps_its_blobs_and_a_mutable_one_does_not() {
     // Now nothing but v1 holds the shared layer: still held.
     let (status, _) = delete(gateway, &format!("/v2/shop/app/blobs/{}", v1.layers[1])).await;
     assert_eq!(status, 403);
+
+    // What the gateway read (and the immutable push it let through) is in the inventory, for the Tags tab.
+    let recorded: Vec<(String, i64)> = sqlx::query_as(
+        "select digest, jsonb_array_length(blobs)::bigint from registry_manifests where repository = 'shop/app' order by 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(recorded.contains(&(v1.manifest.clone(), 3)), "{recorded:?}");
 }
 
 #[tokio::test]
@@ -192,8 +201,9 @@ async fn a_registry_that_fails_or_lies_mid_walk_deletes_nothing() {
     let registry = Registry::start().await;
     let proxy = FaultyProxy::start(registry.address).await;
     let gateway = spawn_gateway(gateway_config(&db, proxy.address)).await;
-    let v1 = push_image(gateway, "shop/app", Some("v1"), "one", &[&layer("one")], None).await;
-    let scratch = push_image(gateway, "shop/app", Some("scratch"), "two", &[&layer("two")], None).await;
+    // Pushed straight to the registry: neither the gateway's cache nor the inventory knows them.
+    let v1 = push_image(registry.address, "shop/app", Some("v1"), "one", &[&layer("one")], None).await;
+    let scratch = push_image(registry.address, "shop/app", Some("scratch"), "two", &[&layer("two")], None).await;
 
     proxy.set(Fault::Fail);
     let (status, message) = delete(gateway, &format!("/v2/shop/app/blobs/{}", scratch.layers[0])).await;
@@ -217,6 +227,13 @@ async fn a_registry_that_fails_or_lies_mid_walk_deletes_nothing() {
     assert_eq!(status, 202, "{message}");
     let (status, _) = delete(gateway, &format!("/v2/shop/app/blobs/{}", v1.layers[0])).await;
     assert_eq!(status, 403);
+
+    // A second gateway starts cold but reads what the first one recorded, not the registry's
+    // manifests (which now fail): what a digest references never changes.
+    let second = spawn_gateway(gateway_config(&db, proxy.address)).await;
+    proxy.set(Fault::Fail);
+    let (status, message) = delete(second, &format!("/v2/shop/app/blobs/{}", v1.layers[0])).await;
+    assert_eq!(status, 403, "{message}");
 }
 
 #[tokio::test]

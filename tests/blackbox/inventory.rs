@@ -454,3 +454,63 @@ async fn a_hostile_registry_can_neither_loop_the_sync_nor_flood_its_memory() {
     assert_eq!(inventory(&app.db, "shop").await, [found("shop/a", "v1"), found("shop/b", "v2")]);
     println!("peak memory of the portal after the flood: {:.1} MiB", app.peak_memory_mib().unwrap_or(f64::NAN));
 }
+
+/// The distinct blobs of these manifests of `repository` (and of their children), in bytes, read
+/// straight from the registry.
+async fn blob_bytes(registry: &Registry, repository: &str, manifests: &[&str]) -> u64 {
+    let mut blobs = std::collections::BTreeMap::new();
+    let mut queue: Vec<String> = manifests.iter().map(|m| m.to_string()).collect();
+    while let Some(reference) = queue.pop() {
+        let manifest = registry.manifest(repository, &reference).await.unwrap();
+        for child in manifest["manifests"].as_array().into_iter().flatten() {
+            queue.push(child["digest"].as_str().unwrap().to_owned());
+        }
+        let config = manifest.get("config").into_iter();
+        for blob in config.chain(manifest["layers"].as_array().into_iter().flatten()) {
+            blobs.insert(blob["digest"].as_str().unwrap().to_owned(), blob["size"].as_u64().unwrap());
+        }
+    }
+    blobs.values().sum()
+}
+
+#[tokio::test]
+async fn the_tags_tab_says_what_each_immutable_tag_holds_and_keeps_from_garbage_collection() {
+    use tests::registry::{push_image, tag_referrers};
+    let db = shop_with_admin_ann().await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let registry = Registry::start().await;
+    // Straight to the registry: the sync finds the tags and reads what the immutable ones hold.
+    let pushed = push(&OciLayout::index_of("multi"), registry.address, "shop/multi:v2", true).await;
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let (a, b, s, big) = (vec![1u8; 3000], vec![2u8; 2000], vec![3u8; 500], vec![4u8; 100_000]);
+    let v1 = push_image(registry.address, "shop/app", Some("v1"), "one", &[&a, &b], None).await;
+    let signature = push_image(registry.address, "shop/app", None, "sig", &[&s], Some(&v1.manifest)).await;
+    tag_referrers(registry.address, "shop/app", &v1.manifest, &[&signature.manifest]).await;
+    push_image(registry.address, "shop/app", Some("latest"), "latest", &[&big, &a], None).await;
+    let before = database_now(&db).await;
+    let app = portal_syncing(db, registry.address, "0").await;
+    synced_since(&app.db, before).await;
+    let client = app.logged_in("ann", PASSWORD).await;
+
+    let index = registry.digest("shop/multi", "v2").await.unwrap();
+    let multi = blob_bytes(&registry, "shop/multi", &[&index]).await;
+    let release = blob_bytes(&registry, "shop/app", &[&v1.manifest, &signature.manifest]).await;
+    let text = page_text(&app, &client, "/projects/shop/tags").await;
+    let holds_multi = format!("holds 2 platforms (linux/amd64, linux/arm64), {}", app::inventory::bytes(multi));
+    assert!(text.contains(&holds_multi), "{holds_multi} in: {text}");
+    let holds_v1 = format!("holds 1 referrer, {}", app::inventory::bytes(release));
+    assert!(text.contains(&holds_v1), "{holds_v1} in: {text}");
+    // Together, each blob once; `latest` (mutable) adds nothing, though it shares a layer with v1.
+    let kept =
+        format!("Immutable tags keep {} of blobs from garbage collection", app::inventory::bytes(multi + release));
+    assert!(text.contains(&kept), "{kept} in: {text}");
+
+    // The impact preview weighs what a rule would lock.
+    let impact = draft_impact(&app, &client, None, "app", "v1,latest").await;
+    let locked = &impact["locked_by_rule"];
+    let latest_only = blob_bytes(&registry, "shop/app", &["latest"]).await;
+    // `latest` is read by nobody yet (it is mutable): its manifest is counted as not read.
+    assert_eq!(locked["bytes"].as_u64(), Some(release), "{impact}");
+    assert_eq!(locked["unread"].as_u64(), Some(1), "{impact}");
+    assert!(latest_only > 100_000);
+}

@@ -438,6 +438,12 @@ fn ImpactPreview(
                         view! {
                             <p id="impact-rule"><strong>{format!("This rule makes {} immutable.", by_rule.phrase())}</strong></p>
                             {examples(&by_rule)}
+                            {impact.locked_by_rule.filter(|locked| locked.bytes > 0 || locked.unread > 0).map(|locked| view! {
+                                <p id="impact-locked">{format!(
+                                    "Together they hold {}, which garbage collection will have to keep.",
+                                    locked.phrase()
+                                )}</p>
+                            })}
                             <p id="impact-policy">{format!(
                                 "With the rest of the policy: {} become immutable that are not now{}; {} immutable in all.",
                                 impact.becoming_immutable.phrase(),

@@ -3,7 +3,7 @@
 //! and a GET form: it works without JavaScript.
 
 use crate::error::AppError;
-use crate::inventory::{thousands, Freshness, TagsView};
+use crate::inventory::{bytes, thousands, Freshness, Holding, TagsView, MAX_WEIGHED_TAGS};
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
@@ -98,6 +98,22 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
             <p class="error" role="alert">{format!("The policy cannot be evaluated ({problem}), so no tag is shown as immutable or mutable.")}</p>
         })}
         <p id="tags-summary">{summary}</p>
+        {match view.locked {
+            Some(locked) if locked.bytes > 0 || locked.unread > 0 => Some(view! {
+                <p id="tags-locked">{format!(
+                    "Immutable tags keep {} from garbage collection: every layer, config, platform image and \
+                     signature they hold stays, so leave them out of retention and clean-up plans.",
+                    locked.phrase()
+                )}</p>
+            }.into_any()),
+            None => Some(view! {
+                <p class="muted" id="tags-locked">{format!(
+                    "More than {} immutable tags: what they keep from garbage collection is not weighed here.",
+                    thousands(MAX_WEIGHED_TAGS as u64)
+                )}</p>
+            }.into_any()),
+            _ => None,
+        }}
         {if view.rows.is_empty() {
             view! {
                 <p class="empty" id="no-tags">{if view.total.tags == 0 {
@@ -139,6 +155,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                                                 {(i > 0).then_some(", ")}
                                                 <a href=rule_link(&project, id)>{format!("rule {id}")}</a>
                                             }).collect_view()}
+                                            {row.holds.map(|holds| view! { <br/><span class="small muted holds">{holding(&holds)}</span> })}
                                         }.into_any()
                                     }}</td>
                                 </tr>
@@ -154,6 +171,27 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
             }.into_any()
         }}
     }
+}
+
+/// What an immutable tag holds, in a few words: "holds 2 platforms (linux/amd64, linux/arm64),
+/// 1 referrer, 3.1 MiB".
+fn holding(holds: &Holding) -> String {
+    if holds.unread >= holds.manifests {
+        return "what it holds is not read yet".to_owned();
+    }
+    let mut parts = Vec::new();
+    if !holds.platforms.is_empty() {
+        let n = holds.platforms.len();
+        parts.push(format!("{n} platform{} ({})", if n == 1 { "" } else { "s" }, holds.platforms.join(", ")));
+    }
+    if holds.referrers > 0 {
+        parts.push(format!("{} referrer{}", holds.referrers, if holds.referrers == 1 { "" } else { "s" }));
+    }
+    parts.push(bytes(holds.bytes));
+    if holds.unread > 0 {
+        parts.push(format!("{} manifest{} not read yet", holds.unread, if holds.unread == 1 { "" } else { "s" }));
+    }
+    format!("holds {}", parts.join(", "))
 }
 
 /// `text` for a query string value.

@@ -7,6 +7,7 @@
 
 mod audit;
 mod inventory;
+mod manifests;
 mod projects;
 mod rules;
 mod tokens;
@@ -16,6 +17,9 @@ pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, Denial, 
 pub use inventory::{
     begin_sync_pass, each_project_repository, finish_sync_pass, finish_synced_repository, inventory_tags,
     record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag, SyncState,
+};
+pub use manifests::{
+    held_bytes, read_manifests, record_manifests, tag_holdings, unread_manifests, HeldBytes, TagHolding,
 };
 pub use projects::{
     change_member, create_project, delete_project, members, project_id, project_name, projects, visible_project,

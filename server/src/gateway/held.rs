@@ -6,11 +6,11 @@
 //! Worked out per delete, under the repository's exclusive lock, from the registry itself (with
 //! the client's credentials): its tags now, the manifests they point at, and what those reference.
 //! What a manifest references is read once per process ([`ManifestCache`]; a manifest is believed
-//! only when its bytes hash to its digest). Referrers change as signatures are pushed, so they are
+//! only when its bytes hash to its digest) and recorded in the inventory, which a process starting
+//! cold reads before asking the registry. Referrers change as signatures are pushed, so they are
 //! asked every time: the referrers API where the registry has one, the `sha256-<hex>` tag schema
 //! besides. Every walk is bounded in registry reads and time; past a bound nothing is deleted.
 
-use super::MAX_MANIFEST_BYTES;
 use crate::enforcement::Protection;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{BlobRole, ManifestError, ManifestRefs, Sha256};
@@ -18,12 +18,15 @@ use app::policy::{Digest, Holder, Relation, RepositoryName, Tag};
 use axum::http::HeaderValue;
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
+use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Registry requests made side by side within one walk.
 const CONCURRENCY: usize = 8;
+/// How long a walk waits for the inventory's record of manifests before asking the registry.
+const INVENTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How far a manifest delete follows `subject` (a signature of an SBOM of an image is two).
 const MAX_SUBJECT_DEPTH: usize = 16;
 
@@ -119,6 +122,8 @@ struct Root {
 pub struct Walk<'a> {
     registry: &'a Registry,
     cache: &'a ManifestCache,
+    /// Where the inventory keeps what manifests reference (read before asking the registry).
+    pool: &'a PgPool,
     name: &'a str,
     authorization: Option<&'a HeaderValue>,
     max_reads: usize,
@@ -126,6 +131,8 @@ pub struct Walk<'a> {
     /// Every tag of the repository (the referrers tag schema's tags among them).
     tags: HashSet<String>,
     roots: Vec<Root>,
+    /// Manifests read from the registry during this walk (for the inventory).
+    learned: std::sync::Mutex<Vec<(Sha256, Arc<ManifestRefs>)>>,
 }
 
 impl<'a> Walk<'a> {
@@ -134,6 +141,7 @@ impl<'a> Walk<'a> {
     pub async fn start(
         registry: &'a Registry,
         cache: &'a ManifestCache,
+        pool: &'a PgPool,
         repository: &'a RepositoryName,
         protection: &Protection,
         authorization: Option<&'a HeaderValue>,
@@ -144,12 +152,14 @@ impl<'a> Walk<'a> {
         let mut walk = Walk {
             registry,
             cache,
+            pool,
             name,
             authorization,
             max_reads: limits.max_reads,
             reads: AtomicUsize::new(1),
             tags,
             roots: Vec::new(),
+            learned: Default::default(),
         };
         let immutable: Vec<Tag> = walk
             .tags
@@ -190,6 +200,11 @@ impl<'a> Walk<'a> {
         self.roots.iter().find(|root| root.digest == digest).map(|root| root.tags.clone()).unwrap_or_default()
     }
 
+    /// The manifests this walk read from the registry (not those it found cached).
+    pub fn learned(self) -> Vec<(Sha256, Arc<ManifestRefs>)> {
+        self.learned.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Registry reads made so far.
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::Relaxed)
@@ -223,17 +238,28 @@ impl<'a> Walk<'a> {
         }
         self.count_read()?;
         let reference = digest.to_string();
-        let Some(bytes) = self.registry.manifest(self.name, &reference, self.authorization, MAX_MANIFEST_BYTES).await?
-        else {
+        let Some(bytes) = self.registry.manifest(self.name, &reference, self.authorization).await? else {
             return Ok(None);
         };
         let refs = Arc::new(ManifestRefs::parse(digest, &bytes).map_err(WalkError::Manifest)?);
         self.cache.insert(digest, refs.clone());
+        self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((digest, refs.clone()));
         Ok(Some(refs))
     }
 
-    /// [`Self::refs`] of each, side by side.
+    /// [`Self::refs`] of each, side by side. Those not cached are first asked of the inventory in one
+    /// query (a process starting cold then reads from the registry only what nobody has read).
     async fn refs_of(&self, digests: &[Sha256]) -> Result<Vec<(Sha256, Arc<ManifestRefs>)>, WalkError> {
+        let missing: Vec<Sha256> = digests.iter().copied().filter(|digest| self.cache.get(digest).is_none()).collect();
+        if !missing.is_empty() {
+            // Best effort: without the database, the registry is asked.
+            let known = app::store::read_manifests(self.pool, self.name, &missing);
+            if let Ok(Ok(known)) = tokio::time::timeout(INVENTORY_WAIT, known).await {
+                for (digest, refs) in known {
+                    self.cache.insert(digest, Arc::new(refs));
+                }
+            }
+        }
         let read: Vec<_> = futures_util::stream::iter(digests.iter().copied())
             .map(|digest| async move { Ok::<_, WalkError>((digest, self.refs(digest).await?)) })
             .buffered(CONCURRENCY)
@@ -249,7 +275,7 @@ impl<'a> Walk<'a> {
         let mut has_api = api.unwrap_or(true);
         if has_api {
             self.count_read()?;
-            match self.registry.referrers(self.name, &digest.digest(), self.authorization, MAX_MANIFEST_BYTES).await? {
+            match self.registry.referrers(self.name, &digest.digest(), self.authorization).await? {
                 None => has_api = false,
                 Some(pages) => {
                     for page in pages {
@@ -261,8 +287,7 @@ impl<'a> Walk<'a> {
         let tag = digest.referrers_tag();
         if self.tags.contains(&tag) {
             self.count_read()?;
-            if let Some(bytes) = self.registry.manifest(self.name, &tag, self.authorization, MAX_MANIFEST_BYTES).await?
-            {
+            if let Some(bytes) = self.registry.manifest(self.name, &tag, self.authorization).await? {
                 found.extend(self.listed(&bytes)?);
             }
         }

@@ -13,6 +13,7 @@ use crate::enforcement::{Check, Enforcer, Protection, Verdict};
 use crate::metrics::GatewayOutcome;
 use crate::registry::{LookupError, Registry};
 use anyhow::Context;
+use app::artifact::{ManifestRefs, Sha256};
 use app::policy::route::{self, BlobDelete, ChangeKind, ManifestChange, Reference, Route, RouteError};
 use app::policy::{Digest, RepositoryName, Tag, Target};
 use axum::body::{Body, Bytes};
@@ -33,8 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The largest manifest accepted (distribution's own limit is 4 MiB too).
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+pub use crate::registry::MAX_MANIFEST_BYTES;
 
 #[derive(Debug, Clone, Args)]
 pub struct GatewayConfig {
@@ -117,7 +117,7 @@ impl GatewayServer {
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
         let core = crate::core::Core::start(&config.database).await?;
         let ops = core.ops();
-        config.registry.start(&core.pool, Some(&config.upstream))?;
+        config.registry.start(&core.pool, &core.enforcer, Some(&config.upstream))?;
         let gateway = Gateway {
             upstream: Registry::new(&config.upstream)?,
             enforcer: core.enforcer,
@@ -343,6 +343,18 @@ impl Gateway {
         tracing::warn!(%repository, reference = %change.reference, %failure, "the tag inventory missed a change");
     }
 
+    /// Writes what these manifests reference into the inventory (what the Tags tab says immutable
+    /// tags hold). Best effort and bounded in time, like [`Self::record`].
+    async fn record_manifests(&self, repository: &RepositoryName, manifests: &[(Sha256, &ManifestRefs)]) {
+        let record = app::store::record_manifests(&self.pool, repository.as_str(), manifests);
+        let failure = match tokio::time::timeout(RECORD_TIMEOUT, record).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} s", RECORD_TIMEOUT.as_secs()),
+        };
+        tracing::warn!(%repository, %failure, "the inventory missed what manifests reference");
+    }
+
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the
     /// body's SHA-256, the current one the upstream's, read under the shared locks that are held
     /// until the upstream has answered the PUT, so concurrent first pushes cannot both win.
@@ -379,7 +391,15 @@ impl Gateway {
         }
         parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
         parts.headers.remove(header::TRANSFER_ENCODING);
-        Ok(self.upstream.forward(Request::from_parts(parts, Body::from(body))).await)
+        let response = self.upstream.forward(Request::from_parts(parts, Body::from(body.clone()))).await;
+        if response.status().is_success() {
+            let digest = Sha256::from(&pushed);
+            // A body the registry took but tagward cannot read is simply not described.
+            if let Ok(refs) = ManifestRefs::parse(digest, &body) {
+                self.record_manifests(repository, &[(digest, &refs)]).await;
+            }
+        }
+        Ok(response)
     }
 
     /// `DELETE /v2/<name>/manifests/<digest>`: under the repository's lock taken alone (so no push
@@ -445,8 +465,16 @@ impl Gateway {
     ) -> Result<Check, Refusal> {
         let limit = Duration::from_secs(self.held.timeout_seconds);
         let walked = tokio::time::timeout(limit, async {
-            let walk =
-                Walk::start(&self.upstream, &self.manifests, repository, protection, authorization, &self.held).await?;
+            let walk = Walk::start(
+                &self.upstream,
+                &self.manifests,
+                &self.pool,
+                repository,
+                protection,
+                authorization,
+                &self.held,
+            )
+            .await?;
             let repository = repository.clone();
             let check = match target {
                 Target::Manifest(digest) => {
@@ -460,11 +488,16 @@ impl Gateway {
                 }
             };
             self.enforcer.metrics.record_held_walk(walk.reads(), self.manifests.len());
-            Ok::<_, WalkError>(check)
+            Ok::<_, WalkError>((check, walk.learned()))
         })
         .await;
         match walked {
-            Ok(check) => Ok(check?),
+            Ok(Ok((check, learned))) => {
+                let learned: Vec<_> = learned.iter().map(|(digest, refs)| (*digest, refs.as_ref())).collect();
+                self.record_manifests(repository, &learned).await;
+                Ok(check)
+            }
+            Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(WalkError::Bounded(format!(
                 "working out what the immutable tags of \"{repository}\" hold takes more than {} s (--held-timeout)",
                 limit.as_secs()
