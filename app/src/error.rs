@@ -60,6 +60,13 @@ impl AppError {
 }
 
 #[cfg(feature = "ssr")]
+impl From<crate::password::PasswordError> for AppError {
+    fn from(error: crate::password::PasswordError) -> Self {
+        crate::store::StoreError::from(error).into()
+    }
+}
+
+#[cfg(feature = "ssr")]
 impl From<crate::store::StoreError> for AppError {
     fn from(error: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

@@ -1,12 +1,9 @@
-//! The registry as it is, seen through the tag inventory: a project's tags and what protects them
-//! (the Tags tab), and what a change to the rules does to them (the impact preview of the Add/Edit
-//! Rule dialog, the delete confirmation and `tagward policy apply`). Decided by the rule engine,
-//! the same compiled policy enforcement uses.
+//! The registry as it is, seen through the tag inventory: what pages show of it (a project's tags,
+//! what immutable tags hold, the impact of a rule change) and the counting behind them, decided by
+//! the rule engine's compiled policy, the one enforcement uses. The server functions that serve it
+//! are the Tags tab's (`tags.rs`) and the rule dialog's (`rules.rs`).
 
 use crate::account::ProjectAccess;
-use crate::error::AppError;
-use crate::policy::RuleInput;
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Tags a page of the Tags tab lists.
@@ -174,7 +171,8 @@ pub fn thousands(n: u64) -> String {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::*;
-    use crate::policy::{CompiledPolicy, PolicyRule, RuleSpec};
+    use crate::error::AppError;
+    use crate::policy::{CompiledPolicy, PolicyRule, RuleInput, RuleSpec};
     use crate::store::{self, StoredRule, SyncState};
     use sqlx::PgPool;
     use time::OffsetDateTime;
@@ -461,166 +459,4 @@ pub mod ssr {
         })?;
         CompiledPolicy::compile([&PolicyRule { id: 1, enabled: true, spec }]).map_err(|error| error.to_string())
     }
-}
-
-/// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
-#[server(prefix = "/portal", endpoint = "project_tags")]
-pub async fn project_tags(
-    project: String,
-    repositories: String,
-    tags: String,
-    page: usize,
-) -> Result<TagsView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool.clone();
-    let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
-    let (policy, policy_problem) = match crate::rules::ssr::compiled_policy(&stored).await? {
-        Ok(policy) => (Some(policy), None),
-        Err(problem) => (None, Some(problem)),
-    };
-    let (filter, filter_error) = match ssr::filter(&repositories, &tags) {
-        Ok(filter) => (filter, None),
-        Err(error) => (ssr::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?, Some(error)),
-    };
-    let page = page.max(1);
-    // Saturating: `page` is any number a URL can carry.
-    let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
-    let (mut matched, mut total) = (ssr::Counter::default(), ssr::Counter::default());
-    let mut immutable = 0;
-    // Every immutable tag of the project, filtered or not (what they keep together), while few enough.
-    let mut all_immutable: Vec<(String, String)> = Vec::new();
-    // The page's tags (full name, tag, rules) found by counting, then their digests read.
-    let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
-    let prefix = format!("{}/", access.name);
-    ssr::each_repository(&pool, &access.name, |path, tags| {
-        let (filter, by) = (filter.in_repository(path), policy.as_ref().map(|policy| policy.in_repository(path)));
-        for tag in tags {
-            total.add(path, tag);
-            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
-            if !mask.is_empty() && all_immutable.len() <= MAX_WEIGHED_TAGS {
-                all_immutable.push((path.to_owned(), tag.clone()));
-            }
-            if filter.immutable_rules(tag).is_empty() {
-                continue;
-            }
-            if !mask.is_empty() {
-                immutable += 1;
-            }
-            let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
-            matched.add(path, tag);
-            if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
-                let ids = policy.as_ref().map(|policy| policy.rule_ids(mask).collect()).unwrap_or_default();
-                on_page.push((format!("{prefix}{path}"), tag.clone(), ids));
-            }
-        }
-    })
-    .await?;
-    let keys: Vec<(String, String)> =
-        on_page.iter().map(|(repository, tag, _)| (repository.clone(), tag.clone())).collect();
-    let mut found = crate::store::inventory_tags(&pool, &keys).await?;
-    let immutable_keys: Vec<(String, String)> = on_page
-        .iter()
-        .filter(|(_, _, ids)| !ids.is_empty())
-        .map(|(repository, tag, _)| (repository.clone(), tag.clone()))
-        .collect();
-    let mut holdings: std::collections::HashMap<(String, String), Holding> =
-        crate::store::tag_holdings(&pool, &immutable_keys)
-            .await?
-            .into_iter()
-            .map(|held| {
-                let count = |n: i64| u64::try_from(n).unwrap_or(0);
-                let holding = Holding {
-                    platforms: held.platforms,
-                    referrers: count(held.referrers),
-                    manifests: count(held.manifests),
-                    unread: count(held.unread),
-                    bytes: count(held.bytes),
-                };
-                ((held.repository, held.tag), holding)
-            })
-            .collect();
-    let locked = if all_immutable.len() <= MAX_WEIGHED_TAGS {
-        Some(ssr::locked(&pool, &access.name, &all_immutable).await?)
-    } else {
-        None
-    };
-    let rows = on_page
-        .into_iter()
-        .filter_map(|(repository, tag, immutable_by)| {
-            // Gone between the two reads (a delete just now): left off the page.
-            let row = found.remove(&(repository.clone(), tag.clone()))?;
-            let holds = holdings.remove(&(repository.clone(), tag.clone()));
-            Some(TagRow {
-                holds,
-                repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
-                tag,
-                digest: row.digest,
-                pushed_at: crate::shown_time(row.pushed_at),
-                source: row.source,
-                immutable_by,
-            })
-        })
-        .collect();
-    let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
-    Ok(TagsView {
-        project: access,
-        freshness: ssr::freshness(&pool).await?,
-        rows,
-        matched: Counted { examples: Vec::new(), ..matched.counted },
-        total: Counted { examples: Vec::new(), ..total.counted },
-        immutable,
-        page,
-        pages,
-        filter_error,
-        policy_problem,
-        locked,
-    })
-}
-
-/// What a change to one rule does to the project's existing tags: saving `draft` as rule
-/// `rule_id` (or as a new rule without one), or removing rule `rule_id` (`remove`, for delete and
-/// disable). With neither a draft nor `remove`, the stored rule as it is.
-#[server(prefix = "/portal", endpoint = "rule_impact")]
-pub async fn rule_impact(
-    project: String,
-    rule_id: Option<i64>,
-    draft: Option<RuleInput>,
-    remove: bool,
-) -> Result<Impact, AppError> {
-    use crate::policy::{PolicyRule, RuleSpec};
-    let pool = crate::auth::ssr::state()?.pool.clone();
-    crate::auth::ssr::answered(
-        async {
-            let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
-            let before = ssr::policy_rules(&stored);
-            let existing = rule_id.map(|id| {
-                before
-                    .iter()
-                    .find(|rule| rule.id == id)
-                    .cloned()
-                    .ok_or_else(|| AppError::NotFound(format!("project `{project}` has no rule {id}")))
-            });
-            let existing = existing.transpose()?;
-            let changed = if remove {
-                None
-            } else {
-                let spec = match (&draft, &existing) {
-                    (Some(draft), _) => {
-                        RuleSpec::parse(draft).map_err(|errors| AppError::Invalid(errors.to_string()))?
-                    }
-                    (None, Some(rule)) => rule.spec.clone(),
-                    (None, None) => {
-                        RuleSpec::parse(&RuleInput::default()).map_err(|e| AppError::Invalid(e.to_string()))?
-                    }
-                };
-                Some(PolicyRule { id: rule_id.unwrap_or(crate::rules::DRAFT_RULE_ID), enabled: true, spec })
-            };
-            // An edited rule keeps its state: a disabled one protects nothing after the edit either
-            // (what it would protect on its own is still shown).
-            let enabled = existing.as_ref().is_none_or(|rule| rule.enabled);
-            let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
-            after.extend(changed.clone().map(|rule| PolicyRule { enabled, ..rule }));
-            ssr::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
-        }
-        .await,
-    )
 }

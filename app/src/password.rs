@@ -2,7 +2,16 @@
 //! working memory is reused.
 
 use crate::account::NewPassword;
-use crate::store::StoreError;
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Every hashing slot is taken and the queue is full: the caller should try again shortly.
+    #[error("{message}")]
+    TryLater { message: String, retry_after: u64 },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
 
 /// A stored argon2id hash. Deliberately neither `Serialize` nor `Display`.
 pub struct PasswordHash(pub String);
@@ -25,7 +34,9 @@ static HASHING: std::sync::LazyLock<HashingGate> = std::sync::LazyLock::new(|| H
 });
 
 /// Runs `work` (a hash or a verification) on the blocking pool once the gate lets it.
-async fn through_hashing_gate<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+async fn through_hashing_gate<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
     use std::sync::atomic::Ordering;
     /// Counts a waiter for as long as it waits, also when its request is dropped meanwhile.
     struct Waiting;
@@ -36,10 +47,10 @@ async fn through_hashing_gate<T: Send + 'static>(work: impl FnOnce() -> T + Send
     }
     if HASHING.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
         HASHING.waiting.fetch_sub(1, Ordering::AcqRel);
-        return Err(StoreError::TryLater { message: "too many password checks under way".into(), retry_after: 1 });
+        return Err(PasswordError::TryLater { message: "too many password checks under way".into(), retry_after: 1 });
     }
     let waiting = Waiting;
-    let permit = HASHING.running.acquire().await.map_err(|e| StoreError::Unexpected(e.into()))?;
+    let permit = HASHING.running.acquire().await.map_err(|e| PasswordError::Unexpected(e.into()))?;
     drop(waiting);
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
@@ -48,7 +59,7 @@ async fn through_hashing_gate<T: Send + 'static>(work: impl FnOnce() -> T + Send
         work()
     })
     .await
-    .map_err(|e| StoreError::Unexpected(e.into()))
+    .map_err(|e| PasswordError::Unexpected(e.into()))
 }
 
 /// Runs `work` with argon2's working memory (19 MiB at the default parameters). The buffers are
@@ -65,13 +76,13 @@ fn with_argon2_memory<T>(blocks: usize, work: impl FnOnce(&mut [argon2::Block]) 
     result
 }
 
-fn argon2_error<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StoreError + '_ {
-    move |e| StoreError::Unexpected(anyhow::anyhow!("{what}: {e}"))
+fn argon2_error<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> PasswordError + '_ {
+    move |e| PasswordError::Unexpected(anyhow::anyhow!("{what}: {e}"))
 }
 
 /// Hashes a password with argon2id at its default parameters (tens of milliseconds on purpose),
 /// as a PHC string.
-pub async fn hash_password(password: NewPassword) -> Result<PasswordHash, StoreError> {
+pub async fn hash_password(password: NewPassword) -> Result<PasswordHash, PasswordError> {
     through_hashing_gate(move || {
         use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, SaltString};
         let salt = SaltString::generate(&mut OsRng);
@@ -87,7 +98,7 @@ pub async fn hash_password(password: NewPassword) -> Result<PasswordHash, StoreE
                 memory,
             )
         })
-        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("hashing the password failed: {e}")))?;
+        .map_err(|e| PasswordError::Unexpected(anyhow::anyhow!("hashing the password failed: {e}")))?;
         let phc = argon2::password_hash::PasswordHash {
             algorithm: argon2::Algorithm::Argon2id.ident(),
             version: Some(argon2::Version::V0x13.into()),
@@ -116,7 +127,7 @@ fn dummy_hash() -> &'static str {
 
 /// Verifies `password` against `hash` (or the dummy hash), through the hashing gate, in reused
 /// memory; the comparison is constant-time.
-pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> Result<bool, StoreError> {
+pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> Result<bool, PasswordError> {
     through_hashing_gate(move || {
         use argon2::password_hash::{Output, PasswordHash as Phc};
         let real = hash.is_some();
@@ -129,8 +140,8 @@ pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> Re
             None => argon2::Version::default(),
         };
         let expected =
-            parsed.hash.ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("stored hash has no output")))?;
-        let salt = parsed.salt.ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("stored hash has no salt")))?;
+            parsed.hash.ok_or_else(|| PasswordError::Unexpected(anyhow::anyhow!("stored hash has no output")))?;
+        let salt = parsed.salt.ok_or_else(|| PasswordError::Unexpected(anyhow::anyhow!("stored hash has no salt")))?;
         let mut salt_bytes = [0u8; 64];
         let raw_salt = salt.decode_b64(&mut salt_bytes).map_err(argon2_error("stored salt"))?;
         let mut out = vec![0u8; expected.len()];
@@ -143,7 +154,7 @@ pub async fn verify_password(hash: Option<PasswordHash>, password: String) -> Re
                 memory,
             )
         })
-        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("verifying the password failed: {e}")))?;
+        .map_err(|e| PasswordError::Unexpected(anyhow::anyhow!("verifying the password failed: {e}")))?;
         let matches = Output::new(&out).is_ok_and(|out| out == expected);
         Ok(real && matches)
     })

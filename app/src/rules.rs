@@ -3,6 +3,7 @@
 
 use crate::account::ProjectAccess;
 use crate::error::AppError;
+use crate::inventory::Impact;
 use crate::policy::{CompiledPolicy, PolicyRule, RuleErrors, RuleInput, RuleSpec, Tag};
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
@@ -243,4 +244,53 @@ fn parse_reference(project: &str, reference: &str) -> Result<(crate::policy::Rep
         .map_err(|_| format!("`{path}` is not a repository name"))?;
     let tag = Tag::parse(tag).map_err(|e| e.to_string())?;
     Ok((repository, tag))
+}
+
+/// What a change to one rule does to the project's existing tags: saving `draft` as rule
+/// `rule_id` (or as a new rule without one), or removing rule `rule_id` (`remove`, for delete and
+/// disable). With neither a draft nor `remove`, the stored rule as it is.
+#[server(prefix = "/portal", endpoint = "rule_impact")]
+pub async fn rule_impact(
+    project: String,
+    rule_id: Option<i64>,
+    draft: Option<RuleInput>,
+    remove: bool,
+) -> Result<Impact, AppError> {
+    use crate::policy::{PolicyRule, RuleSpec};
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    crate::auth::ssr::answered(
+        async {
+            let (access, stored) = ssr::visible_rules(&project).await?;
+            let before = crate::inventory::ssr::policy_rules(&stored);
+            let existing = rule_id.map(|id| {
+                before
+                    .iter()
+                    .find(|rule| rule.id == id)
+                    .cloned()
+                    .ok_or_else(|| AppError::NotFound(format!("project `{project}` has no rule {id}")))
+            });
+            let existing = existing.transpose()?;
+            let changed = if remove {
+                None
+            } else {
+                let spec = match (&draft, &existing) {
+                    (Some(draft), _) => {
+                        RuleSpec::parse(draft).map_err(|errors| AppError::Invalid(errors.to_string()))?
+                    }
+                    (None, Some(rule)) => rule.spec.clone(),
+                    (None, None) => {
+                        RuleSpec::parse(&RuleInput::default()).map_err(|e| AppError::Invalid(e.to_string()))?
+                    }
+                };
+                Some(PolicyRule { id: rule_id.unwrap_or(DRAFT_RULE_ID), enabled: true, spec })
+            };
+            // An edited rule keeps its state: a disabled one protects nothing after the edit either
+            // (what it would protect on its own is still shown).
+            let enabled = existing.as_ref().is_none_or(|rule| rule.enabled);
+            let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
+            after.extend(changed.clone().map(|rule| PolicyRule { enabled, ..rule }));
+            crate::inventory::ssr::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
+        }
+        .await,
+    )
 }

@@ -390,6 +390,12 @@ async fn metrics_and_the_openapi_document_are_served() {
     assert!(push["properties"]["current_digest"].is_object(), "{push}");
     assert!(push["required"].as_array().unwrap().contains(&Value::from("current_digest")), "{push}");
     assert_eq!(openapi["components"]["schemas"]["CheckRequest"]["oneOf"].as_array().map(Vec::len), Some(4));
+    // Every path parameter is required, and so are the immutable look-up's query parameters.
+    let immutable = &openapi["paths"]["/api/v1/projects/{project}/immutable"]["get"]["parameters"];
+    for name in ["project", "repository", "tag"] {
+        let parameter = immutable.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(parameter["required"], true, "{parameter}");
+    }
     let blob = &openapi["components"]["schemas"]["DeleteBlobCheck"];
     assert!(blob["required"].as_array().unwrap().contains(&Value::from("held_by")), "{blob}");
 }

@@ -390,7 +390,7 @@ async fn password_hashing_is_bounded() {
     let attempts = (0..200).map(|i| app::password::verify_password(None, format!("guess {i}")));
     let results = futures::future::join_all(attempts).await;
     let verified = results.iter().filter(|r| matches!(r, Ok(false))).count();
-    let refused = results.iter().filter(|r| matches!(r, Err(app::store::StoreError::TryLater { .. }))).count();
+    let refused = results.iter().filter(|r| matches!(r, Err(app::password::PasswordError::TryLater { .. }))).count();
     assert_eq!(verified + refused, 200, "every attempt is verified (as wrong) or refused for now");
     assert!(refused > 0 && verified >= app::password::MAX_WAITING_HASHES, "verified {verified}, refused {refused}");
 }

@@ -16,3 +16,4 @@ mod hostile;
 mod inventory;
 mod ops;
 mod rules;
+mod structure;

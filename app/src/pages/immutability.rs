@@ -3,8 +3,9 @@
 //! real modal and the preview follows the typing.
 
 use crate::error::AppError;
-use crate::inventory::{rule_impact, thousands, Counted, Impact};
+use crate::inventory::{thousands, Counted, Impact};
 use crate::policy::{Field, RuleInput, MAX_RULES};
+use crate::rules::rule_impact;
 use crate::rules::{preview, DeleteRule, RuleFormError, RuleRow, RulesView, SaveRule, SetRuleEnabled, DRAFT_RULE_ID};
 use leptos::prelude::*;
 use leptos_router::components::A;

@@ -5,9 +5,9 @@ use super::layout::failure;
 use crate::account::Role;
 use crate::admin::{list_members, MembersView, SetMember};
 use crate::error::AppError;
-use crate::inventory::rule_impact;
 use crate::policy::RuleInput;
 use crate::projects::get_project;
+use crate::rules::rule_impact;
 use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleEnabled};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -102,7 +102,7 @@ pub fn ProjectPage() -> impl IntoView {
         move || (name(), tab(), tag_filter()),
         |(project, tab, (repositories, tags, page))| async move {
             match tab {
-                Some(Tab::Tags) => crate::inventory::project_tags(project, repositories, tags, page).await.map(Some),
+                Some(Tab::Tags) => crate::tags::project_tags(project, repositories, tags, page).await.map(Some),
                 _ => Ok(None),
             }
         },

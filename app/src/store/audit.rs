@@ -2,9 +2,80 @@
 //! and the denials the enforcement points report.
 
 use super::StoreError;
-use crate::activity::AuditKind;
 use crate::principal::Principal;
 use sqlx::PgExecutor;
+
+/// Every kind of change the audit trail records; stored as [`AuditKind::as_str`] (`rule.create`).
+/// Denials are recorded apart (`denial.push`, `denial.delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    RuleCreate,
+    RuleUpdate,
+    RuleEnable,
+    RuleDisable,
+    RuleDelete,
+    MemberAdd,
+    MemberRole,
+    MemberRemove,
+    UserCreate,
+    UserPasswordReset,
+    UserPasswordChange,
+    UserActivate,
+    UserDeactivate,
+    ProjectCreate,
+    ProjectDelete,
+    TokenCreate,
+    TokenRevoke,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 17] = [
+        AuditKind::RuleCreate,
+        AuditKind::RuleUpdate,
+        AuditKind::RuleEnable,
+        AuditKind::RuleDisable,
+        AuditKind::RuleDelete,
+        AuditKind::MemberAdd,
+        AuditKind::MemberRole,
+        AuditKind::MemberRemove,
+        AuditKind::UserCreate,
+        AuditKind::UserPasswordReset,
+        AuditKind::UserPasswordChange,
+        AuditKind::UserActivate,
+        AuditKind::UserDeactivate,
+        AuditKind::ProjectCreate,
+        AuditKind::ProjectDelete,
+        AuditKind::TokenCreate,
+        AuditKind::TokenRevoke,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::RuleCreate => "rule.create",
+            AuditKind::RuleUpdate => "rule.update",
+            AuditKind::RuleEnable => "rule.enable",
+            AuditKind::RuleDisable => "rule.disable",
+            AuditKind::RuleDelete => "rule.delete",
+            AuditKind::MemberAdd => "member.add",
+            AuditKind::MemberRole => "member.role",
+            AuditKind::MemberRemove => "member.remove",
+            AuditKind::UserCreate => "user.create",
+            AuditKind::UserPasswordReset => "user.password_reset",
+            AuditKind::UserPasswordChange => "user.password_change",
+            AuditKind::UserActivate => "user.activate",
+            AuditKind::UserDeactivate => "user.deactivate",
+            AuditKind::ProjectCreate => "project.create",
+            AuditKind::ProjectDelete => "project.delete",
+            AuditKind::TokenCreate => "token.create",
+            AuditKind::TokenRevoke => "token.revoke",
+        }
+    }
+
+    /// The kind a stored entry names, if it is a change (not a denial).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
 
 /// One change, as the audit trail records it.
 #[derive(Debug)]

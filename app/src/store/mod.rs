@@ -13,7 +13,7 @@ mod rules;
 mod tokens;
 mod users;
 
-pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, Denial, DenialCounts};
+pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
 pub use inventory::{
     begin_sync_pass, each_project_repository, finish_sync_pass, finish_synced_repository, inventory_tags,
     record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag, SyncState,
@@ -142,3 +142,13 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub const RULES_CHANNEL: &str = "tagward_rules";
 /// The channel every change to the service tokens is announced on (by a trigger).
 pub const TOKENS_CHANNEL: &str = "tagward_tokens";
+
+impl From<crate::password::PasswordError> for StoreError {
+    fn from(error: crate::password::PasswordError) -> Self {
+        use crate::password::PasswordError;
+        match error {
+            PasswordError::TryLater { message, retry_after } => StoreError::TryLater { message, retry_after },
+            PasswordError::Unexpected(error) => StoreError::Unexpected(error),
+        }
+    }
+}

@@ -1,9 +1,9 @@
 //! Projects and their members, and which of them a principal may see.
 
 use super::audit::AuditEntry;
+use super::AuditKind;
 use super::{on_constraint, StoreError};
 use crate::account::{ProjectAccess, Role, UserName};
-use crate::activity::AuditKind;
 use crate::policy::ProjectName;
 use crate::principal::Principal;
 use sqlx::{PgExecutor, PgPool};

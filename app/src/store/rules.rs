@@ -1,8 +1,8 @@
 //! Tag immutability rules: loading them (parsed once, here) and the one operation that changes them.
 
 use super::audit::AuditEntry;
+use super::AuditKind;
 use super::StoreError;
-use crate::activity::AuditKind;
 use crate::policy::{PolicyRule, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
 use crate::principal::Principal;
 use sqlx::{PgExecutor, PgPool};

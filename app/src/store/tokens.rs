@@ -1,9 +1,9 @@
 //! Service tokens: creating and revoking them (audited), and what the decision caches load.
 
 use super::audit::AuditEntry;
+use super::AuditKind;
 use super::{on_constraint, StoreError};
 use crate::account::{TokenGrant, TokenName, TokenSecret};
-use crate::activity::AuditKind;
 use crate::principal::Principal;
 use sqlx::{PgExecutor, PgPool};
 

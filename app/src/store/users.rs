@@ -1,9 +1,9 @@
 //! Users: creating them, their passwords, deactivation; the credentials check logins use.
 
 use super::audit::AuditEntry;
+use super::AuditKind;
 use super::{on_constraint, StoreError};
 use crate::account::{User, UserName};
-use crate::activity::AuditKind;
 use crate::password::{verify_password, PasswordHash};
 use crate::principal::Principal;
 use sqlx::{PgExecutor, PgPool};

@@ -339,10 +339,10 @@ fn json_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/v1/enforcement/check",
-    request_body = crate::openapi::CheckRequest,
+    request_body = super::schema::CheckRequest,
     responses(
         (status = 200, description = "The decision (allowed or not)", body = Verdict),
-        crate::openapi::DecisionRefusals,
+        super::schema::DecisionRefusals,
         (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
     security(("bearer" = ["decisions"])),
@@ -377,10 +377,10 @@ pub struct BatchVerdict {
 #[utoipa::path(
     post,
     path = "/api/v1/enforcement/check/batch",
-    request_body = crate::openapi::BatchRequest,
+    request_body = super::schema::BatchRequest,
     responses(
         (status = 200, description = "One decision per check", body = BatchVerdict),
-        crate::openapi::DecisionRefusals,
+        super::schema::DecisionRefusals,
         (status = 413, description = "The body is larger than 256 KiB", body = OciErrors),
     ),
     security(("bearer" = ["decisions"])),
@@ -437,10 +437,10 @@ pub struct TagStatus {
 #[utoipa::path(
     get,
     path = "/api/v1/projects/{project}/immutable",
-    params(crate::openapi::ProjectParam, crate::openapi::TagQuery),
+    params(super::schema::ProjectParam, super::schema::TagQuery),
     responses(
         (status = 200, description = "Whether the tag is immutable", body = TagStatus),
-        crate::openapi::DecisionRefusals,
+        super::schema::DecisionRefusals,
     ),
     security(("bearer" = ["decisions"])),
     tag = "enforcement"

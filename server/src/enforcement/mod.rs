@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cache;
 pub mod recorder;
+pub mod schema;
 
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;

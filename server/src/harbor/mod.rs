@@ -2,6 +2,8 @@
 //! generated Harbor clients and harbor-cli manage tagward's rules unchanged — validated by the same
 //! engine and stored by the same transaction as the portal's, which Harbor itself does not do.
 
+mod schema;
+
 use crate::enforcement::Enforcer;
 use app::policy::{RuleInput, RuleSpec};
 use app::principal::{Denied, Principal};
@@ -348,7 +350,7 @@ fn harbor_project(access: app::account::ProjectAccess) -> HarborProject {
     responses(
         (status = 200, description = "The projects the caller can see", body = Vec<HarborProject>,
             headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
 async fn list_projects(
@@ -393,10 +395,10 @@ async fn project(
 }
 
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}", tag = "harbor",
-    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName),
+    params(schema::ProjectNameOrId, schema::ResourceName),
     responses(
         (status = 200, description = "The project", body = HarborProject),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
         (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
@@ -560,11 +562,11 @@ fn parse_rule(body: &Bytes) -> Result<ParsedRule, HarborError> {
 
 /// The project's rules, Harbor's shape.
 #[utoipa::path(get, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, Paging),
+    params(schema::ProjectNameOrId, schema::ResourceName, Paging),
     responses(
         (status = 200, description = "The project's rules", body = Vec<ImmutableRule>,
             headers(("X-Total-Count" = i64), ("Link" = String, description = "`rel=\"prev\"`/`rel=\"next\"` pages"))),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
         (status = 404, description = "No such project, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:read"])))]
@@ -602,14 +604,14 @@ async fn managed_project(
 
 /// Adds a rule: 201 with its `Location`; 400 for a bad pattern or a 16th rule; 409 for a duplicate.
 #[utoipa::path(post, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules", tag = "harbor",
-    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName),
-    request_body = crate::openapi::NewImmutableRule,
+    params(schema::ProjectNameOrId, schema::ResourceName),
+    request_body = schema::NewImmutableRule,
     responses(
         (status = 201, description = "Created; `Location` is its URL, the body the rule as stored", body = ImmutableRule,
             headers(("Location" = String))),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
         (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
-        crate::openapi::BodyRefusals,
+        schema::BodyRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn create_rule(
@@ -632,13 +634,13 @@ async fn create_rule(
 
 /// Changes a rule's patterns and whether it is disabled.
 #[utoipa::path(put, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
-    request_body = crate::openapi::NewImmutableRule,
+    params(schema::ProjectNameOrId, schema::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    request_body = schema::NewImmutableRule,
     responses(
         (status = 200, description = "Changed"),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
         (status = 404, description = "No such project (or rule), or not visible to the caller", body = HarborErrors),
-        crate::openapi::BodyRefusals,
+        schema::BodyRefusals,
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]
 async fn update_rule(
@@ -670,10 +672,10 @@ async fn update_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v2.0/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", tag = "harbor",
-    params(crate::openapi::ProjectNameOrId, crate::openapi::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
+    params(schema::ProjectNameOrId, schema::ResourceName, ("immutable_rule_id" = i64, Path, description = "The rule's id")),
     responses(
         (status = 200, description = "Deleted"),
-        crate::openapi::HarborRefusals,
+        schema::HarborRefusals,
         (status = 404, description = "No such project or rule, or not visible to the caller", body = HarborErrors),
     ),
     security(("basic" = []), ("bearer" = ["rules:write"])))]

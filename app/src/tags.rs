@@ -1,0 +1,125 @@
+//! The Tags tab's server function: a project's tags as the inventory holds them, filtered and
+//! paged, with the rules that make each immutable and what the immutable ones hold.
+
+use crate::error::AppError;
+use crate::inventory::TagsView;
+#[cfg(feature = "ssr")]
+use crate::inventory::{Counted, Holding, TagRow, MAX_WEIGHED_TAGS, TAGS_PER_PAGE};
+use leptos::prelude::*;
+
+/// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
+#[server(prefix = "/portal", endpoint = "project_tags")]
+pub async fn project_tags(
+    project: String,
+    repositories: String,
+    tags: String,
+    page: usize,
+) -> Result<TagsView, AppError> {
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
+    let (policy, policy_problem) = match crate::rules::ssr::compiled_policy(&stored).await? {
+        Ok(policy) => (Some(policy), None),
+        Err(problem) => (None, Some(problem)),
+    };
+    let (filter, filter_error) = match crate::inventory::ssr::filter(&repositories, &tags) {
+        Ok(filter) => (filter, None),
+        Err(error) => (
+            crate::inventory::ssr::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?,
+            Some(error),
+        ),
+    };
+    let page = page.max(1);
+    // Saturating: `page` is any number a URL can carry.
+    let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
+    let (mut matched, mut total) =
+        (crate::inventory::ssr::Counter::default(), crate::inventory::ssr::Counter::default());
+    let mut immutable = 0;
+    // Every immutable tag of the project, filtered or not (what they keep together), while few enough.
+    let mut all_immutable: Vec<(String, String)> = Vec::new();
+    // The page's tags (full name, tag, rules) found by counting, then their digests read.
+    let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
+    let prefix = format!("{}/", access.name);
+    crate::inventory::ssr::each_repository(&pool, &access.name, |path, tags| {
+        let (filter, by) = (filter.in_repository(path), policy.as_ref().map(|policy| policy.in_repository(path)));
+        for tag in tags {
+            total.add(path, tag);
+            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
+            if !mask.is_empty() && all_immutable.len() <= MAX_WEIGHED_TAGS {
+                all_immutable.push((path.to_owned(), tag.clone()));
+            }
+            if filter.immutable_rules(tag).is_empty() {
+                continue;
+            }
+            if !mask.is_empty() {
+                immutable += 1;
+            }
+            let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
+            matched.add(path, tag);
+            if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
+                let ids = policy.as_ref().map(|policy| policy.rule_ids(mask).collect()).unwrap_or_default();
+                on_page.push((format!("{prefix}{path}"), tag.clone(), ids));
+            }
+        }
+    })
+    .await?;
+    let keys: Vec<(String, String)> =
+        on_page.iter().map(|(repository, tag, _)| (repository.clone(), tag.clone())).collect();
+    let mut found = crate::store::inventory_tags(&pool, &keys).await?;
+    let immutable_keys: Vec<(String, String)> = on_page
+        .iter()
+        .filter(|(_, _, ids)| !ids.is_empty())
+        .map(|(repository, tag, _)| (repository.clone(), tag.clone()))
+        .collect();
+    let mut holdings: std::collections::HashMap<(String, String), Holding> =
+        crate::store::tag_holdings(&pool, &immutable_keys)
+            .await?
+            .into_iter()
+            .map(|held| {
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                let holding = Holding {
+                    platforms: held.platforms,
+                    referrers: count(held.referrers),
+                    manifests: count(held.manifests),
+                    unread: count(held.unread),
+                    bytes: count(held.bytes),
+                };
+                ((held.repository, held.tag), holding)
+            })
+            .collect();
+    let locked = if all_immutable.len() <= MAX_WEIGHED_TAGS {
+        Some(crate::inventory::ssr::locked(&pool, &access.name, &all_immutable).await?)
+    } else {
+        None
+    };
+    let rows = on_page
+        .into_iter()
+        .filter_map(|(repository, tag, immutable_by)| {
+            // Gone between the two reads (a delete just now): left off the page.
+            let row = found.remove(&(repository.clone(), tag.clone()))?;
+            let holds = holdings.remove(&(repository.clone(), tag.clone()));
+            Some(TagRow {
+                holds,
+                repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
+                tag,
+                digest: row.digest,
+                pushed_at: crate::shown_time(row.pushed_at),
+                source: row.source,
+                immutable_by,
+            })
+        })
+        .collect();
+    let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
+    Ok(TagsView {
+        project: access,
+        freshness: crate::inventory::ssr::freshness(&pool).await?,
+        rows,
+        matched: Counted { examples: Vec::new(), ..matched.counted },
+        total: Counted { examples: Vec::new(), ..total.counted },
+        immutable,
+        page,
+        pages,
+        filter_error,
+        policy_problem,
+        locked,
+    })
+}
