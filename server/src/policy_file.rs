@@ -20,7 +20,11 @@ use std::fmt::Write as _;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
-    pub project: String,
+    /// The project the file was written for (`policy export` writes it). Optional: a file meant for
+    /// many projects leaves it out (and its rule ids), and the command line names the project;
+    /// when given, it must be the one named, so a file is not applied to another project by mistake.
+    #[serde(default)]
+    pub project: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleEntry>,
 }
@@ -203,9 +207,9 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
         refuse(line, error.to_string())
     })?;
     let lines = RuleLines::find(text);
-    if policy.project != project {
+    if let Some(written_for) = policy.project.as_deref().filter(|written_for| *written_for != project) {
         let line = text.lines().position(|line| line.trim_start().starts_with("project:")).map(|i| i + 1);
-        return Err(refuse(line, format!("project: the file is for project `{}`, not `{project}`", policy.project)));
+        return Err(refuse(line, format!("project: the file is for project `{written_for}`, not `{project}`")));
     }
     if policy.rules.len() > MAX_RULES {
         return Err(refuse(

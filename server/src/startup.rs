@@ -106,21 +106,44 @@ impl Application {
 }
 
 /// A browser asking for a page without a session is sent to the login page (303, so it works
-/// without JavaScript), which sends it back here once logged in. Static files, server functions
-/// and the login page itself are left alone.
+/// without JavaScript), which sends it back here once logged in. Any other client asking for a
+/// page it may not see (curl, a link checker) gets 401 with a short page saying where to log in,
+/// not the page's empty frame. Static files, server functions and the login page itself are left
+/// alone.
 async fn send_anonymous_visitors_to_login(request: Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::{header, Method, StatusCode};
     use axum::response::IntoResponse;
-    let wants_page = matches!(*request.method(), Method::GET | Method::HEAD)
-        && request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|accept| accept.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"));
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
     let path = request.uri().path();
     let exempt = ["/login", "/pkg/", "/portal/"].iter().any(|prefix| path.starts_with(prefix));
-    if !wants_page || exempt {
+    let login = |request: &Request| {
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("/login?next={}", form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>())
+    };
+    if !reading || exempt {
         return next.run(request).await;
+    }
+    if !wants_html {
+        let location = login(&request);
+        let response = next.run(request).await;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return response;
+        }
+        let page = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in - tagward</title></head>\n\
+             <body><p>This page needs a signed-in user: <a href=\"{location}\">log in to tagward</a>.</p></body></html>\n"
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()), (header::LOCATION, location)],
+            page,
+        )
+            .into_response();
     }
     let signed_in = match request.extensions().get::<app::auth::ssr::SignedIn>() {
         Some(who) => matches!(who.user().await, Ok(Some(_))),
@@ -129,9 +152,7 @@ async fn send_anonymous_visitors_to_login(request: Request, next: axum::middlewa
     if signed_in {
         return next.run(request).await;
     }
-    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("/login?next={}", form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>());
-    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+    (StatusCode::SEE_OTHER, [(header::LOCATION, login(&request))]).into_response()
 }
 
 /// Creates the system administrator `admin` when there are no users at all.

@@ -137,6 +137,13 @@ async fn anonymous_visitors_are_sent_to_the_login_page() {
     assert_eq!(response.headers().get("location").unwrap(), "/login?next=%2F");
     let deep = app.page(&app.client(), "/projects/shop/activity?page=2").await;
     assert_eq!(deep.headers().get("location").unwrap(), "/login?next=%2Fprojects%2Fshop%2Factivity%3Fpage%3D2");
+    // A client that does not ask for HTML is told where to log in, not shown an empty page.
+    let curl = app.client().get(app.url("/projects/shop")).header("Accept", "*/*").send().await.unwrap();
+    assert_eq!(curl.status(), 401);
+    let body = curl.text().await.unwrap();
+    assert!(body.contains(r#"<a href="/login?next=%2Fprojects%2Fshop">log in to tagward</a>"#), "{body}");
+    let missing = app.client().get(app.url("/no/such/page")).header("Accept", "*/*").send().await.unwrap();
+    assert_eq!(missing.status(), 404, "a path that is no page stays 404");
     let login = app.page(&app.client(), "/login?next=%2Fprojects%2Fshop%2Factivity").await;
     assert_eq!(login.status(), 200);
     let html = login.text().await.unwrap();

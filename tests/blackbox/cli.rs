@@ -359,6 +359,13 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("pattern characters"), "{}", stderr(&refused));
     assert_eq!(stored_rules(&db).await, after, "nothing half-stored");
+
+    // A file without `project:` (and without ids) applies to any project the command line names.
+    db.project("web").await;
+    let shared = "rules:\n  - repositories: {action: matching, patterns: \"**\"}\n    tags: {action: matching, patterns: \"v*\"}\n";
+    let applied = tagward(&db.url, &["policy", "apply", "web", "-f", "-"], shared);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(stdout(&applied).contains("project web: 1 added"), "{}", stdout(&applied));
 }
 
 /// `policy apply` works its changes out from the rules it read; if they change before it commits,
