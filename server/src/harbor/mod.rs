@@ -2,25 +2,31 @@
 //! generated Harbor clients and harbor-cli manage tagward's rules unchanged — validated by the same
 //! engine and stored by the same transaction as the portal's, which Harbor itself does not do.
 
+mod auth;
+mod error;
 mod schema;
+
+pub use auth::{Caller, CredentialCache};
+use error::method_not_allowed;
+
+type Path<T> = crate::extract::Checked<axum::extract::Path<T>, HarborError>;
+type Query<T> = crate::extract::Checked<axum::extract::Query<T>, HarborError>;
+pub use error::{HarborError, HarborErrors};
 
 use crate::enforcement::Enforcer;
 use app::policy::{RuleInput, RuleSpec};
-use app::principal::{Denied, Principal};
 use app::state::LoginThrottle;
-use app::store::{self, RuleChange, StoreError};
+use app::store::{self, RuleChange};
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use utoipa::OpenApi;
 
 #[derive(Clone)]
@@ -58,20 +64,6 @@ pub fn router(state: HarborState) -> Router {
         .with_state(state)
 }
 
-/// A method the path does not take (axum keeps the `Allow` header).
-async fn method_not_allowed() -> HarborError {
-    HarborError::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed here")
-}
-
-type Path<T> = crate::extract::Checked<axum::extract::Path<T>, HarborError>;
-type Query<T> = crate::extract::Checked<axum::extract::Query<T>, HarborError>;
-
-impl crate::extract::Rejection for HarborError {
-    fn rejected(status: StatusCode, message: String) -> Self {
-        HarborError::new(status, message)
-    }
-}
-
 /// A request body that must be JSON. Browsers remember Basic credentials and send them along with
 /// requests other sites make, and a cross-site form or `text/plain` post cannot be JSON without a
 /// CORS preflight, which this API never grants (cross-site requests are refused by [`Caller`] too).
@@ -95,175 +87,6 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
         }
         let crate::extract::Body(bytes, _) = crate::extract::Body::<HarborError>::from_request(request, state).await?;
         Ok(Self(bytes))
-    }
-}
-
-/// Harbor's error body: `{"errors":[{"code","message"}]}`.
-#[derive(Debug)]
-pub struct HarborError {
-    status: StatusCode,
-    message: String,
-    /// Seconds for `Retry-After` (429).
-    retry_after: Option<u64>,
-}
-
-impl HarborError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after: None }
-    }
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl From<StoreError> for HarborError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
-            StoreError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, message),
-            StoreError::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, message),
-            StoreError::Refused(message) => Self::bad_request(message),
-            StoreError::TryLater { message, retry_after } => Self {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                message: format!("{message}; try again in {retry_after} seconds"),
-                retry_after: Some(retry_after),
-            },
-            StoreError::Unexpected(error) => {
-                tracing::error!(error = format!("{error:#}"), "Harbor API request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server; it has been logged")
-            }
-        }
-    }
-}
-
-/// Harbor's error body.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HarborErrors {
-    pub errors: Vec<HarborErrorItem>,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HarborErrorItem {
-    /// `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `CONFLICT`, `INTERNAL_SERVER_ERROR`
-    pub code: String,
-    pub message: String,
-}
-
-impl IntoResponse for HarborError {
-    fn into_response(self) -> Response {
-        let code = match self.status {
-            StatusCode::BAD_REQUEST => "BAD_REQUEST",
-            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
-            StatusCode::FORBIDDEN => "FORBIDDEN",
-            StatusCode::NOT_FOUND => "NOT_FOUND",
-            StatusCode::CONFLICT => "CONFLICT",
-            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-            StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
-            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-            StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-            _ => "INTERNAL_SERVER_ERROR",
-        };
-        let body = HarborErrors { errors: vec![HarborErrorItem { code: code.into(), message: self.message }] };
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="tagward""#));
-        }
-        if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-/// Remembers successful Basic logins for a minute, keyed by a hash of the credentials, so a
-/// script's every request does not cost an argon2 verification. An entry holds the user's session
-/// epoch, so it stops counting the moment their password changes.
-#[derive(Default)]
-pub struct CredentialCache {
-    entries: Mutex<HashMap<[u8; 32], (i64, i32, Instant)>>,
-}
-
-const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
-const MAX_CACHED_CREDENTIALS: usize = 10_000;
-
-impl CredentialCache {
-    fn lookup(&self, key: &[u8; 32]) -> Option<(i64, i32)> {
-        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(key).filter(|(_, _, at)| at.elapsed() < CREDENTIALS_TTL).map(|(id, epoch, _)| (*id, *epoch))
-    }
-
-    fn remember(&self, key: [u8; 32], id: i64, epoch: i32) {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= MAX_CACHED_CREDENTIALS {
-            entries.retain(|_, (_, _, at)| at.elapsed() < CREDENTIALS_TTL);
-        }
-        entries.insert(key, (id, epoch, Instant::now()));
-    }
-}
-
-/// Who is calling: a portal user (HTTP Basic), or a service token (bearer) acting within its
-/// grant (`rules:read` / `rules:write`, perhaps limited to some projects).
-pub struct Caller(pub Principal);
-
-impl From<Denied> for HarborError {
-    fn from(denied: Denied) -> Self {
-        HarborError::new(StatusCode::FORBIDDEN, denied.0)
-    }
-}
-
-impl FromRequestParts<HarborState> for Caller {
-    type Rejection = HarborError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &HarborState) -> Result<Self, Self::Rejection> {
-        use axum::http::Method;
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && !crate::csrf::same_origin(&parts.headers) {
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "Harbor API: cross-site write refused");
-            return Err(HarborError::new(StatusCode::FORBIDDEN, "cross-site requests may not change anything"));
-        }
-        let unauthorized = || {
-            HarborError::new(
-                StatusCode::UNAUTHORIZED,
-                "log in with HTTP Basic (a portal user) or a bearer service token",
-            )
-        };
-        let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-        if let Some(presented) = value.strip_prefix("Bearer ") {
-            let token = state.enforcer.token(presented).ok_or_else(unauthorized)?;
-            return Ok(Caller(token.principal()));
-        }
-        let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
-        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(unauthorized)?;
-        let (name, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
-        let key = app::account::token_sha256(&decoded);
-        if let Some((id, epoch)) = state.credentials.lookup(&key) {
-            if let Some((user, current)) = store::active_user(&state.pool, id).await? {
-                if current == epoch {
-                    return Ok(Caller(Principal::User(user)));
-                }
-            }
-        }
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-        let address = app::state::client_address(peer, &parts.headers, &state.trusted_proxies);
-        match state.throttle.check_credentials(&state.pool, name, password.to_owned(), address).await? {
-            Some((user, epoch)) => {
-                state.credentials.remember(key, user.id, epoch);
-                Ok(Caller(Principal::User(user)))
-            }
-            None => {
-                tracing::info!(username = ?name, %address, "Harbor API: wrong user name or password");
-                Err(unauthorized())
-            }
-        }
     }
 }
 
