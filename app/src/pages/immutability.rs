@@ -2,14 +2,13 @@
 //! the in-page delete confirmation. Every form works without JavaScript; with it, the dialog is a
 //! real modal and the preview follows the typing.
 
+use super::rule_dialog::RuleDialog;
 use crate::error::AppError;
-use crate::inventory::{thousands, Counted, Impact};
-use crate::policy::{Field, RuleInput, MAX_RULES};
-use crate::rules::rule_impact;
-use crate::rules::{preview, DeleteRule, RuleFormError, RuleRow, RulesView, SaveRule, SetRuleEnabled, DRAFT_RULE_ID};
+use crate::inventory::{thousands, Impact};
+use crate::policy::MAX_RULES;
+use crate::rules::{DeleteRule, RuleRow, RulesView, SaveRule, SetRuleEnabled};
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_query_map};
 
 /// What the tab shows besides the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +25,6 @@ pub type ImpactResource = Resource<Result<Option<Impact>, AppError>>;
 /// The id of the element to focus when a dialog closes (the button that opened it).
 #[derive(Clone, Copy)]
 pub struct ReturnFocus(pub RwSignal<Option<String>>);
-
-/// The sample references the preview starts with.
-const SAMPLES: &str = "app:v1.2.3\napp:latest\nteam/web:nightly";
 
 #[component]
 pub fn ImmutabilityTab(
@@ -227,252 +223,6 @@ fn RuleItem(
     }
 }
 
-/// The Add/Edit Rule dialog: the registry's fields, errors next to them, and a live preview.
-#[component]
-fn RuleDialog(
-    project: String,
-    /// The project's rules, for the preview of the whole policy.
-    rules: Vec<RuleRow>,
-    /// The rule being edited, or `None` to add one.
-    editing: Option<RuleRow>,
-    /// The impact of the draft as first shown (computed on the server).
-    impact: ImpactResource,
-    save: ServerAction<SaveRule>,
-) -> impl IntoView {
-    let query = use_query_map();
-    let failed: Option<RuleFormError> = save.value().get_untracked().and_then(Result::err);
-    // What the fields start with: what was typed before a failed save, else the preview's query
-    // (no-JavaScript preview), else the rule being edited, else the dialog's defaults.
-    let from_query = |name: &str| query.with_untracked(|q| q.get(name));
-    let initial = failed.as_ref().map(|e| e.input.clone()).unwrap_or_else(|| match from_query("repositories") {
-        Some(repositories) => RuleInput {
-            repositories_action: from_query("repositories_action").unwrap_or_else(|| "matching".into()),
-            repositories,
-            tags_action: from_query("tags_action").unwrap_or_else(|| "matching".into()),
-            tags: from_query("tags").unwrap_or_default(),
-        },
-        None => editing.as_ref().map(|r| r.input.clone()).unwrap_or_default(),
-    });
-    let repositories_action = RwSignal::new(initial.repositories_action.clone());
-    let repositories = RwSignal::new(initial.repositories.clone());
-    let tags_action = RwSignal::new(initial.tags_action.clone());
-    let tags = RwSignal::new(initial.tags.clone());
-    let samples = RwSignal::new(from_query("samples").unwrap_or_else(|| SAMPLES.to_owned()));
-    let editing_id = editing.as_ref().map(|r| r.id);
-    let title = if editing.is_some() { "Edit Tag Immutability Rule" } else { "Add Tag Immutability Rule" };
-    let submit = if editing.is_some() { "Save" } else { "Add" };
-    let list_url = format!("/projects/{project}/policy");
-    let here = match editing_id {
-        Some(id) => format!("/projects/{project}/policy/immutability/{id}/edit"),
-        None => format!("/projects/{project}/policy/immutability/new"),
-    };
-
-    // Errors from the last save: after a failed save with JavaScript, or from the URL without it.
-    let errors = Memo::new(move |_| save.value().get().and_then(Result::err).or_else(|| failed.clone()));
-    let repositories_error = move || errors.get().and_then(|e| e.fields.repositories).map(|e| e.to_string());
-    let tags_error = move || errors.get().and_then(|e| e.fields.tags).map(|e| e.to_string());
-    let form_error = move || errors.get().and_then(|e| e.message);
-
-    let preview_project = project.clone();
-    // The rule as typed, for both previews.
-    let draft = Memo::new(move |_| RuleInput {
-        repositories_action: repositories_action.get(),
-        repositories: repositories.get(),
-        tags_action: tags_action.get(),
-        tags: tags.get(),
-    });
-    let outcome = Memo::new(move |_| {
-        draft
-            .with(|draft| preview(&preview_project, &rules, editing_id, draft, &samples.get()))
-            .map_err(|e| e.to_string())
-    });
-
-    // With JavaScript, the impact follows the typing: asked of the server a moment after the
-    // last change (the inventory lives there).
-    let live_impact = Action::new(|(project, rule, draft): &(String, Option<i64>, RuleInput)| {
-        rule_impact(project.clone(), *rule, Some(draft.clone()), false)
-    });
-    let typed = RwSignal::new(0u64);
-    let impact_project = project.clone();
-    Effect::new(move |previous: Option<()>| {
-        let draft = draft.get();
-        if previous.is_none() {
-            return;
-        }
-        let version = typed.get_untracked() + 1;
-        typed.set(version);
-        let project = impact_project.clone();
-        #[cfg(feature = "hydrate")]
-        set_timeout(
-            move || {
-                if typed.get_untracked() == version {
-                    live_impact.dispatch((project, editing_id, draft));
-                }
-            },
-            std::time::Duration::from_millis(250),
-        );
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (project, draft, live_impact);
-    });
-    let shown_impact = Signal::derive(move || {
-        live_impact.value().get().or_else(|| impact.get().and_then(|result| result.transpose()))
-    });
-
-    let dialog = NodeRef::<leptos::html::Dialog>::new();
-    let return_focus = expect_context::<ReturnFocus>();
-    let opener = editing_id.map_or_else(|| "add-rule".to_owned(), |id| format!("edit-{id}"));
-    // With JavaScript the server-rendered, plainly open dialog becomes a real modal: the page
-    // behind it goes inert, focus moves in, Escape closes it.
-    Effect::new(move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(dialog) = dialog.get() {
-            if !dialog.matches(":modal").unwrap_or(false) {
-                dialog.close();
-                let _ = dialog.show_modal();
-            }
-            focus_element("repositories");
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = dialog;
-    });
-    let navigate = use_navigate();
-    let close = {
-        let list_url = list_url.clone();
-        let opener = opener.clone();
-        move || {
-            if let Some(dialog) = dialog.get_untracked() {
-                dialog.close();
-            }
-            return_focus.0.set(Some(opener.clone()));
-            navigate(&list_url, Default::default());
-        }
-    };
-    let close_on_cancel_link = close.clone();
-    let on_cancel = {
-        let close = close.clone();
-        move |ev: leptos::ev::Event| {
-            ev.prevent_default();
-            close();
-        }
-    };
-    let on_submit_done = move || return_focus.0.set(Some(opener.clone()));
-
-    view! {
-        <dialog node_ref=dialog class="modal" open aria-labelledby="rule-dialog-title" on:cancel=on_cancel>
-            <ActionForm action=save attr:id="rule-form" attr:class="rule-form" on:submit=move |_| on_submit_done()>
-                <h2 id="rule-dialog-title">{title}</h2>
-                <p class="muted">
-                    "A tag is immutable when any enabled rule matches it: rules are evaluated on their own and their results combined."
-                </p>
-                <input type="hidden" name="project" value=project.clone()/>
-                {editing_id.map(|id| view! { <input type="hidden" name="rule_id" value=id/> })}
-                {move || form_error().map(|message| view! { <p class="error" role="alert" id="rule-form-error">{message}</p> })}
-
-                <RuleSide field=Field::Repositories action=repositories_action patterns=repositories
-                    error=Signal::derive(repositories_error)>
-                    "Comma-separated repository names inside the project, e.g. " <code>"api, team/**"</code>
-                    ". " <code>"*"</code> " matches within one path segment, " <code>"**"</code> " matches all repositories."
-                </RuleSide>
-                <RuleSide field=Field::Tags action=tags_action patterns=tags error=Signal::derive(tags_error)>
-                    "Comma-separated tags, e.g. " <code>"rc, test, nightly"</code> ". " <code>"*"</code>
-                    " matches any sequence of characters, " <code>"**"</code> " matches all tags."
-                </RuleSide>
-
-                <ImpactPreview impact=shown_impact pending=live_impact.pending()/>
-
-                <fieldset class="preview">
-                    <legend>"Preview on sample references"</legend>
-                    <label for="samples">"Sample references, one a line (" <code>"repository:tag"</code> ")"</label>
-                    <textarea id="samples" name="samples" rows="3" spellcheck="false"
-                        on:input=move |ev| samples.set(event_target_value(&ev))>{samples.get_untracked()}</textarea>
-                    <PreviewTable outcome/>
-                    <noscript>
-                        <button type="submit" class="button" formmethod="get" formaction=here.clone()>"Update preview"</button>
-                    </noscript>
-                </fieldset>
-
-                <div class="dialog-actions">
-                    <a href=list_url.clone() class="button" id="cancel-rule"
-                        on:click=move |ev| { ev.prevent_default(); close_on_cancel_link(); }>"Cancel"</a>
-                    <button type="submit" class="button primary" id="save-rule">{submit}</button>
-                </div>
-            </ActionForm>
-        </dialog>
-    }
-}
-
-/// What the draft does to the tags the registry holds: on its own, and to the whole policy.
-#[component]
-fn ImpactPreview(
-    impact: Signal<Option<Result<Impact, AppError>>>,
-    /// Whether a newer answer is on its way.
-    pending: Memo<bool>,
-) -> impl IntoView {
-    let examples = |counted: &Counted| {
-        (!counted.examples.is_empty()).then(|| {
-            let more = counted.tags > counted.examples.len() as u64;
-            view! {
-                <ul class="examples">
-                    {counted.examples.iter().map(|reference| view! { <li class="mono">{reference.clone()}</li> }).collect_view()}
-                    {more.then(|| view! { <li class="muted">"…"</li> })}
-                </ul>
-            }
-        })
-    };
-    view! {
-        <fieldset class="impact" aria-busy=move || pending.get().to_string()>
-            <legend>"Impact on existing tags"</legend>
-            // Its own boundary: the server's answer arriving never re-renders the dialog around it.
-            <div aria-live="polite" id="impact">
-                <Suspense fallback=|| view! { <p class="muted">"Counting…"</p> }>
-                {move || match impact.get() {
-                    None => view! { <p class="muted">"Counting…"</p> }.into_any(),
-                    Some(Err(error)) => view! {
-                        <p class="muted" id="impact-invalid">{format!("No impact until the rule is valid: {error}")}</p>
-                    }.into_any(),
-                    Some(Ok(impact)) if impact.total.tags == 0 => view! {
-                        <p class="muted" id="impact-none">"tagward knows no tags of this project yet."</p>
-                        <p class="muted small">{impact.freshness.summary}</p>
-                    }.into_any(),
-                    Some(Ok(impact)) => {
-                        let by_rule = impact.by_rule.clone().unwrap_or_default();
-                        view! {
-                            <p id="impact-rule"><strong>{format!("This rule makes {} immutable.", by_rule.phrase())}</strong></p>
-                            {examples(&by_rule)}
-                            {impact.locked_by_rule.filter(|locked| locked.bytes > 0 || locked.unread > 0).map(|locked| view! {
-                                <p id="impact-locked">{format!(
-                                    "Together they hold {}, which garbage collection will have to keep.",
-                                    locked.phrase()
-                                )}</p>
-                            })}
-                            <p id="impact-policy">{format!(
-                                "With the rest of the policy: {} become immutable that are not now{}; {} immutable in all.",
-                                impact.becoming_immutable.phrase(),
-                                if impact.ceasing_immutable.tags > 0 {
-                                    format!(", {} stop being immutable", impact.ceasing_immutable.phrase())
-                                } else {
-                                    String::new()
-                                },
-                                impact.immutable_after.phrase(),
-                            )}</p>
-                            {(impact.ceasing_immutable.tags > 0).then(|| view! {
-                                <p class="notice" id="impact-ceasing">{format!("Stop being immutable: {}", impact.ceasing_immutable.phrase())}</p>
-                                {examples(&impact.ceasing_immutable)}
-                            })}
-                            <p class="muted small">{format!(
-                                "Of {} the inventory holds (counted in {} ms). {}",
-                                impact.total.phrase(), impact.millis, impact.freshness.summary
-                            )}</p>
-                            {impact.freshness.problem.map(|problem| view! { <p class="notice" role="status">{problem}</p> })}
-                        }.into_any()
-                    }
-                }}
-                </Suspense>
-            </div>
-        </fieldset>
-    }
-}
-
 /// What deleting (or disabling) a rule does, in one sentence.
 fn ceasing_sentence(impact: &Impact) -> String {
     let ceasing = &impact.ceasing_immutable;
@@ -489,94 +239,9 @@ fn ceasing_sentence(impact: &Impact) -> String {
     )
 }
 
-/// One side of a rule in the dialog: the action and the pattern list, with its hint and its error.
-/// The form fields are named as the server function's arguments (`repositories_action`, `tags`, ...).
-#[component]
-fn RuleSide(
-    field: Field,
-    /// The action as selected, starting from the value to show.
-    action: RwSignal<String>,
-    /// The pattern list as typed, starting from the value to show.
-    patterns: RwSignal<String>,
-    /// The error the last save reported for this side.
-    error: Signal<Option<String>>,
-    /// The hint under the fields.
-    children: Children,
-) -> impl IntoView {
-    let name = field.as_str();
-    let (legend, patterns_label) = match field {
-        Field::Repositories => ("Repositories", "Repository patterns"),
-        Field::Tags => ("Tags", "Tag patterns"),
-    };
-    let action_name = format!("{name}_action");
-    let initial_action = action.get_untracked();
-    view! {
-        <fieldset class="rule-side">
-            <legend>{legend}</legend>
-            <div class="side-row">
-                <label class="visually-hidden" for=action_name.clone()>{format!("{legend} action")}</label>
-                <select id=action_name.clone() name=action_name
-                    prop:value=move || action.get()
-                    on:change=move |ev| action.set(event_target_value(&ev))>
-                    <option value="matching" selected=initial_action == "matching">"matching"</option>
-                    <option value="excluding" selected=initial_action == "excluding">"excluding"</option>
-                </select>
-                <label class="visually-hidden" for=name>{patterns_label}</label>
-                <input type="text" id=name name=name autocomplete="off" spellcheck="false"
-                    value=patterns.get_untracked()
-                    aria-describedby=format!("{name}-hint {name}-error")
-                    aria-invalid=move || error.get().is_some().to_string()
-                    on:input=move |ev| patterns.set(event_target_value(&ev))/>
-            </div>
-            <p class="hint" id=format!("{name}-hint")>{children()}</p>
-            <p class="field-error" id=format!("{name}-error") role="alert">{move || error.get()}</p>
-        </fieldset>
-    }
-}
-
-/// The preview's answers: immutable under the draft rule, and under the whole policy with it.
-#[component]
-fn PreviewTable(outcome: Memo<Result<Vec<crate::rules::PreviewLine>, String>>) -> impl IntoView {
-    let rule_name = |id: i64| if id == DRAFT_RULE_ID { "this rule".to_owned() } else { format!("rule {id}") };
-    view! {
-        <div aria-live="polite" id="preview">
-            {move || match outcome.get() {
-                Err(error) => view! { <p class="muted" id="preview-invalid">{format!("No preview until the rule is valid: {error}")}</p> }.into_any(),
-                Ok(lines) if lines.is_empty() => view! { <p class="muted">"Type a reference to see whether it would be immutable."</p> }.into_any(),
-                Ok(lines) => view! {
-                    <table class="table preview-table">
-                        <thead><tr><th scope="col">"Reference"</th><th scope="col">"This rule"</th><th scope="col">"Whole policy"</th></tr></thead>
-                        <tbody>
-                            {lines.into_iter().map(|line| match line.outcome {
-                                Err(error) => view! {
-                                    <tr><td class="mono">{line.reference}</td><td colspan="2" class="field-error">{error}</td></tr>
-                                }.into_any(),
-                                Ok((by_draft, by)) => {
-                                    let whole = if by.is_empty() {
-                                        "mutable".to_owned()
-                                    } else {
-                                        format!("immutable ({})", by.into_iter().map(rule_name).collect::<Vec<_>>().join(", "))
-                                    };
-                                    view! {
-                                        <tr>
-                                            <td class="mono">{line.reference}</td>
-                                            <td class=if by_draft { "yes" } else { "no" }>{if by_draft { "immutable" } else { "mutable" }}</td>
-                                            <td>{whole}</td>
-                                        </tr>
-                                    }.into_any()
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                }.into_any(),
-            }}
-        </div>
-    }
-}
-
 /// Moves keyboard focus to the element with `id`, if it is on the page (in the browser; on the
 /// server there is no focus to move).
-fn focus_element(id: &str) -> bool {
+pub(super) fn focus_element(id: &str) -> bool {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;

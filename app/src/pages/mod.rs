@@ -9,4 +9,5 @@ pub mod login;
 pub mod not_found;
 pub mod project;
 pub mod projects;
+mod rule_dialog;
 pub mod tags;

@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod compiled;
+mod decision;
 mod interpreted;
 mod names;
 mod pattern;
@@ -13,9 +14,10 @@ pub mod route;
 mod rule;
 
 pub use compiled::{
-    check_rule_set, check_stored_size, CompileError, CompiledPolicy, Decision, Holder, Outcome, PolicyError, Relation,
-    RepositoryPolicy, RuleInfo, RuleMask, Target, MAX_POLICY_PATTERN_CHARS, MAX_RULES,
+    check_rule_set, check_stored_size, CompileError, CompiledPolicy, PolicyError, RepositoryPolicy, RuleInfo, RuleMask,
+    MAX_POLICY_PATTERN_CHARS, MAX_RULES,
 };
+pub use decision::{Decision, Holder, Outcome, Relation, Target};
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
 pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, Selector};

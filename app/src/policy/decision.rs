@@ -1,0 +1,280 @@
+//! The questions a registry asks (a push, a tag delete, a manifest or blob delete) and the
+//! answers: a [`Decision`] names the rules involved, and its `Display` is the one-line message a
+//! `docker push` user sees.
+
+use super::compiled::{CompiledPolicy, RuleInfo, RuleMask};
+use super::names::{Digest, RepositoryName, Tag};
+use std::fmt;
+
+impl CompiledPolicy {
+    fn immutable(&self, repository: &RepositoryName, tag: &Tag) -> RuleMask {
+        self.immutable_rules(repository.path(), tag.as_str())
+    }
+
+    /// A push of `pushed` to `tag`, which points at `current` now (or at nothing).
+    pub fn check_push<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tag: &'a Tag,
+        pushed: &'a Digest,
+        current: Option<&'a Digest>,
+    ) -> Decision<'a> {
+        let rules = self.immutable(repository, tag);
+        let outcome = match current {
+            _ if rules.is_empty() => Outcome::MutableTag { tag },
+            None => Outcome::FirstPush { tag, rules },
+            Some(current) if current == pushed => Outcome::SameDigest { tag, rules },
+            Some(current) => Outcome::Overwrite { tag, rules, current, pushed },
+        };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Deleting `tag` (the manifest stays).
+    pub fn check_delete_tag<'a>(&'a self, repository: &'a RepositoryName, tag: &'a Tag) -> Decision<'a> {
+        let rules = self.immutable(repository, tag);
+        let outcome =
+            if rules.is_empty() { Outcome::MutableTag { tag } } else { Outcome::DeleteImmutableTag { tag, rules } };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Deleting the manifest `digest`, which the `tags` point at now and the manifests `held_by`
+    /// reference (indexes it is a child of, at any depth, and the subject it is a referrer of):
+    /// locked by any immutable tag among them.
+    pub fn check_delete_manifest<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        digest: &'a Digest,
+        tags: &'a [Tag],
+        held_by: &'a [Holder],
+    ) -> Decision<'a> {
+        let locked = tags.iter().map(|tag| (tag, self.immutable(repository, tag))).find(|(_, rules)| !rules.is_empty());
+        let outcome = match locked {
+            Some((tag, rules)) => Outcome::LockedManifest { digest, tag, rules },
+            None => self.held(repository, Target::Manifest(digest), held_by),
+        };
+        Decision { policy: self, repository, outcome }
+    }
+
+    /// Deleting the blob `digest`, which the manifests `held_by` reference (as config or layer, of
+    /// themselves or of their children and referrers): locked by any immutable tag among them.
+    pub fn check_delete_blob<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        digest: &'a Digest,
+        held_by: &'a [Holder],
+    ) -> Decision<'a> {
+        Decision { policy: self, repository, outcome: self.held(repository, Target::Blob(digest), held_by) }
+    }
+
+    fn held<'a>(&'a self, repository: &'a RepositoryName, target: Target<'a>, held_by: &'a [Holder]) -> Outcome<'a> {
+        held_by
+            .iter()
+            .flat_map(|holder| holder.tags.iter().map(move |tag| (holder, tag)))
+            .map(|(holder, tag)| (holder, tag, self.immutable(repository, tag)))
+            .find(|(_, _, rules)| !rules.is_empty())
+            .map_or(Outcome::Unlocked { target }, |(holder, tag, rules)| Outcome::Held { target, holder, tag, rules })
+    }
+
+    /// Of `tags`, those that are immutable.
+    pub fn immutable_tags<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tags: &'a [Tag],
+    ) -> impl Iterator<Item = &'a Tag> + 'a {
+        tags.iter().filter(move |tag| !self.immutable(repository, tag).is_empty())
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    MutableTag {
+        tag: &'a Tag,
+    },
+    FirstPush {
+        tag: &'a Tag,
+        rules: RuleMask,
+    },
+    SameDigest {
+        tag: &'a Tag,
+        rules: RuleMask,
+    },
+    Overwrite {
+        tag: &'a Tag,
+        rules: RuleMask,
+        current: &'a Digest,
+        pushed: &'a Digest,
+    },
+    DeleteImmutableTag {
+        tag: &'a Tag,
+        rules: RuleMask,
+    },
+    LockedManifest {
+        digest: &'a Digest,
+        tag: &'a Tag,
+        rules: RuleMask,
+    },
+    /// The target is part of what an immutable tag holds: `tag` of `holder` is immutable.
+    Held {
+        target: Target<'a>,
+        holder: &'a Holder,
+        tag: &'a Tag,
+        rules: RuleMask,
+    },
+    /// No immutable tag points at the target or holds it.
+    Unlocked {
+        target: Target<'a>,
+    },
+}
+
+/// What a delete removes: a manifest or a blob, by digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Manifest(&'a Digest),
+    Blob(&'a Digest),
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Manifest(digest) => write!(f, "manifest {digest}"),
+            Target::Blob(digest) => write!(f, "blob {digest}"),
+        }
+    }
+}
+
+/// What the target of a delete is to a manifest that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// A manifest an index lists (at any depth below the holder).
+    Child,
+    /// The config blob of the holder's image (or of an image below it).
+    Config,
+    /// A layer blob of the holder's image (or of an image below it).
+    Layer,
+    /// A manifest whose `subject` is the holder (a signature, SBOM, attestation), or a blob of one.
+    Referrer,
+}
+
+impl Relation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Child => "child",
+            Relation::Config => "config",
+            Relation::Layer => "layer",
+            Relation::Referrer => "referrer",
+        }
+    }
+
+    /// How a message says it: "layer of sha256:…".
+    fn phrase(self) -> &'static str {
+        match self {
+            Relation::Child => "child of",
+            Relation::Config => "config of",
+            Relation::Layer => "layer of",
+            Relation::Referrer => "signature/referrer of",
+        }
+    }
+}
+
+/// A manifest that holds the target of a delete, directly or through others, with its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub digest: Digest,
+    pub tags: Vec<Tag>,
+    /// What the target is to this manifest.
+    pub relation: Relation,
+}
+
+/// The answer to one question of the registry; its `Display` is the one-line message.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    policy: &'a CompiledPolicy,
+    repository: &'a RepositoryName,
+    pub outcome: Outcome<'a>,
+}
+
+impl<'a> Decision<'a> {
+    pub fn allowed(&self) -> bool {
+        !matches!(
+            self.outcome,
+            Outcome::Overwrite { .. }
+                | Outcome::DeleteImmutableTag { .. }
+                | Outcome::LockedManifest { .. }
+                | Outcome::Held { .. }
+        )
+    }
+    /// The rules that made the tag immutable (empty for a mutable tag or an unlocked manifest).
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + 'a {
+        self.policy.rules(self.mask())
+    }
+
+    fn mask(&self) -> RuleMask {
+        match self.outcome {
+            Outcome::FirstPush { rules, .. }
+            | Outcome::SameDigest { rules, .. }
+            | Outcome::Overwrite { rules, .. }
+            | Outcome::DeleteImmutableTag { rules, .. }
+            | Outcome::LockedManifest { rules, .. }
+            | Outcome::Held { rules, .. } => rules,
+            Outcome::MutableTag { .. } | Outcome::Unlocked { .. } => RuleMask::default(),
+        }
+    }
+
+    fn write_rules(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        for (i, (id, summary)) in self.policy.rule_summaries(self.mask()).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "rule {id}: {summary}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let repository = self.repository;
+        match self.outcome {
+            Outcome::MutableTag { tag } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is not immutable")
+            }
+            Outcome::FirstPush { tag, .. } => {
+                write!(f, "first push of immutable tag \"{tag}\" of \"{repository}\" ")?;
+                self.write_rules(f)
+            }
+            Outcome::SameDigest { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" already points at this digest ")?;
+                self.write_rules(f)
+            }
+            Outcome::Overwrite { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is immutable ")?;
+                self.write_rules(f)?;
+                f.write_str("; push a new tag instead")
+            }
+            Outcome::DeleteImmutableTag { tag, .. } => {
+                write!(f, "tag \"{tag}\" of \"{repository}\" is immutable ")?;
+                self.write_rules(f)?;
+                f.write_str("; it cannot be deleted")
+            }
+            Outcome::LockedManifest { digest, tag, .. } => {
+                write!(f, "manifest {digest} of \"{repository}\" is locked by its immutable tag \"{tag}\" ")?;
+                self.write_rules(f)?;
+                f.write_str("; it cannot be deleted")
+            }
+            Outcome::Held { target, holder, tag, .. } => {
+                write!(f, "{target} of \"{repository}\" is held by immutable tag \"{tag}\" ")?;
+                self.write_rules(f)?;
+                write!(f, " as {} {}; it cannot be deleted", holder.relation.phrase(), holder.digest)
+            }
+            Outcome::Unlocked { target: target @ Target::Manifest(_) } => {
+                write!(f, "{target} of \"{repository}\" has no immutable tag")
+            }
+            Outcome::Unlocked { target: target @ Target::Blob(_) } => {
+                write!(f, "{target} of \"{repository}\" is held by no immutable tag")
+            }
+        }
+    }
+}
