@@ -414,20 +414,8 @@ async fn metrics(app: &TestApp) -> std::collections::HashMap<String, f64> {
 #[tokio::test]
 async fn a_rule_change_reaches_a_second_process() {
     let (app, token, _) = shop().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut second = tokio::process::Command::new(tests::tagward_bin())
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &app.db.url)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let second_url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while reqwest::get(format!("{second_url}/healthz")).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "second process did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (second, mut process) = tests::spawn_server(&app.db.url, &[]).await;
+    let second_url = format!("http://{second}");
     let ask = |body: Value| {
         let request = reqwest::Client::new().post(format!("{second_url}{CHECK}")).bearer_auth(&token).json(&body);
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
@@ -447,7 +435,7 @@ async fn a_rule_change_reaches_a_second_process() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     println!("rule change visible in the second process after {:?}", changed.elapsed());
-    second.kill().await.unwrap();
+    process.kill().await.unwrap();
 }
 
 /// The database goes away in the middle of a stream of decisions: none is wrong, none is a 5xx,

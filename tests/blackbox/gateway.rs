@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::Output;
 use std::time::{Duration, Instant};
+use tests::gateway::gateway_for;
 use tests::registry::{push, skopeo, OciLayout, Registry};
 use tests::{fresh_database, TestDb};
 
@@ -23,43 +24,6 @@ async fn setup() -> Setup {
     let registry = Registry::start().await;
     let gateway = gateway_for(&db, &registry).await;
     Setup { db, registry, gateway, rule }
-}
-
-/// A gateway over `db` in front of `registry`; returns where it listens.
-pub(crate) async fn gateway_for(db: &TestDb, registry: &Registry) -> SocketAddr {
-    gateway_with(db, registry, Default::default(), Default::default()).await
-}
-
-/// A gateway with these limits.
-pub(crate) async fn gateway_with(
-    db: &TestDb,
-    registry: &Registry,
-    listener: tagward::config::ListenerConfig,
-    manifests: tagward::gateway::ManifestLimits,
-) -> SocketAddr {
-    spawn_gateway(tagward::gateway::GatewayConfig { listener, manifests, ..gateway_config(db, registry.address) }).await
-}
-
-/// A gateway's configuration over `db` in front of the registry at `upstream`, default limits.
-pub(crate) fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::GatewayConfig {
-    tagward::gateway::GatewayConfig {
-        database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: format!("http://{upstream}").parse().unwrap(),
-        listener: Default::default(),
-        manifests: Default::default(),
-        held: Default::default(),
-        // The inventory's sync is tested on its own (inventory.rs).
-        registry: tagward::inventory::RegistrySyncConfig { interval_seconds: 0, ..Default::default() },
-    }
-}
-
-/// Starts a gateway; returns where it listens.
-pub(crate) async fn spawn_gateway(config: tagward::gateway::GatewayConfig) -> SocketAddr {
-    let server = tagward::gateway::GatewayServer::build(config).await.expect("gateway starts");
-    let gateway = server.address();
-    tokio::spawn(server.run_until_stopped());
-    gateway
 }
 
 fn ok(output: &Output) -> bool {

@@ -3,9 +3,9 @@
 //! deleted, while what only mutable tags hold stays deletable. Real docker-registry 2.8 behind,
 //! skopeo and raw HTTP in front.
 
-use crate::gateway::{gateway_config, gateway_with, spawn_gateway};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use tests::gateway::{gateway_config, gateway_with, spawn_gateway};
 use tests::registry::{
     push, push_image, put_manifest, raw_http, tag_referrers, Fault, FaultyProxy, OciLayout, Registry,
 };

@@ -2,10 +2,10 @@
 //! through the gateway (checked against the registry itself, never against tagward's answer),
 //! races, policies too large to compile, slow and oversized input.
 
-use crate::gateway::{gateway_for, gateway_with};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tests::gateway::{gateway_for, gateway_with};
 use tests::registry::{push, raw_http, OciLayout, Registry};
 use tests::{fresh_database, spawn_app, TestDb};
 

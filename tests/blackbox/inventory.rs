@@ -118,7 +118,7 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     let db = shop_with_admin_ann().await;
     let rule = db.rule("shop", "matching:**", "matching:v*").await;
     let registry = Registry::start().await;
-    let gateway = crate::gateway::gateway_for(&db, &registry).await;
+    let gateway = tests::gateway::gateway_for(&db, &registry).await;
     let (image_a, image_b, image_c, image_d) =
         (OciLayout::image_of("a"), OciLayout::image_of("b"), OciLayout::image_of("c"), OciLayout::image_of("d"));
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
 pub mod browser;
+pub mod gateway;
 pub mod registry;
 
 /// Values several tests share.
@@ -200,6 +201,13 @@ pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
 
 /// The portal over `db` with more `tagward serve` flags.
 pub async fn spawn_app_with(db: TestDb, database_url: String, flags: &[&str]) -> TestApp {
+    let (address, process) = spawn_server(&database_url, flags).await;
+    TestApp { address, db, _process: process }
+}
+
+/// A `tagward serve` process over `database_url` (with `flags`), on a free port: where it
+/// listens, and the process (killed when dropped).
+pub async fn spawn_server(database_url: &str, flags: &[&str]) -> (SocketAddr, tokio::process::Child) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(tagward_bin());
     command
@@ -229,7 +237,7 @@ pub async fn spawn_app_with(db: TestDb, database_url: String, flags: &[&str]) ->
         .unwrap_or_else(|| panic!("unexpected first line from `tagward serve`: {announced}"));
     // Keep draining stdout so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    TestApp { address, db, _process: process }
+    (address, process)
 }
 
 impl TestApp {
