@@ -15,6 +15,7 @@ use tokio::process::Command;
 
 const REGISTRY: &str = "127.0.0.1:5900";
 const GATEWAY: &str = "127.0.0.1:5901";
+const TLS_REGISTRY: &str = "127.0.0.1:5902";
 
 pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let section = "gateway (skopeo copy; docker-registry behind)";
@@ -51,15 +52,73 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     report.add(section, "gateway peak RSS while a 1 GiB layer streams through", gateway.memory_mib().1, "MiB");
     gateway.stop().await?;
     registry.stop().await?;
+
+    // The same through a gateway whose upstream speaks only TLS (a private CA), against skopeo
+    // writing to that registry directly over TLS.
+    let tls_section = "gateway to a TLS registry (private CA; skopeo copy)";
+    eprintln!("== {tls_section}");
+    let tls_registry = crate::run::docker_registry_tls(&work, TLS_REGISTRY).await?;
+    let ca_dir = work.join("ca");
+    let ca = ca_dir.join("ca.crt").display().to_string();
+    let tls_upstream = format!("https://localhost:{}", TLS_REGISTRY.rsplit(':').next().unwrap_or_default());
+    let mut tls_gateway = Process::tagward(
+        &args.tagward,
+        &database.url,
+        &[
+            "gateway",
+            "--listen",
+            GATEWAY,
+            "--upstream",
+            &tls_upstream,
+            "--upstream-ca",
+            &ca,
+            "--registry-sync-interval",
+            "0",
+        ],
+    )?;
+    tls_gateway.wait_ready(&format!("http://{GATEWAY}/v2/"), Duration::from_secs(30)).await?;
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        for (target, kind, times) in
+            [(tls_upstream.trim_start_matches("https://"), "direct", &mut direct), (GATEWAY, "gateway", &mut through)]
+        {
+            let layout = work.join(format!("tls-{kind}{i}"));
+            oci_layout(&layout, 100 << 20)?;
+            times.push(copy_with(&layout, &format!("{target}/shop/tls-{kind}{i}:v1"), Some(&ca_dir)).await?);
+            std::fs::remove_dir_all(&layout)?;
+        }
+    }
+    let (direct, through) = (median(direct), median(through));
+    report.add(tls_section, "100 MiB image straight to the TLS registry (median of 5)", direct, "s");
+    report.add(tls_section, "100 MiB image through the gateway to it (median of 5)", through, "s");
+    report.add(tls_section, "through the gateway vs straight", through / direct, "x");
+    copy(&big, &format!("{GATEWAY}/shop/tls-big:v1")).await?;
+    report.add(
+        tls_section,
+        "gateway peak RSS while a 1 GiB layer streams through to TLS",
+        tls_gateway.memory_mib().1,
+        "MiB",
+    );
+    tls_gateway.stop().await?;
+    tls_registry.stop().await?;
     std::fs::remove_dir_all(&work)?;
     database.drop().await
 }
 
-/// Seconds `skopeo copy` took from the layout to `docker://destination`.
+/// Seconds `skopeo copy` took from the layout to `docker://destination` (plain HTTP).
 async fn copy(layout: &Path, destination: &str) -> anyhow::Result<f64> {
+    copy_with(layout, destination, None).await
+}
+
+/// The same; with `cert_dir`, over TLS trusting the CA in it (`ca.crt`).
+async fn copy_with(layout: &Path, destination: &str, cert_dir: Option<&Path>) -> anyhow::Result<f64> {
     let started = Instant::now();
+    let tls = match cert_dir {
+        Some(dir) => format!("--dest-cert-dir={}", dir.display()),
+        None => "--dest-tls-verify=false".to_owned(),
+    };
     let status = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false"])
+        .args(["--insecure-policy", "copy", "-q", "--preserve-digests", &tls])
         .arg(format!("oci:{}:latest", layout.display()))
         .arg(format!("docker://{destination}"))
         .status()

@@ -118,18 +118,101 @@ impl Process {
 
 /// A docker-registry (deletes enabled) listening on `address`, storing under `work`, answering.
 pub async fn docker_registry(work: &Path, address: &str) -> anyhow::Result<Process> {
-    let config = work.join("registry.yml");
+    let mut registry = spawn_registry(work, address, "")?;
+    registry.wait_ready(&format!("http://{address}/v2/"), Duration::from_secs(30)).await?;
+    Ok(registry)
+}
+
+/// A docker-registry serving TLS on `address` with a certificate for 127.0.0.1 and localhost
+/// from a CA made here; the CA's certificate alone is in `work/ca/ca.crt` (a directory skopeo's
+/// `--dest-cert-dir` can read: a key there without its certificate would be an error).
+pub async fn docker_registry_tls(work: &Path, address: &str) -> anyhow::Result<Process> {
+    let certs = work.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let output = std::process::Command::new("openssl").args(args).current_dir(&certs).output()?;
+        anyhow::ensure!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tagward bench CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    std::fs::write(
+        certs.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        certs.join("server.pem").display(),
+        certs.join("server.key").display()
+    );
+    std::fs::create_dir_all(work.join("ca"))?;
+    std::fs::copy(certs.join("ca.crt"), work.join("ca/ca.crt"))?;
+    let registry = spawn_registry(work, address, &tls)?;
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "docker-registry (TLS) did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(registry)
+}
+
+fn spawn_registry(work: &Path, address: &str, http_extra: &str) -> anyhow::Result<Process> {
+    let config = work.join(format!("registry-{}.yml", address.replace(':', "-")));
     std::fs::write(
         &config,
         format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    \
-             enabled: true\nhttp:\n  addr: {address}\n",
-            work.join("data").display()
+             enabled: true\nhttp:\n  addr: {address}\n{http_extra}",
+            work.join(format!("data-{}", address.replace(':', "-"))).display()
         ),
     )?;
-    let mut registry = Process::spawn(Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()))?;
-    registry.wait_ready(&format!("http://{address}/v2/"), Duration::from_secs(30)).await?;
-    Ok(registry)
+    Process::spawn(Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()))
 }
 
 /// A value of tagward's `/metrics` (a counter's `_total` or a gauge), 0 when absent.

@@ -25,6 +25,11 @@ pub struct RegistrySyncConfig {
     #[arg(long = "registry-url", env = "TAGWARD_REGISTRY_URL")]
     pub url: Option<Uri>,
 
+    /// PEM certificates to trust for an `https://` registry besides the system's and webpki's roots
+    /// (a private CA). The gateway's `--upstream-ca` when the registry is its upstream.
+    #[arg(long = "registry-ca", env = "TAGWARD_REGISTRY_CA")]
+    pub ca_file: Option<std::path::PathBuf>,
+
     /// User name for the registry (HTTP Basic), if it asks for one; it needs only to list the
     /// catalog and read manifests.
     #[arg(long = "registry-username", env = "TAGWARD_REGISTRY_USERNAME")]
@@ -52,6 +57,7 @@ impl Default for RegistrySyncConfig {
     fn default() -> Self {
         Self {
             url: None,
+            ca_file: None,
             username: None,
             password: None,
             interval_seconds: Self::INTERVAL_SECONDS,
@@ -71,9 +77,19 @@ const SYNC_LOCK: &str = "tagward:inventory-sync";
 
 impl RegistrySyncConfig {
     /// Starts the sync in the background if there is a registry to read (`fallback`: the gateway's
-    /// upstream) and an interval. `enforcer` says which tags are immutable (their graphs are read).
-    pub fn start(&self, pool: &PgPool, enforcer: &Enforcer, fallback: Option<&Uri>) -> anyhow::Result<()> {
-        let Some(url) = self.url.as_ref().or(fallback) else { return Ok(()) };
+    /// upstream and its CA file) and an interval. `enforcer` says which tags are immutable (their
+    /// graphs are read).
+    pub fn start(
+        &self,
+        pool: &PgPool,
+        enforcer: &Enforcer,
+        fallback: Option<(&Uri, Option<&std::path::Path>)>,
+    ) -> anyhow::Result<()> {
+        let (url, ca_file) = match (&self.url, fallback) {
+            (Some(url), _) => (url, self.ca_file.as_deref()),
+            (None, Some((url, ca_file))) => (url, self.ca_file.as_deref().or(ca_file)),
+            (None, None) => return Ok(()),
+        };
         if self.interval_seconds == 0 {
             return Ok(());
         }
@@ -91,7 +107,7 @@ impl RegistrySyncConfig {
         let sync = Sync {
             pool: pool.clone(),
             enforcer: enforcer.clone(),
-            registry: Registry::new(url)?,
+            registry: Registry::new(url, ca_file)?,
             shown_as: url.to_string().trim_end_matches('/').to_owned(),
             authorization,
             throttle: Throttle::new(self.requests_per_second),

@@ -1,14 +1,19 @@
-//! A registry's HTTP API as tagward uses it: the gateway forwards requests to it as streams and
+//! A registry's HTTP API as tagward uses it, over plain HTTP or TLS (with a private CA where
+//! needed): the gateway forwards requests to it as streams and
 //! looks things up with the client's credentials (the digest a tag points at, a repository's
 //! tags); the inventory sync reads its catalog and tag lists, page by page, with its own.
 
+use anyhow::Context;
 use app::policy::Digest;
 use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, Request, Response, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Every manifest type a registry may hold, so a HEAD answers the stored manifest's own digest
 /// (without an index type in `Accept`, some registries answer an index's first image instead).
@@ -70,24 +75,41 @@ pub enum LookupError {
 
 #[derive(Clone)]
 pub struct Registry {
-    client: Client<HttpConnector, Body>,
-    /// `http://host:port`, without a trailing slash.
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// `http(s)://host:port`, without a trailing slash.
     base: String,
+    /// The `Host` forwarded requests carry to an `https://` registry: its own (a TLS endpoint in
+    /// front of it routes on it, as on the SNI). A plain `http://` one gets the client's, so that the
+    /// `Location`s it builds point at the gateway.
+    tls_host: Option<HeaderValue>,
 }
 
 impl Registry {
-    pub fn new(base: &Uri) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            base.scheme_str() == Some("http") && base.authority().is_some(),
-            "the registry must be an http:// URL with a host, got `{base}` (terminate TLS in front of the registry's plain-HTTP port)"
-        );
-        let base = base.to_string().trim_end_matches('/').to_owned();
-        let mut connector = HttpConnector::new();
+    /// The registry at `base` (`http://` or `https://`, with a host). Over TLS its certificate is
+    /// checked against webpki's roots, the system's, and the certificates of `ca_file` (PEM; a
+    /// private CA).
+    pub fn new(base: &Uri, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let tls = match base.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => anyhow::bail!("the registry must be an http:// or https:// URL with a host, got `{base}`"),
+        };
+        let authority = base
+            .authority()
+            .with_context(|| format!("the registry must be an http:// or https:// URL with a host, got `{base}`"))?;
+        let mut http = HttpConnector::new();
         // Registry clients make many small requests (HEADs, upload starts, manifests): without this,
         // Nagle's algorithm holds a request's last segment back until the previous one is acknowledged.
-        connector.set_nodelay(true);
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(ca_file)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client, base })
+        let tls_host = tls.then(|| HeaderValue::from_str(authority.as_str())).transpose()?;
+        Ok(Self { client, base: base.to_string().trim_end_matches('/').to_owned(), tls_host })
     }
 
     fn uri(&self, path_and_query: &str) -> Result<Uri, String> {
@@ -104,6 +126,9 @@ impl Registry {
             Err(why) => return bad_gateway(&why),
         };
         strip_hop_by_hop(request.headers_mut());
+        if let Some(host) = &self.tls_host {
+            request.headers_mut().insert(header::HOST, host.clone());
+        }
         match self.client.request(request).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -118,6 +143,7 @@ impl Registry {
                 Response::from_parts(parts, Body::new(body))
             }
             Err(error) => {
+                let error = with_causes(&error);
                 tracing::warn!(%error, "upstream request failed");
                 bad_gateway(&format!("the registry behind the gateway did not answer: {error}"))
             }
@@ -139,7 +165,7 @@ impl Registry {
             .header(header::ACCEPT, accept)
             .body(Body::empty())
             .map_err(|e| LookupError::Failed(e.to_string()))?;
-        self.client.request(request).await.map_err(|e| LookupError::Failed(e.to_string()))
+        self.client.request(request).await.map_err(|e| LookupError::Failed(with_causes(&e)))
     }
 
     /// The digest `reference` (a tag) of `name` points at now, or `None` when it does not exist.
@@ -271,6 +297,44 @@ impl Registry {
             .and_then(|(_, rest)| rest.split_once('>'))
             .map(|(target, _)| target.strip_prefix(&self.base).unwrap_or(target).to_owned())
     }
+}
+
+/// What a TLS registry's certificate is checked against: webpki's roots (they work in a `FROM
+/// scratch` image), the system's, and the certificates of `ca_file`.
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // A system bundle entry rustls cannot use is skipped, as browsers do.
+    let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect())
+            .with_context(|| format!("reading the CA certificates of `{}`", path.display()))?;
+        anyhow::ensure!(!certificates.is_empty(), "`{}` holds no PEM certificate", path.display());
+        for certificate in certificates {
+            roots.add(certificate).with_context(|| format!("a certificate of `{}` is not usable", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An error with its causes (`client error (Connect): invalid peer certificate: UnknownIssuer`):
+/// the client's own message alone does not say what went wrong.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// A response's body, refused past `limit` bytes.

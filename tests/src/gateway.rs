@@ -26,6 +26,7 @@ pub fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::Ga
         database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: format!("http://{upstream}").parse().unwrap(),
+        upstream_ca: None,
         listener: Default::default(),
         manifests: Default::default(),
         held: Default::default(),

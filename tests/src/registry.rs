@@ -34,14 +34,32 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A registry serving TLS with a certificate `ca` signed (for 127.0.0.1 and localhost).
+    pub async fn start_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca)).await
+    }
+
+    async fn start_with(tls: Option<&TestCa>) -> Self {
         let storage = TempDir::new("registry");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let config = storage.0.join("config.yml");
+        let tls_config = tls
+            .map(|ca| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    ca.dir.0.join("server.pem").display(),
+                    ca.dir.0.join("server.key").display()
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}",
                 storage.0.join("data").display()
             ),
         )
@@ -55,7 +73,17 @@ impl Registry {
             .expect("docker-registry is installed (scripts/dev test installs it)");
         let registry = Self { address, child, _storage: storage };
         let started = Instant::now();
-        while reqwest::get(format!("http://{address}/v2/")).await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        loop {
+            // Over TLS the test's HTTP client cannot ask; the listening port is enough there.
+            let up = match tls {
+                None => {
+                    reqwest::get(format!("http://{address}/v2/")).await.map(|r| r.status().as_u16()).ok() == Some(200)
+                }
+                Some(_) => tokio::net::TcpStream::connect(address).await.is_ok(),
+            };
+            if up {
+                break;
+            }
             assert!(started.elapsed() < Duration::from_secs(20), "docker-registry did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -419,5 +447,86 @@ impl FaultyProxy {
 
     pub fn set(&self, fault: Fault) {
         self.fault.store(fault as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A certificate authority made for one test (openssl), and a server certificate it signed for
+/// 127.0.0.1 and localhost: `ca.pem`, `server.pem`, `server.key` in `dir`.
+pub struct TestCa {
+    pub dir: TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = TempDir::new("ca");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl").args(args).current_dir(&dir.0).output().expect("openssl is installed");
+            assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tagward test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.0.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self { dir }
+    }
+
+    /// The CA's certificate, for whoever must trust the server.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.0.join("ca.pem")
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
     }
 }

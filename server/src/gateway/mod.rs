@@ -45,9 +45,14 @@ pub struct GatewayConfig {
     #[arg(long = "listen", env = "TAGWARD_GATEWAY_LISTEN", default_value = "127.0.0.1:5001")]
     pub listen: SocketAddr,
 
-    /// The registry behind the gateway, e.g. `http://127.0.0.1:5000`.
+    /// The registry behind the gateway, e.g. `http://127.0.0.1:5000` or `https://registry.example`.
     #[arg(long = "upstream", env = "TAGWARD_GATEWAY_UPSTREAM")]
     pub upstream: Uri,
+
+    /// PEM certificates to trust for an `https://` upstream besides the system's and webpki's
+    /// roots (a private CA).
+    #[arg(long = "upstream-ca", env = "TAGWARD_GATEWAY_UPSTREAM_CA")]
+    pub upstream_ca: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub listener: ListenerConfig,
@@ -117,9 +122,9 @@ impl GatewayServer {
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
         let core = crate::core::Core::start(&config.database).await?;
         let ops = core.ops();
-        config.registry.start(&core.pool, &core.enforcer, Some(&config.upstream))?;
+        config.registry.start(&core.pool, &core.enforcer, Some((&config.upstream, config.upstream_ca.as_deref())))?;
         let gateway = Gateway {
-            upstream: Registry::new(&config.upstream)?,
+            upstream: Registry::new(&config.upstream, config.upstream_ca.as_deref())?,
             enforcer: core.enforcer,
             pool: core.pool,
             buffered: Arc::new(Semaphore::new(config.manifests.buffer_bytes.min(Semaphore::MAX_PERMITS))),

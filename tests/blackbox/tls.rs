@@ -1,0 +1,100 @@
+//! A registry that speaks only TLS, with a certificate from a private CA made in the test: the
+//! gateway fronts it (pushes, denials, the delete walk) and the inventory sync reads it, trusting
+//! the CA file they are given and nothing they are not.
+
+use std::time::{Duration, Instant};
+use tests::gateway::{gateway_config, spawn_gateway};
+use tests::registry::{push, OciLayout, Registry, TestCa};
+
+#[tokio::test]
+async fn the_gateway_and_the_sync_front_a_tls_registry_with_a_private_ca() {
+    tests::init_logging();
+    let db = tests::fresh_database().await;
+    db.project("shop").await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let ca = TestCa::new();
+    let registry = Registry::start_tls(&ca).await;
+    // By name, so the certificate is checked for `localhost` (SNI) as a real one would be.
+    let upstream = format!("https://localhost:{}", registry.address.port());
+    let mut config = gateway_config(&db, registry.address);
+    config.upstream = upstream.parse().unwrap();
+    config.upstream_ca = Some(ca.certificate());
+    let gateway = spawn_gateway(config).await;
+
+    let (one, two) = (OciLayout::image_of("one"), OciLayout::image_of("two"));
+    let first = push(&one, gateway, "shop/api:v1", false).await;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let overwrite = push(&two, gateway, "shop/api:v1", false).await;
+    let said = String::from_utf8_lossy(&overwrite.stderr).replace("\\\"", "\"");
+    assert!(said.contains("denied: tag \"v1\" of \"shop/api\" is immutable"), "{said}");
+
+    // Reads pass through over TLS; the tag still names the first image.
+    let client = reqwest::Client::new();
+    let head = client
+        .head(format!("http://{gateway}/v2/shop/api/manifests/v1"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["docker-content-digest"], one.digest.as_str());
+    // The delete walk reads the manifest over TLS too.
+    let manifest: serde_json::Value = client
+        .get(format!("http://{gateway}/v2/shop/api/manifests/{}", one.digest))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let refused = client.delete(format!("http://{gateway}/v2/shop/api/blobs/{layer}")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+
+    // A gateway not given the CA does not trust the registry: nothing passes, and it says why.
+    let mut config = gateway_config(&db, registry.address);
+    config.upstream = upstream.parse().unwrap();
+    let untrusting = spawn_gateway(config).await;
+    let answer = client.get(format!("http://{untrusting}/v2/")).send().await.unwrap();
+    assert_eq!(answer.status(), 502);
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("certificate"), "{body}");
+    let refused = push(&two, untrusting, "shop/api:v2", false).await;
+    assert!(!refused.status.success());
+
+    // The sync reads the same registry with the CA file it is given.
+    let url = db.url.clone();
+    let ca_file = ca.certificate().display().to_string();
+    let flags = [
+        "--registry-url",
+        &upstream,
+        "--registry-ca",
+        &ca_file,
+        "--registry-sync-interval",
+        "1",
+        "--registry-sync-rate",
+        "0",
+    ];
+    let app = tests::spawn_app_with(db, url, &flags).await;
+    let started = Instant::now();
+    loop {
+        let seen: Option<(String,)> =
+            sqlx::query_as("select digest from registry_tags where repository = 'shop/api' and tag = 'v1'")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        let synced: Option<bool> = sqlx::query_scalar("select completed_at is not null from registry_sync")
+            .fetch_optional(&app.db.pool)
+            .await
+            .unwrap();
+        if synced == Some(true) {
+            assert_eq!(seen.map(|(digest,)| digest).as_deref(), Some(one.digest.as_str()));
+            let failure: Option<String> =
+                sqlx::query_scalar("select failure from registry_sync").fetch_one(&app.db.pool).await.unwrap();
+            assert_eq!(failure, None);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed over TLS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
