@@ -8,7 +8,6 @@ use crate::enforcement::Enforcer;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{ManifestRefs, Sha256};
 use app::policy::{Digest, RepositoryName, Tag};
-use axum::http::header::HeaderValue;
 use axum::http::Uri;
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
@@ -30,8 +29,9 @@ pub struct RegistrySyncConfig {
     #[arg(long = "registry-ca", env = "TAGWARD_REGISTRY_CA")]
     pub ca_file: Option<std::path::PathBuf>,
 
-    /// User name for the registry (HTTP Basic), if it asks for one; it needs only to list the
-    /// catalog and read manifests.
+    /// User name for the registry, if it asks for one: sent as HTTP Basic, or to the registry's
+    /// token service when it answers with a `Bearer` challenge (distribution's token flow). It
+    /// needs only to list the catalog and pull.
     #[arg(long = "registry-username", env = "TAGWARD_REGISTRY_USERNAME")]
     pub username: Option<String>,
 
@@ -93,23 +93,15 @@ impl RegistrySyncConfig {
         if self.interval_seconds == 0 {
             return Ok(());
         }
-        let authorization = match (&self.username, &self.password) {
-            (Some(user), password) => {
-                use base64::Engine as _;
-                let pair = format!("{user}:{}", password.as_deref().unwrap_or_default());
-                let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
-                let mut value = HeaderValue::from_str(&value)?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            (None, _) => None,
-        };
+        let mut registry = Registry::new(url, ca_file)?;
+        if let Some(username) = &self.username {
+            registry = registry.with_credentials(username, self.password.as_deref().unwrap_or_default())?;
+        }
         let sync = Sync {
             pool: pool.clone(),
             enforcer: enforcer.clone(),
-            registry: Registry::new(url, ca_file)?,
+            registry,
             shown_as: url.to_string().trim_end_matches('/').to_owned(),
-            authorization,
             throttle: Throttle::new(self.requests_per_second),
         };
         let interval = Duration::from_secs(self.interval_seconds);
@@ -125,7 +117,6 @@ struct Sync {
     registry: Registry,
     /// The registry's URL as the portal shows it.
     shown_as: String,
-    authorization: Option<HeaderValue>,
     throttle: Throttle,
 }
 
@@ -178,7 +169,7 @@ impl Sync {
         loop {
             self.throttle.wait().await;
             let path = self.registry.catalog_page_path(last.as_deref());
-            let mut page = self.registry.list_page(&path, self.authorization.as_ref()).await.map_err(lookup)?;
+            let mut page = self.registry.list_page(&path, None).await.map_err(lookup)?;
             if let Some(last) = &last {
                 page.names.retain(|name| name > last);
             }
@@ -210,7 +201,7 @@ impl Sync {
             loop {
                 self.throttle.wait().await;
                 let path = self.registry.tags_page_path(name, last_tag.as_deref());
-                let mut page = self.registry.list_page(&path, self.authorization.as_ref()).await.map_err(lookup)?;
+                let mut page = self.registry.list_page(&path, None).await.map_err(lookup)?;
                 // Registries list tags in lexical order; some (distribution 2.8) ignore `last` and
                 // answer the whole list, so what was stored before a resume is skipped here.
                 if let Some(last) = &last_tag {
@@ -224,7 +215,7 @@ impl Sync {
                                 return Ok(None);
                             }
                             self.throttle.wait().await;
-                            let digest = self.registry.current_digest(name, &tag, self.authorization.as_ref()).await?;
+                            let digest = self.registry.current_digest(name, &tag, None).await?;
                             Ok::<_, LookupError>(digest.map(|digest| (tag, digest.as_str().to_owned())))
                         })
                         .buffered(CONCURRENT_LOOKUPS)
@@ -267,7 +258,7 @@ impl Sync {
                 .map(|digest| async move {
                     let Ok(parsed) = Digest::parse(&digest) else { return Ok(None) };
                     self.throttle.wait().await;
-                    let Some(bytes) = self.registry.manifest(name, &digest, self.authorization.as_ref()).await? else {
+                    let Some(bytes) = self.registry.manifest(name, &digest, None).await? else {
                         return Ok(None);
                     };
                     let hash = Sha256::from(&parsed);

@@ -82,7 +82,42 @@ pub struct Registry {
     /// front of it routes on it, as on the SNI). A plain `http://` one gets the client's, so that the
     /// `Location`s it builds point at the gateway.
     tls_host: Option<HeaderValue>,
+    /// tagward's own credentials for this registry (the sync's), used when a request carries no
+    /// client's `Authorization`.
+    own: Option<Arc<OwnCredentials>>,
 }
+
+/// tagward's own credentials for a registry: HTTP Basic, and the bearer tokens the registry's token
+/// service issued for them (distribution's token flow), by scope, until they expire.
+struct OwnCredentials {
+    basic: HeaderValue,
+    tokens: std::sync::Mutex<std::collections::HashMap<String, (HeaderValue, std::time::Instant)>>,
+}
+
+impl OwnCredentials {
+    fn token(&self, scope: &str) -> Option<HeaderValue> {
+        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.get(scope).filter(|(_, until)| *until > std::time::Instant::now()).map(|(token, _)| token.clone())
+    }
+
+    fn keep(&self, scope: &str, token: HeaderValue, for_seconds: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(for_seconds);
+        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Scopes are a registry's repositories: bounded, but never let a long-lived process grow.
+        if tokens.len() >= MAX_CACHED_TOKENS {
+            tokens.retain(|_, (_, until)| *until > std::time::Instant::now());
+            if tokens.len() >= MAX_CACHED_TOKENS {
+                tokens.clear();
+            }
+        }
+        tokens.insert(scope.to_owned(), (token, until));
+    }
+}
+
+/// Bearer tokens kept at once (one per repository the sync reads, and the catalog).
+const MAX_CACHED_TOKENS: usize = 10_000;
+/// The largest token service answer read.
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 * 1024;
 
 impl Registry {
     /// The registry at `base` (`http://` or `https://`, with a host). Over TLS its certificate is
@@ -109,7 +144,20 @@ impl Registry {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let tls_host = tls.then(|| HeaderValue::from_str(authority.as_str())).transpose()?;
-        Ok(Self { client, base: base.to_string().trim_end_matches('/').to_owned(), tls_host })
+        Ok(Self { client, base: base.to_string().trim_end_matches('/').to_owned(), tls_host, own: None })
+    }
+
+    /// The same registry, read with tagward's own `username` and `password` where a request carries
+    /// no client's credentials: HTTP Basic, or bearer tokens from the registry's token service
+    /// when it answers with a `Bearer` challenge.
+    pub fn with_credentials(mut self, username: &str, password: &str) -> anyhow::Result<Self> {
+        use base64::Engine as _;
+        let pair = format!("{username}:{password}");
+        let mut basic =
+            HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))?;
+        basic.set_sensitive(true);
+        self.own = Some(Arc::new(OwnCredentials { basic, tokens: Default::default() }));
+        Ok(self)
     }
 
     fn uri(&self, path_and_query: &str) -> Result<Uri, String> {
@@ -150,7 +198,87 @@ impl Registry {
         }
     }
 
+    /// Asks the registry, with the client's `authorization` if given, else with tagward's own
+    /// credentials: a token kept for the path's scope, else Basic, and on a `Bearer` challenge a
+    /// token fetched from the realm it names, then once more.
     async fn look_up(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        authorization: Option<&HeaderValue>,
+        accept: &'static str,
+    ) -> Result<Response<hyper::body::Incoming>, LookupError> {
+        let (None, Some(own)) = (authorization, &self.own) else {
+            return self.send(method, path_and_query, authorization, accept).await;
+        };
+        let scope = scope_of(path_and_query);
+        let first = own.token(&scope).unwrap_or_else(|| own.basic.clone());
+        let response = self.send(method.clone(), path_and_query, Some(&first), accept).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(challenge) = response.headers().get(header::WWW_AUTHENTICATE).and_then(BearerChallenge::parse) else {
+            return Ok(response);
+        };
+        let token = self.token(own, &challenge, &scope).await?;
+        self.send(method, path_and_query, Some(&token), accept).await
+    }
+
+    /// A bearer token for `scope` from the token service `challenge` names, asked with Basic.
+    async fn token(
+        &self,
+        own: &OwnCredentials,
+        challenge: &BearerChallenge,
+        scope: &str,
+    ) -> Result<HeaderValue, LookupError> {
+        #[derive(serde::Deserialize)]
+        struct Issued {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let scope = challenge.scope.as_deref().unwrap_or(scope);
+        // Built in a block of its own: the serializer is not `Send`, and must not live across an await.
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope);
+            query.finish()
+        };
+        let separator = if challenge.realm.contains('?') { '&' } else { '?' };
+        let url = format!("{}{separator}{query}", challenge.realm);
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(&url)
+            .header(header::AUTHORIZATION, own.basic.clone())
+            .body(Body::empty())
+            .map_err(|e| LookupError::Failed(format!("the token service `{}`: {e}", challenge.realm)))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            LookupError::Failed(format!("the token service `{}` did not answer: {}", challenge.realm, with_causes(&e)))
+        })?;
+        if !response.status().is_success() {
+            return Err(LookupError::Refused { status: response.status(), challenge: None });
+        }
+        let body = read_limited(response, MAX_TOKEN_ANSWER_BYTES, &challenge.realm).await?;
+        let issued: Issued = serde_json::from_slice(&body).map_err(|e| {
+            LookupError::Failed(format!("the token service `{}` answered nonsense: {e}", challenge.realm))
+        })?;
+        let token = issued
+            .token
+            .or(issued.access_token)
+            .ok_or_else(|| LookupError::Failed(format!("the token service `{}` answered no token", challenge.realm)))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            LookupError::Failed(format!("the token service `{}` answered an unusable token", challenge.realm))
+        })?;
+        value.set_sensitive(true);
+        // Kept until shortly before it expires (60 s when the service does not say, as the spec has it).
+        own.keep(scope, value.clone(), issued.expires_in.unwrap_or(60).saturating_sub(10).max(1));
+        Ok(value)
+    }
+
+    async fn send(
         &self,
         method: Method,
         path_and_query: &str,
@@ -322,6 +450,57 @@ fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The token scope a request path needs: the catalog, or pulling from one repository.
+fn scope_of(path_and_query: &str) -> String {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let name = path.strip_prefix("/v2/").and_then(|rest| {
+        ["/manifests/", "/tags/", "/blobs/", "/referrers/"]
+            .iter()
+            .filter_map(|marker| rest.rfind(marker).map(|at| &rest[..at]))
+            .max_by_key(|name| name.len())
+    });
+    match name {
+        Some(name) => format!("repository:{name}:pull"),
+        None => "registry:catalog:*".to_owned(),
+    }
+}
+
+/// A `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    fn parse(value: &HeaderValue) -> Option<Self> {
+        let text = value.to_str().ok()?;
+        let (scheme, rest) = text.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let mut parameters = std::collections::HashMap::new();
+        let mut rest = rest.trim();
+        while let Some((key, after)) = rest.split_once('=') {
+            let (value, after) = match after.strip_prefix('"') {
+                Some(quoted) => {
+                    let end = quoted.find('"')?;
+                    (&quoted[..end], &quoted[end + 1..])
+                }
+                None => after.split_once(',').map_or((after, ""), |(value, after)| (value, after)),
+            };
+            parameters.insert(key.trim().to_ascii_lowercase(), value.to_owned());
+            rest = after.trim_start_matches([',', ' ']);
+        }
+        Some(Self {
+            realm: parameters.remove("realm")?,
+            service: parameters.remove("service"),
+            scope: parameters.remove("scope"),
+        })
+    }
 }
 
 /// An error with its causes (`client error (Connect): invalid peer certificate: UnknownIssuer`):

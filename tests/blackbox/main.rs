@@ -17,4 +17,4 @@ mod inventory;
 mod ops;
 mod rules;
 mod structure;
-mod tls;
+mod upstream;

@@ -42,7 +42,23 @@ impl Registry {
         Self::start_with(Some(ca)).await
     }
 
+    /// A registry that takes only bearer tokens from `tokens` (distribution's `auth: token`).
+    pub async fn start_with_tokens(tokens: &TokenService) -> Self {
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            tokens.address,
+            TokenService::SERVICE,
+            TokenService::ISSUER,
+            tokens.dir.0.join("token.pem").display()
+        );
+        Self::start_configured(None, &auth).await
+    }
+
     async fn start_with(tls: Option<&TestCa>) -> Self {
+        Self::start_configured(tls, "").await
+    }
+
+    async fn start_configured(tls: Option<&TestCa>, auth: &str) -> Self {
         let storage = TempDir::new("registry");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -59,7 +75,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}{auth}",
                 storage.0.join("data").display()
             ),
         )
@@ -74,17 +90,22 @@ impl Registry {
         let registry = Self { address, child, _storage: storage };
         let started = Instant::now();
         loop {
-            // Over TLS the test's HTTP client cannot ask; the listening port is enough there.
+            // Over TLS the test's HTTP client cannot ask; the listening port is enough there. With
+            // token auth `/v2/` answers 401 once it is up.
             let up = match tls {
-                None => {
-                    reqwest::get(format!("http://{address}/v2/")).await.map(|r| r.status().as_u16()).ok() == Some(200)
-                }
+                None => reqwest::get(format!("http://{address}/v2/"))
+                    .await
+                    .is_ok_and(|r| r.status() == 200 || (!auth.is_empty() && r.status() == 401)),
                 Some(_) => tokio::net::TcpStream::connect(address).await.is_ok(),
             };
             if up {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "docker-registry did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "docker-registry did not start with:\n{}",
+                std::fs::read_to_string(&config).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         registry
@@ -528,5 +549,84 @@ impl TestCa {
 impl Default for TestCa {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A registry's token service, as distribution's `auth: token` expects one: `GET /token?service=…&scope=…`
+/// with HTTP Basic (user `sync`, password `sync password`) answers an RS256 JWT granting what was
+/// asked, signed by a key made here whose certificate travels in the token's `x5c` header.
+pub struct TokenService {
+    pub address: SocketAddr,
+    dir: TempDir,
+    /// Tokens issued so far.
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenService {
+    pub const SERVICE: &'static str = "tagward-test-registry";
+    pub const ISSUER: &'static str = "tagward-test-tokens";
+    pub const USER: &'static str = "sync";
+    pub const PASSWORD: &'static str = "sync password";
+
+    pub async fn start() -> Self {
+        use base64::Engine as _;
+        use std::sync::atomic::Ordering;
+        let dir = TempDir::new("tokens");
+        let output = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem"])
+            .args(["-days", "2", "-subj", "/CN=tagward test tokens"])
+            .current_dir(&dir.0)
+            .output()
+            .expect("openssl is installed");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let der = Command::new("openssl")
+            .args(["x509", "-in", "token.pem", "-outform", "DER"])
+            .current_dir(&dir.0)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(dir.0.join("token.key")).unwrap()).unwrap();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", Self::USER, Self::PASSWORD))
+        );
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        let handler = move |headers: axum::http::HeaderMap, query: axum::extract::RawQuery| {
+            let (key, x5c, expected, counter) = (key.clone(), x5c.clone(), expected.clone(), counter.clone());
+            async move {
+                use axum::response::IntoResponse;
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, "wrong credentials").into_response();
+                }
+                let query = query.0.unwrap_or_default();
+                let access: Vec<serde_json::Value> = url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .filter(|(name, _)| name == "scope")
+                    .filter_map(|(_, scope)| {
+                        let (kind, rest) = scope.split_once(':')?;
+                        let (name, actions) = rest.rsplit_once(':')?;
+                        Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let claims = serde_json::json!({
+                    "iss": Self::ISSUER, "sub": Self::USER, "aud": Self::SERVICE,
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{}", rand::random::<u64>()),
+                    "access": access,
+                });
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.x5c = Some(vec![x5c]);
+                let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({"token": token, "expires_in": 300})).into_response()
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = axum::Router::new().route("/token", axum::routing::get(handler));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { address, dir, issued }
     }
 }

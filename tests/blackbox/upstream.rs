@@ -1,10 +1,11 @@
-//! A registry that speaks only TLS, with a certificate from a private CA made in the test: the
-//! gateway fronts it (pushes, denials, the delete walk) and the inventory sync reads it, trusting
-//! the CA file they are given and nothing they are not.
+//! Registries as people run them: one that speaks only TLS, with a certificate from a private CA
+//! made in the test (the gateway fronts it, the sync reads it, trusting the CA file they are given
+//! and nothing they are not), and one that takes only bearer tokens from its token service
+//! (distribution's `auth: token`), which the sync follows with its own credentials.
 
 use std::time::{Duration, Instant};
 use tests::gateway::{gateway_config, spawn_gateway};
-use tests::registry::{push, OciLayout, Registry, TestCa};
+use tests::registry::{push, OciLayout, Registry, TestCa, TokenService};
 
 #[tokio::test]
 async fn the_gateway_and_the_sync_front_a_tls_registry_with_a_private_ca() {
@@ -97,4 +98,71 @@ async fn the_gateway_and_the_sync_front_a_tls_registry_with_a_private_ca() {
         assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed over TLS");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn the_sync_reads_a_registry_behind_token_auth_with_its_own_credentials() {
+    tests::init_logging();
+    let db = tests::fresh_database().await;
+    db.project("shop").await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let tokens = TokenService::start().await;
+    let registry = Registry::start_with_tokens(&tokens).await;
+    // Pushed straight to the registry (skopeo follows the token flow itself).
+    let image = OciLayout::index_of("behind-tokens");
+    let destination = format!("docker://{}/shop/api:v1", registry.address);
+    let creds = format!("{}:{}", TokenService::USER, TokenService::PASSWORD);
+    let source = image.reference();
+    let pushed = tests::registry::skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &source,
+        &destination,
+    ])
+    .await;
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+
+    let url = db.url.clone();
+    let registry_url = format!("http://{}", registry.address);
+    let flags = [
+        "--registry-url",
+        &registry_url,
+        "--registry-username",
+        TokenService::USER,
+        "--registry-password",
+        TokenService::PASSWORD,
+        "--registry-sync-interval",
+        "1",
+        "--registry-sync-rate",
+        "0",
+    ];
+    let app = tests::spawn_app_with(db, url, &flags).await;
+    let started = Instant::now();
+    loop {
+        let synced: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("select failure, tags from registry_sync where completed_at is not null")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        if let Some((failure, tags)) = synced {
+            assert_eq!((failure, tags), (None, Some(1)));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed behind token auth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The immutable tag's graph was read too (an index and its two platform images, all pulls).
+    let manifests: i64 = sqlx::query_scalar("select count(*) from registry_manifests where repository = 'shop/api'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(manifests, 3);
+    // One token for the catalog and one for the repository, kept and reused: a pass makes more
+    // requests than that (catalog, tag list, a HEAD, three manifests).
+    let issued = tokens.issued.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(issued, 2, "tokens are kept until they expire");
 }
