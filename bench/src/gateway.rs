@@ -79,12 +79,16 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     tls_gateway.wait_ready(&format!("http://{GATEWAY}/v2/"), Duration::from_secs(30)).await?;
     let (mut direct, mut through) = (Vec::new(), Vec::new());
     for i in 0..5 {
-        for (target, kind, times) in
-            [(tls_upstream.trim_start_matches("https://"), "direct", &mut direct), (GATEWAY, "gateway", &mut through)]
+        for (target, kind, times, cert_dir) in
+            // skopeo speaks TLS (trusting the CA) to the registry, plain HTTP to the gateway.
+            [
+                (tls_upstream.trim_start_matches("https://"), "direct", &mut direct, Some(ca_dir.as_path())),
+                (GATEWAY, "gateway", &mut through, None),
+            ]
         {
             let layout = work.join(format!("tls-{kind}{i}"));
             oci_layout(&layout, 100 << 20)?;
-            times.push(copy_with(&layout, &format!("{target}/shop/tls-{kind}{i}:v1"), Some(&ca_dir)).await?);
+            times.push(copy_with(&layout, &format!("{target}/shop/tls-{kind}{i}:v1"), cert_dir).await?);
             std::fs::remove_dir_all(&layout)?;
         }
     }

@@ -6,7 +6,7 @@
 //! manifests of that shape, weighed by a counting allocator.
 
 use crate::report::Report;
-use crate::run::{metric, BenchDatabase, Process};
+use crate::run::{metric, upload_blob, BenchDatabase, Process};
 use crate::Args;
 use anyhow::{ensure, Context};
 use futures::{StreamExt, TryStreamExt};
@@ -88,8 +88,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let direct = format!("http://{REGISTRY}");
 
     // Straight to the registry (the gateway knows nothing of it: it reads the registry per delete).
-    let config = upload(&client, &direct, b"{\"architecture\":\"amd64\",\"os\":\"linux\"}").await?;
-    let shared_layer = upload(&client, &direct, &[7u8; 4096]).await?;
+    let config = upload_blob(&client, &direct, "shop/app", b"{\"architecture\":\"amd64\",\"os\":\"linux\"}").await?;
+    let shared_layer = upload_blob(&client, &direct, "shop/app", &[7u8; 4096]).await?;
     let started = Instant::now();
     futures::stream::iter(0..INDEXES)
         .map(|i| {
@@ -140,7 +140,11 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             gateway.wait_ready(&format!("{base}/v2/"), Duration::from_secs(30)).await?;
             reads = 0.0;
         }
-        let blob = if unheld { upload(&client, &direct, measure.as_bytes()).await? } else { shared_layer.clone() };
+        let blob = if unheld {
+            upload_blob(&client, &direct, "shop/app", measure.as_bytes()).await?
+        } else {
+            shared_layer.clone()
+        };
         let started = Instant::now();
         let response = client.delete(format!("{base}/v2/shop/app/blobs/{blob}")).send().await?;
         let took = started.elapsed().as_secs_f64();
@@ -187,18 +191,6 @@ fn weigh_cache(entries: usize) -> anyhow::Result<(isize, usize)> {
         }
     }
     Ok((ALLOCATED.load(Ordering::Relaxed) - before - std::mem::size_of_val(&cache) as isize, cache.len()))
-}
-
-async fn upload(client: &reqwest::Client, base: &str, bytes: &[u8]) -> anyhow::Result<String> {
-    let digest = digest_of(bytes);
-    let started = client.post(format!("{base}/v2/shop/app/blobs/uploads/")).send().await?;
-    ensure!(started.status() == 202, "upload start: {}", started.status());
-    let location = started.headers()["location"].to_str()?.to_owned();
-    let location = if location.starts_with('/') { format!("{base}{location}") } else { location };
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = client.put(format!("{location}{separator}digest={digest}")).body(bytes.to_vec()).send().await?;
-    ensure!(put.status() == 201, "upload: {}", put.status());
-    Ok(digest)
 }
 
 async fn put(

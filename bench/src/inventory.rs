@@ -140,14 +140,8 @@ async fn fill(tags: usize) -> anyhow::Result<()> {
     .to_string();
     let repository = |r: usize| format!("shop/team{}/app{r}", r % 10);
     for r in 0..REPOSITORIES {
-        for (blob, digest) in [(&layer, &layer_digest), (&config, &config_digest)] {
-            let start = client.post(format!("{registry}/v2/{}/blobs/uploads/", repository(r))).send().await?;
-            ensure!(start.status() == 202, "starting an upload: {}", start.status());
-            let location = start.headers()["location"].to_str()?.to_owned();
-            let location = if location.starts_with('/') { format!("{registry}{location}") } else { location };
-            let separator = if location.contains('?') { '&' } else { '?' };
-            let put = client.put(format!("{location}{separator}digest={digest}")).body(blob.clone()).send().await?;
-            ensure!(put.status() == 201, "uploading a blob: {}", put.status());
+        for blob in [&layer, &config] {
+            crate::run::upload_blob(&client, &registry, &repository(r), blob).await?;
         }
     }
     let puts = (0..tags).map(|i| {

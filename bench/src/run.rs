@@ -224,3 +224,23 @@ pub async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |total, value| total + value))
 }
+
+/// Uploads `bytes` as a blob of `repository` at the registry `base` (POST, then PUT with the
+/// digest); returns the digest.
+pub async fn upload_blob(
+    client: &reqwest::Client,
+    base: &str,
+    repository: &str,
+    bytes: &[u8],
+) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let started = client.post(format!("{base}/v2/{repository}/blobs/uploads/")).send().await?;
+    anyhow::ensure!(started.status() == 202, "starting an upload: {}", started.status());
+    let location = started.headers()["location"].to_str()?.to_owned();
+    let location = if location.starts_with('/') { format!("{base}{location}") } else { location };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = client.put(format!("{location}{separator}digest={digest}")).body(bytes.to_vec()).send().await?;
+    anyhow::ensure!(put.status() == 201, "uploading a blob: {}", put.status());
+    Ok(digest)
+}

@@ -20,13 +20,18 @@ struct Setup {
 
 /// Project `shop` whose `v*` tags are immutable, a registry, and the gateway in front of it.
 async fn setup() -> Setup {
+    let (db, rule, registry) = shop_and_registry().await;
+    let gateway = gateway_with(&db, &registry, Default::default(), Default::default()).await;
+    Setup { _db: db, registry, gateway, rule }
+}
+
+/// Project `shop` whose `v*` tags are immutable (that rule's id), and a registry.
+async fn shop_and_registry() -> (TestDb, i64, Registry) {
     tests::init_logging();
     let db = fresh_database().await;
     db.project("shop").await;
     let rule = db.rule("shop", "matching:**", "matching:v*").await;
-    let registry = Registry::start().await;
-    let gateway = gateway_with(&db, &registry, Default::default(), Default::default()).await;
-    Setup { _db: db, registry, gateway, rule }
+    (db, rule, Registry::start().await)
 }
 
 /// `DELETE` of `path` through the gateway: status and the OCI error's message (if any).
@@ -193,12 +198,8 @@ async fn signatures_attached_to_an_immutable_tag_are_kept() {
 
 #[tokio::test]
 async fn a_registry_that_fails_or_lies_mid_walk_deletes_nothing() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.project("shop").await;
-    db.rule("shop", "matching:**", "matching:v*").await;
+    let (db, _, registry) = shop_and_registry().await;
     db.project("open").await;
-    let registry = Registry::start().await;
     let proxy = FaultyProxy::start(registry.address).await;
     let gateway = spawn_gateway(gateway_config(&db, proxy.address)).await;
     // Pushed straight to the registry: neither the gateway's cache nor the inventory knows them.
@@ -238,11 +239,7 @@ async fn a_registry_that_fails_or_lies_mid_walk_deletes_nothing() {
 
 #[tokio::test]
 async fn a_walk_past_its_bound_deletes_nothing() {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.project("shop").await;
-    db.rule("shop", "matching:**", "matching:v*").await;
-    let registry = Registry::start().await;
+    let (db, _, registry) = shop_and_registry().await;
     let free = gateway_with(&db, &registry, Default::default(), Default::default()).await;
     for tag in ["v1", "v2", "v3"] {
         push_image(free, "shop/app", Some(tag), tag, &[&layer(tag)], None).await;

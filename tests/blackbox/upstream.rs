@@ -64,38 +64,38 @@ async fn the_gateway_and_the_sync_front_a_tls_registry_with_a_private_ca() {
     assert!(!refused.status.success());
 
     // The sync reads the same registry with the CA file it is given.
-    let url = db.url.clone();
     let ca_file = ca.certificate().display().to_string();
-    let flags = [
-        "--registry-url",
-        &upstream,
-        "--registry-ca",
-        &ca_file,
-        "--registry-sync-interval",
-        "1",
-        "--registry-sync-rate",
-        "0",
-    ];
-    let app = tests::spawn_app_with(db, url, &flags).await;
+    let app = portal_syncing(db, &upstream, &["--registry-ca", &ca_file]).await;
+    assert_eq!(completed_pass(&app).await, (None, Some(1)));
+    let seen: String =
+        sqlx::query_scalar("select digest from registry_tags where repository = 'shop/api' and tag = 'v1'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(seen, one.digest);
+}
+
+/// The portal over `db`, syncing from `registry` every second without a rate limit, with `flags`.
+async fn portal_syncing(db: tests::TestDb, registry: &str, flags: &[&str]) -> tests::TestApp {
+    let url = db.url.clone();
+    let mut all = vec!["--registry-url", registry, "--registry-sync-interval", "1", "--registry-sync-rate", "0"];
+    all.extend_from_slice(flags);
+    tests::spawn_app_with(db, url, &all).await
+}
+
+/// Waits (at most 30 s) for a sync pass to complete: its failure, if any, and the tags it found.
+async fn completed_pass(app: &tests::TestApp) -> (Option<String>, Option<i64>) {
     let started = Instant::now();
     loop {
-        let seen: Option<(String,)> =
-            sqlx::query_as("select digest from registry_tags where repository = 'shop/api' and tag = 'v1'")
+        let done: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("select failure, tags from registry_sync where completed_at is not null")
                 .fetch_optional(&app.db.pool)
                 .await
                 .unwrap();
-        let synced: Option<bool> = sqlx::query_scalar("select completed_at is not null from registry_sync")
-            .fetch_optional(&app.db.pool)
-            .await
-            .unwrap();
-        if synced == Some(true) {
-            assert_eq!(seen.map(|(digest,)| digest).as_deref(), Some(one.digest.as_str()));
-            let failure: Option<String> =
-                sqlx::query_scalar("select failure from registry_sync").fetch_one(&app.db.pool).await.unwrap();
-            assert_eq!(failure, None);
-            break;
+        if let Some(done) = done {
+            return done;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed over TLS");
+        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -126,35 +126,10 @@ async fn the_sync_reads_a_registry_behind_token_auth_with_its_own_credentials() 
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
     let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
 
-    let url = db.url.clone();
     let registry_url = format!("http://{}", registry.address);
-    let flags = [
-        "--registry-url",
-        &registry_url,
-        "--registry-username",
-        TokenService::USER,
-        "--registry-password",
-        TokenService::PASSWORD,
-        "--registry-sync-interval",
-        "1",
-        "--registry-sync-rate",
-        "0",
-    ];
-    let app = tests::spawn_app_with(db, url, &flags).await;
-    let started = Instant::now();
-    loop {
-        let synced: Option<(Option<String>, Option<i64>)> =
-            sqlx::query_as("select failure, tags from registry_sync where completed_at is not null")
-                .fetch_optional(&app.db.pool)
-                .await
-                .unwrap();
-        if let Some((failure, tags)) = synced {
-            assert_eq!((failure, tags), (None, Some(1)));
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed behind token auth");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let credentials = ["--registry-username", TokenService::USER, "--registry-password", TokenService::PASSWORD];
+    let app = portal_syncing(db, &registry_url, &credentials).await;
+    assert_eq!(completed_pass(&app).await, (None, Some(1)));
     // The immutable tag's graph was read too (an index and its two platform images, all pulls).
     let manifests: i64 = sqlx::query_scalar("select count(*) from registry_manifests where repository = 'shop/api'")
         .fetch_one(&app.db.pool)
