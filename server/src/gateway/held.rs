@@ -317,12 +317,7 @@ impl<'a> Walk<'a> {
             let mut next = Vec::new();
             for (digest, refs) in self.refs_of(&level).await? {
                 let root = owner.get(&digest).copied().unwrap_or_default();
-                for child in refs.children.iter() {
-                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(child.digest) {
-                        entry.insert(root);
-                        next.push(child.digest);
-                    }
-                }
+                reach(&mut owner, &mut next, refs.children.iter().map(|child| child.digest), root);
             }
             level = next;
         }
@@ -363,12 +358,8 @@ impl<'a> Walk<'a> {
                     };
                     return Ok(self.holder(root, relation));
                 }
-                for child in refs.children.iter() {
-                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(child.digest) {
-                        entry.insert((root, through_referrer));
-                        next.push(child.digest);
-                    }
-                }
+                let children = refs.children.iter().map(|child| child.digest);
+                reach(&mut owner, &mut next, children, (root, through_referrer));
             }
             // Whether the registry has a referrers API is asked once, then the rest side by side.
             let (first, rest) = match (api, level.split_first()) {
@@ -386,15 +377,26 @@ impl<'a> Walk<'a> {
                 .await?;
             for (subject, referrers) in first.into_iter().chain(rest) {
                 let (root, _) = owner.get(&subject).copied().unwrap_or_default();
-                for referrer in referrers {
-                    if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(referrer) {
-                        entry.insert((root, true));
-                        next.push(referrer);
-                    }
-                }
+                reach(&mut owner, &mut next, referrers, (root, true));
             }
             level = next;
         }
         Ok(Vec::new())
+    }
+}
+
+/// Marks each of `found` not reached before as reached with `how` (the root it is held through, and
+/// for blobs whether through a referrer), and queues it for the walk's next level.
+fn reach<How: Copy>(
+    owner: &mut HashMap<Sha256, How>,
+    next: &mut Vec<Sha256>,
+    found: impl IntoIterator<Item = Sha256>,
+    how: How,
+) {
+    for digest in found {
+        if let std::collections::hash_map::Entry::Vacant(entry) = owner.entry(digest) {
+            entry.insert(how);
+            next.push(digest);
+        }
     }
 }

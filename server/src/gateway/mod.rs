@@ -340,24 +340,18 @@ impl Gateway {
                 ChangeKind::Delete => app::store::record_delete(&self.pool, repository, &change.reference).await,
             }
         };
-        let failure = match tokio::time::timeout(RECORD_TIMEOUT, record).await {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no answer within {} s", RECORD_TIMEOUT.as_secs()),
-        };
-        tracing::warn!(%repository, reference = %change.reference, %failure, "the tag inventory missed a change");
+        if let Err(failure) = within_record_timeout(record).await {
+            tracing::warn!(%repository, reference = %change.reference, %failure, "the tag inventory missed a change");
+        }
     }
 
     /// Writes what these manifests reference into the inventory (what the Tags tab says immutable
     /// tags hold). Best effort and bounded in time, like [`Self::record`].
     async fn record_manifests(&self, repository: &RepositoryName, manifests: &[(Sha256, &ManifestRefs)]) {
         let record = app::store::record_manifests(&self.pool, repository.as_str(), manifests);
-        let failure = match tokio::time::timeout(RECORD_TIMEOUT, record).await {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no answer within {} s", RECORD_TIMEOUT.as_secs()),
-        };
-        tracing::warn!(%repository, %failure, "the inventory missed what manifests reference");
+        if let Err(failure) = within_record_timeout(record).await {
+            tracing::warn!(%repository, %failure, "the inventory missed what manifests reference");
+        }
     }
 
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the
@@ -609,6 +603,17 @@ impl Gateway {
                 serde_json::Value::Null,
             ))
         })
+    }
+}
+
+/// Runs an inventory write for at most [`RECORD_TIMEOUT`]; why it did not happen, if it did not.
+async fn within_record_timeout(
+    record: impl std::future::Future<Output = Result<(), app::store::StoreError>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(RECORD_TIMEOUT, record).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {} s", RECORD_TIMEOUT.as_secs())),
     }
 }
 
