@@ -1,5 +1,5 @@
-//! The tagward portal (compiled for the server with `ssr`, for the browser with `hydrate`) and the
-//! rule engine every part of tagward decides with.
+//! The tagward portal (compiled for the server with `ssr`; its islands, the parts that need code in
+//! the browser, also with `hydrate`) and the rule engine every part of tagward decides with.
 
 pub mod account;
 pub mod activity;
@@ -39,6 +39,7 @@ use leptos_router::{path, SsrMode};
 /// The HTML document around the app (server side only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let stylesheet = format!("/{}/{}", options.site_pkg_dir, site_file(&options, "css", "tagward.css"));
+    provide_context(options.clone());
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -49,7 +50,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l7 7-7 7-7-7z' fill='%232457c5'/%3E%3C/svg%3E"/>
                 <link rel="stylesheet" href=stylesheet/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                // No hydration script here: only a page with an island loads one (`pages::Interactive`).
                 <MetaTags/>
             </head>
             <body>
@@ -102,21 +103,9 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Portal() -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
-    let location = leptos_router::hooks::use_location();
-    // Asked again on every client-side navigation: logging in ends with one, and a session can end
-    // on the server. (On the server the path never changes within a request; tracking it there made
-    // the router re-run the fetch outside the request's context.)
-    let user = Resource::new(
-        move || {
-            if cfg!(feature = "hydrate") {
-                location.pathname.track();
-            }
-            logout.version().get()
-        },
-        |_| auth::current_user(),
-    );
+    // Every page is rendered on the server (navigation is a page load), so once per request.
+    let user = Resource::new(|| (), |_| auth::current_user());
     provide_context(Session { user, logout });
-    provide_context(pages::immutability::ReturnFocus(RwSignal::new(None)));
 
     view! {
         <pages::layout::Header/>

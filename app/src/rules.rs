@@ -62,6 +62,7 @@ impl FromServerFnError for RuleFormError {
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
     use super::*;
+    use crate::policy::PolicyVersion;
     use crate::store::{self, RuleChange, StoredRule};
 
     /// A project the signed-in user may see, with its stored rules (errors also set the status).
@@ -77,17 +78,26 @@ pub(crate) mod ssr {
         )
     }
 
-    /// The stored rules' enabled part compiled with the server's matcher (off the async
-    /// threads), or why they cannot be evaluated.
-    pub async fn compiled_policy(rules: &[StoredRule]) -> Result<Result<CompiledPolicy, String>, AppError> {
+    /// The policy of the stored rules' enabled part, with its version: the one enforcement decides
+    /// with when it holds these rules (compiled already), else compiled here, off the async threads
+    /// (a change enforcement has not heard of yet); or why it cannot be evaluated.
+    pub async fn compiled_policy(
+        project: &str,
+        rules: &[StoredRule],
+    ) -> Result<(PolicyVersion, Result<CompiledPolicy, String>), AppError> {
+        let version = PolicyVersion::of(rules.iter().filter(|rule| rule.enabled).map(|rule| (rule.id, &rule.input)));
         let enforced = match store::enforceable_rules(rules) {
             Ok(enforced) => enforced,
-            Err(problem) => return Ok(Err(problem)),
+            Err(problem) => return Ok((version, Err(problem))),
         };
+        let state = crate::auth::ssr::state()?;
+        if let Some(policy) = state.policies.policy(project, &version).await {
+            return Ok((version, policy));
+        }
         let compiled = tokio::task::spawn_blocking(move || CompiledPolicy::compile(&enforced))
             .await
             .map_err(AppError::internal)?;
-        Ok(compiled.map_err(|error| format!("its rules do not compile: {error}")))
+        Ok((version, compiled.map_err(|error| format!("its rules do not compile: {error}"))))
     }
 
     /// Changes a rule as the signed-in user (the store asks whether they may). Errors also set
@@ -109,15 +119,21 @@ pub(crate) mod ssr {
 pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     let pool = crate::auth::ssr::state()?.pool.clone();
     let (project, rules) = ssr::visible_rules(&project).await?;
-    let policy = ssr::compiled_policy(&rules).await?;
-    // Counts of existing tags are a help, not the page: when they cannot be had (the inventory
-    // busy), the list shows without them.
-    let (mut protects, counted) = match &policy {
-        Ok(policy) => match crate::inventory::ssr::protection(&pool, &project.name, policy).await {
-            Ok((protects, freshness)) => (protects, Some(freshness)),
-            Err(_) => (Default::default(), None),
+    let (version, policy) = ssr::compiled_policy(&project.name, &rules).await?;
+    // Counts of existing tags are a help, not the page: kept between pages, and when they cannot
+    // be had yet (a first count still running), the list shows without them.
+    let (protects, counted) = match &policy {
+        Ok(policy) => match crate::inventory::ssr::protection(&pool, &project.name, &version, policy).await? {
+            Some(kept) => {
+                let mut freshness = crate::inventory::ssr::freshness(&pool).await?;
+                if !kept.current {
+                    freshness.summary = format!("being counted again (the inventory changed); {}", freshness.summary);
+                }
+                (Some(kept.value), Some(freshness))
+            }
+            None => (None, None),
         },
-        Err(_) => (Default::default(), None),
+        Err(_) => (None, None),
     };
     let policy_problem = policy.err();
     let rules = rules
@@ -132,10 +148,9 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             input: rule.input,
             updated_by: rule.updated_by,
             updated_at: crate::shown_time(rule.updated_at),
-            protects: if rule.enabled && counted.is_some() {
-                Some(protects.remove(&rule.id).unwrap_or_default())
-            } else {
-                None
+            protects: match &protects {
+                Some(protects) if rule.enabled => Some(protects.get(&rule.id).copied().unwrap_or_default()),
+                _ => None,
             },
         })
         .collect();

@@ -23,7 +23,24 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Proxies whose `X-Forwarded-For` is believed (`TAGWARD_TRUSTED_PROXIES`).
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The policies decisions are made with, for pages to show and count with.
+    pub policies: Arc<dyn EnforcedPolicies>,
 }
+
+/// Enforcement's compiled policies, as the portal reads them: the Policy tab says whether the
+/// policy decisions are made with can be evaluated, and counts with it, instead of compiling one
+/// of its own per page.
+pub trait EnforcedPolicies: Send + Sync {
+    /// The project's policy as enforcement holds it, compiled (waiting a bounded time for that) or
+    /// why it cannot be evaluated; `None` when enforcement holds another version than `version`
+    /// (a change it has not heard of yet) or none.
+    fn policy<'a>(&'a self, project: &'a str, version: &'a crate::policy::PolicyVersion) -> EnforcedPolicy<'a>;
+}
+
+/// What [`EnforcedPolicies::policy`] answers, once it has it.
+pub type EnforcedPolicy<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<Result<crate::policy::CompiledPolicy, String>>> + Send + 'a>,
+>;
 
 static INSTALLED: OnceLock<AppState> = OnceLock::new();
 

@@ -17,7 +17,8 @@ pub async fn project_tags(
 ) -> Result<TagsView, AppError> {
     let pool = crate::auth::ssr::state()?.pool.clone();
     let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
-    let (policy, policy_problem) = match crate::rules::ssr::compiled_policy(&stored).await? {
+    let (version, policy) = crate::rules::ssr::compiled_policy(&access.name, &stored).await?;
+    let (policy, policy_problem) = match policy {
         Ok(policy) => (Some(policy), None),
         Err(problem) => (None, Some(problem)),
     };
@@ -86,8 +87,9 @@ pub async fn project_tags(
                 ((held.repository, held.tag), holding)
             })
             .collect();
+    // Weighed once per policy and inventory state, not per page (a recursive walk of manifests).
     let locked = if all_immutable.len() <= MAX_WEIGHED_TAGS {
-        Some(crate::inventory::ssr::locked(&pool, &access.name, &all_immutable).await?)
+        crate::inventory::ssr::locked_kept(&pool, &access.name, &version, all_immutable).await?.map(|kept| kept.value)
     } else {
         None
     };

@@ -7,6 +7,7 @@ mod decisions;
 mod gateway;
 mod held;
 mod inventory;
+mod pages;
 mod portal;
 mod report;
 mod run;
@@ -36,7 +37,7 @@ pub struct Args {
     /// Numbers of projects made from one template (the same 15 rules) to measure memory at.
     #[arg(long, value_delimiter = ',', default_value = "10000")]
     template_projects: Vec<usize>,
-    /// Tags the registry holds for the inventory benchmark.
+    /// Tags the registry holds for the inventory benchmark (and the inventory holds for the pages one).
     #[arg(long, default_value_t = 100_000)]
     inventory_tags: usize,
     /// Seconds of each wrk run.
@@ -65,6 +66,7 @@ enum Part {
     Gateway,
     Held,
     Inventory,
+    Pages,
 }
 
 #[tokio::main]
@@ -91,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Inventory) {
         inventory::run(&args, &mut report).await?;
+    }
+    if wants(Part::Pages) {
+        pages::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;

@@ -36,18 +36,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     }
     let token = database.token(&args.tagward).await?;
     let base = format!("http://{ADDR}");
-    let mut server = Process::spawn(
-        tokio::process::Command::new(&args.tagward)
-            .args(["serve", "--addr", ADDR])
-            .env("DATABASE_URL", &database.url)
-            .env("RUST_LOG", "warn")
-            .env("TAGWARD_COOKIE_SECURE", "false")
-            .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
-            // The pages are measured signed in; the guesses below are unknown users.
-            .env("TAGWARD_LOGIN_ATTEMPTS_PER_MINUTE", "1000000"),
-    )?;
-    server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
-    let cookie = sign_in(&base).await?;
+    let (server, cookie) = serve_signed_in(args, &database, ADDR).await?;
     let duration = Duration::from_secs(args.duration);
     for page in PAGES {
         let url = format!("{base}{page}");
@@ -97,6 +86,25 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     report.add(section, "decisions meanwhile: p99", decisions.p99_ms, "ms");
     server.stop().await?;
     database.drop().await
+}
+
+/// `tagward serve` at `addr` over `database`, ready, and the session cookie of its bootstrap
+/// administrator (signed in; the password guesses of `run` are unknown users, so the login
+/// throttle is set out of their way).
+pub async fn serve_signed_in(args: &Args, database: &BenchDatabase, addr: &str) -> anyhow::Result<(Process, String)> {
+    let base = format!("http://{addr}");
+    let mut server = Process::spawn(
+        tokio::process::Command::new(&args.tagward)
+            .args(["serve", "--addr", addr])
+            .env("DATABASE_URL", &database.url)
+            .env("RUST_LOG", "warn")
+            .env("TAGWARD_COOKIE_SECURE", "false")
+            .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
+            .env("TAGWARD_LOGIN_ATTEMPTS_PER_MINUTE", "1000000"),
+    )?;
+    server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    let cookie = sign_in(&base).await?;
+    Ok((server, cookie))
 }
 
 /// Signs in as the bootstrap administrator; the session cookie as `name=value`.

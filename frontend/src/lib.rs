@@ -1,11 +1,13 @@
-//! The browser side: hydrates the server-rendered portal.
+//! The browser side: makes the portal's islands (its interactive parts) live. The rest of every
+//! page is server-rendered HTML that needs no code in the browser; a page without islands does not
+//! load this at all.
+
+// Links the portal's crate, whose islands export their own entry points (nothing here names them,
+// so without this the linker would leave them out).
+extern crate app;
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
-    // Tells browser tests (and curious people) that the page is interactive now.
-    if let Some(body) = leptos::prelude::document().body() {
-        let _ = body.set_attribute("data-hydrated", "");
-    }
+    // Sets up the reactive root; leptos' island script then hydrates each island on the page.
+    leptos::mount::hydrate_islands();
 }

@@ -57,6 +57,7 @@ impl Application {
             leptos_options,
             login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            policies: core.enforcer.policies.clone(),
         }
         .install()
         .map_err(anyhow::Error::msg)?;

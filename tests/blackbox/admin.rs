@@ -236,7 +236,6 @@ async fn administration_through_the_browser() {
     let app = cast().await;
     let browser = Browser::start(1280, true).await;
     browser.log_in(&app.url(""), "root", PASSWORD).await;
-    browser.wait_for_hydration().await;
     browser.find("a[href='/admin']").await.click().await.unwrap();
     browser.wait_for_path("/admin").await;
 

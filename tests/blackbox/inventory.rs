@@ -235,6 +235,21 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     let tags: Vec<String> =
         inventory(&app.db, "shop").await.into_iter().map(|row| format!("{}:{}", row.0, row.1)).collect();
     assert_eq!(tags, ["shop/app:latest", "shop/app:v1", "shop/web:v2"]);
+
+    // The rule list's counts are kept between pages and counted again once the inventory moved:
+    // a tag the rule protects, pushed straight to the registry, shows in them after the sync.
+    assert!(page_text(&app, &client, "/projects/shop/policy").await.contains("Protects 2 existing tags"));
+    assert!(push(&image_d, registry.address, "shop/app:v3", false).await.status.success());
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = page_text(&app, &client, "/projects/shop/policy").await;
+        if text.contains("Protects 3 existing tags, all by this rule alone") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("Protects 3 existing tags, all by this rule alone"), "{text}");
+    assert!(text.contains("Tag counts: As of"), "{text}");
 }
 
 /// `repositories` repositories `shop/many0`, … with `tags` tags `t0000`, … each, of one image,

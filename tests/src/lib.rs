@@ -194,6 +194,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_over(db, url).await
 }
 
+/// The portal with project `shop` and its admin `ann` (password [`fixtures::PASSWORD`]).
+pub async fn spawn_shop_with_admin_ann() -> TestApp {
+    let app = spawn_app().await;
+    app.db.user("ann", fixtures::PASSWORD, false).await;
+    app.db.project("shop").await;
+    app.db.member("shop", "ann", "admin").await;
+    app
+}
+
 /// The portal over `db`, reaching it at `database_url` (e.g. through a [`CuttableProxy`]).
 pub async fn spawn_app_over(db: TestDb, database_url: String) -> TestApp {
     spawn_app_with(db, database_url, &["--login-attempts-per-minute", "5"]).await

@@ -1,8 +1,8 @@
 //! Policy > Tag Immutability: the rule list, the Add/Edit Rule dialog with its live preview, and
-//! the in-page delete confirmation. Every form works without JavaScript; with it, the dialog is a
-//! real modal and the preview follows the typing.
+//! the in-page delete confirmation. Every form works without JavaScript; with it, the dialog (the
+//! page's one island) opens in place as a real modal and its previews follow the typing.
 
-use super::rule_dialog::RuleDialog;
+use super::rule_dialog::{DialogState, RuleEditor};
 use crate::error::AppError;
 use crate::inventory::{thousands, Impact};
 use crate::policy::MAX_RULES;
@@ -21,10 +21,6 @@ pub enum Mode {
 
 /// A change's impact on existing tags, as the page loads it (`None` on other tabs).
 pub type ImpactResource = Resource<Result<Option<Impact>, AppError>>;
-
-/// The id of the element to focus when a dialog closes (the button that opened it).
-#[derive(Clone, Copy)]
-pub struct ReturnFocus(pub RwSignal<Option<String>>);
 
 #[component]
 pub fn ImmutabilityTab(
@@ -64,22 +60,6 @@ fn RuleList(
     let count = view.rules.len();
     let full = count >= MAX_RULES;
     let base = format!("/projects/{project}/policy/immutability");
-    let return_focus = expect_context::<ReturnFocus>();
-    // Back from a dialog: focus returns to the button that opened it.
-    Effect::new(move |_| {
-        if mode == Mode::List && return_focus.0.get_untracked().is_some() {
-            // After the frame: by then the closed dialog is gone, the page no longer inert, and the
-            // list rendered for good (it can be rendered twice as its data settles).
-            #[cfg(feature = "hydrate")]
-            request_animation_frame(move || {
-                if let Some(id) = return_focus.0.get_untracked() {
-                    if focus_element(&id) {
-                        return_focus.0.set(None);
-                    }
-                }
-            });
-        }
-    });
     let error =
         move || toggle.value().get().and_then(Result::err).or_else(|| delete.value().get().and_then(Result::err));
     let dialog = match mode {
@@ -100,7 +80,7 @@ fn RuleList(
                     }.into_any()
                 } else {
                     view! {
-                        <A href=format!("{base}/new") attr:class="button primary" attr:id="add-rule">"Add Rule"</A>
+                        <a href=format!("{base}/new") class="button primary" id="add-rule" data-rule-dialog="new">"Add Rule"</a>
                     }.into_any()
                 })}
             </div>
@@ -146,7 +126,37 @@ fn RuleList(
                 }.into_any()
             }}
         </section>
-        {dialog.map(|editing| view! { <RuleDialog project=project.clone() rules editing impact save/> })}
+        {manage.then(|| view! { <EditorIsland project=project.clone() rules dialog impact save/> })}
+    }
+}
+
+/// The rule editor island with what it starts from: the dialog open (on `/new` or `/<id>/edit`,
+/// with what a failed save or the no-JavaScript preview left in the URL, and the impact the server
+/// counted) or closed, ready to open in place.
+#[component]
+fn EditorIsland(
+    project: String,
+    rules: Vec<RuleRow>,
+    /// The rule the dialog opens on (`Some(None)` to add one), or `None` for a closed dialog.
+    dialog: Option<Option<RuleRow>>,
+    impact: ImpactResource,
+    save: ServerAction<SaveRule>,
+) -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let failed = save.value().get_untracked().and_then(Result::err);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || impact.get().map(|impact| {
+                let open = dialog.clone().map(|editing| DialogState::from_page(
+                    editing,
+                    failed.clone(),
+                    &query.read_untracked(),
+                    impact.transpose(),
+                ));
+                view! { <RuleEditor project=project.clone() rules=rules.clone() open/> }
+            })}
+        </Suspense>
+        <super::Interactive/>
     }
 }
 
@@ -165,11 +175,6 @@ fn RuleItem(
     let project_for_delete = project.clone();
     let confirming = mode == Mode::ConfirmDelete(rule.id);
     let id = rule.id;
-    if confirming {
-        Effect::new(move |_| {
-            focus_element(&format!("confirm-delete-{id}"));
-        });
-    }
     let (state, class) = if rule.enabled { ("enabled", "badge ok") } else { ("disabled", "badge off") };
     view! {
         <li class="rule" class:disabled=!rule.enabled id=format!("rule-{}", rule.id)>
@@ -192,7 +197,7 @@ fn RuleItem(
             </div>
             {(manage && !confirming).then(|| view! {
                 <div class="rule-actions">
-                    <A href=format!("{base}/edit") attr:class="button" attr:id=format!("edit-{id}")>"Edit"</A>
+                    <a href=format!("{base}/edit") class="button" id=format!("edit-{id}") data-rule-dialog=id>"Edit"</a>
                     <ActionForm action=toggle attr:class="inline">
                         <input type="hidden" name="project" value=project.clone()/>
                         <input type="hidden" name="rule_id" value=id/>
@@ -214,7 +219,7 @@ fn RuleItem(
                     <ActionForm action=delete attr:class="inline">
                         <input type="hidden" name="project" value=project_for_delete.clone()/>
                         <input type="hidden" name="rule_id" value=id/>
-                        <button type="submit" class="button danger solid" id=format!("confirm-delete-{id}")>"Delete rule"</button>
+                        <button type="submit" class="button danger solid" id=format!("confirm-delete-{id}") autofocus>"Delete rule"</button>
                     </ActionForm>
                     <A href=list_url.clone() attr:class="button">"Cancel"</A>
                 </div>
@@ -237,21 +242,4 @@ fn ceasing_sentence(impact: &Impact) -> String {
         thousands(ceasing.tags),
         thousands(impact.immutable_after.tags)
     )
-}
-
-/// Moves keyboard focus to the element with `id`, if it is on the page (in the browser; on the
-/// server there is no focus to move).
-pub(super) fn focus_element(id: &str) -> bool {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        let element = document().get_element_by_id(id).and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
-        element
-            .is_some_and(|element| element.focus().is_ok() && document().active_element().is_some_and(|a| a.id() == id))
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = id;
-        false
-    }
 }

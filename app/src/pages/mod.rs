@@ -11,3 +11,12 @@ pub mod project;
 pub mod projects;
 mod rule_dialog;
 pub mod tags;
+
+use leptos::prelude::*;
+
+/// Loads the browser side (leptos' island script, the JS and the WASM) for the islands on this
+/// page. Only a page that renders an island renders this: every other page loads no code.
+#[component]
+pub fn Interactive() -> impl IntoView {
+    use_context::<LeptosOptions>().map(|options| view! { <HydrationScripts options islands=true/> })
+}

@@ -1,53 +1,157 @@
-//! The Add/Edit Rule dialog of the Tag Immutability tab: the registry's fields with their errors
-//! next to them, the live preview on sample references (the rule engine, in the browser), and the
-//! impact on the tags the registry holds (asked of the server as the rule is typed).
+//! The rule editor, the portal's one island (the only part of it compiled to WASM): the Add/Edit
+//! Rule dialog with the registry's fields and their errors next to them, the live preview on sample
+//! references (the rule engine, in the browser), and the impact on the tags the registry holds
+//! (asked of the server as the rule is typed). Without JavaScript the same dialog is a server-rendered
+//! page (`/new`, `/<id>/edit`); with it, the list's Add Rule and Edit links open it in place.
 
-use super::immutability::{ImpactResource, ReturnFocus};
 use crate::error::AppError;
 use crate::inventory::{Counted, Impact};
 use crate::policy::{Field, RuleInput};
 use crate::rules::rule_impact;
 use crate::rules::{preview, RuleFormError, RuleRow, SaveRule, DRAFT_RULE_ID};
 use leptos::prelude::*;
-use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos::server_fn::ServerFn;
+use serde::{Deserialize, Serialize};
 
 /// The sample references the preview starts with.
 const SAMPLES: &str = "app:v1.2.3\napp:latest\nteam/web:nightly";
 
+/// What an open dialog starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialogState {
+    /// The rule being edited, or `None` when adding one.
+    pub editing: Option<i64>,
+    pub input: RuleInput,
+    pub samples: String,
+    /// What the last save reported (a plain form's error, sent back in the URL).
+    pub failed: Option<RuleFormError>,
+    /// The impact the server counted for `input`; `None` to ask for it when the dialog opens.
+    pub impact: Option<Result<Impact, AppError>>,
+}
+
+impl DialogState {
+    /// The dialog as a page shows it open: the fields hold what was typed before a failed save,
+    /// else the no-JavaScript preview's query, else the rule being edited, else the defaults.
+    pub fn from_page(
+        editing: Option<RuleRow>,
+        failed: Option<RuleFormError>,
+        query: &leptos_router::params::ParamsMap,
+        impact: Option<Result<Impact, AppError>>,
+    ) -> Self {
+        let input = failed.as_ref().map(|e| e.input.clone()).unwrap_or_else(|| match query.get("repositories") {
+            Some(repositories) => RuleInput {
+                repositories_action: query.get("repositories_action").unwrap_or_else(|| "matching".into()),
+                repositories,
+                tags_action: query.get("tags_action").unwrap_or_else(|| "matching".into()),
+                tags: query.get("tags").unwrap_or_default(),
+            },
+            None => editing.as_ref().map(|r| r.input.clone()).unwrap_or_default(),
+        });
+        DialogState {
+            editing: editing.map(|r| r.id),
+            input,
+            samples: query.get("samples").unwrap_or_else(|| SAMPLES.to_owned()),
+            failed,
+            impact,
+        }
+    }
+
+    /// The dialog as a link opens it in place: on the rule (or the defaults), the impact still to count.
+    #[cfg(feature = "hydrate")]
+    fn opened(editing: Option<&RuleRow>) -> Self {
+        DialogState {
+            editing: editing.map(|r| r.id),
+            input: editing.map(|r| r.input.clone()).unwrap_or_default(),
+            samples: SAMPLES.to_owned(),
+            failed: None,
+            impact: None,
+        }
+    }
+}
+
+/// The dialog, open or ready to open. With JavaScript, a click on a link marked `data-rule-dialog`
+/// (`new`, or a rule's id) opens it in place instead of loading the page the link names.
+#[island]
+pub fn RuleEditor(
+    project: String,
+    /// The project's rules, for the preview of the whole policy and to open one for editing.
+    rules: Vec<RuleRow>,
+    /// The dialog as the page shows it, or `None` when closed.
+    open: Option<DialogState>,
+) -> impl IntoView {
+    let shown = RwSignal::new(open);
+    let list_url = format!("/projects/{project}/policy");
+    #[cfg(feature = "hydrate")]
+    {
+        let opens = rules.clone();
+        let handle = window_event_listener(leptos::ev::click, move |ev| {
+            use wasm_bindgen::JsCast;
+            let plain = ev.button() == 0 && !(ev.ctrl_key() || ev.meta_key() || ev.shift_key() || ev.alt_key());
+            let link = ev
+                .target()
+                .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+                .and_then(|element| element.closest("a[data-rule-dialog]").ok().flatten());
+            let (Some(link), true) = (link, plain) else { return };
+            let which = link.get_attribute("data-rule-dialog").unwrap_or_default();
+            let editing = which.parse::<i64>().ok().and_then(|id| opens.iter().find(|r| r.id == id));
+            if which != "new" && editing.is_none() {
+                return;
+            }
+            ev.prevent_default();
+            if let (Some(href), Ok(history)) = (link.get_attribute("href"), window().history()) {
+                let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
+            }
+            shown.set(Some(DialogState::opened(editing)));
+        });
+        // Back (or forward) past the dialog's own history entry: the page the browser now shows.
+        let list = list_url.clone();
+        let back = window_event_listener(leptos::ev::popstate, move |_| {
+            if window().location().pathname().is_ok_and(|path| path == list) {
+                shown.set(None);
+            } else {
+                let _ = window().location().reload();
+            }
+        });
+        // The island lives as long as the page.
+        std::mem::forget((handle, back));
+        // Tells browser tests (and curious people) that the page is interactive now.
+        Effect::new(|_| {
+            if let Some(body) = document().body() {
+                let _ = body.set_attribute("data-hydrated", "");
+            }
+        });
+    }
+    let close = Callback::new(move |opener: String| {
+        shown.set(None);
+        #[cfg(feature = "hydrate")]
+        if let Ok(history) = window().history() {
+            let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&list_url));
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &list_url;
+        focus_element(&opener);
+    });
+    move || shown.get().map(|state| view! { <RuleDialog project=project.clone() rules=rules.clone() state close/> })
+}
+
 /// The Add/Edit Rule dialog: the registry's fields, errors next to them, and a live preview.
 #[component]
-pub(super) fn RuleDialog(
+fn RuleDialog(
     project: String,
-    /// The project's rules, for the preview of the whole policy.
     rules: Vec<RuleRow>,
-    /// The rule being edited, or `None` to add one.
-    editing: Option<RuleRow>,
-    /// The impact of the draft as first shown (computed on the server).
-    impact: ImpactResource,
-    save: ServerAction<SaveRule>,
+    state: DialogState,
+    /// Closes the dialog and moves focus to the element with the given id (what opened it).
+    close: Callback<String>,
 ) -> impl IntoView {
-    let query = use_query_map();
-    let failed: Option<RuleFormError> = save.value().get_untracked().and_then(Result::err);
-    // What the fields start with: what was typed before a failed save, else the preview's query
-    // (no-JavaScript preview), else the rule being edited, else the dialog's defaults.
-    let from_query = |name: &str| query.with_untracked(|q| q.get(name));
-    let initial = failed.as_ref().map(|e| e.input.clone()).unwrap_or_else(|| match from_query("repositories") {
-        Some(repositories) => RuleInput {
-            repositories_action: from_query("repositories_action").unwrap_or_else(|| "matching".into()),
-            repositories,
-            tags_action: from_query("tags_action").unwrap_or_else(|| "matching".into()),
-            tags: from_query("tags").unwrap_or_default(),
-        },
-        None => editing.as_ref().map(|r| r.input.clone()).unwrap_or_default(),
-    });
+    let DialogState { editing: editing_id, input: initial, samples, failed, impact } = state;
+    let save = ServerAction::<SaveRule>::new();
     let repositories_action = RwSignal::new(initial.repositories_action.clone());
     let repositories = RwSignal::new(initial.repositories.clone());
     let tags_action = RwSignal::new(initial.tags_action.clone());
     let tags = RwSignal::new(initial.tags.clone());
-    let samples = RwSignal::new(from_query("samples").unwrap_or_else(|| SAMPLES.to_owned()));
-    let editing_id = editing.as_ref().map(|r| r.id);
-    let title = if editing.is_some() { "Edit Tag Immutability Rule" } else { "Add Tag Immutability Rule" };
-    let submit = if editing.is_some() { "Save" } else { "Add" };
+    let samples = RwSignal::new(samples);
+    let title = if editing_id.is_some() { "Edit Tag Immutability Rule" } else { "Add Tag Immutability Rule" };
+    let submit = if editing_id.is_some() { "Save" } else { "Add" };
     let list_url = format!("/projects/{project}/policy");
     let here = match editing_id {
         Some(id) => format!("/projects/{project}/policy/immutability/{id}/edit"),
@@ -75,15 +179,16 @@ pub(super) fn RuleDialog(
     });
 
     // With JavaScript, the impact follows the typing: asked of the server a moment after the
-    // last change (the inventory lives there).
+    // last change (the inventory lives there), and at once when the dialog opens uncounted.
     let live_impact = Action::new(|(project, rule, draft): &(String, Option<i64>, RuleInput)| {
         rule_impact(project.clone(), *rule, Some(draft.clone()), false)
     });
+    let counted = impact.is_some();
     let typed = RwSignal::new(0u64);
     let impact_project = project.clone();
     Effect::new(move |previous: Option<()>| {
         let draft = draft.get();
-        if previous.is_none() {
+        if previous.is_none() && counted {
             return;
         }
         let version = typed.get_untracked() + 1;
@@ -96,17 +201,14 @@ pub(super) fn RuleDialog(
                     live_impact.dispatch((project, editing_id, draft));
                 }
             },
-            std::time::Duration::from_millis(250),
+            std::time::Duration::from_millis(if previous.is_none() { 0 } else { 250 }),
         );
         #[cfg(not(feature = "hydrate"))]
         let _ = (project, draft, live_impact);
     });
-    let shown_impact = Signal::derive(move || {
-        live_impact.value().get().or_else(|| impact.get().and_then(|result| result.transpose()))
-    });
+    let shown_impact = Signal::derive(move || live_impact.value().get().or_else(|| impact.clone()));
 
     let dialog = NodeRef::<leptos::html::Dialog>::new();
-    let return_focus = expect_context::<ReturnFocus>();
     let opener = editing_id.map_or_else(|| "add-rule".to_owned(), |id| format!("edit-{id}"));
     // With JavaScript the server-rendered, plainly open dialog becomes a real modal: the page
     // behind it goes inert, focus moves in, Escape closes it.
@@ -117,36 +219,51 @@ pub(super) fn RuleDialog(
                 dialog.close();
                 let _ = dialog.show_modal();
             }
-            super::immutability::focus_element("repositories");
+            focus_element("repositories");
         }
         #[cfg(not(feature = "hydrate"))]
         let _ = dialog;
     });
-    let navigate = use_navigate();
-    let close = {
-        let list_url = list_url.clone();
-        let opener = opener.clone();
-        move || {
-            if let Some(dialog) = dialog.get_untracked() {
-                dialog.close();
-            }
-            return_focus.0.set(Some(opener.clone()));
-            navigate(&list_url, Default::default());
+    let close_dialog = move || {
+        if let Some(dialog) = dialog.get_untracked() {
+            dialog.close();
         }
+        close.run(opener.clone());
     };
-    let close_on_cancel_link = close.clone();
+    // With JavaScript the form is sent from the fields' values (a plain form post without it); a
+    // failed save shows its errors in place, a saved rule brings back the list, loaded afresh.
+    let save_project = project.clone();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        save.dispatch(SaveRule {
+            project: save_project.clone(),
+            rule_id: editing_id,
+            repositories_action: repositories_action.get_untracked(),
+            repositories: repositories.get_untracked(),
+            tags_action: tags_action.get_untracked(),
+            tags: tags.get_untracked(),
+        });
+    };
+    let saved_url = list_url.clone();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = save.value().get() {
+            #[cfg(feature = "hydrate")]
+            let _ = window().location().set_href(&saved_url);
+            #[cfg(not(feature = "hydrate"))]
+            let _ = &saved_url;
+        }
+    });
     let on_cancel = {
-        let close = close.clone();
+        let close_dialog = close_dialog.clone();
         move |ev: leptos::ev::Event| {
             ev.prevent_default();
-            close();
+            close_dialog();
         }
     };
-    let on_submit_done = move || return_focus.0.set(Some(opener.clone()));
 
     view! {
         <dialog node_ref=dialog class="modal" open aria-labelledby="rule-dialog-title" on:cancel=on_cancel>
-            <ActionForm action=save attr:id="rule-form" attr:class="rule-form" on:submit=move |_| on_submit_done()>
+            <form id="rule-form" class="rule-form" method="post" action=SaveRule::PATH on:submit=on_submit>
                 <h2 id="rule-dialog-title">{title}</h2>
                 <p class="muted">
                     "A tag is immutable when any enabled rule matches it: rules are evaluated on their own and their results combined."
@@ -180,10 +297,10 @@ pub(super) fn RuleDialog(
 
                 <div class="dialog-actions">
                     <a href=list_url.clone() class="button" id="cancel-rule"
-                        on:click=move |ev| { ev.prevent_default(); close_on_cancel_link(); }>"Cancel"</a>
+                        on:click=move |ev| { ev.prevent_default(); close_dialog(); }>"Cancel"</a>
                     <button type="submit" class="button primary" id="save-rule">{submit}</button>
                 </div>
-            </ActionForm>
+            </form>
         </dialog>
     }
 }
@@ -209,9 +326,8 @@ fn ImpactPreview(
     view! {
         <fieldset class="impact" aria-busy=move || pending.get().to_string()>
             <legend>"Impact on existing tags"</legend>
-            // Its own boundary: the server's answer arriving never re-renders the dialog around it.
+            // Only this part follows the answers: they never re-render the dialog around it.
             <div aria-live="polite" id="impact">
-                <Suspense fallback=|| view! { <p class="muted">"Counting…"</p> }>
                 {move || match impact.get() {
                     None => view! { <p class="muted">"Counting…"</p> }.into_any(),
                     Some(Err(error)) => view! {
@@ -254,7 +370,6 @@ fn ImpactPreview(
                         }.into_any()
                     }
                 }}
-                </Suspense>
             </div>
         </fieldset>
     }
@@ -342,5 +457,22 @@ fn PreviewTable(outcome: Memo<Result<Vec<crate::rules::PreviewLine>, String>>) -
                 }.into_any(),
             }}
         </div>
+    }
+}
+
+/// Moves keyboard focus to the element with `id`, if it is on the page (in the browser; on the
+/// server there is no focus to move).
+fn focus_element(id: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let element = document().get_element_by_id(id).and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        element
+            .is_some_and(|element| element.focus().is_ok() && document().active_element().is_some_and(|a| a.id() == id))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = id;
+        false
     }
 }

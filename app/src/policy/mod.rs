@@ -20,6 +20,8 @@ pub use compiled::{
 pub use decision::{Decision, Holder, Outcome, Relation, Target};
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
+#[cfg(feature = "ssr")]
+pub use rule::PolicyVersion;
 pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, Selector};
 
 /// The fuzzing entry point: parse anything as a rule, and if it parses, compile and query it.

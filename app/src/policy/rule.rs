@@ -97,6 +97,39 @@ impl Default for RuleInput {
     }
 }
 
+/// Which policy a project has: its enabled rules' ids, in order, and a fingerprint of their text
+/// (equal text, equal fingerprint, in any project). Enforcement compiles one policy for all the
+/// projects whose text is equal; the portal keeps what it counted per version.
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PolicyVersion {
+    pub rule_ids: Box<[i64]>,
+    pub text: [u8; 32],
+}
+
+#[cfg(feature = "ssr")]
+impl PolicyVersion {
+    /// The version of these enabled rules (id and text, in order).
+    pub fn of<'a>(rules: impl IntoIterator<Item = (i64, &'a RuleInput)>) -> Self {
+        let (ids, inputs): (Vec<i64>, Vec<&RuleInput>) = rules.into_iter().unzip();
+        Self { rule_ids: ids.into(), text: Self::text_of(inputs) }
+    }
+
+    /// The fingerprint of the rules' text alone.
+    pub fn text_of<'a>(rules: impl IntoIterator<Item = &'a RuleInput>) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for rule in rules {
+            // Lengths first, so that no two different rule lists hash the same text.
+            for part in [&rule.repositories_action, &rule.repositories, &rule.tags_action, &rule.tags] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part.as_bytes());
+            }
+        }
+        hasher.finalize().into()
+    }
+}
+
 /// Everything wrong with a rule's input, per field, so a form can show each next to its field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleErrors {

@@ -107,6 +107,15 @@ pub async fn inventory_tags(
     Ok(rows.into_iter().map(|row| ((row.repository.clone(), row.tag.clone()), row)).collect())
 }
 
+/// The number that changes whenever the inventory of `project` does (0 before its first change).
+pub async fn inventory_version(pool: &PgPool, project: &str) -> Result<i64, StoreError> {
+    let version = sqlx::query_scalar("select version from inventory_versions where project = $1")
+        .bind(project)
+        .fetch_optional(pool)
+        .await?;
+    Ok(version.unwrap_or(0))
+}
+
 /// Every repository of `project` with its tags (in order), streamed to `each`: what counting
 /// needs, one row a repository (a project may have hundreds of thousands of tags; none is held
 /// here beyond one repository's).

@@ -16,7 +16,8 @@ mod users;
 pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
 pub use inventory::{
     begin_sync_pass, each_project_repository, finish_sync_pass, finish_synced_repository, inventory_tags,
-    record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag, SyncState,
+    inventory_version, record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag,
+    SyncState,
 };
 pub use manifests::{
     held_bytes, read_manifests, record_manifests, tag_holdings, unread_manifests, HeldBytes, TagHolding,

@@ -7,9 +7,8 @@
 //! reconnection is followed by a full reload.
 
 use crate::metrics::{Metrics, Reload};
-use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, RuleInput, RuleSpec};
+use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
 use app::store::{self, ProjectPolicySource, RULES_CHANNEL, TOKENS_CHANNEL};
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -55,18 +54,6 @@ impl SharedPolicy {
         Self { source, compiled: OnceLock::new(), compiling: AtomicBool::new(false), compiled_now: Notify::new() }
     }
 
-    fn key_of(rules: &[(i64, RuleInput)]) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        for (_, rule) in rules {
-            // Lengths first, so that no two different rule lists hash the same text.
-            for part in [&rule.repositories_action, &rule.repositories, &rule.tags_action, &rule.tags] {
-                hasher.update((part.len() as u64).to_le_bytes());
-                hasher.update(part.as_bytes());
-            }
-        }
-        hasher.finalize().into()
-    }
-
     /// Compiles here and now unless another thread is at it or it is done.
     fn compile_now(&self) {
         if self.compiled.get().is_some() || self.compiling.swap(true, Ordering::AcqRel) {
@@ -100,8 +87,8 @@ impl SharedPolicy {
 pub struct ProjectPolicy {
     pub id: i64,
     pub name: String,
-    /// The enabled rules' ids, in order.
-    rule_ids: Box<[i64]>,
+    /// The enabled rules' ids, in order, and their text's fingerprint.
+    version: PolicyVersion,
     shared: Arc<SharedPolicy>,
     /// The shared policy with this project's rule ids (or why it cannot be evaluated), once there.
     own: OnceLock<Result<CompiledPolicy, String>>,
@@ -109,7 +96,12 @@ pub struct ProjectPolicy {
 
 impl ProjectPolicy {
     pub fn rule_count(&self) -> usize {
-        self.rule_ids.len()
+        self.version.rule_ids.len()
+    }
+
+    /// Which rules this policy is made of.
+    pub fn version(&self) -> &PolicyVersion {
+        &self.version
     }
 
     fn own(&self) -> Option<&Result<CompiledPolicy, String>> {
@@ -118,9 +110,9 @@ impl ProjectPolicy {
         }
         let shared = self.shared.compiled.get()?;
         let own = match shared {
-            Ok(policy) => policy.sharing(self.rule_ids.clone()).ok_or_else(|| "its rules changed".to_owned()),
+            Ok(policy) => policy.sharing(self.version.rule_ids.clone()).ok_or_else(|| "its rules changed".to_owned()),
             Err(Problem { rule: Some(position), reason }) => {
-                let id = self.rule_ids.get(*position).copied().unwrap_or_default();
+                let id = self.version.rule_ids.get(*position).copied().unwrap_or_default();
                 Err(format!("its rule {id} {reason}"))
             }
             Err(Problem { rule: None, reason }) => Err(reason.clone()),
@@ -180,8 +172,8 @@ struct Projects {
 impl Projects {
     /// The project's policy, sharing a compiled one with any project whose rules read the same.
     fn policy(&mut self, source: ProjectPolicySource) -> Arc<ProjectPolicy> {
-        let key = SharedPolicy::key_of(&source.rules);
-        let rule_ids = source.rules.iter().map(|(id, _)| *id).collect();
+        let version = PolicyVersion::of(source.rules.iter().map(|(id, input)| (*id, input)));
+        let key = version.text;
         let shared = match self.shared.get(&key).and_then(Weak::upgrade) {
             Some(shared) => shared,
             None => {
@@ -191,7 +183,7 @@ impl Projects {
                 shared
             }
         };
-        Arc::new(ProjectPolicy { id: source.id, name: source.name, rule_ids, shared, own: OnceLock::new() })
+        Arc::new(ProjectPolicy { id: source.id, name: source.name, version, shared, own: OnceLock::new() })
     }
 
     fn insert(&mut self, policy: Arc<ProjectPolicy>) {
@@ -308,6 +300,15 @@ impl PolicyCache {
         }
         drop(old);
         projects.sweep();
+    }
+}
+
+impl app::state::EnforcedPolicies for PolicyCache {
+    fn policy<'a>(&'a self, project: &'a str, version: &'a PolicyVersion) -> app::state::EnforcedPolicy<'a> {
+        Box::pin(async move {
+            let policy = self.project(project).filter(|policy| policy.version() == version)?;
+            Some(policy.evaluate(COMPILE_WAIT).await.cloned())
+        })
     }
 }
 
