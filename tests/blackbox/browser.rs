@@ -512,3 +512,58 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
     browser.screenshot("activity-chart-1280").await;
     browser.close().await;
 }
+
+/// Every page, as a project admin who is also a system admin sees it, passes axe-core's WCAG 2.1
+/// A/AA rules: with the site's code (the rule dialog open as a modal too) and without it.
+#[tokio::test]
+async fn every_page_passes_axe_core_with_and_without_javascript() {
+    let app = tests::spawn_shop_with_admin_ann().await;
+    app.db.user("root", PASSWORD, true).await;
+    app.db.member("shop", "root", "admin").await;
+    let rule = app.db.rule("shop", "matching:**", "matching:v*").await;
+    app.db.inventory_tag("shop/app", "v1.0.0", tests::fixtures::DIGEST_A).await;
+    app.db.inventory_tag("shop/app", "latest", tests::fixtures::DIGEST_B).await;
+    let pages = [
+        "/",
+        "/projects/shop/policy",
+        &format!("/projects/shop/policy/immutability/{rule}/delete"),
+        "/projects/shop/tags",
+        "/projects/shop/members",
+        "/projects/shop/activity",
+        "/admin/users",
+        "/admin/projects",
+        "/admin/tokens",
+        "/admin/activity",
+        "/account",
+    ];
+    for javascript in [true, false] {
+        // axe-core is itself a script, so "without JavaScript" is the site's own code blocked: the
+        // pages as they are before (or without) their islands.
+        let browser = Browser::start(1280, true).await;
+        if !javascript {
+            browser.devtools("Network.enable", serde_json::json!({})).await;
+            browser
+                .devtools("Network.setBlockedURLs", serde_json::json!({ "urls": ["*/pkg/*.js", "*/pkg/*.wasm"] }))
+                .await;
+        }
+        let mut found = Vec::new();
+        browser.goto(&app.url("/login")).await;
+        found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("/login: {v}")));
+        browser.log_in(&app.url(""), "root", PASSWORD).await;
+        for page in pages.iter().copied().chain(["/projects/shop/policy/immutability/new"]) {
+            browser.goto(&app.url(page)).await;
+            browser.find("main h1, main h2").await;
+            found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("{page}: {v}")));
+        }
+        if javascript {
+            // The dialog opened in place, as a modal over the list.
+            browser.goto(&app.url("/projects/shop/policy")).await;
+            browser.wait_for_hydration().await;
+            browser.find("#add-rule").await.click().await.unwrap();
+            browser.find("dialog.modal #repositories").await;
+            found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("dialog: {v}")));
+        }
+        assert!(found.is_empty(), "JavaScript {javascript}: {found:#?}");
+        browser.close().await;
+    }
+}

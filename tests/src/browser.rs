@@ -146,6 +146,23 @@ impl Browser {
         self.wait_for_path("/").await;
     }
 
+    /// What axe-core (the accessibility engine browsers' own audits use; `TAGWARD_AXE` names its
+    /// `axe.min.js`, which `scripts/dev test` installs from npm) finds on the page as it is now
+    /// against WCAG 2.1 A and AA: one line per rule broken, with the elements that break it.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let path =
+            std::env::var("TAGWARD_AXE").expect("TAGWARD_AXE names axe-core's axe.min.js (scripts/dev test sets it)");
+        let axe = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {path}: {error}"));
+        self.client.execute(&axe, vec![]).await.expect("loading axe-core into the page");
+        let run = "const done = arguments[arguments.length - 1];
+            axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+              .then(result => done(result.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                  + v.nodes.map(n => n.target.join(' ')).join(', '))))
+              .catch(error => done(['axe-core failed: ' + error]));";
+        let found = self.client.execute_async(run, vec![]).await.expect("running axe-core");
+        serde_json::from_value(found).expect("axe-core's findings as a list")
+    }
+
     /// Waits until the WASM has hydrated the page (the hydrate entry point marks `<body>`).
     pub async fn wait_for_hydration(&self) {
         self.find("body[data-hydrated]").await;
