@@ -356,7 +356,7 @@ pub mod ssr {
         version: &PolicyVersion,
         policy: &CompiledPolicy,
     ) -> Result<Option<Kept<Protection>>, AppError> {
-        static KEPT: Recounted<Protection> = Recounted::new();
+        static KEPT: Recounted<Protection> = Recounted::new(10_000);
         let inventory = store::inventory_version(pool, project).await?;
         let (pool, project_name, policy) = (pool.clone(), project.to_owned(), policy.clone());
         Ok(KEPT
@@ -382,18 +382,59 @@ pub mod ssr {
             .await)
     }
 
-    /// What the project's immutable tags (as (path inside the project, tag)) hold together, as
-    /// last weighed for this policy; weighed again (in the background) once the inventory moved.
-    pub async fn locked_kept(
+    /// A project's tags as the Tags tab lists them: each repository (its path inside the project)
+    /// with its tags in order and the rules that make each immutable, and what the immutable ones
+    /// hold together (`None` past [`MAX_WEIGHED_TAGS`]).
+    #[derive(Debug, Default)]
+    pub struct Listing {
+        pub repositories: Vec<(String, Vec<ListedTag>)>,
+        pub locked: Option<Locked>,
+    }
+
+    /// A tag and the ids of the rules that make it immutable (none: mutable).
+    pub type ListedTag = (String, Box<[i64]>);
+
+    /// The project's [`Listing`] under `policy` (none: every tag mutable), read once per policy and
+    /// inventory version and kept for a few projects at a time (it holds every tag name).
+    pub async fn listing(
         pool: &PgPool,
         project: &str,
         version: &PolicyVersion,
-        tags: Vec<(String, String)>,
-    ) -> Result<Option<Kept<Locked>>, AppError> {
-        static KEPT: Recounted<Locked> = Recounted::new();
+        policy: Option<CompiledPolicy>,
+    ) -> Result<Option<Kept<std::sync::Arc<Listing>>>, AppError> {
+        static KEPT: Recounted<std::sync::Arc<Listing>> = Recounted::new(16);
         let inventory = store::inventory_version(pool, project).await?;
         let (pool, project_name) = (pool.clone(), project.to_owned());
-        Ok(KEPT.get(project, version, inventory, async move { locked(&pool, &project_name, &tags).await }).await)
+        Ok(KEPT
+            .get(project, version, inventory, async move {
+                let mut listing = Listing::default();
+                let mut immutable: Vec<(String, String)> = Vec::new();
+                each_repository(&pool, &project_name, |path, tags| {
+                    let by = policy.as_ref().map(|policy| (policy, policy.in_repository(path)));
+                    let tags = tags
+                        .iter()
+                        .map(|tag| {
+                            let ids: Box<[i64]> = match &by {
+                                Some((policy, in_repository)) => {
+                                    policy.rule_ids(in_repository.immutable_rules(tag)).collect()
+                                }
+                                None => Box::default(),
+                            };
+                            if !ids.is_empty() && immutable.len() <= MAX_WEIGHED_TAGS {
+                                immutable.push((path.to_owned(), tag.clone()));
+                            }
+                            (tag.clone(), ids)
+                        })
+                        .collect();
+                    listing.repositories.push((path.to_owned(), tags));
+                })
+                .await?;
+                if immutable.len() <= MAX_WEIGHED_TAGS {
+                    listing.locked = Some(locked(&pool, &project_name, &immutable).await?);
+                }
+                Ok(std::sync::Arc::new(listing))
+            })
+            .await)
     }
 
     /// A value counted over a project's inventory, and whether it is the inventory's current state.
@@ -414,6 +455,8 @@ pub mod ssr {
     /// nothing counted yet waits for its count, a bounded time.
     pub struct Recounted<T> {
         slots: std::sync::Mutex<Option<std::collections::HashMap<String, std::sync::Arc<Slot<T>>>>>,
+        /// Projects kept at most; past it, those no page is reading are forgotten.
+        projects: usize,
     }
 
     pub struct Slot<T> {
@@ -426,15 +469,9 @@ pub mod ssr {
         counting: bool,
     }
 
-    impl<T> Default for Recounted<T> {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
     impl<T> Recounted<T> {
-        pub const fn new() -> Self {
-            Self { slots: std::sync::Mutex::new(None) }
+        pub const fn new(projects: usize) -> Self {
+            Self { slots: std::sync::Mutex::new(None), projects }
         }
     }
 
@@ -442,6 +479,9 @@ pub mod ssr {
         fn slot(&self, project: &str) -> std::sync::Arc<Slot<T>> {
             let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let slots = slots.get_or_insert_with(Default::default);
+            if slots.len() >= self.projects && !slots.contains_key(project) {
+                slots.retain(|_, slot| std::sync::Arc::strong_count(slot) > 1);
+            }
             slots
                 .entry(project.to_owned())
                 .or_insert_with(|| {
@@ -527,6 +567,15 @@ pub mod ssr {
     /// The inventory's freshness in words.
     pub async fn freshness(pool: &PgPool) -> Result<Freshness, AppError> {
         Ok(describe(store::sync_state(pool).await?.as_ref(), OffsetDateTime::now_utc()))
+    }
+
+    /// The freshness of something kept over the inventory: said to be counted again when it is
+    /// not `current` (the inventory moved since; the new count is under way).
+    pub fn kept_freshness(mut freshness: Freshness, current: bool) -> Freshness {
+        if !current {
+            freshness.summary = format!("being counted again (the inventory changed); {}", freshness.summary);
+        }
+        freshness
     }
 
     pub fn describe(state: Option<&SyncState>, now: OffsetDateTime) -> Freshness {
@@ -634,7 +683,7 @@ mod tests {
 
     #[tokio::test]
     async fn counted_once_per_policy_and_inventory_and_recounted_in_the_background() {
-        let kept = Recounted::<u64>::new();
+        let kept = Recounted::<u64>::new(10);
         let runs = Arc::new(AtomicUsize::new(0));
         let (v, w) = (version("v*"), version("w*"));
 

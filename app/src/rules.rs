@@ -123,16 +123,16 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     // Counts of existing tags are a help, not the page: kept between pages, and when they cannot
     // be had yet (a first count still running), the list shows without them.
     let (protects, counted) = match &policy {
-        Ok(policy) => match crate::inventory::ssr::protection(&pool, &project.name, &version, policy).await? {
-            Some(kept) => {
-                let mut freshness = crate::inventory::ssr::freshness(&pool).await?;
-                if !kept.current {
-                    freshness.summary = format!("being counted again (the inventory changed); {}", freshness.summary);
-                }
-                (Some(kept.value), Some(freshness))
+        Ok(policy) => {
+            let (kept, freshness) = tokio::try_join!(
+                crate::inventory::ssr::protection(&pool, &project.name, &version, policy),
+                crate::inventory::ssr::freshness(&pool),
+            )?;
+            match kept {
+                Some(kept) => (Some(kept.value), Some(crate::inventory::ssr::kept_freshness(freshness, kept.current))),
+                None => (None, None),
             }
-            None => (None, None),
-        },
+        }
         Err(_) => (None, None),
     };
     let policy_problem = policy.err();

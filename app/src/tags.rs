@@ -4,7 +4,7 @@
 use crate::error::AppError;
 use crate::inventory::TagsView;
 #[cfg(feature = "ssr")]
-use crate::inventory::{Counted, Holding, TagRow, MAX_WEIGHED_TAGS, TAGS_PER_PAGE};
+use crate::inventory::{Counted, Holding, TagRow, TAGS_PER_PAGE};
 use leptos::prelude::*;
 
 /// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
@@ -29,40 +29,45 @@ pub async fn project_tags(
             Some(error),
         ),
     };
+    // The project's tags with what protects each, read once per policy and inventory state (not
+    // per page: at 100,000 tags a read takes a third of a second).
+    let (kept, freshness) = tokio::try_join!(
+        crate::inventory::ssr::listing(&pool, &access.name, &version, policy),
+        crate::inventory::ssr::freshness(&pool),
+    )?;
+    let Some(kept) = kept else {
+        return Err(AppError::Throttled {
+            message: "tagward is still reading this project's tags; try again in a moment".into(),
+            retry_after: 2,
+        });
+    };
+    let listing = kept.value;
     let page = page.max(1);
     // Saturating: `page` is any number a URL can carry.
     let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
     let (mut matched, mut total) =
         (crate::inventory::ssr::Counter::default(), crate::inventory::ssr::Counter::default());
     let mut immutable = 0;
-    // Every immutable tag of the project, filtered or not (what they keep together), while few enough.
-    let mut all_immutable: Vec<(String, String)> = Vec::new();
     // The page's tags (full name, tag, rules) found by counting, then their digests read.
     let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
     let prefix = format!("{}/", access.name);
-    crate::inventory::ssr::each_repository(&pool, &access.name, |path, tags| {
-        let (filter, by) = (filter.in_repository(path), policy.as_ref().map(|policy| policy.in_repository(path)));
-        for tag in tags {
+    for (path, tags) in &listing.repositories {
+        let filter = filter.in_repository(path);
+        for (tag, immutable_by) in tags {
             total.add(path, tag);
-            let mask = by.as_ref().map(|by| by.immutable_rules(tag)).unwrap_or_default();
-            if !mask.is_empty() && all_immutable.len() <= MAX_WEIGHED_TAGS {
-                all_immutable.push((path.to_owned(), tag.clone()));
-            }
             if filter.immutable_rules(tag).is_empty() {
                 continue;
             }
-            if !mask.is_empty() {
+            if !immutable_by.is_empty() {
                 immutable += 1;
             }
             let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
             matched.add(path, tag);
             if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
-                let ids = policy.as_ref().map(|policy| policy.rule_ids(mask).collect()).unwrap_or_default();
-                on_page.push((format!("{prefix}{path}"), tag.clone(), ids));
+                on_page.push((format!("{prefix}{path}"), tag.clone(), immutable_by.to_vec()));
             }
         }
-    })
-    .await?;
+    }
     let keys: Vec<(String, String)> =
         on_page.iter().map(|(repository, tag, _)| (repository.clone(), tag.clone())).collect();
     let mut found = crate::store::inventory_tags(&pool, &keys).await?;
@@ -87,12 +92,6 @@ pub async fn project_tags(
                 ((held.repository, held.tag), holding)
             })
             .collect();
-    // Weighed once per policy and inventory state, not per page (a recursive walk of manifests).
-    let locked = if all_immutable.len() <= MAX_WEIGHED_TAGS {
-        crate::inventory::ssr::locked_kept(&pool, &access.name, &version, all_immutable).await?.map(|kept| kept.value)
-    } else {
-        None
-    };
     let rows = on_page
         .into_iter()
         .filter_map(|(repository, tag, immutable_by)| {
@@ -113,7 +112,7 @@ pub async fn project_tags(
     let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
     Ok(TagsView {
         project: access,
-        freshness: crate::inventory::ssr::freshness(&pool).await?,
+        freshness: crate::inventory::ssr::kept_freshness(freshness, kept.current),
         rows,
         matched: Counted { examples: Vec::new(), ..matched.counted },
         total: Counted { examples: Vec::new(), ..total.counted },
@@ -122,6 +121,6 @@ pub async fn project_tags(
         pages,
         filter_error,
         policy_problem,
-        locked,
+        locked: listing.locked,
     })
 }

@@ -523,19 +523,17 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
     let rule = app.db.rule("shop", "matching:**", "matching:v*").await;
     app.db.inventory_tag("shop/app", "v1.0.0", tests::fixtures::DIGEST_A).await;
     app.db.inventory_tag("shop/app", "latest", tests::fixtures::DIGEST_B).await;
-    let pages = [
-        "/",
-        "/projects/shop/policy",
-        &format!("/projects/shop/policy/immutability/{rule}/delete"),
-        "/projects/shop/tags",
-        "/projects/shop/members",
-        "/projects/shop/activity",
-        "/admin/users",
-        "/admin/projects",
-        "/admin/tokens",
-        "/admin/activity",
-        "/account",
-    ];
+    let tabs = [
+        "policy",
+        "policy/immutability/new",
+        &format!("policy/immutability/{rule}/delete"),
+        "tags",
+        "members",
+        "activity",
+    ]
+    .map(|tab| format!("/projects/shop/{tab}"));
+    let admin = ["users", "projects", "tokens", "activity"].map(|section| format!("/admin/{section}"));
+    let pages: Vec<String> = ["/".to_owned(), "/account".to_owned()].into_iter().chain(tabs).chain(admin).collect();
     for javascript in [true, false] {
         // axe-core is itself a script, so "without JavaScript" is the site's own code blocked: the
         // pages as they are before (or without) their islands.
@@ -550,7 +548,7 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
         browser.goto(&app.url("/login")).await;
         found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("/login: {v}")));
         browser.log_in(&app.url(""), "root", PASSWORD).await;
-        for page in pages.iter().copied().chain(["/projects/shop/policy/immutability/new"]) {
+        for page in &pages {
             browser.goto(&app.url(page)).await;
             browser.find("main h1, main h2").await;
             found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("{page}: {v}")));
