@@ -159,24 +159,28 @@ pub enum TokenScope {
     RulesRead,
     /// Changing rules through the Harbor API (reading them too).
     RulesWrite,
+    /// Sending the registry's notifications (pushes and deletes) to keep the tag inventory live.
+    Events,
 }
 
 impl TokenScope {
-    pub const ALL: [TokenScope; 3] = [TokenScope::Decisions, TokenScope::RulesRead, TokenScope::RulesWrite];
+    pub const ALL: [TokenScope; 4] =
+        [TokenScope::Decisions, TokenScope::RulesRead, TokenScope::RulesWrite, TokenScope::Events];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TokenScope::Decisions => "decisions",
             TokenScope::RulesRead => "rules:read",
             TokenScope::RulesWrite => "rules:write",
+            TokenScope::Events => "events",
         }
     }
 
     pub fn parse(value: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == value.trim())
-            .ok_or_else(|| format!("scope `{value}` is not one of decisions, rules:read, rules:write"))
+        Self::ALL.into_iter().find(|scope| scope.as_str() == value.trim()).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|scope| scope.as_str()).collect();
+            format!("scope `{value}` is not one of {}", known.join(", "))
+        })
     }
 }
 
@@ -234,8 +238,11 @@ impl TokenGrant {
             TokenScope::Decisions => has(TokenScope::Decisions),
             TokenScope::RulesRead => has(TokenScope::RulesRead) || has(TokenScope::RulesWrite),
             TokenScope::RulesWrite => has(TokenScope::RulesWrite),
+            TokenScope::Events => has(TokenScope::Events),
         };
-        scoped && (scope == TokenScope::Decisions || project.is_none_or(|p| self.reaches(p)))
+        // Decisions and events concern the whole registry; only the rule scopes are limited to projects.
+        let project_wide = matches!(scope, TokenScope::Decisions | TokenScope::Events);
+        scoped && (project_wide || project.is_none_or(|p| self.reaches(p)))
     }
 
     /// Whether the grant's rule scopes reach `project`.

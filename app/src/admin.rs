@@ -256,6 +256,7 @@ pub async fn create_token(
     #[server(default)] decisions: Option<String>,
     #[server(default)] rules_read: Option<String>,
     #[server(default)] rules_write: Option<String>,
+    #[server(default)] events: Option<String>,
     #[server(default)] projects: Option<String>,
 ) -> Result<(), AppError> {
     use crate::account::{TokenGrant, TokenName, TokenScope, TokenSecret};
@@ -267,6 +268,7 @@ pub async fn create_token(
             (decisions, TokenScope::Decisions),
             (rules_read, TokenScope::RulesRead),
             (rules_write, TokenScope::RulesWrite),
+            (events, TokenScope::Events),
         ]
         .into_iter()
         .filter(|(ticked, _)| ticked.is_some())

@@ -173,7 +173,7 @@ pub mod ssr {
     use super::*;
     use crate::error::AppError;
     use crate::policy::{CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
-    use crate::store::{self, StoredRule, SyncState};
+    use crate::store::{self, EventStream, StoredRule, SyncState};
     use sqlx::PgPool;
     use time::OffsetDateTime;
 
@@ -566,7 +566,8 @@ pub mod ssr {
 
     /// The inventory's freshness in words.
     pub async fn freshness(pool: &PgPool) -> Result<Freshness, AppError> {
-        Ok(describe(store::sync_state(pool).await?.as_ref(), OffsetDateTime::now_utc()))
+        let (sync, events) = (store::sync_state(pool).await?, store::event_stream(pool).await?);
+        Ok(describe(sync.as_ref(), events.as_ref(), OffsetDateTime::now_utc()))
     }
 
     /// The freshness of something kept over the inventory: said to be counted again when it is
@@ -578,15 +579,26 @@ pub mod ssr {
         freshness
     }
 
-    pub fn describe(state: Option<&SyncState>, now: OffsetDateTime) -> Freshness {
-        let gateway = "pushes through tagward's gateway are recorded as they happen";
+    pub fn describe(state: Option<&SyncState>, events: Option<&EventStream>, now: OffsetDateTime) -> Freshness {
+        let gateway = match events {
+            None => "pushes through tagward's gateway are recorded as they happen".to_owned(),
+            Some(events) => format!(
+                "pushes through tagward's gateway, and those the registry's events report (the last {}), are \
+                 recorded as they happen",
+                ago(events.last_at, now)
+            ),
+        };
         let Some(state) = state else {
-            return Freshness {
-                summary: "Only tags pushed through tagward's gateway, recorded as they happen: no sync with the \
-                          registry has run, so pushes made straight to it are missing (set TAGWARD_REGISTRY_URL)."
+            let summary = match events {
+                None => "Only tags pushed through tagward's gateway, recorded as they happen: no sync with the \
+                         registry has run, so pushes made straight to it are missing (set TAGWARD_REGISTRY_URL)."
                     .to_owned(),
-                problem: None,
+                Some(_) => format!(
+                    "Only what happened since the registry started sending events: {gateway}; no sync with the \
+                     registry has run, so tags pushed before are missing (set TAGWARD_REGISTRY_URL)."
+                ),
             };
+            return Freshness { summary, problem: None };
         };
         let summary = match state.completed_started_at {
             Some(as_of) => {

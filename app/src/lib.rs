@@ -16,6 +16,8 @@ pub mod policy;
 #[cfg(feature = "ssr")]
 pub mod principal;
 pub mod projects;
+#[cfg(feature = "ssr")]
+pub mod registry_events;
 pub mod rules;
 #[cfg(feature = "ssr")]
 pub mod state;

@@ -145,6 +145,14 @@ impl Principal {
         }
     }
 
+    /// Reporting the registry's pushes and deletes: tokens with `events`.
+    pub fn may_send_events(&self) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => self.token_needs(TokenScope::Events, None),
+            _ => Err(Denied("registry events are taken from service tokens only".into())),
+        }
+    }
+
     /// A token is refused unless its grant covers `scope` (in `project`, when one is named);
     /// anyone else passes.
     fn token_needs(&self, scope: TokenScope, project: Option<&str>) -> Result<(), Denied> {

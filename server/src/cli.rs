@@ -55,7 +55,7 @@ pub enum TokenCommand {
     Create {
         /// Who holds it, e.g. `registry-eu`: lowercase letters, digits, `.`, `_`, `-`.
         name: String,
-        /// What it may do: `decisions`, `rules:read`, `rules:write` (repeat or comma-separate).
+        /// What it may do: `decisions`, `rules:read`, `rules:write`, `events` (repeat or comma-separate).
         #[arg(long = "scope", value_delimiter = ',')]
         scopes: Vec<String>,
         /// Limit its rule scopes to these projects (repeat or comma-separate); default: every project.

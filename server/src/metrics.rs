@@ -86,6 +86,24 @@ pub enum GatewayOutcome {
 }
 label_value!(GatewayOutcome, PassedThrough => "passed_through", Allowed => "allowed", Denied => "denied", Refused => "refused");
 
+/// What became of one event the registry sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventOutcome {
+    /// It set, confirmed or removed what it names.
+    Applied,
+    /// Older than what the inventory knows: left out.
+    Outdated,
+    /// It reports nothing the inventory keeps (a pull, a blob, another webhook type).
+    Ignored,
+}
+label_value!(EventOutcome, Applied => "applied", Outdated => "outdated", Ignored => "ignored");
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    sender: &'static str,
+    outcome: EventOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GatewayLabels {
     outcome: GatewayOutcome,
@@ -107,6 +125,7 @@ pub struct Metrics {
     held_walks: Counter,
     held_walk_reads: Counter,
     cached_manifests: Gauge,
+    registry_events: Family<EventLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -178,6 +197,12 @@ impl Default for Metrics {
             "Manifests whose references the gateway remembers",
             cached_manifests.clone(),
         );
+        let registry_events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "registry_events",
+            "Events the registry sent (POST /api/v1/registry/events), by sender and what became of them",
+            registry_events.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -193,6 +218,7 @@ impl Default for Metrics {
             held_walks,
             held_walk_reads,
             cached_manifests,
+            registry_events,
         }
     }
 }
@@ -233,6 +259,13 @@ impl Metrics {
 
     pub fn record_gateway(&self, outcome: GatewayOutcome) {
         self.gateway_requests.get_or_create(&GatewayLabels { outcome }).inc();
+    }
+
+    /// `count` events from `sender` (`distribution`, `harbor`) that came to `outcome`.
+    pub fn record_registry_events(&self, sender: &'static str, outcome: EventOutcome, count: usize) {
+        if count > 0 {
+            self.registry_events.get_or_create(&EventLabels { sender, outcome }).inc_by(count as u64);
+        }
     }
 
     /// The OpenMetrics text exposition.

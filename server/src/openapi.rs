@@ -1,13 +1,15 @@
 //! The OpenAPI 3.1 document (`GET /api/v1/openapi.json`), assembled from what each surface
 //! describes where it is handled: the decision API (`enforcement/api.rs`, its shapes in
-//! `enforcement/schema.rs`) and the Harbor-compatible API (`harbor/`).
+//! `enforcement/schema.rs`), the registry's events (`inventory/events.rs`) and the
+//! Harbor-compatible API (`harbor/`).
 
 use utoipa::OpenApi;
 
-/// The whole document: the decision API and the Harbor-compatible API, as JSON.
+/// The whole document: the decision API, the registry's events and the Harbor-compatible API, as JSON.
 pub fn document() -> serde_json::Value {
     let mut document = crate::enforcement::api::ApiDoc::openapi();
     document.merge(crate::harbor::HarborDoc::openapi());
+    document.merge(crate::inventory::events::EventsApi::openapi());
     let mut document = serde_json::to_value(document).unwrap_or_default();
     link_the_rule_life_cycle(&mut document);
     mark_required_parameters(&mut document);

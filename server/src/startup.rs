@@ -78,6 +78,10 @@ impl Application {
 
         let ops = core.ops();
         let harbor = crate::harbor::router(crate::harbor::HarborState::new(pool.clone(), core.enforcer.clone(), state));
+        let events = crate::inventory::events::router(crate::inventory::events::EventsState {
+            pool: pool.clone(),
+            enforcer: core.enforcer.clone(),
+        });
         let api = crate::enforcement::api::router(core.enforcer);
 
         let router = portal(state.clone())
@@ -86,6 +90,7 @@ impl Application {
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))
             .layer(sessions)
             .merge(api)
+            .merge(events)
             .merge(harbor)
             .route("/api/v1/openapi.json", axum::routing::get(openapi))
             .merge(ops)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tests::registry::{push, OciLayout, Registry};
 use tests::{fresh_database, CuttableProxy, TestApp, TestDb};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// The portal over `db`, syncing from the registry at `registry` every second.
 async fn portal_syncing(db: TestDb, registry: SocketAddr, rate: &str) -> TestApp {
@@ -41,7 +41,7 @@ async fn database_now(db: &TestDb) -> time::OffsetDateTime {
 }
 
 /// The inventory's rows of `project`: (repository, tag, digest, source).
-async fn inventory(db: &TestDb, project: &str) -> Vec<(String, String, String, String)> {
+pub(crate) async fn inventory(db: &TestDb, project: &str) -> Vec<(String, String, String, String)> {
     sqlx::query_as("select repository, tag, digest, source from registry_tags where project = $1 order by 1, 2")
         .bind(project)
         .fetch_all(&db.pool)
@@ -49,7 +49,7 @@ async fn inventory(db: &TestDb, project: &str) -> Vec<(String, String, String, S
         .unwrap()
 }
 
-async fn page_text(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
+pub(crate) async fn page_text(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
     let response = app.page(client, path).await;
     assert_eq!(response.status(), 200, "{path}");
     let html = response.text().await.unwrap();
@@ -100,7 +100,7 @@ async fn draft_impact(
 }
 
 /// A fresh database with project `shop` and its admin `ann`.
-async fn shop_with_admin_ann() -> TestDb {
+pub(crate) async fn shop_with_admin_ann() -> TestDb {
     tests::init_logging();
     let db = fresh_database().await;
     db.user("ann", PASSWORD, false).await;

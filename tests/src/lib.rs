@@ -139,7 +139,6 @@ impl TestDb {
             .unwrap()
     }
 
-    /// Creates a service token (decisions only) through the store and returns its secret.
     /// A tag in the inventory, as a sync would have found it.
     pub async fn inventory_tag(&self, repository: &str, tag: &str, digest: &str) {
         sqlx::query(
@@ -154,6 +153,7 @@ impl TestDb {
         .unwrap();
     }
 
+    /// Creates a service token (decisions only) through the store and returns its secret.
     pub async fn token(&self, name: &str) -> String {
         self.token_with(name, &app::account::TokenGrant::default()).await
     }

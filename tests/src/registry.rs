@@ -54,11 +54,21 @@ impl Registry {
         Self::start_configured(None, &auth).await
     }
 
+    /// A registry that sends its notifications (distribution's envelope) to `url` with `token`.
+    pub async fn start_notifying(url: &str, token: &str) -> Self {
+        let notifications = format!(
+            "notifications:\n  endpoints:\n    - name: tagward\n      url: {url}\n      headers:\n        \
+             Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 100ms\n"
+        );
+        Self::start_configured(None, &notifications).await
+    }
+
     async fn start_with(tls: Option<&TestCa>) -> Self {
         Self::start_configured(tls, "").await
     }
 
-    async fn start_configured(tls: Option<&TestCa>, auth: &str) -> Self {
+    /// `extra`: more of the configuration (`auth:`, `notifications:`), as YAML.
+    async fn start_configured(tls: Option<&TestCa>, extra: &str) -> Self {
         let storage = TempDir::new("registry");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -75,7 +85,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}{auth}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}{extra}",
                 storage.0.join("data").display()
             ),
         )
@@ -95,7 +105,7 @@ impl Registry {
             let up = match tls {
                 None => reqwest::get(format!("http://{address}/v2/"))
                     .await
-                    .is_ok_and(|r| r.status() == 200 || (!auth.is_empty() && r.status() == 401)),
+                    .is_ok_and(|r| r.status() == 200 || (extra.starts_with("auth:") && r.status() == 401)),
                 Some(_) => tokio::net::TcpStream::connect(address).await.is_ok(),
             };
             if up {

@@ -304,7 +304,8 @@ fn Tokens(
                 "Registry backends present a service token when they ask the decision API ("
                 <code>"Authorization: Bearer …"</code>"). Only a hash is stored, so a token is shown once, when it is created. "
                 "Give each token only what it needs: a registry backend needs decisions; scripts that manage rules through "
-                "the Harbor API need rules:read or rules:write, which can be limited to some projects."
+                "the Harbor API need rules:read or rules:write, which can be limited to some projects; a registry that sends "
+                "its notifications to tagward needs events."
             </p>
             <ActionForm action=create_token attr:class="create-row" attr:id="create-token">
                 <NameField id="new-token-name" name="name" label="Token name" example="e.g. registry-eu"/>
@@ -313,6 +314,7 @@ fn Tokens(
                     <label class="check"><input type="checkbox" name="decisions" id="scope-decisions" checked/>"decisions"</label>
                     <label class="check"><input type="checkbox" name="rules_read" id="scope-rules-read"/>"rules:read"</label>
                     <label class="check"><input type="checkbox" name="rules_write" id="scope-rules-write"/>"rules:write"</label>
+                    <label class="check"><input type="checkbox" name="events" id="scope-events"/>"events"</label>
                 </fieldset>
                 <div class="grow">
                     <label for="new-token-projects">"Rule scopes limited to projects"</label>

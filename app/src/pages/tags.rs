@@ -142,7 +142,11 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                                     <td class="mono">{row.tag}</td>
                                     <td class="mono" title=row.digest.clone()>{short}</td>
                                     <td class="muted nowrap">{row.pushed_at}<br/>
-                                        <span class="small">{if row.source == "gateway" { "pushed through the gateway" } else { "found by a sync" }}</span>
+                                        <span class="small">{match row.source.as_str() {
+                                            "gateway" => "pushed through the gateway",
+                                            "event" => "reported by the registry",
+                                            _ => "found by a sync",
+                                        }}</span>
                                     </td>
                                     <td>{if policy_broken {
                                         view! { <span class="muted">"unknown"</span> }.into_any()

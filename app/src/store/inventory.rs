@@ -5,6 +5,7 @@
 
 use super::StoreError;
 use crate::policy::{Digest, RepositoryName, Tag};
+use crate::registry_events::RegistryChange;
 use futures_util::TryStreamExt;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -54,6 +55,10 @@ async fn upsert_tags(
     sqlx::query(
         r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
           select $1, $2, tag, digest, now(), now(), $5 from unnest($3::text[], $4::text[]) as t(tag, digest)
+          -- A sync's read may predate a delete an event reported since: that tag stays deleted.
+          where $6::timestamptz is null or not exists (
+            select 1 from registry_deletions d
+            where d.repository = $2 and d.reference in (t.tag, t.digest) and d.deleted_at > $6)
           on conflict (repository, tag) do update set
             pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
             source = case when registry_tags.digest = excluded.digest then registry_tags.source else excluded.source end,
@@ -87,6 +92,140 @@ pub async fn record_delete(
         .bind(value)
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+/// A tag the inventory held at `before` that a change moved to `after` (`None`: removed).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TagMoved {
+    pub repository: String,
+    pub tag: String,
+    pub before: String,
+    pub after: Option<String>,
+}
+
+/// How [`apply_registry_changes`] took a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChangesApplied {
+    /// Changes that set or confirmed a tag, or removed what they name.
+    pub applied: usize,
+    /// Changes older than what the inventory knows (a newer push, delete or read): left out.
+    pub outdated: usize,
+    /// The tags the inventory held that the changes moved or removed.
+    pub moved: Vec<TagMoved>,
+}
+
+/// Applies the registry's reported changes in one transaction (all or none), in order. Order-safe
+/// and idempotent: a change older than the row's latest evidence (`seen_at`: a push, a delete, a
+/// gateway write, a sync read) or than a recorded delete leaves it alone, and a repeated change
+/// only confirms. Deletes are remembered for a day, so a late push cannot undo them.
+pub async fn apply_registry_changes(
+    pool: &PgPool,
+    sender: &str,
+    changes: &[RegistryChange],
+) -> Result<ChangesApplied, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        r"insert into registry_event_stream (sender, last_at, notifications) values ($1, now(), 1)
+          on conflict (singleton) do update
+            set sender = excluded.sender, last_at = now(), notifications = registry_event_stream.notifications + 1",
+    )
+    .bind(sender)
+    .execute(&mut *tx)
+    .await?;
+    let mut outcome = ChangesApplied::default();
+    for change in changes {
+        let (applied, moved) = match change {
+            RegistryChange::Pushed { repository, tag, digest, at } => {
+                let (applied, before): (bool, Option<String>) = sqlx::query_as(
+                    r"with before as (select digest from registry_tags where repository = $2 and tag = $3),
+                     written as (
+                       insert into registry_tags as t (project, repository, tag, digest, pushed_at, seen_at, source)
+                       select $1, $2, $3, $4, $5, $5, 'event'
+                       where not exists (
+                         select 1 from registry_deletions d
+                         where d.repository = $2 and d.reference in ($3, $4) and d.deleted_at >= $5)
+                       on conflict (repository, tag) do update set
+                         pushed_at = case when t.digest = excluded.digest then least(t.pushed_at, excluded.pushed_at)
+                                     else excluded.pushed_at end,
+                         source = case when t.digest = excluded.digest then t.source else 'event' end,
+                         seen_at = greatest(t.seen_at, excluded.seen_at),
+                         digest = excluded.digest
+                       where t.digest = excluded.digest or t.seen_at <= excluded.seen_at
+                       returning 1)
+                     select exists (select 1 from written), (select digest from before)",
+                )
+                .bind(repository.project())
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .bind(digest.as_str())
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+                let moved = before.filter(|before| applied && before != digest.as_str()).map(|before| TagMoved {
+                    repository: repository.to_string(),
+                    tag: tag.to_string(),
+                    before,
+                    after: Some(digest.to_string()),
+                });
+                (applied, moved.into_iter().collect())
+            }
+            RegistryChange::TagDeleted { repository, tag, at } => {
+                (true, remove_deleted(&mut tx, repository, "tag", tag.as_str(), *at).await?)
+            }
+            RegistryChange::ManifestDeleted { repository, digest, at } => {
+                (true, remove_deleted(&mut tx, repository, "digest", digest.as_str(), *at).await?)
+            }
+        };
+        if applied {
+            outcome.applied += 1;
+        } else {
+            outcome.outdated += 1;
+        }
+        outcome.moved.extend(moved);
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Removes the rows of `repository` whose `column` (`tag`, `digest`) is `value`, unless known
+/// since `at` (the delete's time), and remembers the delete. Returns what was removed.
+async fn remove_deleted(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    repository: &RepositoryName,
+    column: &'static str,
+    value: &str,
+    at: OffsetDateTime,
+) -> Result<Vec<TagMoved>, StoreError> {
+    remember_delete(tx, repository, value, at).await?;
+    Ok(sqlx::query_as(&format!(
+        r"delete from registry_tags where repository = $1 and {column} = $2 and seen_at <= $3
+          returning repository, tag, digest as before, null::text as after"
+    ))
+    .bind(repository.as_str())
+    .bind(value)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Notes that `reference` (a tag or a digest) of `repository` was deleted at `at`.
+async fn remember_delete(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    repository: &RepositoryName,
+    reference: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        r"insert into registry_deletions (repository, reference, deleted_at) values ($1, $2, $3)
+          on conflict (repository, reference) do update
+            set deleted_at = greatest(registry_deletions.deleted_at, excluded.deleted_at)",
+    )
+    .bind(repository.as_str())
+    .bind(reference)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -157,6 +296,20 @@ impl SyncState {
     pub fn in_progress(&self) -> bool {
         self.completed_started_at != Some(self.pass_started_at)
     }
+}
+
+/// The registry's notifications as the inventory last heard of them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventStream {
+    pub sender: String,
+    pub last_at: OffsetDateTime,
+    pub notifications: i64,
+}
+
+pub async fn event_stream(pool: &PgPool) -> Result<Option<EventStream>, StoreError> {
+    Ok(sqlx::query_as::<_, EventStream>("select sender, last_at, notifications from registry_event_stream")
+        .fetch_optional(pool)
+        .await?)
 }
 
 pub async fn sync_state(pool: &PgPool) -> Result<Option<SyncState>, StoreError> {
@@ -236,6 +389,11 @@ pub async fn finish_synced_repository(
 pub async fn finish_sync_pass(pool: &PgPool, pass_started_at: OffsetDateTime) -> Result<(i64, i64), StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("delete from registry_tags where seen_at < $1").bind(pass_started_at).execute(&mut *tx).await?;
+    // Deletes from before the pass are in what it read; kept a day for events still under way.
+    sqlx::query("delete from registry_deletions where deleted_at < least($1, now() - interval '1 day')")
+        .bind(pass_started_at)
+        .execute(&mut *tx)
+        .await?;
     let (repositories, tags): (i64, i64) =
         sqlx::query_as("select count(distinct repository), count(*) from registry_tags").fetch_one(&mut *tx).await?;
     sqlx::query(

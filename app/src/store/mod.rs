@@ -15,9 +15,9 @@ mod users;
 
 pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
 pub use inventory::{
-    begin_sync_pass, each_project_repository, finish_sync_pass, finish_synced_repository, inventory_tags,
-    inventory_version, record_delete, record_push, record_sync_failure, store_synced_tags, sync_state, InventoryTag,
-    SyncState,
+    apply_registry_changes, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
+    finish_synced_repository, inventory_tags, inventory_version, record_delete, record_push, record_sync_failure,
+    store_synced_tags, sync_state, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
 };
 pub use manifests::{
     held_bytes, read_manifests, record_manifests, tag_holdings, unread_manifests, HeldBytes, TagHolding,

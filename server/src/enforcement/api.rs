@@ -40,6 +40,8 @@ pub enum ApiError {
     Forbidden(String),
     /// A malformed request; `field` names the input at fault (`tag`, `checks[2].digest`).
     Invalid { code: &'static str, field: String, value: Option<String>, message: String },
+    /// The database could not take what the request reports; the sender should send it again.
+    Unavailable(String),
     /// A request refused before it was read: a path or query that does not parse, a body too
     /// large or too slow, a method the path does not take.
     Rejected { status: StatusCode, message: String },
@@ -82,6 +84,12 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => {
                 (StatusCode::FORBIDDEN, Json(OciErrors::one("DENIED", message, serde_json::json!({})))).into_response()
             }
+            ApiError::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+                Json(OciErrors::one("UNAVAILABLE", message, serde_json::json!({}))),
+            )
+                .into_response(),
             ApiError::Rejected { status, message } => {
                 let code = match status {
                     StatusCode::PAYLOAD_TOO_LARGE => "SIZE_INVALID",
@@ -98,29 +106,49 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The service token a request presented, found in the token cache (no database round trip).
-pub struct Caller(pub Arc<ServiceToken>);
+/// What a service token must be granted for a route: the decision API's [`AskDecisions`], the
+/// registry events' `SendEvents`.
+pub trait TokenNeeds {
+    fn check(principal: &app::principal::Principal) -> Result<(), app::principal::Denied>;
+}
 
-impl<S> FromRequestParts<S> for Caller
+/// The decision API: the scope `decisions`.
+pub struct AskDecisions;
+
+impl TokenNeeds for AskDecisions {
+    fn check(principal: &app::principal::Principal) -> Result<(), app::principal::Denied> {
+        principal.may_ask_decisions()
+    }
+}
+
+/// The service token a request presented, found in the token cache (no database round trip),
+/// granted what `N` needs.
+pub struct Caller<N = AskDecisions>(pub Arc<ServiceToken>, std::marker::PhantomData<fn() -> N>);
+
+impl<S, N> FromRequestParts<S> for Caller<N>
 where
     S: Send + Sync,
     Enforcer: FromRef<S>,
+    N: TokenNeeds,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .ok_or(ApiError::Unauthorized("a service token is required: `Authorization: Bearer <token>`"))?;
-        let token = Enforcer::from_ref(state)
-            .token(presented)
-            .ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))?;
-        token.principal().may_ask_decisions().map_err(|denied| ApiError::Forbidden(denied.0))?;
-        Ok(Caller(token))
+        let token = presented_token(parts, &Enforcer::from_ref(state))?;
+        N::check(&token.principal()).map_err(|denied| ApiError::Forbidden(denied.0))?;
+        Ok(Caller(token, std::marker::PhantomData))
     }
+}
+
+/// The service token the request's `Authorization: Bearer` names (from memory), whatever its scopes.
+fn presented_token(parts: &Parts, enforcer: &Enforcer) -> Result<Arc<ServiceToken>, ApiError> {
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .ok_or(ApiError::Unauthorized("a service token is required: `Authorization: Bearer <token>`"))?;
+    enforcer.token(presented).ok_or(ApiError::Unauthorized("the service token is not valid, or has been revoked"))
 }
 
 /// One check as the registry sends it. Which fields an operation takes: `push` takes `tag`,
@@ -350,7 +378,7 @@ fn json_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
 )]
 async fn check(
     State(enforcer): State<Enforcer>,
-    Caller(token): Caller,
+    Caller(token, _): Caller,
     crate::extract::Body(body, _): Body,
 ) -> Result<Json<Verdict>, ApiError> {
     let check = json_body::<CheckRequest>(&body)?.parse("")?;
@@ -388,7 +416,7 @@ pub struct BatchVerdict {
 )]
 async fn check_batch(
     State(enforcer): State<Enforcer>,
-    Caller(token): Caller,
+    Caller(token, _): Caller,
     crate::extract::Body(body, _): Body,
 ) -> Result<Json<BatchVerdict>, ApiError> {
     let batch = json_body::<BatchRequest>(&body)?;

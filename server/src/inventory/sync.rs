@@ -1,8 +1,9 @@
-//! The tag inventory's background sync: reads the registry's catalog and every repository's tags
-//! (paged, rate-limited, resumable), so the inventory also knows the pushes that did not go through
-//! the gateway; and for immutable tags and referrers tags, the manifests they hold (read once:
-//! content-addressed), so the portal can say what immutable tags keep. One process syncs at a time (a PostgreSQL advisory lock); a registry that cannot be
-//! reached is recorded for the portal's notice and retried, and never touches decisions.
+//! The background sync: reads the registry's catalog and every repository's tags (paged,
+//! rate-limited, resumable), so the inventory also knows the pushes that did not go through the
+//! gateway and whose events were lost; and for immutable tags and referrers tags, the manifests
+//! they hold (read once: content-addressed), so the portal can say what immutable tags keep. One
+//! process syncs at a time (a PostgreSQL advisory lock); a registry that cannot be reached is
+//! recorded for the portal's notice and retried, and never touches decisions.
 
 use crate::enforcement::Enforcer;
 use crate::registry::{LookupError, Registry};

@@ -1,0 +1,194 @@
+//! The registry's events keep the inventory live: docker-registry's own `notifications:` pointing
+//! at tagward, and notifications sent by hand to show they are taken at least once, in any order,
+//! in either format (distribution's envelope, Harbor's webhook).
+
+use crate::inventory::{inventory, page_text, shop_with_admin_ann, PASSWORD};
+use app::account::TokenGrant;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tests::registry::{push, OciLayout, Registry};
+use tests::TestApp;
+
+const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const DIGEST_C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+fn events_grant() -> TokenGrant {
+    TokenGrant::parse(&["events"], &[]).unwrap()
+}
+
+async fn send(app: &TestApp, token: Option<&str>, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let mut request = app
+        .client()
+        .post(app.url("/api/v1/registry/events"))
+        .header("content-type", "application/vnd.docker.distribution.events.v1+json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// distribution's envelope around `events`, each `(action, timestamp, tag, digest)`.
+fn envelope(events: &[(&str, &str, Option<&str>, Option<&str>)]) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(action, timestamp, tag, digest)| {
+            json!({"id": format!("{action}-{timestamp}"), "timestamp": timestamp, "action": action,
+                   "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "shop/web",
+                              "tag": tag, "digest": digest},
+                   "source": {"addr": "registry:5000"}})
+        })
+        .collect();
+    json!({ "events": events })
+}
+
+/// The tag `shop/web:v1`'s digest in the inventory, if it has the tag.
+async fn v1(app: &TestApp) -> Option<String> {
+    inventory(&app.db, "shop").await.into_iter().find(|(_, tag, _, _)| tag == "v1").map(|(_, _, digest, _)| digest)
+}
+
+#[tokio::test]
+async fn pushes_and_deletes_straight_to_the_registry_reach_the_tags_tab_at_once() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let url = db.url.clone();
+    // No sync: only the registry's events can tell tagward of these pushes.
+    let app = tests::spawn_app_over(db, url).await;
+    let registry = Registry::start_notifying(&app.url("/api/v1/registry/events"), &token).await;
+    let client = app.logged_in("ann", PASSWORD).await;
+
+    let image = OciLayout::image_of("events-live");
+    let pushed = push(&image, registry.address, "shop/web:v1", false).await;
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let since = Instant::now();
+    loop {
+        let text = page_text(&app, &client, "/projects/shop/tags").await;
+        if text.contains("web v1") && text.contains("reported by the registry") && !text.contains("being counted") {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "the push never showed on the Tags tab: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("a direct push showed on the Tags tab {} ms after skopeo returned", since.elapsed().as_millis());
+    let row = inventory(&app.db, "shop").await;
+    assert_eq!(row.len(), 1, "{row:?}");
+    assert_eq!((row[0].2.as_str(), row[0].3.as_str()), (image.digest.as_str(), "event"));
+
+    // Deleted straight at the registry (by digest, as distribution deletes): gone from the inventory.
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/shop/web/manifests/{}", registry.address, image.digest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let since = Instant::now();
+    while v1(&app).await.is_some() {
+        assert!(since.elapsed() < Duration::from_secs(15), "the delete never reached the inventory");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let applied = metrics
+        .lines()
+        .find(|line| line.starts_with("tagward_registry_events_total{") && line.contains("outcome=\"applied\""))
+        .unwrap_or_else(|| panic!("no applied events counted:\n{metrics}"));
+    assert!(applied.contains("sender=\"distribution\""), "{applied}");
+}
+
+#[tokio::test]
+async fn events_taken_twice_or_out_of_order_never_undo_a_newer_state() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let url = db.url.clone();
+    let app = tests::spawn_app_over(db, url).await;
+    let token = Some(token.as_str());
+
+    // v1 → A at :02, then an older push of v1 → B delivered late: v1 stays at A.
+    let newer = envelope(&[("push", "2026-12-02T10:00:02Z", Some("v1"), Some(DIGEST_A))]);
+    let (status, body) = send(&app, token, &newer).await;
+    assert_eq!((status, &body["applied"]), (200, &json!(1)), "{body}");
+    let (status, body) =
+        send(&app, token, &envelope(&[("push", "2026-12-02T10:00:01Z", Some("v1"), Some(DIGEST_B))])).await;
+    assert_eq!((status, &body["outdated"]), (200, &json!(1)), "{body}");
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+    // The same event again only confirms.
+    let (_, body) = send(&app, token, &newer).await;
+    assert_eq!((&body["applied"], &body["outdated"]), (&json!(1), &json!(0)), "{body}");
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+
+    // A deleted at :03 (by digest, with its tags); a push of v1 → A from :02.5 arriving after it
+    // does not bring the tag back.
+    let (_, body) = send(&app, token, &envelope(&[("delete", "2026-12-02T10:00:03Z", None, Some(DIGEST_A))])).await;
+    assert_eq!(body["applied"], json!(1), "{body}");
+    assert_eq!(v1(&app).await, None);
+    let (_, body) =
+        send(&app, token, &envelope(&[("push", "2026-12-02T10:00:02.500Z", Some("v1"), Some(DIGEST_A))])).await;
+    assert_eq!(body["outdated"], json!(1), "{body}");
+    assert_eq!(v1(&app).await, None);
+
+    // A newer push brings it back; a tag delete then wins over an older push delivered after it.
+    let (_, body) = send(
+        &app,
+        token,
+        &envelope(&[
+            ("push", "2026-12-02T10:00:04Z", Some("v1"), Some(DIGEST_C)),
+            ("pull", "2026-12-02T10:00:04.100Z", Some("v1"), Some(DIGEST_C)),
+            ("delete", "2026-12-02T10:00:05Z", Some("v1"), None),
+            ("push", "2026-12-02T10:00:04.500Z", Some("v1"), Some(DIGEST_B)),
+        ]),
+    )
+    .await;
+    assert_eq!((&body["applied"], &body["outdated"], &body["ignored"]), (&json!(2), &json!(1), &json!(1)), "{body}");
+    assert_eq!(v1(&app).await, None);
+
+    // Harbor's webhook: a push, then the artifact deleted.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let webhook = |kind: &str, at: i64| {
+        json!({"type": kind, "occur_at": at, "operator": "admin",
+               "event_data": {"resources": [{"digest": DIGEST_B, "tag": "v1", "resource_url": "harbor.example/shop/web:v1"}],
+                              "repository": {"name": "web", "namespace": "shop", "repo_full_name": "shop/web", "repo_type": "private"}}})
+    };
+    let (status, body) = send(&app, token, &webhook("PUSH_ARTIFACT", now)).await;
+    assert_eq!((status, &body["sender"], &body["applied"]), (200, &json!("harbor"), &json!(1)), "{body}");
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_B));
+    let (_, body) = send(&app, token, &webhook("DELETE_ARTIFACT", now + 1)).await;
+    assert_eq!(body["applied"], json!(1), "{body}");
+    assert_eq!(v1(&app).await, None);
+}
+
+#[tokio::test]
+async fn only_a_token_with_the_events_scope_may_send_and_bad_notifications_store_nothing() {
+    let db = shop_with_admin_ann().await;
+    let events = db.token_with("registry-events", &events_grant()).await;
+    let decisions = db.token("registry-backend").await;
+    let url = db.url.clone();
+    let app = tests::spawn_app_over(db, url).await;
+    let push = envelope(&[("push", "2026-12-02T10:00:02Z", Some("v1"), Some(DIGEST_A))]);
+
+    let (status, body) = send(&app, None, &push).await;
+    assert_eq!((status, &body["errors"][0]["code"]), (401, &json!("UNAUTHORIZED")), "{body}");
+    let (status, body) = send(&app, Some(&decisions), &push).await;
+    assert_eq!((status, &body["errors"][0]["code"]), (403, &json!("DENIED")), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("`events`") && message.contains("registry-backend"), "{message}");
+
+    // One good event and one bad: refused as a whole, naming the field and its value.
+    let mut bad = push.clone();
+    bad["events"].as_array_mut().unwrap().push(json!({
+        "timestamp": "2026-12-02T10:00:03Z", "action": "push",
+        "target": {"repository": "shop/web", "tag": "v2", "digest": "sha256:short"}}));
+    let (status, body) = send(&app, Some(&events), &bad).await;
+    assert_eq!(status, 400, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["detail"], json!({"field": "events[1].target.digest", "value": "sha256:short"}), "{body}");
+    assert!(error["message"].as_str().unwrap().starts_with("events[1].target.digest: "), "{body}");
+    assert!(inventory(&app.db, "shop").await.is_empty());
+    let (status, body) = send(&app, Some(&events), &json!({"hello": "world"})).await;
+    assert_eq!((status, &body["errors"][0]["detail"]["field"]), (400, &json!("body")), "{body}");
+
+    let (status, _) = send(&app, Some(&events), &push).await;
+    assert_eq!(status, 200);
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+}
