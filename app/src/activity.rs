@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE: u32 = 25;
 
 /// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
-pub const KINDS: [(&str, &str); 6] = [
+pub const KINDS: [(&str, &str); 7] = [
     ("rule", "Rule changes"),
     ("denial", "Denials"),
     ("member", "Members"),
     ("project", "Projects"),
     ("user", "Users"),
     ("token", "Service tokens"),
+    ("drift", "Changes behind tagward"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +95,27 @@ mod ssr {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
 
+    /// What a drift entry (`after`: repository, tag, held, found, found_by) says, e.g. "found
+    /// shop/web:v1 moved from sha256:aaaaaaaaaaaa to sha256:bbbbbbbbbbbb behind tagward (a registry event)".
+    fn drift_summary(what: &str, after: Option<&Value>) -> String {
+        let short = |digest: &str| digest.get(..19).unwrap_or(digest).to_owned();
+        let reference = format!("{}:{}", text(after, "repository"), text(after, "tag"));
+        let held = short(&text(after, "held"));
+        let change = match after.and_then(|v| v.get("found")).and_then(Value::as_str) {
+            Some(found) => format!("moved from {held} to {}", short(found)),
+            None => format!("gone (it held {held})"),
+        };
+        let how = match text(after, "found_by").as_str() {
+            "event" => "a registry event",
+            _ => "the inventory sync",
+        };
+        match what {
+            "restored" => format!("put {reference} back on {held} (it had {change})"),
+            "acknowledged" => format!("acknowledged that {reference} {change} behind tagward"),
+            _ => format!("found {reference} {change} behind tagward ({how})"),
+        }
+    }
+
     /// One line saying what an entry records.
     pub fn summary(entry: &ActivityEntry) -> String {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
@@ -136,6 +158,9 @@ mod ssr {
             AuditKind::ProjectDelete => format!("deleted project {}", text(before, "project")),
             AuditKind::TokenCreate => format!("created service token {}", text(after, "token")),
             AuditKind::TokenRevoke => format!("revoked service token {}", text(before, "token")),
+            AuditKind::DriftFound => drift_summary("found", after),
+            AuditKind::DriftAcknowledge => drift_summary("acknowledged", after),
+            AuditKind::DriftRestore => drift_summary("restored", after),
         }
     }
 }
@@ -162,7 +187,7 @@ pub async fn activity(
             if let Some(kind) = &kind {
                 if !KINDS.iter().any(|(known, _)| known == kind) {
                     return Err(AppError::Invalid(format!(
-                        "kind: `{kind}` is not one of rule, denial, member, project, user, token"
+                        "kind: `{kind}` is not one of rule, denial, member, project, user, token, drift"
                     )));
                 }
             }

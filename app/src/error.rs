@@ -22,6 +22,9 @@ pub enum AppError {
     /// seconds.
     #[error("{message}; try again in {retry_after} seconds")]
     Throttled { message: String, retry_after: u64 },
+    /// The registry refused or failed what tagward asked of it (a Restore); says why.
+    #[error("{0}")]
+    Registry(String),
     /// Anything else. The cause is logged on the server; the page only learns that it failed.
     #[error("something went wrong on the server; it has been logged")]
     Internal,
@@ -48,6 +51,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Invalid(_) => StatusCode::BAD_REQUEST,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Registry(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

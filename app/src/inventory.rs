@@ -116,6 +116,8 @@ pub struct TagsView {
     /// What the project's immutable tags keep from garbage collection (`None`: more than
     /// [`MAX_WEIGHED_TAGS`] immutable tags, not weighed here).
     pub locked: Option<Locked>,
+    /// Immutable tags changed behind tagward's back, until someone deals with them.
+    pub drift: crate::drift::DriftView,
 }
 
 /// How many tags in how many repositories, with the first few (`repository:tag`).

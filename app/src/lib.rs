@@ -7,6 +7,7 @@ pub mod admin;
 #[cfg(feature = "ssr")]
 pub mod artifact;
 pub mod auth;
+pub mod drift;
 pub mod error;
 pub mod inventory;
 mod pages;

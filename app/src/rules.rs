@@ -34,6 +34,8 @@ pub struct RulesView {
     pub policy_problem: Option<String>,
     /// How fresh the tag counts are, when they were counted.
     pub counted: Option<crate::inventory::Freshness>,
+    /// Immutable tags changed behind tagward's back, until someone deals with them.
+    pub drift: crate::drift::DriftView,
 }
 
 /// Why saving a rule failed, with what was typed, so the dialog (even without JavaScript, where the
@@ -154,7 +156,8 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             },
         })
         .collect();
-    Ok(RulesView { project, rules, policy_problem, counted })
+    let drift = crate::drift::ssr::drift_view(&project).await?;
+    Ok(RulesView { project, rules, policy_problem, counted, drift })
 }
 
 /// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list.

@@ -25,6 +25,9 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// The policies decisions are made with, for pages to show and count with.
     pub policies: Arc<dyn EnforcedPolicies>,
+    /// The registry the inventory is synced from, with tagward's own credentials, for Restore;
+    /// `None` when none is configured.
+    pub registry: Option<Arc<dyn RegistryRestore>>,
 }
 
 /// Enforcement's compiled policies, as the portal reads them: the Policy tab says whether the
@@ -41,6 +44,15 @@ pub trait EnforcedPolicies: Send + Sync {
 pub type EnforcedPolicy<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Option<Result<crate::policy::CompiledPolicy, String>>> + Send + 'a>,
 >;
+
+/// Putting a manifest the registry still has back on a tag (a drift's Restore).
+pub trait RegistryRestore: Send + Sync {
+    /// Tags `digest` of `repository` as `tag` again; the error says why not, in words.
+    fn put_back<'a>(&'a self, repository: &'a str, tag: &'a str, digest: &'a str) -> RegistryAnswer<'a>;
+}
+
+/// What [`RegistryRestore::put_back`] answers.
+pub type RegistryAnswer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 
 static INSTALLED: OnceLock<AppState> = OnceLock::new();
 

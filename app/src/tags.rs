@@ -110,7 +110,9 @@ pub async fn project_tags(
         })
         .collect();
     let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
+    let drift = crate::drift::ssr::drift_view(&access).await?;
     Ok(TagsView {
+        drift,
         project: access,
         freshness: crate::inventory::ssr::kept_freshness(freshness, kept.current),
         rows,

@@ -105,6 +105,11 @@ struct EventLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DriftLabels {
+    found_by: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GatewayLabels {
     outcome: GatewayOutcome,
 }
@@ -126,6 +131,7 @@ pub struct Metrics {
     held_walk_reads: Counter,
     cached_manifests: Gauge,
     registry_events: Family<EventLabels, Counter>,
+    tag_drift: Family<DriftLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -203,6 +209,12 @@ impl Default for Metrics {
             "Events the registry sent (POST /api/v1/registry/events), by sender and what became of them",
             registry_events.clone(),
         );
+        let tag_drift = Family::<DriftLabels, Counter>::default();
+        registry.register(
+            "tag_drift",
+            "Immutable tags found moved or deleted behind tagward's back, by how they were found (event, sync)",
+            tag_drift.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -219,6 +231,7 @@ impl Default for Metrics {
             held_walk_reads,
             cached_manifests,
             registry_events,
+            tag_drift,
         }
     }
 }
@@ -266,6 +279,12 @@ impl Metrics {
         if count > 0 {
             self.registry_events.get_or_create(&EventLabels { sender, outcome }).inc_by(count as u64);
         }
+    }
+
+    /// `count` immutable tags found changed behind tagward's back, by `found_by` (`event`, `sync`).
+    pub fn record_drift(&self, found_by: &'static str, count: usize) {
+        // Created at zero too, so an alert on its increase has a series from the start.
+        self.tag_drift.get_or_create(&DriftLabels { found_by }).inc_by(count as u64);
     }
 
     /// The OpenMetrics text exposition.

@@ -208,12 +208,24 @@ impl Registry {
         authorization: Option<&HeaderValue>,
         accept: &'static str,
     ) -> Result<Response<hyper::body::Incoming>, LookupError> {
+        self.exchange(method, path_and_query, authorization, accept, None).await
+    }
+
+    /// [`Self::look_up`], sending `payload` (a body and its content type) if given.
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        authorization: Option<&HeaderValue>,
+        accept: &'static str,
+        payload: Option<&(Bytes, HeaderValue)>,
+    ) -> Result<Response<hyper::body::Incoming>, LookupError> {
         let (None, Some(own)) = (authorization, &self.own) else {
-            return self.send(method, path_and_query, authorization, accept).await;
+            return self.send(method, path_and_query, authorization, accept, payload).await;
         };
         let scope = scope_of(path_and_query);
         let first = own.token(&scope).unwrap_or_else(|| own.basic.clone());
-        let response = self.send(method.clone(), path_and_query, Some(&first), accept).await?;
+        let response = self.send(method.clone(), path_and_query, Some(&first), accept, payload).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -221,7 +233,7 @@ impl Registry {
             return Ok(response);
         };
         let token = self.token(own, &challenge, &scope).await?;
-        self.send(method, path_and_query, Some(&token), accept).await
+        self.send(method, path_and_query, Some(&token), accept, payload).await
     }
 
     /// A bearer token for `scope` from the token service `challenge` names, asked with Basic.
@@ -284,15 +296,21 @@ impl Registry {
         path_and_query: &str,
         authorization: Option<&HeaderValue>,
         accept: &'static str,
+        payload: Option<&(Bytes, HeaderValue)>,
     ) -> Result<Response<hyper::body::Incoming>, LookupError> {
         let mut request = Request::builder().method(method).uri(self.uri(path_and_query).map_err(LookupError::Failed)?);
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        let request = request
-            .header(header::ACCEPT, accept)
-            .body(Body::empty())
-            .map_err(|e| LookupError::Failed(e.to_string()))?;
+        let body = match payload {
+            Some((bytes, content_type)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                Body::from(bytes.clone())
+            }
+            None => Body::empty(),
+        };
+        let request =
+            request.header(header::ACCEPT, accept).body(body).map_err(|e| LookupError::Failed(e.to_string()))?;
         self.client.request(request).await.map_err(|e| LookupError::Failed(with_causes(&e)))
     }
 
@@ -333,6 +351,45 @@ impl Registry {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => read_limited(response, MAX_MANIFEST_BYTES, &path).await.map(Some),
             status => Err(refused(status, response.headers())),
+        }
+    }
+
+    /// Tags the manifest `digest` of `name` (which the registry must still have) as `tag` again,
+    /// with tagward's own credentials: the manifest is read by digest, checked against it, and
+    /// put back with its media type.
+    pub async fn put_back(&self, name: &str, tag: &str, digest: &Digest) -> Result<(), String> {
+        let why = |error: LookupError| match error {
+            LookupError::Refused { status, .. } => format!(
+                "the registry refused ({status}); tagward's registry user (TAGWARD_REGISTRY_USERNAME) needs push \
+                 on {name} to restore"
+            ),
+            LookupError::TooManyTags(_) => "the registry answered more than tagward reads".to_owned(),
+            LookupError::Failed(why) => format!("the registry could not be reached: {why}"),
+        };
+        let path = format!("/v2/{name}/manifests/{digest}");
+        let response = self.look_up(Method::GET, &path, None, MANIFEST_TYPES).await.map_err(why)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => {
+                return Err(format!("the registry no longer has {digest} in {name}, so it cannot be put back"))
+            }
+            status if !status.is_success() => return Err(why(refused(status, response.headers()))),
+            _ => {}
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .ok_or_else(|| format!("the registry answered {digest} of {name} without a media type"))?;
+        let bytes = read_limited(response, MAX_MANIFEST_BYTES, &path).await.map_err(why)?;
+        if app::artifact::Sha256::of(&bytes) != app::artifact::Sha256::from(digest) {
+            return Err(format!("the registry answered bytes for {digest} of {name} that do not hash to it"));
+        }
+        let put = format!("/v2/{name}/manifests/{tag}");
+        let payload = (bytes, content_type);
+        let response = self.exchange(Method::PUT, &put, None, MANIFEST_TYPES, Some(&payload)).await.map_err(why)?;
+        match response.status() {
+            StatusCode::CREATED => Ok(()),
+            status => Err(why(refused(status, response.headers()))),
         }
     }
 

@@ -36,7 +36,7 @@ impl Application {
         if let Some(password) = &config.bootstrap_admin_password {
             bootstrap_admin(&pool, password).await?;
         }
-        config.registry.start(&pool, &core.enforcer, None)?;
+        let registry = config.registry.start(&pool, &core.enforcer, None)?;
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?;
@@ -58,6 +58,7 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             policies: core.enforcer.policies.clone(),
+            registry: registry.map(|registry| Arc::new(registry) as Arc<dyn app::state::RegistryRestore>),
         }
         .install()
         .map_err(anyhow::Error::msg)?;

@@ -57,7 +57,7 @@ async fn pushes_and_deletes_straight_to_the_registry_reach_the_tags_tab_at_once(
     let url = db.url.clone();
     // No sync: only the registry's events can tell tagward of these pushes.
     let app = tests::spawn_app_over(db, url).await;
-    let registry = Registry::start_notifying(&app.url("/api/v1/registry/events"), &token).await;
+    let registry = Registry::start_notifying(None, &app.url("/api/v1/registry/events"), &token).await;
     let client = app.logged_in("ann", PASSWORD).await;
 
     let image = OciLayout::image_of("events-live");
@@ -191,4 +191,130 @@ async fn only_a_token_with_the_events_scope_may_send_and_bad_notifications_store
     let (status, _) = send(&app, Some(&events), &push).await;
     assert_eq!(status, 200);
     assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+}
+
+/// The open drift of `shop`: (id, tag, held, found, found_by).
+async fn open_drift(app: &TestApp) -> Vec<(i64, String, String, Option<String>, String)> {
+    sqlx::query_as(
+        "select id, tag, held_digest, found_digest, found_by from tag_drift where acknowledged_at is null order by id",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let since = Instant::now();
+    while !done().await {
+        assert!(since.elapsed() < Duration::from_secs(20), "{what} did not happen within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_immutable_tag_moved_or_deleted_at_the_registry_is_reported_and_can_be_restored() {
+    let db = shop_with_admin_ann().await;
+    db.user("bob", PASSWORD, false).await;
+    db.member("shop", "bob", "developer").await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let url = db.url.clone();
+    // tagward must know the registry (to restore) before the registry knows tagward (to notify).
+    let port = tests::registry::free_port();
+    let registry_url = format!("http://127.0.0.1:{port}");
+    let flags = ["--registry-url", &registry_url, "--registry-sync-interval", "0"];
+    let app = tests::spawn_app_with(db, url, &flags).await;
+    let registry = Registry::start_notifying(Some(port), &app.url("/api/v1/registry/events"), &token).await;
+    let ann = app.logged_in("ann", PASSWORD).await;
+
+    let (first, second) = (OciLayout::image_of("drift-first"), OciLayout::image_of("drift-second"));
+    assert!(push(&first, registry.address, "shop/web:v1", false).await.status.success());
+    wait_for("the first push reaching the inventory", || async {
+        v1(&app).await.as_deref() == Some(first.digest.as_str())
+    })
+    .await;
+    assert!(open_drift(&app).await.is_empty(), "a first push is no drift");
+
+    // Pushed straight to the registry over the immutable v1: drift, found by the event.
+    assert!(push(&second, registry.address, "shop/web:v1", false).await.status.success());
+    wait_for("the drift being recorded", || async { !open_drift(&app).await.is_empty() }).await;
+    let drift = open_drift(&app).await;
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    let (id, tag, held, found, found_by) = drift[0].clone();
+    assert_eq!(
+        (tag.as_str(), held.as_str(), found.as_deref(), found_by.as_str()),
+        ("v1", first.digest.as_str(), Some(second.digest.as_str()), "event")
+    );
+    for tab in ["policy", "tags"] {
+        let text = page_text(&app, &ann, &format!("/projects/shop/{tab}")).await;
+        assert!(text.contains("1 immutable tag changed behind tagward's back"), "{tab}: {text}");
+        assert!(text.contains("web:v1") && text.contains("Restore") && text.contains("Acknowledge"), "{tab}: {text}");
+    }
+    let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tagward_tag_drift_total{found_by=\"event\"} 1"), "{metrics}");
+
+    // A developer may not restore; the project admin does, and the registry has v1 at the first image again.
+    let bob = app.logged_in("bob", PASSWORD).await;
+    let fields = [("project", "shop"), ("drift_id", &id.to_string()), ("back", "tags")];
+    let refused = app.call(&bob, "restore_drift", &fields).await;
+    assert_eq!(refused.status(), 403);
+    let restored = app.call(&ann, "restore_drift", &fields).await;
+    assert!(restored.status().is_success() || restored.status().is_redirection(), "{:?}", restored.text().await);
+    assert_eq!(registry.digest("shop/web", "v1").await.as_deref(), Some(first.digest.as_str()));
+    // The registry's event for the restore arrives and is no new drift.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(open_drift(&app).await.is_empty());
+    assert_eq!(v1(&app).await.as_deref(), Some(first.digest.as_str()));
+    let text = page_text(&app, &ann, "/projects/shop/tags").await;
+    assert!(!text.contains("changed behind tagward's back"), "{text}");
+
+    // The image deleted at the registry: v1 is gone, and cannot be restored; acknowledged instead.
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/shop/web/manifests/{}", registry.address, first.digest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    wait_for("the delete being recorded as drift", || async { !open_drift(&app).await.is_empty() }).await;
+    let (id, _, _, found, _) = open_drift(&app).await[0].clone();
+    assert_eq!(found, None);
+    let fields = [("project", "shop"), ("drift_id", &id.to_string()), ("back", "policy")];
+    let failed = app.call(&ann, "restore_drift", &fields).await;
+    assert_eq!(failed.status(), 502);
+    let message = failed.text().await.unwrap();
+    assert!(message.contains("no longer has"), "{message}");
+    let acknowledged = app.call(&ann, "acknowledge_drift", &fields).await;
+    assert!(acknowledged.status().is_success() || acknowledged.status().is_redirection());
+    assert!(open_drift(&app).await.is_empty());
+
+    let text = page_text(&app, &ann, "/projects/shop/activity?kind=drift").await;
+    assert!(text.contains("found shop/web:v1 moved from"), "{text}");
+    assert!(text.contains("put shop/web:v1 back on"), "{text}");
+    assert!(text.contains("acknowledged that shop/web:v1 gone"), "{text}");
+}
+
+#[tokio::test]
+async fn the_sync_reports_an_immutable_tag_moved_between_its_passes() {
+    let db = shop_with_admin_ann().await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let registry = Registry::start().await;
+    let (first, second) = (OciLayout::image_of("sync-drift-first"), OciLayout::image_of("sync-drift-second"));
+    assert!(push(&first, registry.address, "shop/web:v1", false).await.status.success());
+    assert!(push(&first, registry.address, "shop/web:latest", false).await.status.success());
+    let url = db.url.clone();
+    let registry_url = format!("http://{}", registry.address);
+    let flags = ["--registry-url", &registry_url, "--registry-sync-interval", "1"];
+    let app = tests::spawn_app_with(db, url, &flags).await;
+    wait_for("the first sync", || async { v1(&app).await.as_deref() == Some(first.digest.as_str()) }).await;
+
+    // Both moved straight at the registry; only v1 is immutable.
+    assert!(push(&second, registry.address, "shop/web:v1", false).await.status.success());
+    assert!(push(&second, registry.address, "shop/web:latest", false).await.status.success());
+    wait_for("the sync finding the move", || async { !open_drift(&app).await.is_empty() }).await;
+    let drift = open_drift(&app).await;
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(
+        (drift[0].1.as_str(), drift[0].3.as_deref(), drift[0].4.as_str()),
+        ("v1", Some(second.digest.as_str()), "sync")
+    );
 }

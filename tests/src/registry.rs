@@ -54,23 +54,28 @@ impl Registry {
         Self::start_configured(None, &auth).await
     }
 
-    /// A registry that sends its notifications (distribution's envelope) to `url` with `token`.
-    pub async fn start_notifying(url: &str, token: &str) -> Self {
+    /// A registry that sends its notifications (distribution's envelope) to `url` with `token`, on
+    /// `port` if given (one reserved with [`free_port`], for a server that had to be told it first).
+    pub async fn start_notifying(port: Option<u16>, url: &str, token: &str) -> Self {
         let notifications = format!(
             "notifications:\n  endpoints:\n    - name: tagward\n      url: {url}\n      headers:\n        \
              Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 100ms\n"
         );
-        Self::start_configured(None, &notifications).await
+        Self::start_on(port, None, &notifications).await
     }
 
     async fn start_with(tls: Option<&TestCa>) -> Self {
         Self::start_configured(tls, "").await
     }
 
-    /// `extra`: more of the configuration (`auth:`, `notifications:`), as YAML.
     async fn start_configured(tls: Option<&TestCa>, extra: &str) -> Self {
+        Self::start_on(None, tls, extra).await
+    }
+
+    /// `extra`: more of the configuration (`auth:`, `notifications:`), as YAML.
+    async fn start_on(port: Option<u16>, tls: Option<&TestCa>, extra: &str) -> Self {
         let storage = TempDir::new("registry");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = port.unwrap_or_else(free_port);
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let config = storage.0.join("config.yml");
         let tls_config = tls
@@ -142,6 +147,11 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port free now (the next listener to ask may take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -69,6 +69,7 @@ fn RuleList(
     };
     let rules = view.rules.clone();
     view! {
+        <super::drift::DriftNotice project=project.clone() drift=view.drift.clone() back="policy"/>
         <section class="panel" aria-labelledby="immutability-heading">
             <div class="section-head">
                 <h2 id="immutability-heading">"Tag Immutability"</h2>

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod activity;
 pub mod admin;
+mod drift;
 pub mod immutability;
 pub mod layout;
 pub mod login;

@@ -37,22 +37,32 @@ pub fn TagsTab(
     tags: Resource<Result<Option<TagsView>, AppError>>,
 ) -> impl IntoView {
     let filter = query_filter();
+    let panel = |content: AnyView| {
+        view! {
+            <section class="panel" aria-labelledby="tags-heading">
+                <div class="section-head">
+                    <h2 id="tags-heading">"Tags"</h2>
+                </div>
+                {content}
+            </section>
+        }
+    };
     view! {
-        <section class="panel" aria-labelledby="tags-heading">
-            <div class="section-head">
-                <h2 id="tags-heading">"Tags"</h2>
-            </div>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || tags.get().map(|result| match result {
-                    Err(error) => view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any(),
-                    Ok(None) => ().into_any(),
-                    Ok(Some(view)) => {
-                        let (repositories, tag_patterns, _) = filter();
-                        view! { <TagsTable view repositories tag_patterns/> }.into_any()
+        <Suspense fallback=move || panel(view! { <p class="muted">"Loading…"</p> }.into_any())>
+            {move || tags.get().map(|result| match result {
+                Err(error) => panel(view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any()).into_any(),
+                Ok(None) => ().into_any(),
+                Ok(Some(view)) => {
+                    let (repositories, tag_patterns, _) = filter();
+                    let (project, drift) = (view.project.name.clone(), view.drift.clone());
+                    view! {
+                        <super::drift::DriftNotice project drift back="tags"/>
+                        {panel(view! { <TagsTable view repositories tag_patterns/> }.into_any())}
                     }
-                })}
-            </Suspense>
-        </section>
+                    .into_any()
+                }
+            })}
+        </Suspense>
     }
 }
 

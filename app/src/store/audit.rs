@@ -26,10 +26,14 @@ pub enum AuditKind {
     ProjectDelete,
     TokenCreate,
     TokenRevoke,
+    /// An immutable tag found moved or gone behind tagward's back.
+    DriftFound,
+    DriftAcknowledge,
+    DriftRestore,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 20] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
@@ -47,6 +51,9 @@ impl AuditKind {
         AuditKind::ProjectDelete,
         AuditKind::TokenCreate,
         AuditKind::TokenRevoke,
+        AuditKind::DriftFound,
+        AuditKind::DriftAcknowledge,
+        AuditKind::DriftRestore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +75,9 @@ impl AuditKind {
             AuditKind::ProjectDelete => "project.delete",
             AuditKind::TokenCreate => "token.create",
             AuditKind::TokenRevoke => "token.revoke",
+            AuditKind::DriftFound => "drift.found",
+            AuditKind::DriftAcknowledge => "drift.acknowledge",
+            AuditKind::DriftRestore => "drift.restore",
         }
     }
 

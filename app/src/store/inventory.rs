@@ -28,7 +28,8 @@ pub async fn record_push(
     digest: &Digest,
 ) -> Result<(), StoreError> {
     let tags: Vec<(&str, &str)> = tags.iter().map(|tag| (tag.as_str(), digest.as_str())).collect();
-    upsert_tags(pool, repository, &tags, Source::Gateway).await
+    // A push the gateway let through moved no immutable tag: nothing to report.
+    upsert_tags(pool, repository, &tags, Source::Gateway).await.map(drop)
 }
 
 /// Who saw a tag at its digest.
@@ -46,14 +47,16 @@ async fn upsert_tags(
     repository: &RepositoryName,
     tags: &[(&str, &str)],
     source: Source,
-) -> Result<(), StoreError> {
+) -> Result<Vec<TagMoved>, StoreError> {
     let (names, digests): (Vec<&str>, Vec<&str>) = tags.iter().copied().unzip();
     let (source, unless_seen_since) = match source {
         Source::Gateway => ("gateway", None),
         Source::Sync(started) => ("sync", Some(started)),
     };
-    sqlx::query(
-        r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
+    // `before` is read from the statement's snapshot: what the rows held before it wrote them.
+    let written: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        r"with before as (select tag, digest from registry_tags where repository = $2 and tag = any($3))
+          insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
           select $1, $2, tag, digest, now(), now(), $5 from unnest($3::text[], $4::text[]) as t(tag, digest)
           -- A sync's read may predate a delete an event reported since: that tag stays deleted.
           where $6::timestamptz is null or not exists (
@@ -63,7 +66,9 @@ async fn upsert_tags(
             pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
             source = case when registry_tags.digest = excluded.digest then registry_tags.source else excluded.source end,
             digest = excluded.digest, seen_at = now()
-          where $6::timestamptz is null or registry_tags.seen_at < $6",
+          where $6::timestamptz is null or registry_tags.seen_at < $6
+          returning repository, tag, (select b.digest from before b where b.tag = registry_tags.tag) as before,
+                    digest as after",
     )
     .bind(repository.project())
     .bind(repository.as_str())
@@ -71,9 +76,15 @@ async fn upsert_tags(
     .bind(&digests)
     .bind(source)
     .bind(unless_seen_since)
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok(())
+    Ok(written
+        .into_iter()
+        .filter_map(|(repository, tag, before, after)| {
+            let before = before.filter(|before| *before != after)?;
+            Some(TagMoved { repository, tag, before, after: Some(after) })
+        })
+        .collect())
 }
 
 /// Records a delete the gateway let through: the tag, or every tag pointing at the manifest.
@@ -334,18 +345,19 @@ pub async fn begin_sync_pass(pool: &PgPool, registry: &str) -> Result<SyncState,
 }
 
 /// Stores one page of a repository's tags as read since `started` (the time the repository
-/// started to be read), and the sync's place after it (`last_tag`, the page's last). A row the gateway wrote since `started`
-/// is newer than what was read and is kept.
+/// started to be read), and the sync's place after it (`last_tag`, the page's last). A row the
+/// gateway or an event wrote since `started` is newer than what was read and is kept. Returns the
+/// tags it found at another digest than the inventory held.
 pub async fn store_synced_tags(
     pool: &PgPool,
     repository: &RepositoryName,
     started: OffsetDateTime,
     tags: &[(String, String)],
     last_tag: &str,
-) -> Result<(), StoreError> {
+) -> Result<Vec<TagMoved>, StoreError> {
     let tags: Vec<(&str, &str)> = tags.iter().map(|(tag, digest)| (tag.as_str(), digest.as_str())).collect();
     let mut tx = pool.begin().await?;
-    upsert_tags(&mut *tx, repository, &tags, Source::Sync(started)).await?;
+    let moved = upsert_tags(&mut *tx, repository, &tags, Source::Sync(started)).await?;
     sqlx::query(
         r"update registry_sync set resume_repository = $1, resume_tag = $2, repository_started_at = $3,
             failed_at = null, failure = null",
@@ -356,23 +368,26 @@ pub async fn store_synced_tags(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(moved)
 }
 
 /// A repository read to its last tag: its rows not confirmed since `started` are tags deleted
 /// from the registry. `repository` is the catalog's name (read even when tagward cannot parse
-/// it, so the pass moves on).
+/// it, so the pass moves on). Returns the tags removed.
 pub async fn finish_synced_repository(
     pool: &PgPool,
     repository: &str,
     started: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<Vec<TagMoved>, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("delete from registry_tags where repository = $1 and seen_at < $2")
-        .bind(repository)
-        .bind(started)
-        .execute(&mut *tx)
-        .await?;
+    let removed = sqlx::query_as(
+        r"delete from registry_tags where repository = $1 and seen_at < $2
+          returning repository, tag, digest as before, null::text as after",
+    )
+    .bind(repository)
+    .bind(started)
+    .fetch_all(&mut *tx)
+    .await?;
     sqlx::query(
         r"update registry_sync set resume_repository = $1, resume_tag = null, repository_started_at = null,
             failed_at = null, failure = null",
@@ -381,14 +396,23 @@ pub async fn finish_synced_repository(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(removed)
 }
 
 /// The whole catalog read: rows not confirmed during the pass belong to repositories gone from
-/// it. Returns the counts stored.
-pub async fn finish_sync_pass(pool: &PgPool, pass_started_at: OffsetDateTime) -> Result<(i64, i64), StoreError> {
+/// it. Returns the counts stored, and the tags removed.
+pub async fn finish_sync_pass(
+    pool: &PgPool,
+    pass_started_at: OffsetDateTime,
+) -> Result<((i64, i64), Vec<TagMoved>), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("delete from registry_tags where seen_at < $1").bind(pass_started_at).execute(&mut *tx).await?;
+    let removed = sqlx::query_as(
+        r"delete from registry_tags where seen_at < $1
+          returning repository, tag, digest as before, null::text as after",
+    )
+    .bind(pass_started_at)
+    .fetch_all(&mut *tx)
+    .await?;
     // Deletes from before the pass are in what it read; kept a day for events still under way.
     sqlx::query("delete from registry_deletions where deleted_at < least($1, now() - interval '1 day')")
         .bind(pass_started_at)
@@ -406,7 +430,7 @@ pub async fn finish_sync_pass(pool: &PgPool, pass_started_at: OffsetDateTime) ->
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((repositories, tags))
+    Ok(((repositories, tags), removed))
 }
 
 /// Why the pass stopped where it did (it resumes there).

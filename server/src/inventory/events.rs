@@ -87,6 +87,7 @@ async fn receive(
             tracing::warn!(%error, "registry events not applied; the sender sends them again");
             ApiError::Unavailable(format!("the inventory could not be written: {error}"))
         })?;
+    super::drift::report(&state.pool, &state.enforcer, &taken.moved, app::store::FoundBy::Event).await;
     let metrics = &state.enforcer.metrics;
     metrics.record_registry_events(sender, EventOutcome::Applied, taken.applied);
     metrics.record_registry_events(sender, EventOutcome::Outdated, taken.outdated);

@@ -2,6 +2,7 @@
 //! background sync that reconciles with the registry behind them (events get lost: a sender
 //! restarted, a network cut).
 
+pub mod drift;
 pub mod events;
 mod sync;
 

@@ -9,6 +9,7 @@ use crate::enforcement::Enforcer;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{ManifestRefs, Sha256};
 use app::policy::{Digest, RepositoryName, Tag};
+use app::store::FoundBy;
 use axum::http::Uri;
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
@@ -79,36 +80,37 @@ const SYNC_LOCK: &str = "tagward:inventory-sync";
 impl RegistrySyncConfig {
     /// Starts the sync in the background if there is a registry to read (`fallback`: the gateway's
     /// upstream and its CA file) and an interval. `enforcer` says which tags are immutable (their
-    /// graphs are read).
+    /// graphs are read). Returns the registry with tagward's own credentials (for Restore), when
+    /// there is one, whether or not it is synced.
     pub fn start(
         &self,
         pool: &PgPool,
         enforcer: &Enforcer,
         fallback: Option<(&Uri, Option<&std::path::Path>)>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Registry>> {
         let (url, ca_file) = match (&self.url, fallback) {
             (Some(url), _) => (url, self.ca_file.as_deref()),
             (None, Some((url, ca_file))) => (url, self.ca_file.as_deref().or(ca_file)),
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(None),
         };
-        if self.interval_seconds == 0 {
-            return Ok(());
-        }
         let mut registry = Registry::new(url, ca_file)?;
         if let Some(username) = &self.username {
             registry = registry.with_credentials(username, self.password.as_deref().unwrap_or_default())?;
         }
+        if self.interval_seconds == 0 {
+            return Ok(Some(registry));
+        }
         let sync = Sync {
             pool: pool.clone(),
             enforcer: enforcer.clone(),
-            registry,
+            registry: registry.clone(),
             shown_as: url.to_string().trim_end_matches('/').to_owned(),
             throttle: Throttle::new(self.requests_per_second),
         };
         let interval = Duration::from_secs(self.interval_seconds);
         tracing::info!(registry = %sync.shown_as, every = ?interval, "syncing the tag inventory");
         tokio::spawn(sync.run(interval));
-        Ok(())
+        Ok(Some(registry))
     }
 }
 
@@ -183,7 +185,8 @@ impl Sync {
                 _ => break,
             }
         }
-        let counts = app::store::finish_sync_pass(&self.pool, state.pass_started_at).await.map_err(store)?;
+        let (counts, removed) = app::store::finish_sync_pass(&self.pool, state.pass_started_at).await.map_err(store)?;
+        super::drift::report(&self.pool, &self.enforcer, &removed, FoundBy::Sync).await;
         drop(lock);
         Ok(Some(counts))
     }
@@ -224,9 +227,10 @@ impl Sync {
                         .await
                         .map_err(lookup)?;
                     let found: Vec<(String, String)> = found.into_iter().flatten().collect();
-                    app::store::store_synced_tags(&self.pool, &repository, started, &found, last)
+                    let moved = app::store::store_synced_tags(&self.pool, &repository, started, &found, last)
                         .await
                         .map_err(store)?;
+                    super::drift::report(&self.pool, &self.enforcer, &moved, FoundBy::Sync).await;
                     if protection.protects_anything() {
                         // What immutable tags hold, and what referrers tags attach to anything.
                         let holding: Vec<String> = found
@@ -246,7 +250,9 @@ impl Sync {
                 }
             }
         }
-        app::store::finish_synced_repository(&self.pool, name, started).await.map_err(store)
+        let removed = app::store::finish_synced_repository(&self.pool, name, started).await.map_err(store)?;
+        super::drift::report(&self.pool, &self.enforcer, &removed, FoundBy::Sync).await;
+        Ok(())
     }
 
     /// Reads the manifests `digests` of `name` not read before, and their children at any depth, and

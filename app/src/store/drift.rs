@@ -1,0 +1,168 @@
+//! Drift: immutable tags a registry event or a sync pass found moved or gone, changes that
+//! bypassed enforcement. Recorded with the audit trail's `drift.found`, shown until acknowledged
+//! (`drift.acknowledge`) or restored (`drift.restore`).
+
+use super::audit::{AuditEntry, AuditKind};
+use super::inventory::TagMoved;
+use super::StoreError;
+use crate::principal::Principal;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+/// How a drift was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundBy {
+    Event,
+    Sync,
+}
+
+impl FoundBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Event => "event",
+            FoundBy::Sync => "sync",
+        }
+    }
+
+    /// Who the audit trail names for it.
+    fn actor(self) -> Principal {
+        Principal::Operator(match self {
+            FoundBy::Event => "tagward (registry events)".to_owned(),
+            FoundBy::Sync => "tagward (inventory sync)".to_owned(),
+        })
+    }
+}
+
+/// One immutable tag found moved or gone.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Drift {
+    pub id: i64,
+    pub project_id: i64,
+    pub repository: String,
+    pub tag: String,
+    pub held_digest: String,
+    /// `None`: the tag was gone.
+    pub found_digest: Option<String>,
+    pub found_by: String,
+    pub found_at: OffsetDateTime,
+}
+
+impl Drift {
+    fn described(&self) -> serde_json::Value {
+        serde_json::json!({
+            "drift": self.id,
+            "repository": self.repository,
+            "tag": self.tag,
+            "held": self.held_digest,
+            "found": self.found_digest,
+            "found_by": self.found_by,
+        })
+    }
+}
+
+/// Records the immutable tags of project `project_id` that `moved` (each with its audit entry),
+/// in one transaction. A move already open (same tag, same digests) is not recorded twice, and a
+/// move back to the digest an open drift held (Restore, or someone putting it right at the
+/// registry) is no drift.
+/// Returns how many were recorded.
+pub async fn record_drift(
+    pool: &PgPool,
+    project_id: i64,
+    moved: &[&TagMoved],
+    found_by: FoundBy,
+) -> Result<usize, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut recorded = 0;
+    for change in moved {
+        let drift: Option<Drift> = sqlx::query_as(
+            r"insert into tag_drift (project_id, repository, tag, held_digest, found_digest, found_by)
+              select $1, $2, $3, $4, $5, $6
+              where not exists (
+                select 1 from tag_drift where project_id = $1 and repository = $2 and tag = $3 and acknowledged_at is null
+                  -- Found already; or a move back to what an open drift held: a restore, not a new drift.
+                  and ((held_digest = $4 and found_digest is not distinct from $5) or held_digest = $5))
+              returning id, project_id, repository, tag, held_digest, found_digest, found_by, found_at",
+        )
+        .bind(project_id)
+        .bind(&change.repository)
+        .bind(&change.tag)
+        .bind(&change.before)
+        .bind(&change.after)
+        .bind(found_by.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(drift) = drift {
+            AuditEntry::new(AuditKind::DriftFound)
+                .project(project_id)
+                .after(drift.described())
+                .record(&mut *tx, &found_by.actor())
+                .await?;
+            recorded += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// The drift of `project_id` not acknowledged yet, newest first.
+pub async fn open_drift(pool: &PgPool, project_id: i64) -> Result<Vec<Drift>, StoreError> {
+    Ok(sqlx::query_as(
+        r"select id, project_id, repository, tag, held_digest, found_digest, found_by, found_at from tag_drift
+          where project_id = $1 and acknowledged_at is null order by found_at desc, id desc limit 100",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The open drift `id` of `project_id`, if there is one.
+pub async fn open_drift_by_id(pool: &PgPool, project_id: i64, id: i64) -> Result<Option<Drift>, StoreError> {
+    Ok(sqlx::query_as(
+        r"select id, project_id, repository, tag, held_digest, found_digest, found_by, found_at from tag_drift
+          where project_id = $1 and id = $2 and acknowledged_at is null",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Closes the open drift `drift` for `by`: acknowledged as it is, or `restored` (the held
+/// manifest was put back on the tag, which the inventory then holds again). `false` when
+/// someone closed it first.
+pub async fn close_drift(pool: &PgPool, by: &Principal, drift: &Drift, restored: bool) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let closed = sqlx::query(
+        r"update tag_drift set acknowledged_at = now(), acknowledged_by = $2, restored = $3
+          where id = $1 and acknowledged_at is null",
+    )
+    .bind(drift.id)
+    .bind(by.actor())
+    .bind(restored)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !closed {
+        return Ok(false);
+    }
+    if restored {
+        // Written as the gateway writes a push it let through: the registry's own event for the
+        // restore then only confirms it (rather than being taken for another move).
+        sqlx::query(
+            r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
+              values (split_part($1, '/', 1), $1, $2, $3, now(), now(), 'gateway')
+              on conflict (repository, tag) do update
+                set digest = excluded.digest, pushed_at = now(), seen_at = now(), source = 'gateway'",
+        )
+        .bind(&drift.repository)
+        .bind(&drift.tag)
+        .bind(&drift.held_digest)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let kind = if restored { AuditKind::DriftRestore } else { AuditKind::DriftAcknowledge };
+    AuditEntry::new(kind).project(drift.project_id).after(drift.described()).record(&mut *tx, by).await?;
+    tx.commit().await?;
+    Ok(true)
+}
