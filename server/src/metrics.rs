@@ -132,6 +132,7 @@ pub struct Metrics {
     cached_manifests: Gauge,
     registry_events: Family<EventLabels, Counter>,
     tag_drift: Family<DriftLabels, Counter>,
+    sync_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -215,6 +216,12 @@ impl Default for Metrics {
             "Immutable tags found moved or deleted behind tagward's back, by how they were found (event, sync)",
             tag_drift.clone(),
         );
+        let sync_requests = Counter::default();
+        registry.register(
+            "registry_sync_requests",
+            "Requests the inventory sync made to the registry (catalog and tag list pages, tag look-ups, manifests)",
+            sync_requests.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -232,6 +239,7 @@ impl Default for Metrics {
             cached_manifests,
             registry_events,
             tag_drift,
+            sync_requests,
         }
     }
 }
@@ -285,6 +293,14 @@ impl Metrics {
     pub fn record_drift(&self, found_by: &'static str, count: usize) {
         // Created at zero too, so an alert on its increase has a series from the start.
         self.tag_drift.get_or_create(&DriftLabels { found_by }).inc_by(count as u64);
+    }
+
+    pub fn record_sync_request(&self) {
+        self.sync_requests.inc();
+    }
+
+    pub fn sync_requests(&self) -> u64 {
+        self.sync_requests.get()
     }
 
     /// The OpenMetrics text exposition.

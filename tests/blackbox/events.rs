@@ -318,3 +318,78 @@ async fn the_sync_reports_an_immutable_tag_moved_between_its_passes() {
         ("v1", Some(second.digest.as_str()), "sync")
     );
 }
+
+/// The last completed pass of the sync: (when it completed, whether it listed only).
+async fn completed_pass(app: &TestApp) -> Option<(time::OffsetDateTime, bool)> {
+    sqlx::query_as(
+        "select completed_at, pass_light from registry_sync
+         where completed_at is not null and completed_started_at = pass_started_at",
+    )
+    .fetch_optional(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+/// The requests the next pass to complete makes: counted from the completion of one to the next
+/// (passes are a second apart, so the count is read between them).
+async fn requests_of_next_pass(app: &TestApp) -> (u64, bool) {
+    let requests = || async {
+        let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("tagward_registry_sync_requests_total "))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    };
+    wait_for("a sync pass", || async { completed_pass(app).await.is_some() }).await;
+    let (mut since, mut before) = (completed_pass(app).await.unwrap().0, requests().await);
+    // The pass that completed before the count was read may be the count's first: wait for one more.
+    for round in 0..2 {
+        wait_for("the next sync pass", || async { completed_pass(app).await.is_some_and(|(at, _)| at > since) }).await;
+        let (at, light) = completed_pass(app).await.unwrap();
+        let after = requests().await;
+        if round == 1 {
+            return (after - before, light);
+        }
+        (since, before) = (at, after);
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn with_events_flowing_sync_passes_list_tags_and_ask_only_for_new_ones() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let registry = Registry::start().await;
+    crate::inventory::many_tags(&registry, 1, 50).await;
+    let url = db.url.clone();
+    let registry_url = format!("http://{}", registry.address);
+    let flags = ["--registry-url", &registry_url, "--registry-sync-interval", "1", "--registry-sync-rate", "0"];
+    let app = tests::spawn_app_with(db, url, &flags).await;
+
+    // No events: every pass asks every tag (catalog, tag list, 50 look-ups).
+    let (requests, light) = requests_of_next_pass(&app).await;
+    assert_eq!((requests, light), (52, false));
+
+    // The registry sends events: the passes after list tags and ask none they hold.
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let event = envelope(&[("push", &now, Some("v1"), Some(DIGEST_A))]);
+    assert_eq!(send(&app, Some(&token), &event).await.0, 200);
+    wait_for("a light pass", || async { completed_pass(&app).await.is_some_and(|(_, light)| light) }).await;
+    let (requests, light) = requests_of_next_pass(&app).await;
+    assert_eq!((requests, light), (2, true));
+
+    // A tag pushed with no event (a lost one) is still found: listed, and asked because it is new.
+    let image = OciLayout::image_of("many");
+    let put = reqwest::Client::new()
+        .put(format!("http://{}/v2/shop/many0/manifests/t0050", registry.address))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(image.manifest())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    wait_for("the light pass finding the new tag", || async {
+        inventory(&app.db, "shop").await.iter().any(|(_, tag, _, _)| tag == "t0050")
+    })
+    .await;
+}

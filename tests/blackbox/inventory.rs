@@ -254,7 +254,7 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
 
 /// `repositories` repositories `shop/many0`, … with `tags` tags `t0000`, … each, of one image,
 /// written straight to the registry.
-async fn many_tags(registry: &Registry, repositories: usize, tags: usize) {
+pub(crate) async fn many_tags(registry: &Registry, repositories: usize, tags: usize) {
     let image = OciLayout::image_of("many");
     let manifest = bytes::Bytes::from(image.manifest());
     let client = reqwest::Client::new();

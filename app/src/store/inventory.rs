@@ -291,6 +291,9 @@ pub async fn each_project_repository(
 pub struct SyncState {
     pub registry: String,
     pub pass_started_at: OffsetDateTime,
+    /// The pass lists tags only, asking the digests of the tags the inventory does not hold.
+    pub pass_light: bool,
+    pub full_started_at: Option<OffsetDateTime>,
     pub resume_repository: Option<String>,
     pub resume_tag: Option<String>,
     pub repository_started_at: Option<OffsetDateTime>,
@@ -329,19 +332,47 @@ pub async fn sync_state(pool: &PgPool) -> Result<Option<SyncState>, StoreError> 
 
 /// The pass to run: the one under way if there is one (to resume), else a new one from the
 /// start of the catalog (a completed pass left no place to resume from: [`finish_sync_pass`]
-/// clears it).
-pub async fn begin_sync_pass(pool: &PgPool, registry: &str) -> Result<SyncState, StoreError> {
+/// clears it). A new pass is light when the last full one started less than `full_every` ago and
+/// the registry has sent an event since it started (so events report what a light pass skips).
+pub async fn begin_sync_pass(
+    pool: &PgPool,
+    registry: &str,
+    full_every: std::time::Duration,
+) -> Result<SyncState, StoreError> {
     Ok(sqlx::query_as::<_, SyncState>(
-        r"insert into registry_sync (registry, pass_started_at) values ($1, now())
+        r"with light as (
+            select coalesce((
+              select s.full_started_at > now() - make_interval(secs => $2)
+                     and exists (select 1 from registry_event_stream e where e.last_at > s.full_started_at)
+              from registry_sync s), false) as light)
+          insert into registry_sync (registry, pass_started_at) values ($1, now())
           on conflict (singleton) do update set
             registry = excluded.registry,
+            pass_light = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
+                         then (select light from light) else registry_sync.pass_light end,
             pass_started_at = case when registry_sync.completed_started_at is not distinct from registry_sync.pass_started_at
                               then now() else registry_sync.pass_started_at end
           returning *",
     )
     .bind(registry)
+    .bind(full_every.as_secs_f64())
     .fetch_one(pool)
     .await?)
+}
+
+/// The digests the inventory holds for these tags of `repository`, by tag.
+pub async fn held_digests(
+    pool: &PgPool,
+    repository: &RepositoryName,
+    tags: &[String],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select tag, digest from registry_tags where repository = $1 and tag = any($2)")
+            .bind(repository.as_str())
+            .bind(tags)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Stores one page of a repository's tags as read since `started` (the time the repository
@@ -422,6 +453,7 @@ pub async fn finish_sync_pass(
         sqlx::query_as("select count(distinct repository), count(*) from registry_tags").fetch_one(&mut *tx).await?;
     sqlx::query(
         r"update registry_sync set completed_started_at = pass_started_at, completed_at = now(),
+            full_started_at = case when pass_light then full_started_at else pass_started_at end,
             resume_repository = null, resume_tag = null, repository_started_at = null,
             repositories = $1, tags = $2, failed_at = null, failure = null",
     )

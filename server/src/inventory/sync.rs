@@ -48,11 +48,18 @@ pub struct RegistrySyncConfig {
     /// Requests per second the sync makes to the registry, at most (0: no limit).
     #[arg(long = "registry-sync-rate", env = "TAGWARD_REGISTRY_SYNC_RATE", default_value_t = Self::REQUESTS_PER_SECOND)]
     pub requests_per_second: u32,
+
+    /// Seconds between full passes while the registry sends its events: the passes between list
+    /// tags only and ask the digest of new tags alone (events report moves). Without events every
+    /// pass is full.
+    #[arg(long = "registry-full-sync-interval", env = "TAGWARD_REGISTRY_FULL_SYNC_INTERVAL", default_value_t = Self::FULL_INTERVAL_SECONDS)]
+    pub full_interval_seconds: u64,
 }
 
 impl RegistrySyncConfig {
     const INTERVAL_SECONDS: u64 = 300;
     const REQUESTS_PER_SECOND: u32 = 100;
+    const FULL_INTERVAL_SECONDS: u64 = 86_400;
 }
 
 impl Default for RegistrySyncConfig {
@@ -64,6 +71,7 @@ impl Default for RegistrySyncConfig {
             password: None,
             interval_seconds: Self::INTERVAL_SECONDS,
             requests_per_second: Self::REQUESTS_PER_SECOND,
+            full_interval_seconds: Self::FULL_INTERVAL_SECONDS,
         }
     }
 }
@@ -105,7 +113,8 @@ impl RegistrySyncConfig {
             enforcer: enforcer.clone(),
             registry: registry.clone(),
             shown_as: url.to_string().trim_end_matches('/').to_owned(),
-            throttle: Throttle::new(self.requests_per_second),
+            throttle: Throttle::new(self.requests_per_second, enforcer.metrics.clone()),
+            full_every: Duration::from_secs(self.full_interval_seconds),
         };
         let interval = Duration::from_secs(self.interval_seconds);
         tracing::info!(registry = %sync.shown_as, every = ?interval, "syncing the tag inventory");
@@ -121,6 +130,7 @@ struct Sync {
     /// The registry's URL as the portal shows it.
     shown_as: String,
     throttle: Throttle,
+    full_every: Duration,
 }
 
 /// Why a pass stopped.
@@ -164,9 +174,11 @@ impl Sync {
         if !held {
             return Ok(None);
         }
-        let state = app::store::begin_sync_pass(&self.pool, &self.shown_as).await.map_err(store)?;
+        let state = app::store::begin_sync_pass(&self.pool, &self.shown_as, self.full_every).await.map_err(store)?;
+        let light = state.pass_light;
+        let requests_before = self.throttle.requests();
         if let (Some(repository), Some(started)) = (&state.resume_repository, state.repository_started_at) {
-            self.sync_repository(repository, started, state.resume_tag.clone()).await?;
+            self.sync_repository(repository, started, state.resume_tag.clone(), light).await?;
         }
         let mut last = state.resume_repository.clone();
         loop {
@@ -178,7 +190,7 @@ impl Sync {
             }
             for repository in &page.names {
                 let started = self.database_now().await?;
-                self.sync_repository(repository, started, None).await?;
+                self.sync_repository(repository, started, None, light).await?;
             }
             match (page.next, page.names.last()) {
                 (Some(_), Some(name)) => last = Some(name.clone()),
@@ -187,17 +199,21 @@ impl Sync {
         }
         let (counts, removed) = app::store::finish_sync_pass(&self.pool, state.pass_started_at).await.map_err(store)?;
         super::drift::report(&self.pool, &self.enforcer, &removed, FoundBy::Sync).await;
+        let requests = self.throttle.requests() - requests_before;
+        tracing::info!(light, requests, "sync pass complete");
         drop(lock);
         Ok(Some(counts))
     }
 
     /// Reads `name`'s tags after `last_tag`, page by page, storing each page with the digests
-    /// looked up; then removes the tags the registry no longer lists.
+    /// looked up (in a `light` pass, only those of tags the inventory does not hold); then removes
+    /// the tags the registry no longer lists.
     async fn sync_repository(
         &self,
         name: &str,
         started: OffsetDateTime,
         mut last_tag: Option<String>,
+        light: bool,
     ) -> Result<(), Failure> {
         // A name tagward cannot read belongs to no project: nothing to store.
         if let Ok(repository) = RepositoryName::parse(name) {
@@ -213,10 +229,19 @@ impl Sync {
                 }
                 for chunk in page.names.chunks(TAGS_PER_STORE) {
                     let Some(last) = chunk.last() else { break };
+                    let held = if light {
+                        app::store::held_digests(&self.pool, &repository, chunk).await.map_err(store)?
+                    } else {
+                        std::collections::HashMap::new()
+                    };
+                    let held = &held;
                     let found: Vec<Option<(String, String)>> = futures_util::stream::iter(chunk.to_vec())
                         .map(|tag| async move {
                             if app::policy::Tag::parse(&tag).is_err() {
                                 return Ok(None);
+                            }
+                            if let Some(digest) = held.get(&tag) {
+                                return Ok(Some((tag, digest.clone())));
                             }
                             self.throttle.wait().await;
                             let digest = self.registry.current_digest(name, &tag, None).await?;
@@ -323,18 +348,26 @@ fn is_referrers_tag(tag: &str) -> bool {
 }
 
 /// At most `per_second` requests a second, spread evenly, across every task of the sync.
+/// Counts them too (every request waits here first): `tagward_registry_sync_requests_total`.
 struct Throttle {
     period: Option<Duration>,
     next: Mutex<Instant>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Throttle {
-    fn new(per_second: u32) -> Self {
+    fn new(per_second: u32, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
         let period = (per_second > 0).then(|| Duration::from_secs(1) / per_second);
-        Self { period, next: Mutex::new(Instant::now()) }
+        Self { period, next: Mutex::new(Instant::now()), metrics }
+    }
+
+    /// Requests made so far.
+    fn requests(&self) -> u64 {
+        self.metrics.sync_requests()
     }
 
     async fn wait(&self) {
+        self.metrics.record_sync_request();
         let Some(period) = self.period else { return };
         let at = {
             let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
