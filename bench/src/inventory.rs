@@ -34,18 +34,9 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     report.add(&section, "writing the tags to docker-registry (setup)", started.elapsed().as_secs_f64(), "s");
 
     let base = format!("http://{ADDR}");
+    let events_token = database.token_with(&args.tagward, "bench-events", "events").await?;
     let started = Instant::now();
-    let mut server = Process::spawn(
-        Command::new(&args.tagward)
-            .args(["serve", "--addr", ADDR])
-            .env("DATABASE_URL", &database.url)
-            .env("RUST_LOG", "warn")
-            .env("TAGWARD_COOKIE_SECURE", "false")
-            .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", crate::portal::PASSWORD)
-            .env("TAGWARD_REGISTRY_URL", format!("http://{REGISTRY}"))
-            .env("TAGWARD_REGISTRY_SYNC_RATE", "0")
-            .env("TAGWARD_REGISTRY_SYNC_INTERVAL", "3600"),
-    )?;
+    let mut server = serve(args, &database, "3600")?;
     server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
     let mut db = database.connect().await?;
     let stored = loop {
@@ -61,6 +52,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     };
     let synced = started.elapsed().as_secs_f64();
     ensure!(stored as usize == tags, "the sync stored {stored} tags, the registry holds {tags}");
+    let full_requests = crate::run::metric(&base, "tagward_registry_sync_requests_total").await?;
+    report.add(&section, "first sync (a full pass): requests to the registry", full_requests, "requests");
     let (rss, peak) = server.memory_mib();
     report.add(&section, "first sync, start to complete (no rate limit)", synced, "s");
     report.add(&section, "first sync: tags per second", tags as f64 / synced, "tags/s");
@@ -111,6 +104,39 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let (_, peak) = server.memory_mib();
     report.add(&section, "tagward serve peak RSS after the previews", peak, "MiB");
 
+    // The registry sends an event: a new process's passes (a second apart) are light from then on.
+    let event = serde_json::json!({"events": [{"timestamp": time_now(), "action": "push",
+        "target": {"repository": "shop/team0/app0", "tag": "v1.0.0", "digest": held_digest(&mut db).await?}}]});
+    let sent = client
+        .post(format!("{base}/api/v1/registry/events"))
+        .bearer_auth(&events_token)
+        .header("Content-Type", "application/vnd.docker.distribution.events.v1+json")
+        .body(event.to_string())
+        .send()
+        .await?;
+    ensure!(sent.status().is_success(), "sending an event: {}", sent.status());
+    server.stop().await?;
+    let restarted: time::OffsetDateTime = sqlx::query_scalar("select now()").fetch_one(&mut db).await?;
+    let mut server = serve(args, &database, "1")?;
+    server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    let light_seconds = loop {
+        let row: Option<(f64,)> = sqlx::query_as(
+            "select extract(epoch from completed_at - completed_started_at)::float8 from registry_sync
+             where pass_light and completed_started_at = pass_started_at and completed_started_at > $1",
+        )
+        .bind(restarted)
+        .fetch_optional(&mut db)
+        .await?;
+        if let Some((seconds,)) = row {
+            break seconds;
+        }
+        ensure!(restarted_elapsed(&mut db, restarted).await? < 600.0, "no light pass completed in 10 min");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let light_requests = crate::run::metric(&base, "tagward_registry_sync_requests_total").await?;
+    report.add(&section, "a light pass (events flowing): requests to the registry", light_requests, "requests");
+    report.add(&section, "a light pass: start to complete", light_seconds, "s");
+
     server.stop().await?;
     registry.stop().await?;
     std::fs::remove_dir_all(&work)?;
@@ -118,11 +144,48 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `tags` tags (`v1.<i>.0` and `build-<i>` alternately) of one small image into
-/// `shop/team<r % 10>/app<r>`, spread evenly over the repositories.
-async fn fill(tags: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let registry = format!("http://{REGISTRY}");
+/// `tagward serve` syncing the bench registry every `interval` seconds, with no rate limit.
+fn serve(args: &Args, database: &BenchDatabase, interval: &str) -> anyhow::Result<Process> {
+    Process::spawn(
+        Command::new(&args.tagward)
+            .args(["serve", "--addr", ADDR])
+            .env("DATABASE_URL", &database.url)
+            .env("RUST_LOG", "warn")
+            .env("TAGWARD_COOKIE_SECURE", "false")
+            .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", crate::portal::PASSWORD)
+            .env("TAGWARD_REGISTRY_URL", format!("http://{REGISTRY}"))
+            .env("TAGWARD_REGISTRY_SYNC_RATE", "0")
+            .env("TAGWARD_REGISTRY_SYNC_INTERVAL", interval),
+    )
+}
+
+fn time_now() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The digest of `shop/team0/app0:v1.0.0` as the inventory holds it (the event confirms it).
+async fn held_digest(db: &mut sqlx::PgConnection) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar("select digest from registry_tags where repository = 'shop/team0/app0' and tag = 'v1.0.0'")
+        .fetch_one(db)
+        .await?)
+}
+
+async fn restarted_elapsed(db: &mut sqlx::PgConnection, since: time::OffsetDateTime) -> anyhow::Result<f64> {
+    Ok(sqlx::query_scalar("select extract(epoch from now() - $1)::float8").bind(since).fetch_one(db).await?)
+}
+
+/// Uploads a small image's layer and config to `repository` of the registry at `registry`;
+/// its manifest (to put under any tag of that repository).
+pub async fn small_image(client: &reqwest::Client, registry: &str, repository: &str) -> anyhow::Result<String> {
+    let (manifest, blobs) = small_image_parts();
+    for blob in &blobs {
+        crate::run::upload_blob(client, registry, repository, blob).await?;
+    }
+    Ok(manifest)
+}
+
+/// A small image: its manifest, and its layer and config.
+fn small_image_parts() -> (String, [Vec<u8>; 2]) {
     let layer = b"tagward bench layer".to_vec();
     let layer_digest = sha256(&layer);
     let config = serde_json::json!({
@@ -138,11 +201,18 @@ async fn fill(tags: usize) -> anyhow::Result<()> {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
     })
     .to_string();
+    (manifest, [layer, config])
+}
+
+/// Writes `tags` tags (`v1.<i>.0` and `build-<i>` alternately) of one small image into
+/// `shop/team<r % 10>/app<r>`, spread evenly over the repositories.
+async fn fill(tags: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let registry = format!("http://{REGISTRY}");
     let repository = |r: usize| format!("shop/team{}/app{r}", r % 10);
+    let mut manifest = String::new();
     for r in 0..REPOSITORIES {
-        for blob in [&layer, &config] {
-            crate::run::upload_blob(&client, &registry, &repository(r), blob).await?;
-        }
+        manifest = small_image(&client, &registry, &repository(r)).await?;
     }
     let puts = (0..tags).map(|i| {
         let url = format!(

@@ -4,6 +4,7 @@
 //! run (the machine's own ceiling for an HTTP answer), since absolute numbers depend on the box.
 
 mod decisions;
+mod events;
 mod gateway;
 mod held;
 mod inventory;
@@ -67,6 +68,7 @@ enum Part {
     Held,
     Inventory,
     Pages,
+    Events,
 }
 
 #[tokio::main]
@@ -96,6 +98,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Pages) {
         pages::run(&args, &mut report).await?;
+    }
+    if wants(Part::Events) {
+        events::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;

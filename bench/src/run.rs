@@ -41,7 +41,12 @@ impl BenchDatabase {
 
     /// A service token that may ask decisions (its secret).
     pub async fn token(&self, tagward: &Path) -> anyhow::Result<String> {
-        let output = self.cli(tagward, &["token", "create", "bench"]).await?;
+        self.token_with(tagward, "bench", "decisions").await
+    }
+
+    /// A service token `name` with `scopes` (comma-separated; its secret).
+    pub async fn token_with(&self, tagward: &Path, name: &str, scopes: &str) -> anyhow::Result<String> {
+        let output = self.cli(tagward, &["token", "create", name, "--scope", scopes]).await?;
         output.lines().last().map(str::to_owned).context("no token printed")
     }
 
@@ -119,6 +124,17 @@ impl Process {
 /// A docker-registry (deletes enabled) listening on `address`, storing under `work`, answering.
 pub async fn docker_registry(work: &Path, address: &str) -> anyhow::Result<Process> {
     let mut registry = spawn_registry(work, address, "")?;
+    registry.wait_ready(&format!("http://{address}/v2/"), Duration::from_secs(30)).await?;
+    Ok(registry)
+}
+
+/// A docker-registry on `address` that sends its notifications to `url` with the service token `token`.
+pub async fn docker_registry_notifying(work: &Path, address: &str, url: &str, token: &str) -> anyhow::Result<Process> {
+    let notifications = format!(
+        "notifications:\n  endpoints:\n    - name: tagward\n      url: {url}\n      headers:\n        \
+         Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 100ms\n"
+    );
+    let mut registry = spawn_registry(work, address, &notifications)?;
     registry.wait_ready(&format!("http://{address}/v2/"), Duration::from_secs(30)).await?;
     Ok(registry)
 }
