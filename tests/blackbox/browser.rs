@@ -523,6 +523,17 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
     let rule = app.db.rule("shop", "matching:**", "matching:v*").await;
     app.db.inventory_tag("shop/app", "v1.0.0", tests::fixtures::DIGEST_A).await;
     app.db.inventory_tag("shop/app", "latest", tests::fixtures::DIGEST_B).await;
+    // An immutable tag changed behind tagward's back: the Policy and Tags tabs show the notice with
+    // its forms, the Activity tab the finding.
+    let shop: i64 =
+        sqlx::query_scalar("select id from projects where name = 'shop'").fetch_one(&app.db.pool).await.unwrap();
+    let moved = app::store::TagMoved {
+        repository: "shop/app".into(),
+        tag: "v1.0.0".into(),
+        before: tests::fixtures::DIGEST_B.into(),
+        after: Some(tests::fixtures::DIGEST_A.into()),
+    };
+    app::store::record_drift(&app.db.pool, shop, &[&moved], app::store::FoundBy::Event).await.unwrap();
     let tabs = [
         "policy",
         "policy/immutability/new",
@@ -554,6 +565,9 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
             found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("{page}: {v}")));
         }
         if javascript {
+            browser.goto(&app.url("/projects/shop/policy")).await;
+            browser.find("#drift-table").await;
+            browser.screenshot("drift-policy-1280").await;
             // The dialog opened in place, as a modal over the list.
             browser.goto(&app.url("/projects/shop/policy")).await;
             browser.wait_for_hydration().await;
