@@ -391,6 +391,10 @@ pub mod ssr {
     pub struct Listing {
         pub repositories: Vec<(String, Vec<ListedTag>)>,
         pub locked: Option<Locked>,
+        /// Tags in all, and the immutable ones: the unfiltered tab's counts, kept with the listing
+        /// so that rendering it reads one page of tags, not all of them.
+        pub tags: u64,
+        pub immutable: u64,
     }
 
     /// A tag and the ids of the rules that make it immutable (none: mutable).
@@ -413,7 +417,7 @@ pub mod ssr {
                 let mut immutable: Vec<(String, String)> = Vec::new();
                 each_repository(&pool, &project_name, |path, tags| {
                     let by = policy.as_ref().map(|policy| (policy, policy.in_repository(path)));
-                    let tags = tags
+                    let tags: Vec<ListedTag> = tags
                         .iter()
                         .map(|tag| {
                             let ids: Box<[i64]> = match &by {
@@ -422,12 +426,16 @@ pub mod ssr {
                                 }
                                 None => Box::default(),
                             };
-                            if !ids.is_empty() && immutable.len() <= MAX_WEIGHED_TAGS {
-                                immutable.push((path.to_owned(), tag.clone()));
+                            if !ids.is_empty() {
+                                listing.immutable += 1;
+                                if immutable.len() <= MAX_WEIGHED_TAGS {
+                                    immutable.push((path.to_owned(), tag.clone()));
+                                }
                             }
                             (tag.clone(), ids)
                         })
                         .collect();
+                    listing.tags += tags.len() as u64;
                     listing.repositories.push((path.to_owned(), tags));
                 })
                 .await?;

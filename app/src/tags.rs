@@ -51,20 +51,48 @@ pub async fn project_tags(
     // The page's tags (full name, tag, rules) found by counting, then their digests read.
     let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
     let prefix = format!("{}/", access.name);
-    for (path, tags) in &listing.repositories {
-        let filter = filter.in_repository(path);
-        for (tag, immutable_by) in tags {
-            total.add(path, tag);
-            if filter.immutable_rules(tag).is_empty() {
+    let unfiltered = filter_error.is_some() || (repositories.trim().is_empty() && tags.trim().is_empty());
+    if unfiltered {
+        // Every tag matches: the counts are the listing's, and the page is found by skipping whole
+        // repositories (a render reads one page of tags, not 100,000).
+        total.counted = Counted {
+            tags: listing.tags,
+            repositories: listing.repositories.len() as u64,
+            examples: Vec::new(),
+        };
+        matched.counted = total.counted.clone();
+        immutable = listing.immutable;
+        let mut before = 0;
+        for (path, tags) in &listing.repositories {
+            if before + tags.len() <= skip {
+                before += tags.len();
                 continue;
             }
-            if !immutable_by.is_empty() {
-                immutable += 1;
-            }
-            let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
-            matched.add(path, tag);
-            if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
+            let from = skip.saturating_sub(before);
+            for (tag, immutable_by) in tags.iter().skip(from).take(TAGS_PER_PAGE - on_page.len()) {
                 on_page.push((format!("{prefix}{path}"), tag.clone(), immutable_by.to_vec()));
+            }
+            before += tags.len();
+            if on_page.len() == TAGS_PER_PAGE {
+                break;
+            }
+        }
+    } else {
+        for (path, tags) in &listing.repositories {
+            let filter = filter.in_repository(path);
+            for (tag, immutable_by) in tags {
+                total.add(path, tag);
+                if filter.immutable_rules(tag).is_empty() {
+                    continue;
+                }
+                if !immutable_by.is_empty() {
+                    immutable += 1;
+                }
+                let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
+                matched.add(path, tag);
+                if (skip..skip.saturating_add(TAGS_PER_PAGE)).contains(&index) {
+                    on_page.push((format!("{prefix}{path}"), tag.clone(), immutable_by.to_vec()));
+                }
             }
         }
     }
