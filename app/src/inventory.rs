@@ -576,7 +576,7 @@ pub mod ssr {
 
     /// The inventory's freshness in words.
     pub async fn freshness(pool: &PgPool) -> Result<Freshness, AppError> {
-        let (sync, events) = (store::sync_state(pool).await?, store::event_stream(pool).await?);
+        let (sync, events) = tokio::try_join!(store::sync_state(pool), store::event_stream(pool))?;
         Ok(describe(sync.as_ref(), events.as_ref(), OffsetDateTime::now_utc()))
     }
 

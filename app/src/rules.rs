@@ -124,19 +124,18 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     let (version, policy) = ssr::compiled_policy(&project.name, &rules).await?;
     // Counts of existing tags are a help, not the page: kept between pages, and when they cannot
     // be had yet (a first count still running), the list shows without them.
-    let (protects, counted) = match &policy {
-        Ok(policy) => {
-            let (kept, freshness) = tokio::try_join!(
-                crate::inventory::ssr::protection(&pool, &project.name, &version, policy),
-                crate::inventory::ssr::freshness(&pool),
-            )?;
-            match kept {
-                Some(kept) => (Some(kept.value), Some(crate::inventory::ssr::kept_freshness(freshness, kept.current))),
-                None => (None, None),
-            }
-        }
-        Err(_) => (None, None),
+    let counts = async {
+        let Ok(policy) = &policy else { return Ok((None, None)) };
+        let (kept, freshness) = tokio::try_join!(
+            crate::inventory::ssr::protection(&pool, &project.name, &version, policy),
+            crate::inventory::ssr::freshness(&pool),
+        )?;
+        Ok::<_, AppError>(match kept {
+            Some(kept) => (Some(kept.value), Some(crate::inventory::ssr::kept_freshness(freshness, kept.current))),
+            None => (None, None),
+        })
     };
+    let ((protects, counted), drift) = tokio::try_join!(counts, crate::drift::ssr::drift_view(&project))?;
     let policy_problem = policy.err();
     let rules = rules
         .into_iter()
@@ -156,7 +155,6 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             },
         })
         .collect();
-    let drift = crate::drift::ssr::drift_view(&project).await?;
     Ok(RulesView { project, rules, policy_problem, counted, drift })
 }
 

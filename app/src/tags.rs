@@ -31,9 +31,10 @@ pub async fn project_tags(
     };
     // The project's tags with what protects each, read once per policy and inventory state (not
     // per page: at 100,000 tags a read takes a third of a second).
-    let (kept, freshness) = tokio::try_join!(
+    let (kept, freshness, drift) = tokio::try_join!(
         crate::inventory::ssr::listing(&pool, &access.name, &version, policy),
         crate::inventory::ssr::freshness(&pool),
+        crate::drift::ssr::drift_view(&access),
     )?;
     let Some(kept) = kept else {
         return Err(AppError::Throttled {
@@ -55,11 +56,8 @@ pub async fn project_tags(
     if unfiltered {
         // Every tag matches: the counts are the listing's, and the page is found by skipping whole
         // repositories (a render reads one page of tags, not 100,000).
-        total.counted = Counted {
-            tags: listing.tags,
-            repositories: listing.repositories.len() as u64,
-            examples: Vec::new(),
-        };
+        total.counted =
+            Counted { tags: listing.tags, repositories: listing.repositories.len() as u64, examples: Vec::new() };
         matched.counted = total.counted.clone();
         immutable = listing.immutable;
         let mut before = 0;
@@ -138,7 +136,6 @@ pub async fn project_tags(
         })
         .collect();
     let pages = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX).div_ceil(TAGS_PER_PAGE).max(1);
-    let drift = crate::drift::ssr::drift_view(&access).await?;
     Ok(TagsView {
         drift,
         project: access,
