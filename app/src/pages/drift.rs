@@ -35,6 +35,11 @@ pub fn DriftNotice(
                 "by a push or delete that did not go through tagward. Restore puts the image tagward held back on the "
                 "tag; Acknowledge keeps the registry as it is. Either is recorded in the Activity tab."
             </p>
+            {(can_manage && !can_restore).then(|| view! {
+                <p class="small muted" id="drift-no-registry">
+                    "Restore needs the registry's address and credentials (TAGWARD_REGISTRY_URL); none is configured."
+                </p>
+            })}
             {move || error().map(|e| view! { <p class="error" role="alert" id="drift-error">{e.to_string()}</p> })}
             <table class="table" id="drift-table">
                 <thead><tr>
@@ -56,14 +61,14 @@ pub fn DriftNotice(
                                 }}</td>
                                 <td>{format!("{}, {}", row.found_by, row.found_at)}</td>
                                 {can_manage.then(|| view! {
-                                    <td class="row-actions">
+                                    <td><div class="row-actions">
                                         <ActionForm action=restore attr:class="inline">
                                             <input type="hidden" name="project" value=for_restore/>
                                             <input type="hidden" name="drift_id" value=id/>
                                             <input type="hidden" name="back" value=back/>
                                             <button type="submit" class="button primary" id=format!("restore-{id}")
                                                 disabled=!can_restore
-                                                title=(!can_restore).then_some("No registry is configured (TAGWARD_REGISTRY_URL)")>
+                                                aria-describedby=(!can_restore).then_some("drift-no-registry")>
                                                 "Restore"
                                             </button>
                                         </ActionForm>
@@ -73,7 +78,7 @@ pub fn DriftNotice(
                                             <input type="hidden" name="back" value=back/>
                                             <button type="submit" class="button" id=format!("acknowledge-{id}")>"Acknowledge"</button>
                                         </ActionForm>
-                                    </td>
+                                    </div></td>
                                 })}
                             </tr>
                         }
