@@ -84,8 +84,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     // Envelopes posted as fast as one process takes them (8 connections), next to /healthz.
     let health = Wrk::new(&format!("{base}/healthz"), 8, Duration::from_secs(args.duration)).run().await?;
     let events = Wrk::new(&events_url, 8, Duration::from_secs(args.duration))
-        .script("bench/events.lua", Vec::new())
-        .header(format!("Authorization: Bearer {token}"))
+        .script("bench/events.lua", vec![("TOKEN", token.clone())])
         .run()
         .await?;
     ensure!(events.failures == 0, "{} event posts failed", events.failures);
