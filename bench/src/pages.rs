@@ -1,7 +1,7 @@
 //! The portal's pages over a large inventory: a project with 15 rules whose inventory holds one
 //! tag, then `--inventory-tags` tags (written straight to the database, as a sync would), each page
 //! rendered for a signed-in administrator over one connection (what one person waits for), and the
-//! Policy tab at 8 connections (a team opening it at once: counts are kept, never refused).
+//! Policy and Tags tabs at 8 connections (a team opening them at once: counts are kept, never refused).
 
 use crate::report::Report;
 use crate::run::BenchDatabase;
@@ -30,7 +30,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
     let mut written = 0;
     for tags in [1, args.inventory_tags] {
-        let section = format!("pages at {tags} tags (15 rules; one connection, then the Policy tab at 8)");
+        let section = format!("pages at {tags} tags (15 rules; one connection, then the Policy and Tags tabs at 8)");
         eprintln!("== {section}");
         write_tags(&database, written, tags).await?;
         written = tags;
@@ -45,9 +45,11 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             report.add(&section, &format!("{page}: p50"), load.p50_ms, "ms");
             report.add(&section, &format!("{page}: p99"), load.p99_ms, "ms");
         }
-        let team = page_load(&base, PAGES[0], &cookie, 8, duration).await?;
-        report.add(&section, "Policy tab at 8 connections: p50", team.p50_ms, "ms");
-        report.add(&section, "Policy tab at 8 connections: refused or failed", team.failures as f64, "");
+        for (name, page) in [("Policy tab", PAGES[0]), ("Tags tab", PAGES[1])] {
+            let team = page_load(&base, page, &cookie, 8, duration).await?;
+            report.add(&section, &format!("{name} at 8 connections: p50"), team.p50_ms, "ms");
+            report.add(&section, &format!("{name} at 8 connections: refused or failed"), team.failures as f64, "");
+        }
     }
     server.stop().await?;
     database.drop().await
