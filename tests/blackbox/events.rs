@@ -2,10 +2,11 @@
 //! at tagward, and notifications sent by hand to show they are taken at least once, in any order,
 //! in either format (distribution's envelope, Harbor's webhook).
 
-use crate::inventory::{inventory, page_text, shop_with_admin_ann, PASSWORD};
 use app::account::TokenGrant;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use tests::fixtures::PASSWORD;
+use tests::inventory::{inventory, many_tags, page_text, shop_with_admin_ann};
 use tests::registry::{push, OciLayout, Registry};
 use tests::TestApp;
 
@@ -360,7 +361,7 @@ async fn with_events_flowing_sync_passes_list_tags_and_ask_only_for_new_ones() {
     let db = shop_with_admin_ann().await;
     let token = db.token_with("registry-events", &events_grant()).await;
     let registry = Registry::start().await;
-    crate::inventory::many_tags(&registry, 1, 50).await;
+    many_tags(&registry, 1, 50).await;
     let url = db.url.clone();
     let registry_url = format!("http://{}", registry.address);
     let flags = ["--registry-url", &registry_url, "--registry-sync-interval", "1", "--registry-sync-rate", "0"];

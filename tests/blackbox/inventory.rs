@@ -2,13 +2,12 @@
 //! portal's sync finds pushes made straight to the registry (and survives the registry going away
 //! mid-sync), and the Tags tab, the impact preview and `policy apply` count what the registry holds.
 
-use futures::StreamExt as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tests::fixtures::PASSWORD;
+use tests::inventory::{inventory, many_tags, page_text, shop_with_admin_ann};
 use tests::registry::{push, OciLayout, Registry};
 use tests::{fresh_database, CuttableProxy, TestApp, TestDb};
-
-pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// The portal over `db`, syncing from the registry at `registry` every second.
 async fn portal_syncing(db: TestDb, registry: SocketAddr, rate: &str) -> TestApp {
@@ -40,36 +39,6 @@ async fn database_now(db: &TestDb) -> time::OffsetDateTime {
     sqlx::query_scalar("select now()").fetch_one(&db.pool).await.unwrap()
 }
 
-/// The inventory's rows of `project`: (repository, tag, digest, source).
-pub(crate) async fn inventory(db: &TestDb, project: &str) -> Vec<(String, String, String, String)> {
-    sqlx::query_as("select repository, tag, digest, source from registry_tags where project = $1 order by 1, 2")
-        .bind(project)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn page_text(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
-    let response = app.page(client, path).await;
-    assert_eq!(response.status(), 200, "{path}");
-    let html = response.text().await.unwrap();
-    // Tags stripped, entities as the browser shows them, spaces collapsed: what a reader sees.
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.replace("&amp;", "&").replace("&#x27;", "'").split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 async fn rule_impact(app: &TestApp, client: &reqwest::Client, fields: &[(&str, &str)]) -> serde_json::Value {
     let response = app.call(client, "rule_impact", fields).await;
     let status = response.status();
@@ -97,16 +66,6 @@ async fn draft_impact(
     ];
     fields.extend(rule_id.map(|id| ("rule_id", id)));
     rule_impact(app, client, &fields).await
-}
-
-/// A fresh database with project `shop` and its admin `ann`.
-pub(crate) async fn shop_with_admin_ann() -> TestDb {
-    tests::init_logging();
-    let db = fresh_database().await;
-    db.user("ann", PASSWORD, false).await;
-    db.project("shop").await;
-    db.member("shop", "ann", "admin").await;
-    db
 }
 
 fn counted(value: &serde_json::Value) -> (u64, u64) {
@@ -250,27 +209,6 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     }
     assert!(text.contains("Protects 3 existing tags, all by this rule alone"), "{text}");
     assert!(text.contains("Tag counts: As of"), "{text}");
-}
-
-/// `repositories` repositories `shop/many0`, … with `tags` tags `t0000`, … each, of one image,
-/// written straight to the registry.
-pub(crate) async fn many_tags(registry: &Registry, repositories: usize, tags: usize) {
-    let image = OciLayout::image_of("many");
-    let manifest = bytes::Bytes::from(image.manifest());
-    let client = reqwest::Client::new();
-    for r in 0..repositories {
-        let repository = format!("shop/many{r}");
-        assert!(push(&image, registry.address, &format!("{repository}:t0000"), false).await.status.success());
-        let puts = (1..tags).map(|i| {
-            let request = client
-                .put(format!("http://{}/v2/{repository}/manifests/t{i:04}", registry.address))
-                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                .body(manifest.clone());
-            async move { request.send().await.unwrap().status().as_u16() }
-        });
-        let statuses: Vec<u16> = futures::stream::iter(puts).buffer_unordered(16).collect().await;
-        assert!(statuses.iter().all(|status| *status == 201), "{statuses:?}");
-    }
 }
 
 async fn sync_row(db: &TestDb) -> (time::OffsetDateTime, Option<String>, Option<String>, Option<time::OffsetDateTime>) {

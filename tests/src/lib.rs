@@ -9,6 +9,7 @@ use std::sync::Once;
 
 pub mod browser;
 pub mod gateway;
+pub mod inventory;
 pub mod registry;
 
 /// Values several tests share.
