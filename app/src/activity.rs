@@ -63,7 +63,7 @@ pub struct Counted {
 mod ssr {
     use crate::policy::{RuleInput, RuleSpec};
     use crate::store::ActivityEntry;
-    use crate::store::AuditKind;
+    use crate::store::{AuditKind, DriftRecord};
     use serde_json::Value;
 
     /// A rule snapshot (as `StoredRule::snapshot` writes it) as its summary.
@@ -95,23 +95,23 @@ mod ssr {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
 
-    /// What a drift entry (`after`: repository, tag, held, found, found_by) says, e.g. "found
-    /// shop/web:v1 moved from sha256:aaaaaaaaaaaa to sha256:bbbbbbbbbbbb behind tagward (a registry event)".
-    fn drift_summary(what: &str, after: Option<&Value>) -> String {
+    /// What a drift entry says, e.g. "found shop/web:v1 moved from sha256:aaaaaaaaaaaa to
+    /// sha256:bbbbbbbbbbbb behind tagward (a registry event)".
+    fn drift_summary(kind: AuditKind, after: Option<&Value>) -> String {
+        let Some(record) = after.and_then(|after| serde_json::from_value::<DriftRecord>(after.clone()).ok()) else {
+            return format!("{}: a change behind tagward, not described", kind.as_str());
+        };
         let short = |digest: &str| digest.get(..19).unwrap_or(digest).to_owned();
-        let reference = format!("{}:{}", text(after, "repository"), text(after, "tag"));
-        let held = short(&text(after, "held"));
-        let change = match after.and_then(|v| v.get("found")).and_then(Value::as_str) {
+        let reference = format!("{}:{}", record.repository, record.tag);
+        let held = short(&record.held);
+        let change = match &record.found {
             Some(found) => format!("moved from {held} to {}", short(found)),
             None => format!("gone (it held {held})"),
         };
-        let how = match text(after, "found_by").as_str() {
-            "event" => "a registry event",
-            _ => "the inventory sync",
-        };
-        match what {
-            "restored" => format!("put {reference} back on {held} (it had {change})"),
-            "acknowledged" => format!("acknowledged that {reference} {change} behind tagward"),
+        let how = if record.found_by == "event" { "a registry event" } else { "the inventory sync" };
+        match kind {
+            AuditKind::DriftRestore => format!("put {reference} back on {held} (it had {change})"),
+            AuditKind::DriftAcknowledge => format!("acknowledged that {reference} {change} behind tagward"),
             _ => format!("found {reference} {change} behind tagward ({how})"),
         }
     }
@@ -158,9 +158,7 @@ mod ssr {
             AuditKind::ProjectDelete => format!("deleted project {}", text(before, "project")),
             AuditKind::TokenCreate => format!("created service token {}", text(after, "token")),
             AuditKind::TokenRevoke => format!("revoked service token {}", text(before, "token")),
-            AuditKind::DriftFound => drift_summary("found", after),
-            AuditKind::DriftAcknowledge => drift_summary("acknowledged", after),
-            AuditKind::DriftRestore => drift_summary("restored", after),
+            AuditKind::DriftFound | AuditKind::DriftAcknowledge | AuditKind::DriftRestore => drift_summary(kind, after),
         }
     }
 }

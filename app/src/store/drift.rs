@@ -47,16 +47,31 @@ pub struct Drift {
     pub found_at: OffsetDateTime,
 }
 
+/// A drift as the audit trail keeps it (`drift.found`, `.acknowledge`, `.restore`): written here,
+/// read back by the Activity tab.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DriftRecord {
+    pub drift: i64,
+    pub repository: String,
+    pub tag: String,
+    pub held: String,
+    /// `None`: the tag was gone.
+    pub found: Option<String>,
+    /// `event` or `sync`.
+    pub found_by: String,
+}
+
 impl Drift {
     fn described(&self) -> serde_json::Value {
-        serde_json::json!({
-            "drift": self.id,
-            "repository": self.repository,
-            "tag": self.tag,
-            "held": self.held_digest,
-            "found": self.found_digest,
-            "found_by": self.found_by,
-        })
+        let record = DriftRecord {
+            drift: self.id,
+            repository: self.repository.clone(),
+            tag: self.tag.clone(),
+            held: self.held_digest.clone(),
+            found: self.found_digest.clone(),
+            found_by: self.found_by.clone(),
+        };
+        serde_json::to_value(record).unwrap_or_default()
     }
 }
 

@@ -15,7 +15,7 @@ mod tokens;
 mod users;
 
 pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
-pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, FoundBy};
+pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
 pub use inventory::{
     apply_registry_changes, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
     finish_synced_repository, held_digests, inventory_tags, inventory_version, record_delete, record_push,
