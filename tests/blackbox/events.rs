@@ -394,3 +394,22 @@ async fn with_events_flowing_sync_passes_list_tags_and_ask_only_for_new_ones() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_gateway_takes_the_registry_events_too() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let registry = Registry::start().await;
+    let gateway = tests::gateway::gateway_for(&db, &registry).await;
+    let answer = reqwest::Client::new()
+        .post(format!("http://{gateway}/api/v1/registry/events"))
+        .bearer_auth(&token)
+        .header("content-type", "application/vnd.docker.distribution.events.v1+json")
+        .body(envelope(&[("push", "2026-12-02T10:00:02Z", Some("v1"), Some(DIGEST_A))]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let rows = inventory(&db, "shop").await;
+    assert_eq!(rows, vec![("shop/web".to_owned(), "v1".to_owned(), DIGEST_A.to_owned(), "event".to_owned())]);
+}

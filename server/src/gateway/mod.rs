@@ -123,6 +123,11 @@ impl GatewayServer {
         let core = crate::core::Core::start(&config.database).await?;
         let ops = core.ops();
         config.registry.start(&core.pool, &core.enforcer, Some((&config.upstream, config.upstream_ca.as_deref())))?;
+        // The registry behind the gateway can send its notifications to the gateway itself.
+        let events = crate::inventory::events::router(crate::inventory::events::EventsState {
+            pool: core.pool.clone(),
+            enforcer: core.enforcer.clone(),
+        });
         let gateway = Gateway {
             upstream: Registry::new(&config.upstream, config.upstream_ca.as_deref())?,
             enforcer: core.enforcer,
@@ -132,7 +137,7 @@ impl GatewayServer {
             manifests: Arc::new(ManifestCache::new(config.held.cache_entries)),
             held: config.held.clone(),
         };
-        let router = Router::new().fallback(handle).with_state(gateway).merge(ops);
+        let router = Router::new().fallback(handle).with_state(gateway).merge(events).merge(ops);
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
