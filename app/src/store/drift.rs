@@ -93,9 +93,14 @@ pub async fn record_drift(
             r"insert into tag_drift (project_id, repository, tag, held_digest, found_digest, found_by)
               select $1, $2, $3, $4, $5, $6
               where not exists (
-                select 1 from tag_drift where project_id = $1 and repository = $2 and tag = $3 and acknowledged_at is null
-                  -- Found already; or a move back to what an open drift held: a restore, not a new drift.
-                  and ((held_digest = $4 and found_digest is not distinct from $5) or held_digest = $5))
+                select 1 from tag_drift where project_id = $1 and repository = $2 and tag = $3 and (
+                  -- Found already.
+                  (acknowledged_at is null and held_digest = $4 and found_digest is not distinct from $5)
+                  -- A move back to what an open drift held: put right at the registry, not a new drift.
+                  or (acknowledged_at is null and held_digest = $5)
+                  -- The registry's echo of a Restore, however late it is reported (its event may be
+                  -- applied before the Restore closed the drift, and reported after).
+                  or (restored and held_digest = $5 and found_digest is not distinct from $4)))
               returning id, project_id, repository, tag, held_digest, found_digest, found_by, found_at",
         )
         .bind(project_id)
