@@ -95,13 +95,13 @@ mod ssr {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
 
-    /// What a drift entry says, e.g. "found shop/web:v1 moved from sha256:aaaaaaaaaaaa to
-    /// sha256:bbbbbbbbbbbb behind tagward (a registry event)".
+    /// What a drift entry says, e.g. "found shop/web:v1 moved from sha256:aaaaaaaaaaaa… to
+    /// sha256:bbbbbbbbbbbb… behind tagward (a registry event)".
     fn drift_summary(kind: AuditKind, after: Option<&Value>) -> String {
         let Some(record) = after.and_then(|after| serde_json::from_value::<DriftRecord>(after.clone()).ok()) else {
             return format!("{}: a change behind tagward, not described", kind.as_str());
         };
-        let short = |digest: &str| digest.get(..19).unwrap_or(digest).to_owned();
+        let short = crate::inventory::short_digest;
         let reference = format!("{}:{}", record.repository, record.tag);
         let held = short(&record.held);
         let change = match &record.found {

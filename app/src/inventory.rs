@@ -157,6 +157,11 @@ pub struct Impact {
     pub millis: u64,
 }
 
+/// A digest as pages show it: `sha256:` and its first 12 hex digits, then `…`.
+pub fn short_digest(digest: &str) -> String {
+    digest.strip_prefix("sha256:").map_or(digest.to_owned(), |hex| format!("sha256:{}…", hex.get(..12).unwrap_or(hex)))
+}
+
 /// 1204 → "1,204".
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -391,9 +396,8 @@ pub mod ssr {
     pub struct Listing {
         pub repositories: Vec<(String, Vec<ListedTag>)>,
         pub locked: Option<Locked>,
-        /// Tags in all, and the immutable ones: the unfiltered tab's counts, kept with the listing
-        /// so that rendering it reads one page of tags, not all of them.
-        pub tags: u64,
+        /// The immutable tags: the unfiltered tab's count, kept with the listing so that rendering
+        /// it reads one page of tags, not all of them.
         pub immutable: u64,
     }
 
@@ -435,7 +439,6 @@ pub mod ssr {
                             (tag.clone(), ids)
                         })
                         .collect();
-                    listing.tags += tags.len() as u64;
                     listing.repositories.push((path.to_owned(), tags));
                 })
                 .await?;

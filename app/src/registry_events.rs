@@ -4,6 +4,7 @@
 //! uploads, scans, names no project can have) is counted as ignored, never refused: a sender
 //! retries what is refused, and a queue stuck behind one event would starve the inventory.
 
+use crate::policy::route::Reference;
 use crate::policy::{Digest, NameError, RepositoryName, Tag};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -14,20 +15,8 @@ use time::OffsetDateTime;
 pub enum RegistryChange {
     /// `tag` came to point at `digest`.
     Pushed { repository: RepositoryName, tag: Tag, digest: Digest, at: OffsetDateTime },
-    /// `tag` was removed (its manifest stays).
-    TagDeleted { repository: RepositoryName, tag: Tag, at: OffsetDateTime },
-    /// The manifest `digest` was removed, and every tag on it.
-    ManifestDeleted { repository: RepositoryName, digest: Digest, at: OffsetDateTime },
-}
-
-impl RegistryChange {
-    pub fn repository(&self) -> &RepositoryName {
-        match self {
-            RegistryChange::Pushed { repository, .. }
-            | RegistryChange::TagDeleted { repository, .. }
-            | RegistryChange::ManifestDeleted { repository, .. } => repository,
-        }
-    }
+    /// A tag was removed (its manifest stays), or a manifest with every tag on it.
+    Deleted { repository: RepositoryName, reference: Reference, at: OffsetDateTime },
 }
 
 /// Which sender's format a notification was in.
@@ -140,13 +129,13 @@ fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChang
             }
         }
         (_, Some(tag), _) => {
-            RegistryChange::TagDeleted { tag: parse_tag(&format!("{target_field}.tag"), tag)?, repository, at }
+            let reference = Reference::Tag(parse_tag(&format!("{target_field}.tag"), tag)?);
+            RegistryChange::Deleted { reference, repository, at }
         }
-        (_, None, Some(digest)) => RegistryChange::ManifestDeleted {
-            digest: parse_digest(&format!("{target_field}.digest"), digest)?,
-            repository,
-            at,
-        },
+        (_, None, Some(digest)) => {
+            let reference = Reference::Digest(parse_digest(&format!("{target_field}.digest"), digest)?);
+            RegistryChange::Deleted { reference, repository, at }
+        }
         (_, None, None) => {
             return Err(NotificationError::new(target_field, None, "names neither a tag nor a digest to delete"))
         }
@@ -198,7 +187,9 @@ fn harbor_webhook(value: &Value) -> Result<Notification, NotificationError> {
                 at,
             },
             // Harbor deletes an artifact with every tag on it.
-            _ => RegistryChange::ManifestDeleted { digest: digest()?, repository: repository.clone(), at },
+            _ => {
+                RegistryChange::Deleted { reference: Reference::Digest(digest()?), repository: repository.clone(), at }
+            }
         };
         notification.changes.push(change);
     }
@@ -293,12 +284,12 @@ mod tests {
                     digest: digest.clone(),
                     at: at("2026-12-02T10:00:00.123456789Z")
                 },
-                RegistryChange::ManifestDeleted {
+                RegistryChange::Deleted {
                     repository: repository.clone(),
-                    digest,
+                    reference: Reference::Digest(digest),
                     at: at("2026-12-02T10:00:00Z")
                 },
-                RegistryChange::TagDeleted { repository, tag, at: at("2026-12-02T10:00:04Z") },
+                RegistryChange::Deleted { repository, reference: Reference::Tag(tag), at: at("2026-12-02T10:00:04Z") },
             ]
         );
         assert_eq!(read.ignored, 3);
@@ -359,7 +350,10 @@ mod tests {
         let deleted =
             parse_notification(&webhook("DELETE_ARTIFACT", serde_json::json!([{"digest": DIGEST, "tag": "v2"}])))
                 .unwrap();
-        assert_eq!(deleted.changes, vec![RegistryChange::ManifestDeleted { repository, digest, at: when }]);
+        assert_eq!(
+            deleted.changes,
+            vec![RegistryChange::Deleted { repository, reference: Reference::Digest(digest), at: when }]
+        );
         let scanned = parse_notification(&webhook("SCANNING_COMPLETED", serde_json::json!([]))).unwrap();
         assert_eq!((scanned.changes.len(), scanned.ignored), (0, 1));
         let error = parse_notification(&webhook("PUSH_ARTIFACT", serde_json::json!([{"tag": "v2"}]))).unwrap_err();

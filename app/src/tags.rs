@@ -56,8 +56,9 @@ pub async fn project_tags(
     if unfiltered {
         // Every tag matches: the counts are the listing's, and the page is found by skipping whole
         // repositories (a render reads one page of tags, not 100,000).
+        let tags_in_all = listing.repositories.iter().map(|(_, tags)| tags.len() as u64).sum();
         total.counted =
-            Counted { tags: listing.tags, repositories: listing.repositories.len() as u64, examples: Vec::new() };
+            Counted { tags: tags_in_all, repositories: listing.repositories.len() as u64, examples: Vec::new() };
         matched.counted = total.counted.clone();
         immutable = listing.immutable;
         let mut before = 0;

@@ -2,15 +2,13 @@
 //! (docker-registry's own notifications to `tagward serve`), and how many events a second one
 //! process takes (wrk posting distribution envelopes of 10 pushes, each of new tags).
 
-use crate::portal::sign_in;
 use crate::report::Report;
-use crate::run::{BenchDatabase, Process};
+use crate::run::BenchDatabase;
 use crate::wrk::Wrk;
 use crate::Args;
 use anyhow::{ensure, Context};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
 
 const REGISTRY: &str = "127.0.0.1:5920";
 const ADDR: &str = "127.0.0.1:3920";
@@ -26,16 +24,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     database.cli(&args.tagward, &["project", "create", "shop"]).await?;
     let token = database.token_with(&args.tagward, "bench-events", "events").await?;
     let base = format!("http://{ADDR}");
-    let mut server = Process::spawn(
-        Command::new(&args.tagward)
-            .args(["serve", "--addr", ADDR])
-            .env("DATABASE_URL", &database.url)
-            .env("RUST_LOG", "warn")
-            .env("TAGWARD_COOKIE_SECURE", "false")
-            .env("TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", crate::portal::PASSWORD)
-            .env("TAGWARD_REGISTRY_SYNC_INTERVAL", "0"),
-    )?;
-    server.wait_ready(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    // No registry to sync from: only the registry's events tell this portal of the pushes.
+    let (server, cookie) = crate::portal::serve_signed_in(args, &database, ADDR).await?;
     let work = Path::new("/var/tmp").join(format!("tagward-bench-events-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let events_url = format!("{base}/api/v1/registry/events");
@@ -46,7 +36,6 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let registry_base = format!("http://{REGISTRY}");
     let manifest = crate::inventory::small_image(&client, &registry_base, "shop/web").await?;
-    let cookie = sign_in(&base).await?;
     let mut latencies = Vec::with_capacity(PUSHES);
     for i in 0..PUSHES {
         let tag = format!("e{i:04}");

@@ -3,12 +3,8 @@
 //! Plain forms: they work without JavaScript.
 
 use crate::drift::{AcknowledgeDrift, DriftView, RestoreDrift};
+use crate::inventory::short_digest as short;
 use leptos::prelude::*;
-
-/// `sha256:0123456789ab…`, the digest in full as its title.
-fn short(digest: &str) -> String {
-    digest.strip_prefix("sha256:").map_or(digest.to_owned(), |hex| format!("sha256:{}…", hex.get(..12).unwrap_or(hex)))
-}
 
 #[component]
 pub fn DriftNotice(

@@ -144,7 +144,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                     </tr></thead>
                     <tbody>
                         {view.rows.into_iter().map(|row| {
-                            let short = row.digest.strip_prefix("sha256:").map_or(row.digest.clone(), |hex| format!("sha256:{}…", hex.get(..12).unwrap_or(hex)));
+                            let short = crate::inventory::short_digest(&row.digest);
                             let project = project.clone();
                             view! {
                                 <tr>

@@ -4,6 +4,7 @@
 //! on a page, never a wrong decision.
 
 use super::StoreError;
+use crate::policy::route::Reference;
 use crate::policy::{Digest, RepositoryName, Tag};
 use crate::registry_events::RegistryChange;
 use futures_util::TryStreamExt;
@@ -91,19 +92,33 @@ async fn upsert_tags(
 pub async fn record_delete(
     pool: &PgPool,
     repository: &RepositoryName,
-    reference: &crate::policy::route::Reference,
+    reference: &Reference,
 ) -> Result<(), StoreError> {
-    use crate::policy::route::Reference;
+    delete_rows(pool, repository, reference, None).await.map(drop)
+}
+
+/// Removes the rows of `repository` that `reference` names (the tag, or every tag on the
+/// manifest), but not those known since `unless_seen_after`; returns what it removed.
+async fn delete_rows(
+    db: impl sqlx::PgExecutor<'_>,
+    repository: &RepositoryName,
+    reference: &Reference,
+    unless_seen_after: Option<OffsetDateTime>,
+) -> Result<Vec<TagMoved>, StoreError> {
     let (column, value) = match reference {
         Reference::Tag(tag) => ("tag", tag.as_str()),
         Reference::Digest(digest) => ("digest", digest.as_str()),
     };
-    sqlx::query(&format!("delete from registry_tags where repository = $1 and {column} = $2"))
-        .bind(repository.as_str())
-        .bind(value)
-        .execute(pool)
-        .await?;
-    Ok(())
+    Ok(sqlx::query_as(&format!(
+        r"delete from registry_tags
+          where repository = $1 and {column} = $2 and ($3::timestamptz is null or seen_at <= $3)
+          returning repository, tag, digest as before, null::text as after"
+    ))
+    .bind(repository.as_str())
+    .bind(value)
+    .bind(unless_seen_after)
+    .fetch_all(db)
+    .await?)
 }
 
 /// A tag the inventory held at `before` that a change moved to `after` (`None`: removed).
@@ -181,11 +196,9 @@ pub async fn apply_registry_changes(
                 });
                 (applied, moved.into_iter().collect())
             }
-            RegistryChange::TagDeleted { repository, tag, at } => {
-                (true, remove_deleted(&mut tx, repository, "tag", tag.as_str(), *at).await?)
-            }
-            RegistryChange::ManifestDeleted { repository, digest, at } => {
-                (true, remove_deleted(&mut tx, repository, "digest", digest.as_str(), *at).await?)
+            RegistryChange::Deleted { repository, reference, at } => {
+                remember_delete(&mut tx, repository, reference, *at).await?;
+                (true, delete_rows(&mut *tx, repository, reference, Some(*at)).await?)
             }
         };
         if applied {
@@ -199,32 +212,11 @@ pub async fn apply_registry_changes(
     Ok(outcome)
 }
 
-/// Removes the rows of `repository` whose `column` (`tag`, `digest`) is `value`, unless known
-/// since `at` (the delete's time), and remembers the delete. Returns what was removed.
-async fn remove_deleted(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    repository: &RepositoryName,
-    column: &'static str,
-    value: &str,
-    at: OffsetDateTime,
-) -> Result<Vec<TagMoved>, StoreError> {
-    remember_delete(tx, repository, value, at).await?;
-    Ok(sqlx::query_as(&format!(
-        r"delete from registry_tags where repository = $1 and {column} = $2 and seen_at <= $3
-          returning repository, tag, digest as before, null::text as after"
-    ))
-    .bind(repository.as_str())
-    .bind(value)
-    .bind(at)
-    .fetch_all(&mut **tx)
-    .await?)
-}
-
 /// Notes that `reference` (a tag or a digest) of `repository` was deleted at `at`.
 async fn remember_delete(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     repository: &RepositoryName,
-    reference: &str,
+    reference: &Reference,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -233,7 +225,7 @@ async fn remember_delete(
             set deleted_at = greatest(registry_deletions.deleted_at, excluded.deleted_at)",
     )
     .bind(repository.as_str())
-    .bind(reference)
+    .bind(reference.to_string())
     .bind(at)
     .execute(&mut **tx)
     .await?;
@@ -358,21 +350,6 @@ pub async fn begin_sync_pass(
     .bind(full_every.as_secs_f64())
     .fetch_one(pool)
     .await?)
-}
-
-/// The digests the inventory holds for these tags of `repository`, by tag.
-pub async fn held_digests(
-    pool: &PgPool,
-    repository: &RepositoryName,
-    tags: &[String],
-) -> Result<std::collections::HashMap<String, String>, StoreError> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("select tag, digest from registry_tags where repository = $1 and tag = any($2)")
-            .bind(repository.as_str())
-            .bind(tags)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
 }
 
 /// Stores one page of a repository's tags as read since `started` (the time the repository

@@ -18,8 +18,8 @@ pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKin
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
 pub use inventory::{
     apply_registry_changes, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
-    finish_synced_repository, held_digests, inventory_tags, inventory_version, record_delete, record_push,
-    record_sync_failure, store_synced_tags, sync_state, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
+    finish_synced_repository, inventory_tags, inventory_version, record_delete, record_push, record_sync_failure,
+    store_synced_tags, sync_state, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
 };
 pub use manifests::{
     held_bytes, read_manifests, record_manifests, tag_holdings, unread_manifests, HeldBytes, TagHolding,

@@ -229,8 +229,11 @@ impl Sync {
                 }
                 for chunk in page.names.chunks(TAGS_PER_STORE) {
                     let Some(last) = chunk.last() else { break };
-                    let held = if light {
-                        app::store::held_digests(&self.pool, &repository, chunk).await.map_err(store)?
+                    let held: std::collections::HashMap<String, String> = if light {
+                        let keys: Vec<(String, String)> =
+                            chunk.iter().map(|tag| (name.to_owned(), tag.clone())).collect();
+                        let rows = app::store::inventory_tags(&self.pool, &keys).await.map_err(store)?;
+                        rows.into_iter().map(|((_, tag), row)| (tag, row.digest)).collect()
                     } else {
                         std::collections::HashMap::new()
                     };
