@@ -413,3 +413,42 @@ async fn the_gateway_takes_the_registry_events_too() {
     let rows = inventory(&db, "shop").await;
     assert_eq!(rows, vec![("shop/web".to_owned(), "v1".to_owned(), DIGEST_A.to_owned(), "event".to_owned())]);
 }
+
+#[tokio::test]
+async fn events_are_refused_for_a_retry_while_the_database_is_away_and_an_oversized_body_is_refused() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    let proxy = tests::CuttableProxy::start(tests::database_server_address()).await;
+    let url = db.url_via(proxy.address);
+    let app = tests::spawn_app_over(db, url).await;
+    let push = envelope(&[("push", "2026-12-02T10:00:02Z", Some("v1"), Some(DIGEST_A))]);
+
+    // More than a notification ever is (1 MiB): refused before it is read, in the OCI format.
+    let padding = "x".repeat(2 * 1024 * 1024);
+    let (status, body) = send(&app, Some(&token), &json!({"events": [], "padding": padding})).await;
+    assert_eq!((status, &body["errors"][0]["code"]), (413, &json!("SIZE_INVALID")), "{body}");
+
+    // The database away: the sender is told to send again (its token is still known from memory),
+    // and nothing is taken as if it had been.
+    proxy.cut();
+    let answer = app
+        .client()
+        .post(app.url("/api/v1/registry/events"))
+        .bearer_auth(&token)
+        .body(push.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], json!("UNAVAILABLE"), "{body}");
+
+    // Back: the same notification sent again is taken.
+    proxy.restore();
+    wait_for("the notification taken once the database is back", || async {
+        send(&app, Some(&token), &push).await.0 == 200
+    })
+    .await;
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+}
