@@ -88,6 +88,15 @@ impl Role {
             .find(|role| role.as_str() == value)
             .ok_or_else(|| format!("role `{value}` is not one of admin, maintainer, developer, guest"))
     }
+    /// Higher for a role that may do more (admin highest).
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 3,
+            Role::Maintainer => 2,
+            Role::Developer => 1,
+            Role::Guest => 0,
+        }
+    }
     pub fn manages_rules(self) -> bool {
         matches!(self, Role::Admin | Role::Maintainer)
     }

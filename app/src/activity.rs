@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE: u32 = 25;
 
 /// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
-pub const KINDS: [(&str, &str); 7] = [
+pub const KINDS: [(&str, &str); 8] = [
     ("rule", "Rule changes"),
     ("denial", "Denials"),
     ("member", "Members"),
@@ -16,6 +16,7 @@ pub const KINDS: [(&str, &str); 7] = [
     ("user", "Users"),
     ("token", "Service tokens"),
     ("drift", "Changes behind tagward"),
+    ("group", "Group mappings"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +92,24 @@ mod ssr {
         out
     }
 
+    /// ` (from the identity provider's groups)` for a change a sign-in made from groups.
+    fn by_groups(value: Option<&Value>) -> &'static str {
+        let from_groups = value.and_then(|v| v.get("from_groups")).and_then(Value::as_bool).unwrap_or(false);
+        if from_groups {
+            " (from the identity provider's groups)"
+        } else {
+            ""
+        }
+    }
+
+    /// `system administrator` or `developer of shop`, from a group mapping's snapshot.
+    fn mapped_role(value: Option<&Value>) -> String {
+        match value.and_then(|v| v.get("project")).and_then(Value::as_str) {
+            Some(project) => format!("{} of {project}", text(value, "role")),
+            None => "system administrator".to_owned(),
+        }
+    }
+
     fn text(value: Option<&Value>, name: &str) -> String {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
@@ -144,11 +163,16 @@ mod ssr {
             AuditKind::RuleEnable => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
             AuditKind::RuleDisable => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
             AuditKind::RuleDelete => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
-            AuditKind::MemberAdd => format!("added {} as {}", text(after, "user"), text(after, "role")),
-            AuditKind::MemberRole => {
-                format!("changed {} from {} to {}", text(after, "user"), text(before, "role"), text(after, "role"))
+            AuditKind::MemberAdd => {
+                format!("added {} as {}{}", text(after, "user"), text(after, "role"), by_groups(after))
             }
-            AuditKind::MemberRemove => format!("removed {} ({})", text(before, "user"), text(before, "role")),
+            AuditKind::MemberRole => {
+                let (user, from, to) = (text(after, "user"), text(before, "role"), text(after, "role"));
+                format!("changed {user} from {from} to {to}{}", by_groups(after))
+            }
+            AuditKind::MemberRemove => {
+                format!("removed {} ({}){}", text(before, "user"), text(before, "role"), by_groups(before))
+            }
             AuditKind::UserCreate => format!("created user {}", text(after, "user")),
             AuditKind::UserPasswordReset => format!("reset the password of {}", text(after, "user")),
             AuditKind::UserPasswordChange => "changed their password".to_owned(),
@@ -159,6 +183,20 @@ mod ssr {
             AuditKind::TokenCreate => format!("created service token {}", text(after, "token")),
             AuditKind::TokenRevoke => format!("revoked service token {}", text(before, "token")),
             AuditKind::DriftFound | AuditKind::DriftAcknowledge | AuditKind::DriftRestore => drift_summary(kind, after),
+            AuditKind::UserSystemAdmin => {
+                let granted = after.and_then(|a| a.get("system_admin")).and_then(Value::as_bool).unwrap_or(false);
+                let user = text(after, "user");
+                let change = if granted {
+                    format!("made {user} a system administrator")
+                } else {
+                    format!("took system administrator from {user}")
+                };
+                format!("{change}{}", by_groups(after))
+            }
+            AuditKind::GroupMappingAdd => format!("mapped group {} to {}", text(after, "group"), mapped_role(after)),
+            AuditKind::GroupMappingRemove => {
+                format!("removed the mapping of group {} to {}", text(before, "group"), mapped_role(before))
+            }
         }
     }
 }
@@ -185,7 +223,7 @@ pub async fn activity(
             if let Some(kind) = &kind {
                 if !KINDS.iter().any(|(known, _)| known == kind) {
                     return Err(AppError::Invalid(format!(
-                        "kind: `{kind}` is not one of rule, denial, member, project, user, token, drift"
+                        "kind: `{kind}` is not one of rule, denial, member, project, user, token, drift, group"
                     )));
                 }
             }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRow {
     pub name: String,
+    /// Signs in through the identity provider (has no tagward password).
+    pub from_provider: bool,
     pub is_system_admin: bool,
     pub is_active: bool,
     pub created_at: String,
@@ -105,6 +107,7 @@ pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
                 .into_iter()
                 .map(|u| UserRow {
                     name: u.name,
+                    from_provider: u.from_provider,
                     is_system_admin: u.is_system_admin,
                     is_active: u.is_active,
                     created_at: crate::shown_time(u.created_at),
@@ -295,6 +298,71 @@ pub async fn revoke_token(name: String) -> Result<(), AppError> {
         let me = crate::auth::ssr::principal().await?;
         let name = TokenName::parse(&name).map_err(|e| ssr::invalid("name", e))?;
         Ok(crate::store::revoke_token(&pool, &me, &name).await?)
+    })
+    .await
+}
+
+/// One group → role mapping, as Administration lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMappingRow {
+    pub id: i64,
+    pub group: String,
+    /// e.g. `developer of project `shop``
+    pub grants: String,
+}
+
+/// Administration's Sign-in groups section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMappingsView {
+    pub mappings: Vec<GroupMappingRow>,
+    /// The identity provider's name, when one is configured (mappings do nothing without one).
+    pub provider: Option<String>,
+    /// The projects a mapping can name.
+    pub projects: Vec<String>,
+}
+
+#[server(prefix = "/portal", endpoint = "admin_group_mappings")]
+pub async fn admin_group_mappings() -> Result<GroupMappingsView, AppError> {
+    let state = crate::auth::ssr::state()?;
+    crate::auth::ssr::answered(
+        async {
+            ssr::require_admin().await?;
+            let (mappings, projects) =
+                tokio::try_join!(crate::store::group_mappings(&state.pool), crate::store::projects(&state.pool))?;
+            Ok(GroupMappingsView {
+                mappings: mappings
+                    .into_iter()
+                    .map(|m| GroupMappingRow { id: m.id, group: m.group.to_string(), grants: m.grant.to_string() })
+                    .collect(),
+                provider: state.sign_in.provider_name.clone(),
+                projects: projects.into_iter().map(|p| p.name).collect(),
+            })
+        }
+        .await,
+    )
+}
+
+/// Members of `group` get `role` (`system-admin`, or a role in `project`) from their next sign-in.
+#[server(prefix = "/portal", endpoint = "add_group_mapping")]
+pub async fn add_group_mapping(group: String, role: String, project: Option<String>) -> Result<(), AppError> {
+    use crate::identity::{GroupGrant, GroupName};
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    mutate("/admin/groups", async {
+        let me = crate::auth::ssr::principal().await?;
+        let group = GroupName::parse(group.trim()).map_err(|e| ssr::invalid("group", e))?;
+        let grant = GroupGrant::parse(project.as_deref(), &role).map_err(|e| ssr::invalid("role", e))?;
+        crate::store::add_group_mapping(&pool, &me, &group, &grant).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[server(prefix = "/portal", endpoint = "remove_group_mapping")]
+pub async fn remove_group_mapping(id: i64) -> Result<(), AppError> {
+    let pool = crate::auth::ssr::state()?.pool.clone();
+    mutate("/admin/groups", async {
+        let me = crate::auth::ssr::principal().await?;
+        Ok(crate::store::remove_group_mapping(&pool, &me, id).await?)
     })
     .await
 }

@@ -16,6 +16,9 @@ pub mod ssr {
     pub const USER_ID: &str = "user_id";
     /// The key of the user's session epoch when the session was made (see `store::set_password`).
     pub const EPOCH: &str = "epoch";
+    /// The key of the identity provider's end-session address for a session made by signing in
+    /// there (logging out of tagward goes on to it).
+    pub const PROVIDER_LOGOUT: &str = "provider_logout";
 
     /// The application state (see [`AppState`] for why it is not a reactive context).
     pub fn state() -> Result<&'static AppState, AppError> {
@@ -179,11 +182,32 @@ pub fn safe_next(next: &str) -> String {
     }
 }
 
-/// Ends the session.
+/// Ends the session; one made by signing in through the identity provider goes on to the
+/// provider's end-session address (when it has one), which ends the provider's session too and
+/// sends the browser back to the login page.
 #[server(prefix = "/portal", endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
     let session = ssr::session().await?;
+    let provider_logout: Option<String> = session.get(ssr::PROVIDER_LOGOUT).await.map_err(AppError::internal)?;
     session.flush().await.map_err(AppError::internal)?;
-    leptos_axum::redirect("/login");
+    leptos_axum::redirect(provider_logout.as_deref().unwrap_or("/login"));
     Ok(())
+}
+
+/// How the login page offers to sign in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignInOffer {
+    /// "Sign in with <name>", when an identity provider is configured.
+    pub provider_name: Option<String>,
+    /// Whether passwords are for system administrators only (the form is then the break-glass way).
+    pub passwords_for_admins_only: bool,
+}
+
+#[server(prefix = "/portal", endpoint = "sign_in_choices")]
+pub async fn sign_in_choices() -> Result<SignInOffer, AppError> {
+    let options = &ssr::state()?.sign_in;
+    Ok(SignInOffer {
+        provider_name: options.provider_name.clone(),
+        passwords_for_admins_only: options.password_login == crate::state::PasswordLogin::SystemAdmins,
+    })
 }

@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod auth;
 pub mod drift;
 pub mod error;
+pub mod identity;
 pub mod inventory;
 mod pages;
 #[cfg(feature = "ssr")]

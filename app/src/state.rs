@@ -28,6 +28,36 @@ pub struct AppState {
     /// The registry the inventory is synced from, with tagward's own credentials, for Restore;
     /// `None` when none is configured.
     pub registry: Option<Arc<dyn RegistryRestore>>,
+    /// How people sign in, as the login page offers it.
+    pub sign_in: SignInOptions,
+}
+
+/// How people sign in: the identity provider's name when one is configured, and who may use a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInOptions {
+    pub provider_name: Option<String>,
+    pub password_login: PasswordLogin,
+}
+
+/// Who may log in with a tagward password (the portal, the Harbor API's Basic auth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordLogin {
+    #[default]
+    Everyone,
+    /// Local system administrators only: the break-glass way in when the provider is down.
+    SystemAdmins,
+}
+
+impl std::str::FromStr for PasswordLogin {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "everyone" => Ok(PasswordLogin::Everyone),
+            "system-admins" => Ok(PasswordLogin::SystemAdmins),
+            other => Err(format!("password login `{other}` is not one of everyone, system-admins")),
+        }
+    }
 }
 
 /// Enforcement's compiled policies, as the portal reads them: the Policy tab says whether the
@@ -84,6 +114,8 @@ impl AppState {
 /// The address limit is higher (several people may share an address), and the address is the
 /// client's as [`client_address`] reads it.
 pub struct LoginThrottle {
+    /// Who may use a password at all (checked once the password is found right).
+    password_login: PasswordLogin,
     per_account: usize,
     per_address: usize,
     window: Duration,
@@ -98,13 +130,15 @@ const MAX_TRACKED_KEYS: usize = 100_000;
 
 /// An attempt counted and not yet judged.
 pub struct Attempt {
-    keys: [String; 2],
+    /// `account:<name>` (none for an identity provider's callback), then `address:<ip>`.
+    keys: Vec<String>,
     at: Instant,
 }
 
 impl LoginThrottle {
     pub fn new(per_account: usize, window: Duration) -> Self {
         Self {
+            password_login: PasswordLogin::Everyone,
             per_account,
             per_address: per_account.saturating_mul(ADDRESS_LIMIT_FACTOR),
             window,
@@ -112,19 +146,35 @@ impl LoginThrottle {
         }
     }
 
+    /// Who may use a password from now on.
+    pub fn with_password_login(self, password_login: PasswordLogin) -> Self {
+        Self { password_login, ..self }
+    }
+
     /// Counts an attempt at `account` from `address`, or says how long to wait when either has
     /// used up its attempts within the window.
     pub fn begin(&self, account: &str, address: IpAddr) -> Result<Attempt, Duration> {
+        self.count(vec![
+            (format!("account:{account}"), self.per_account),
+            (format!("address:{address}"), self.per_address),
+        ])
+    }
+
+    /// Counts an attempt from `address` that names no account (the identity provider's callback).
+    pub fn begin_from_address(&self, address: IpAddr) -> Result<Attempt, Duration> {
+        self.count(vec![(format!("address:{address}"), self.per_address)])
+    }
+
+    fn count(&self, limited: Vec<(String, usize)>) -> Result<Attempt, Duration> {
         let now = Instant::now();
-        let keys = [format!("account:{account}"), format!("address:{address}")];
-        let limits = [self.per_account, self.per_address];
         let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if attempts.len() >= MAX_TRACKED_KEYS {
             let window = self.window;
             attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
         }
         let mut wait = None;
-        for (key, limit) in keys.iter().zip(limits) {
+        for (key, limit) in &limited {
+            let limit = *limit;
             let times = attempts.entry(key.clone()).or_default();
             while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
                 times.pop_front();
@@ -138,6 +188,7 @@ impl LoginThrottle {
         if let Some(wait) = wait {
             return Err(wait);
         }
+        let keys: Vec<String> = limited.into_iter().map(|(key, _)| key).collect();
         for key in &keys {
             attempts.entry(key.clone()).or_default().push_back(now);
         }
@@ -147,11 +198,13 @@ impl LoginThrottle {
     /// The attempt succeeded: it does not count, and the account's failures are forgotten.
     pub fn succeeded(&self, attempt: Attempt) {
         let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let [account, address] = &attempt.keys;
-        attempts.remove(account);
-        if let Some(times) = attempts.get_mut(address) {
-            if let Some(position) = times.iter().position(|t| *t == attempt.at) {
-                times.remove(position);
+        for key in &attempt.keys {
+            if key.starts_with("account:") {
+                attempts.remove(key);
+            } else if let Some(times) = attempts.get_mut(key) {
+                if let Some(position) = times.iter().position(|t| *t == attempt.at) {
+                    times.remove(position);
+                }
             }
         }
     }
@@ -174,7 +227,15 @@ impl LoginThrottle {
         if checked.is_some() {
             self.succeeded(attempt);
         }
-        Ok(checked)
+        match checked {
+            Some((user, _)) if self.password_login == PasswordLogin::SystemAdmins && !user.is_system_admin => {
+                Err(crate::store::StoreError::Forbidden(
+                    "password login is only for system administrators here; sign in through the identity provider"
+                        .into(),
+                ))
+            }
+            checked => Ok(checked),
+        }
     }
 }
 

@@ -18,9 +18,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the portal (applies pending migrations first).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Stand in front of an OCI registry and refuse pushes and deletes that break tag immutability.
-    Gateway(crate::gateway::GatewayConfig),
+    Gateway(Box<crate::gateway::GatewayConfig>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseConfig),
     /// Manage portal users.
@@ -38,6 +38,9 @@ pub enum Command {
     /// A project's rules as a YAML file: export them, or apply a file (all changes or none).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Map the identity provider's groups to roles (applied at each member's next sign-in).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Exit 0 when the tagward in this container answers `/healthz` with 200, else 1: the container
     /// image's HEALTHCHECK (the image has no shell and no curl).
     Healthcheck {
@@ -71,6 +74,32 @@ pub enum TokenCommand {
         database: DatabaseConfig,
     },
     /// List the tokens: name, scopes, state, created, last used.
+    List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Members of GROUP get ROLE: `system-admin`, or with `--project` a project role (admin,
+    /// maintainer, developer, guest), e.g. `tagward group map shop-devs developer --project shop`.
+    Map {
+        /// The group as the provider's groups claim names it.
+        group: String,
+        role: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Remove mapping ID (as `group list` shows it).
+    Unmap {
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// List the mappings: id, group and what it grants, one a line.
     List {
         #[command(flatten)]
         database: DatabaseConfig,
@@ -199,13 +228,13 @@ fn init_tracing() {
 pub async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(config) => {
-            let application = crate::Application::build(config).await?;
+            let application = crate::Application::build(*config).await?;
             // On stdout, for whoever started it (with `--addr …:0` this is how the port is learnt).
             println!("tagward portal listening on http://{}", application.address());
             application.run_until_stopped().await
         }
         Command::Gateway(config) => {
-            let gateway = crate::gateway::GatewayServer::build(config).await?;
+            let gateway = crate::gateway::GatewayServer::build(*config).await?;
             println!("tagward gateway listening on http://{}", gateway.address());
             gateway.run_until_stopped().await
         }
@@ -229,6 +258,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Rule(command) => rule_command(command).await,
         Command::Policy(command) => policy_command(command).await,
         Command::Token(command) => token_command(command).await,
+        Command::Group(command) => group_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
             let pool = app::store::connect(&database.database_url).await?;
@@ -288,6 +318,31 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                     token.created_by,
                     format(token.last_used_at)
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn group_command(command: GroupCommand) -> anyhow::Result<()> {
+    use app::identity::{GroupGrant, GroupName};
+    match command {
+        GroupCommand::Map { group, role, project, database } => {
+            let group = GroupName::parse(&group).map_err(anyhow::Error::msg)?;
+            let grant = GroupGrant::parse(project.as_deref(), &role).map_err(anyhow::Error::msg)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let id = app::store::add_group_mapping(&pool, &operator(), &group, &grant).await?;
+            println!("mapping {id}: members of group `{group}` are {grant} from their next sign-in");
+        }
+        GroupCommand::Unmap { id, database } => {
+            let pool = app::store::connect(&database.database_url).await?;
+            app::store::remove_group_mapping(&pool, &operator(), id).await?;
+            println!("removed mapping {id}; its members lose what it granted at their next sign-in");
+        }
+        GroupCommand::List { database } => {
+            let pool = app::store::connect(&database.database_url).await?;
+            for mapping in app::store::group_mappings(&pool).await? {
+                println!("{}\t{}\t{}", mapping.id, mapping.group, mapping.grant);
             }
         }
     }

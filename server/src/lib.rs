@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod policy_file;
 pub mod registry;
+pub mod sign_in;
 pub mod startup;
 
 pub use config::ServeConfig;

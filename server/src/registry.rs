@@ -484,9 +484,9 @@ impl Registry {
     }
 }
 
-/// What a TLS registry's certificate is checked against: webpki's roots (they work in a `FROM
+/// What a TLS registry's (or the identity provider's) certificate is checked against: webpki's roots (they work in a `FROM
 /// scratch` image), the system's, and the certificates of `ca_file`.
-fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();

@@ -52,13 +52,24 @@ impl Application {
             .hash_files(hash_file.exists())
             .hash_file(Arc::from(hash_file.to_string_lossy().as_ref()))
             .build();
+        let provider = crate::sign_in::IdentityProvider::from_config(&config.sign_in, config.cookie_secure)?;
+        if provider.is_none() && config.sign_in.password_login == app::state::PasswordLogin::SystemAdmins {
+            tracing::warn!("password login is for system administrators only, and no identity provider is configured");
+        }
         let state = AppState {
             pool: pool.clone(),
             leptos_options,
-            login_throttle: Arc::new(LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))),
+            login_throttle: Arc::new(
+                LoginThrottle::new(config.login_attempts_per_minute, Duration::from_secs(60))
+                    .with_password_login(config.sign_in.password_login),
+            ),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             policies: core.enforcer.policies.clone(),
             registry: registry.map(|registry| Arc::new(registry) as Arc<dyn app::state::RegistryRestore>),
+            sign_in: app::state::SignInOptions {
+                provider_name: provider.as_ref().map(|_| config.sign_in.provider_name.clone()),
+                password_login: config.sign_in.password_login,
+            },
         }
         .install()
         .map_err(anyhow::Error::msg)?;
@@ -85,7 +96,11 @@ impl Application {
         });
         let api = crate::enforcement::api::router(core.enforcer);
 
-        let router = portal(state.clone())
+        let mut portal_routes = portal(state.clone());
+        if let Some(provider) = provider {
+            portal_routes = portal_routes.merge(crate::sign_in::router(provider, state));
+        }
+        let router = portal_routes
             .layer(axum::middleware::from_fn(send_anonymous_visitors_to_login))
             .layer(axum::middleware::from_fn(app::auth::ssr::resolve_signed_in))
             .layer(axum::middleware::from_fn(crate::csrf::refuse_cross_origin))

@@ -17,5 +17,6 @@ mod hostile;
 mod inventory;
 mod ops;
 mod rules;
+mod sign_in;
 mod structure;
 mod upstream;

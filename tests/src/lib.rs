@@ -10,6 +10,7 @@ use std::sync::Once;
 pub mod browser;
 pub mod gateway;
 pub mod inventory;
+pub mod oidc;
 pub mod registry;
 
 /// Values several tests share.
@@ -215,13 +216,26 @@ pub async fn spawn_app_with(db: TestDb, database_url: String, flags: &[&str]) ->
     TestApp { address, db, _process: process }
 }
 
+/// The portal over `db` at `address`, with more `tagward serve` flags.
+pub async fn spawn_app_at(db: TestDb, address: &str, flags: &[&str]) -> TestApp {
+    let url = db.url.clone();
+    let (address, process) = spawn_server_at(&url, address, flags).await;
+    TestApp { address, db, _process: process }
+}
+
 /// A `tagward serve` process over `database_url` (with `flags`), on a free port: where it
 /// listens, and the process (killed when dropped).
 pub async fn spawn_server(database_url: &str, flags: &[&str]) -> (SocketAddr, tokio::process::Child) {
+    spawn_server_at(database_url, "127.0.0.1:0", flags).await
+}
+
+/// A `tagward serve` process listening at `address` (a test that must know the portal's address
+/// before it starts, such as the identity provider's redirect, picks a free port for it).
+pub async fn spawn_server_at(database_url: &str, address: &str, flags: &[&str]) -> (SocketAddr, tokio::process::Child) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(tagward_bin());
     command
-        .args(["serve", "--addr", "127.0.0.1:0", "--cookie-secure", "false"])
+        .args(["serve", "--addr", address, "--cookie-secure", "false"])
         .args(flags)
         .env("DATABASE_URL", database_url)
         .env("LEPTOS_SITE_ROOT", std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))

@@ -1,10 +1,11 @@
-//! Administration for system administrators: users, projects, service tokens. Every form is a
+//! Administration for system administrators: users, projects, service tokens, sign-in groups. Every form is a
 //! plain form first (it works without JavaScript); with JavaScript the lists refresh in place.
 
 use super::layout::failure;
 use crate::admin::{
-    admin_projects, admin_tokens, admin_users, CreateProject, CreateToken, CreateUser, DeleteProject, ProjectRow,
-    ResetPassword, RevokeToken, SetUserActive, TokenRow, TokensView, UserRow,
+    admin_group_mappings, admin_projects, admin_tokens, admin_users, AddGroupMapping, CreateProject, CreateToken,
+    CreateUser, DeleteProject, ProjectRow, RemoveGroupMapping, ResetPassword, RevokeToken, SetUserActive, TokenRow,
+    TokensView, UserRow,
 };
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -18,6 +19,7 @@ enum Section {
     Users,
     Projects,
     Tokens,
+    Groups,
     Activity,
 }
 
@@ -27,6 +29,7 @@ impl Section {
             "" | "users" => Some(Section::Users),
             "projects" => Some(Section::Projects),
             "tokens" => Some(Section::Tokens),
+            "groups" => Some(Section::Groups),
             "activity" => Some(Section::Activity),
             _ => None,
         }
@@ -68,6 +71,8 @@ pub fn AdminPage() -> impl IntoView {
     let delete_project = ServerAction::<DeleteProject>::new();
     let create_token = ServerAction::<CreateToken>::new();
     let revoke_token = ServerAction::<RevokeToken>::new();
+    let add_mapping = ServerAction::<AddGroupMapping>::new();
+    let remove_mapping = ServerAction::<RemoveGroupMapping>::new();
     let shown = move |wanted: Section| move || section() == Some(wanted);
     let users = section_data(
         shown(Section::Users),
@@ -83,6 +88,11 @@ pub fn AdminPage() -> impl IntoView {
         shown(Section::Tokens),
         move || create_token.version().get() + revoke_token.version().get(),
         admin_tokens,
+    );
+    let mappings = section_data(
+        shown(Section::Groups),
+        move || add_mapping.version().get() + remove_mapping.version().get(),
+        admin_group_mappings,
     );
     let filter = super::activity::query_filter();
     let activity = Resource::new(
@@ -106,12 +116,16 @@ pub fn AdminPage() -> impl IntoView {
                         <A href="/admin/users" attr:aria-current=aria(Section::Users)>"Users"</A>
                         <A href="/admin/projects" attr:aria-current=aria(Section::Projects)>"Projects"</A>
                         <A href="/admin/tokens" attr:aria-current=aria(Section::Tokens)>"Service tokens"</A>
+                        <A href="/admin/groups" attr:aria-current=aria(Section::Groups)>"Sign-in groups"</A>
                         <A href="/admin/activity" attr:aria-current=aria(Section::Activity)>"Activity"</A>
                     </nav>
                     {match current {
                         Section::Users => view! { <Users users create_user reset_password set_active/> }.into_any(),
                         Section::Projects => view! { <Projects projects create_project delete_project/> }.into_any(),
                         Section::Tokens => view! { <Tokens tokens create_token revoke_token/> }.into_any(),
+                        Section::Groups => view! {
+                            <super::group_mappings::GroupMappings view=mappings add=add_mapping remove=remove_mapping/>
+                        }.into_any(),
                         Section::Activity => view! { <super::activity::ActivityList activity show_project=true/> }.into_any(),
                     }}
                 }.into_any()
@@ -144,7 +158,7 @@ where
 }
 
 /// Shows a section's data once loaded; "not allowed" and "not signed in" as the whole page would.
-fn loaded<T: Clone + Send + Sync + 'static>(
+pub(super) fn loaded<T: Clone + Send + Sync + 'static>(
     resource: Resource<Result<Option<T>, AppError>>,
     show: impl Fn(T) -> AnyView + Send + Sync + 'static,
 ) -> impl IntoView {
@@ -200,6 +214,7 @@ fn Users(
                                     <td>
                                         <span class="strong">{user.name.clone()}</span>" "
                                         {user.is_system_admin.then(|| view! { <span class="badge">"system admin"</span> })}
+                                        {user.from_provider.then(|| view! { <span class="badge" title="Signs in through the identity provider">"identity provider"</span> })}
                                     </td>
                                     <td>{if user.is_active {
                                         view! { <span class="badge ok">"active"</span> }
@@ -207,14 +222,14 @@ fn Users(
                                         view! { <span class="badge off">"deactivated"</span> }
                                     }}</td>
                                     <td class="muted">{user.created_at.clone()}</td>
-                                    <td>
+                                    <td>{(!user.from_provider).then(|| view! {
                                         <ActionForm action=reset_password attr:class="row-form">
                                             <input type="hidden" name="name" value=for_reset.clone()/>
                                             <input type="password" name="password" required minlength="12" autocomplete="new-password"
                                                 aria-label=format!("New password for {for_reset}")/>
                                             <button type="submit" class="button">"Reset"</button>
                                         </ActionForm>
-                                    </td>
+                                    })}</td>
                                     <td>{(me().as_deref() != Some(for_active.as_str())).then(|| view! {
                                         <ActionForm action=set_active attr:class="inline">
                                             <input type="hidden" name="name" value=for_active.clone()/>

@@ -30,10 +30,14 @@ pub enum AuditKind {
     DriftFound,
     DriftAcknowledge,
     DriftRestore,
+    /// A user's system administrator role, granted or taken by their provider groups.
+    UserSystemAdmin,
+    GroupMappingAdd,
+    GroupMappingRemove,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 20] = [
+    pub const ALL: [AuditKind; 23] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
@@ -54,6 +58,9 @@ impl AuditKind {
         AuditKind::DriftFound,
         AuditKind::DriftAcknowledge,
         AuditKind::DriftRestore,
+        AuditKind::UserSystemAdmin,
+        AuditKind::GroupMappingAdd,
+        AuditKind::GroupMappingRemove,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +85,9 @@ impl AuditKind {
             AuditKind::DriftFound => "drift.found",
             AuditKind::DriftAcknowledge => "drift.acknowledge",
             AuditKind::DriftRestore => "drift.restore",
+            AuditKind::UserSystemAdmin => "user.system_admin",
+            AuditKind::GroupMappingAdd => "group.add",
+            AuditKind::GroupMappingRemove => "group.remove",
         }
     }
 

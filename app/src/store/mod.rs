@@ -7,6 +7,7 @@
 
 mod audit;
 mod drift;
+mod identity;
 mod inventory;
 mod manifests;
 mod projects;
@@ -16,6 +17,10 @@ mod users;
 
 pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
+pub use identity::{
+    add_group_mapping, group_mappings, provider_groups_actor, remove_group_mapping, save_sign_in_flow,
+    sign_in_from_provider, take_sign_in_flow, SignInFlow, SIGN_IN_FLOW_MINUTES,
+};
 pub use inventory::{
     apply_registry_changes, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
     finish_synced_repository, inventory_tags, inventory_version, record_delete, record_push, record_sync_failure,

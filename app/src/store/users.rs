@@ -74,7 +74,8 @@ pub async fn check_credentials(
     password: String,
 ) -> Result<Option<(User, i32)>, StoreError> {
     let row: Option<(i64, String, bool, String, i32)> = sqlx::query_as(
-        r"select id, name, is_system_admin, password_hash, session_epoch from users where name = $1 and is_active",
+        r"select id, name, is_system_admin, password_hash, session_epoch from users
+          where name = $1 and is_active and password_hash is not null",
     )
     .bind(name)
     .fetch_optional(db)
@@ -114,13 +115,25 @@ pub async fn set_password(
     }
     let mut tx = pool.begin().await?;
     let row: Option<(i32,)> = sqlx::query_as(
-        r"update users set password_hash = $2, session_epoch = session_epoch + 1 where name = $1 returning session_epoch",
+        r"update users set password_hash = $2, session_epoch = session_epoch + 1
+          where name = $1 and provider_subject is null returning session_epoch",
     )
     .bind(name.as_str())
     .bind(&hash.0)
     .fetch_optional(&mut *tx)
     .await?;
-    let (epoch,) = row.ok_or_else(|| StoreError::NotFound(format!("user `{name}` does not exist")))?;
+    let Some((epoch,)) = row else {
+        let exists: Option<(i64,)> = sqlx::query_as(r"select id from users where name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match exists {
+            Some(_) => StoreError::Refused(format!(
+                "`{name}` signs in through the identity provider and has no tagward password"
+            )),
+            None => StoreError::NotFound(format!("user `{name}` does not exist")),
+        });
+    };
     let kind = if own { AuditKind::UserPasswordChange } else { AuditKind::UserPasswordReset };
     AuditEntry::new(kind).after(serde_json::json!({ "user": name.as_str() })).record(&mut *tx, by).await?;
     tx.commit().await?;
@@ -156,15 +169,20 @@ pub async fn set_user_active(pool: &PgPool, by: &Principal, name: &UserName, act
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserListing {
     pub name: String,
+    /// Signs in through the identity provider (no tagward password).
+    pub from_provider: bool,
     pub is_system_admin: bool,
     pub is_active: bool,
     pub created_at: time::OffsetDateTime,
 }
 
 pub async fn users(db: impl PgExecutor<'_>) -> Result<Vec<UserListing>, StoreError> {
-    Ok(sqlx::query_as(r"select name, is_system_admin, is_active, created_at from users order by name")
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        r"select name, provider_subject is not null as from_provider, is_system_admin, is_active, created_at
+          from users order by name",
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn count_users(db: impl PgExecutor<'_>) -> Result<i64, StoreError> {
