@@ -114,6 +114,9 @@ pub struct User {
     pub id: i64,
     pub name: String,
     pub is_system_admin: bool,
+    /// Signs in through the identity provider (has no tagward password).
+    #[serde(default)]
+    pub from_provider: bool,
 }
 
 /// A project as listed for a user: its name and the user's role in it (none for a system admin

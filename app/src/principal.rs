@@ -175,7 +175,7 @@ mod tests {
     use super::*;
 
     fn user(is_system_admin: bool) -> Principal {
-        Principal::User(User { id: 1, name: "ann".into(), is_system_admin })
+        Principal::User(User { id: 1, name: "ann".into(), is_system_admin, from_provider: false })
     }
 
     fn token(scopes: &[&str], projects: &[&str]) -> Principal {

@@ -110,6 +110,11 @@ struct DriftLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SignInLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GatewayLabels {
     outcome: GatewayOutcome,
 }
@@ -133,6 +138,7 @@ pub struct Metrics {
     registry_events: Family<EventLabels, Counter>,
     tag_drift: Family<DriftLabels, Counter>,
     sync_requests: Counter,
+    sign_ins: Family<SignInLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -222,6 +228,12 @@ impl Default for Metrics {
             "Requests the inventory sync made to the registry (catalog and tag list pages, tag look-ups, manifests)",
             sync_requests.clone(),
         );
+        let sign_ins = Family::<SignInLabels, Counter>::default();
+        registry.register(
+            "sign_ins",
+            "Sign-ins through the identity provider, by outcome (`signed-in`, or why not, e.g. `sign-in-failed`)",
+            sign_ins.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -240,6 +252,7 @@ impl Default for Metrics {
             registry_events,
             tag_drift,
             sync_requests,
+            sign_ins,
         }
     }
 }
@@ -293,6 +306,11 @@ impl Metrics {
     pub fn record_drift(&self, found_by: &'static str, count: usize) {
         // Created at zero too, so an alert on its increase has a series from the start.
         self.tag_drift.get_or_create(&DriftLabels { found_by }).inc_by(count as u64);
+    }
+
+    /// A sign-in through the identity provider that ended with `outcome`.
+    pub fn record_sign_in(&self, outcome: &'static str) {
+        self.sign_ins.get_or_create(&SignInLabels { outcome }).inc();
     }
 
     pub fn record_sync_request(&self) {

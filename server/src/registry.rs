@@ -562,7 +562,7 @@ impl BearerChallenge {
 
 /// An error with its causes (`client error (Connect): invalid peer certificate: UnknownIssuer`):
 /// the client's own message alone does not say what went wrong.
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(error) = cause {

@@ -7,6 +7,7 @@
 //! rotated key is used at once and an unreachable provider is reported before the browser is sent
 //! to it.
 
+use crate::registry::with_causes;
 use anyhow::Context;
 use app::identity::ProviderIdentity;
 use app::state::AppState;
@@ -51,14 +52,20 @@ pub struct SignInConfig {
     #[arg(long = "oidc-scopes", env = "TAGWARD_OIDC_SCOPES", value_delimiter = ' ', default_value = "profile email")]
     pub scopes: Vec<String>,
 
-    /// The ID token claim whose value, lowercased, is a new user's tagward name (`email`: the
-    /// part before `@`).
+    /// The ID token claim whose value, lowercased, is a new user's tagward name (of a value such as
+    /// `alice@example.com`, the part before `@`).
     #[arg(long = "oidc-username-claim", env = "TAGWARD_OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
     pub username_claim: String,
 
     /// The ID token claim that lists the user's groups (an array of strings).
     #[arg(long = "oidc-groups-claim", env = "TAGWARD_OIDC_GROUPS_CLAIM", default_value = "groups")]
     pub groups_claim: String,
+
+    /// Claims an ID token must carry to be let in, as `name=value` (repeat or comma-separate): a
+    /// claim that is a list must contain the value. E.g. `hd=example.com` (Google: your domain
+    /// only), `groups=tagward-users`.
+    #[arg(long = "oidc-required-claim", env = "TAGWARD_OIDC_REQUIRED_CLAIMS", value_delimiter = ',', value_parser = parse_required_claim)]
+    pub required_claims: Vec<(String, String)>,
 
     /// PEM certificates the provider's TLS certificate may chain to, besides the public roots.
     #[arg(long = "oidc-ca", env = "TAGWARD_OIDC_CA")]
@@ -85,6 +92,13 @@ pub struct SignInConfig {
     pub password_login: app::state::PasswordLogin,
 }
 
+fn parse_required_claim(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, wanted)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), wanted.trim().to_owned())),
+        _ => Err(format!("required claim `{value}` is not `name=value`")),
+    }
+}
+
 /// The provider, as configured.
 pub struct IdentityProvider {
     issuer: IssuerUrl,
@@ -95,6 +109,7 @@ pub struct IdentityProvider {
     scopes: Vec<String>,
     username_claim: String,
     groups_claim: String,
+    required_claims: Vec<(String, String)>,
     session_max: Duration,
     http: reqwest::Client,
     secure_cookie: bool,
@@ -136,6 +151,8 @@ struct OtherClaims {
     claims: serde_json::Map<String, serde_json::Value>,
 }
 impl AdditionalClaims for OtherClaims {}
+
+type ProviderClaims = openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>;
 
 type ProviderIdToken =
     IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
@@ -179,6 +196,7 @@ impl IdentityProvider {
             scopes: config.scopes.iter().filter(|s| !s.is_empty() && *s != "openid").cloned().collect(),
             username_claim: config.username_claim.clone(),
             groups_claim: config.groups_claim.clone(),
+            required_claims: config.required_claims.clone(),
             session_max: Duration::from_secs(config.session_max_seconds.max(60)),
             http,
             secure_cookie,
@@ -189,7 +207,7 @@ impl IdentityProvider {
         ProviderMetadataWithLogout::discover_async(self.issuer.clone(), &self.http).await.map_err(|error| {
             SignInError::new(
                 "provider-unavailable",
-                format!("discovery at `{}`: {}", self.issuer.as_str(), chain(&error)),
+                format!("discovery at `{}`: {}", self.issuer.as_str(), with_causes(&error)),
             )
         })
     }
@@ -236,20 +254,33 @@ impl IdentityProvider {
             .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|error| SignInError::failed(format!("the token endpoint: {}", chain(&error))))?;
+            .map_err(|error| SignInError::failed(format!("the token endpoint: {}", with_causes(&error))))?;
         let raw = tokens.id_token().ok_or_else(|| SignInError::failed("the provider sent no ID token"))?.to_string();
         let id_token: ProviderIdToken =
             raw.parse().map_err(|error| SignInError::failed(format!("the ID token cannot be read: {error}")))?;
         let claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone()))
-            .map_err(|error| SignInError::failed(format!("the ID token is refused: {}", chain(&error))))?;
+            .map_err(|error| SignInError::failed(format!("the ID token is refused: {}", with_causes(&error))))?;
         let name_value = self.claim_text(claims, &self.username_claim).ok_or_else(|| {
             SignInError::new("name-invalid", format!("the ID token has no `{}` claim", self.username_claim))
         })?;
-        let name_value = match self.username_claim.as_str() {
-            "email" => name_value.split('@').next().unwrap_or_default().to_owned(),
-            _ => name_value,
-        };
+        for (claim, wanted) in &self.required_claims {
+            let value = self.claim_value(claims, claim);
+            let found = match &value {
+                Some(serde_json::Value::Array(items)) => items.iter().any(|item| item.as_str() == Some(wanted)),
+                Some(serde_json::Value::String(text)) => text == wanted,
+                Some(serde_json::Value::Bool(flag)) => flag.to_string() == *wanted,
+                _ => false,
+            };
+            if !found {
+                return Err(SignInError::new(
+                    "not-allowed",
+                    format!("claim `{claim}` is {value:?}, and `{wanted}` is required"),
+                ));
+            }
+        }
+        // `alice@example.com` (an e-mail address, an Entra user principal name) gives `alice`.
+        let name_value = name_value.split('@').next().unwrap_or_default().to_owned();
         let name = app::account::UserName::parse(&name_value.to_lowercase())
             .map_err(|why| SignInError::new("name-invalid", format!("claim `{}`: {why}", self.username_claim)))?;
         let groups = match claims.additional_claims().claims.get(&self.groups_claim) {
@@ -276,18 +307,20 @@ impl IdentityProvider {
     }
 
     /// A claim's text: the standard ones by their accessors, any other from the rest.
-    fn claim_text(
-        &self,
-        claims: &openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>,
-        name: &str,
-    ) -> Option<String> {
+    fn claim_text(&self, claims: &ProviderClaims, name: &str) -> Option<String> {
+        self.claim_value(claims, name).and_then(|value| value.as_str().map(str::to_owned))
+    }
+
+    /// A claim's value: the standard ones by their accessors, any other from the rest.
+    fn claim_value(&self, claims: &ProviderClaims, name: &str) -> Option<serde_json::Value> {
+        let text = |value: Option<&str>| value.map(|v| serde_json::Value::String(v.to_owned()));
         match name {
-            "sub" => Some(claims.subject().as_str().to_owned()),
-            "preferred_username" => claims.preferred_username().map(|n| n.as_str().to_owned()),
-            "email" => claims.email().map(|e| e.as_str().to_owned()),
-            "nickname" => claims.nickname().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
-            "name" => claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
-            other => claims.additional_claims().claims.get(other).and_then(|v| v.as_str()).map(str::to_owned),
+            "sub" => text(Some(claims.subject().as_str())),
+            "preferred_username" => text(claims.preferred_username().map(|n| n.as_str())),
+            "email" => text(claims.email().map(|e| e.as_str())),
+            "nickname" => text(claims.nickname().and_then(|n| n.get(None)).map(|n| n.as_str())),
+            "name" => text(claims.name().and_then(|n| n.get(None)).map(|n| n.as_str())),
+            other => claims.additional_claims().claims.get(other).cloned(),
         }
     }
 }
@@ -303,18 +336,6 @@ type ProviderClient = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-/// An error and its causes on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -324,14 +345,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct SignInState {
     provider: Arc<IdentityProvider>,
     app: &'static AppState,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// `GET /login/oidc` (leave for the provider) and `GET /login/oidc/callback` (come back).
-pub fn router(provider: IdentityProvider, app: &'static AppState) -> Router {
+pub fn router(provider: IdentityProvider, app: &'static AppState, metrics: Arc<crate::metrics::Metrics>) -> Router {
     Router::new()
         .route("/login/oidc", get(begin))
         .route("/login/oidc/callback", get(callback))
-        .with_state(SignInState { provider: Arc::new(provider), app })
+        .with_state(SignInState { provider: Arc::new(provider), app, metrics })
 }
 
 #[derive(Deserialize)]
@@ -353,7 +375,10 @@ async fn begin(
             );
             (StatusCode::SEE_OTHER, [(header::LOCATION, url.to_string()), (header::SET_COOKIE, cookie)]).into_response()
         }
-        Err(error) => back_to_login(&error),
+        Err(error) => {
+            state.metrics.record_sign_in(error.code);
+            back_to_login(&error)
+        }
     }
 }
 
@@ -391,6 +416,7 @@ async fn callback(
         Ok(attempt) => attempt,
         Err(wait) => {
             let error = SignInError::new("too-many-attempts", format!("{address} waits {} s", wait.as_secs()));
+            state.metrics.record_sign_in(error.code);
             return back_to_login(&error);
         }
     };
@@ -427,9 +453,11 @@ async fn callback(
     match result {
         Ok(next) => {
             state.app.login_throttle.succeeded(attempt);
+            state.metrics.record_sign_in("signed-in");
             signed_in_page(&next, clear)
         }
         Err(error) => {
+            state.metrics.record_sign_in(error.code);
             let mut response = back_to_login(&error);
             if let Ok(value) = clear.parse() {
                 response.headers_mut().append(header::SET_COOKIE, value);

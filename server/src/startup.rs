@@ -89,6 +89,7 @@ impl Application {
             .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::hours(8)));
 
         let ops = core.ops();
+        let metrics = core.enforcer.metrics.clone();
         let harbor = crate::harbor::router(crate::harbor::HarborState::new(pool.clone(), core.enforcer.clone(), state));
         let events = crate::inventory::events::router(crate::inventory::events::EventsState {
             pool: pool.clone(),
@@ -98,7 +99,7 @@ impl Application {
 
         let mut portal_routes = portal(state.clone());
         if let Some(provider) = provider {
-            portal_routes = portal_routes.merge(crate::sign_in::router(provider, state));
+            portal_routes = portal_routes.merge(crate::sign_in::router(provider, state, metrics));
         }
         let router = portal_routes
             .layer(axum::middleware::from_fn(send_anonymous_visitors_to_login))

@@ -389,3 +389,45 @@ async fn changes_planned_from_rules_that_changed_since_are_refused_whole() {
     assert!(message.contains("the rules of project `shop` changed after they were read"), "{message}");
     assert_eq!(stored_rules(&db).await, [(rule, false, "**".to_owned(), "v*".to_owned())]);
 }
+
+#[tokio::test]
+async fn group_mappings_are_made_listed_and_removed_from_the_command_line() {
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let out = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let mapped = tagward(&db.url, &["group", "map", "shop-devs", "developer", "--project", "shop"], "");
+    assert!(mapped.status.success(), "{}", stderr(&mapped));
+    assert!(out(&mapped).contains("members of group `shop-devs` are developer of project `shop`"), "{}", out(&mapped));
+    let admins = tagward(&db.url, &["group", "map", "platform-admins", "system-admin"], "");
+    assert!(admins.status.success(), "{}", stderr(&admins));
+
+    // Bad input names the field and value, and nothing is stored.
+    for (args, says) in [
+        (&["group", "map", "x", "developer"][..], "role `developer` needs a project"),
+        (&["group", "map", "x", "owner", "--project", "shop"][..], "role `owner` is not one of"),
+        (&["group", "map", "x", "guest", "--project", "nope"][..], "project `nope` does not exist"),
+        (
+            &["group", "map", "shop-devs", "admin", "--project", "shop"][..],
+            "group `shop-devs` already grants a role in project `shop`",
+        ),
+    ] {
+        let refused = tagward(&db.url, args, "");
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(stderr(&refused).contains(says), "{args:?}: {}", stderr(&refused));
+    }
+
+    let listed = tagward(&db.url, &["group", "list"], "");
+    let lines: Vec<String> = out(&listed).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with("\tplatform-admins\tsystem administrator"), "{lines:?}");
+    assert!(lines[1].ends_with("\tshop-devs\tdeveloper of project `shop`"), "{lines:?}");
+    let id = lines[1].split('\t').next().unwrap();
+    let removed = tagward(&db.url, &["group", "unmap", id], "");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert_eq!(out(&tagward(&db.url, &["group", "list"], "")).lines().count(), 1);
+    let kinds: Vec<String> = trail(&db).await.into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| k.starts_with("group.")).cloned().collect::<Vec<_>>(),
+        ["group.add", "group.add", "group.remove"]
+    );
+}

@@ -189,6 +189,10 @@ async fn rotated_keys_are_fetched_and_a_provider_that_is_down_is_reported() {
     // The password login still works meanwhile.
     let root = app.logged_in("root", PASSWORD).await;
     assert_eq!(app.whoami(&root).await.as_deref(), Some("root"));
+    // And the outcomes are counted for an alert.
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tagward_sign_ins_total{outcome=\"signed-in\"} 2"), "{metrics}");
+    assert!(metrics.contains("tagward_sign_ins_total{outcome=\"provider-unavailable\"} 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -251,6 +255,24 @@ async fn deactivated_users_and_taken_names_stay_out_and_the_callback_is_throttle
 }
 
 #[tokio::test]
+async fn a_required_claim_keeps_out_everyone_without_it() {
+    let (app, _provider) = portal_with_provider(
+        &[("alice", &["staff"]), ("eve", &["contractors"])],
+        &["--oidc-required-claim", "groups=staff"],
+    )
+    .await;
+    let (_, response) = fresh_sign_in(&app, "eve").await;
+    assert_eq!(location(&response), "/login?error=not-allowed");
+    let page = app.page(&app.client(), "/login?error=not-allowed").await.text().await.unwrap();
+    assert!(page.contains("not one that may use tagward"), "{page}");
+    let (alice, response) = fresh_sign_in(&app, "alice").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.whoami(&alice).await.as_deref(), Some("alice"));
+    let users: Vec<(String,)> = sqlx::query_as("select name from users").fetch_all(&app.db.pool).await.unwrap();
+    assert_eq!(users, [("alice".to_owned(),)], "nobody was made for eve");
+}
+
+#[tokio::test]
 async fn a_session_lasts_at_most_the_configured_time_and_logout_ends_the_providers_too() {
     let (app, _provider) = portal_with_provider(&[("alice", &[])], &["--oidc-session-max", "120"]).await;
     let (client, response) = fresh_sign_in(&app, "alice").await;
@@ -296,8 +318,21 @@ async fn signing_in_through_the_provider_in_chromium_with_and_without_javascript
         browser.find("button[type=submit]").await.click().await.unwrap();
         browser.wait_for_path("/projects/shop").await;
         assert_eq!(browser.text(".who-name").await, "carol");
+        // Her account has no tagward password to change.
+        browser.goto(&app.url("/account")).await;
+        assert!(browser.text("#provider-account").await.contains("identity provider"));
+        assert!(browser.client.find(fantoccini::Locator::Css("#change-password")).await.is_err());
         browser.close().await;
     }
+    // Administration's Sign-in groups, as a system administrator sees it.
+    app.db.user("root", PASSWORD, true).await;
+    let browser = Browser::start(1280, true).await;
+    browser.log_in(&app.url(""), "root", PASSWORD).await;
+    browser.goto(&app.url("/admin/groups")).await;
+    assert!(browser.text("#group-mappings").await.contains("developer of project `shop`"));
+    assert_eq!(browser.accessibility_violations().await, Vec::<String>::new());
+    browser.screenshot("admin-groups-1280").await;
+    browser.close().await;
     drop(provider);
     // With the provider gone, the login page says so in words.
     let browser = Browser::start(1024, false).await;

@@ -1,4 +1,5 @@
-//! The signed-in user's own account: changing their password.
+//! The signed-in user's own account: changing their password (someone who signs in through the
+//! identity provider has none here).
 
 use super::admin::action_error;
 use crate::admin::ChangePassword;
@@ -22,11 +23,26 @@ pub fn AccountPage() -> impl IntoView {
             <h1 id="account-heading">"Your account"</h1>
             <Transition fallback=|| ()>
                 {move || session.user.get().map(|user| match user {
-                    Ok(Some(user)) => view! { <p class="muted">"Signed in as " <strong>{user.name}</strong></p> }.into_any(),
+                    Ok(Some(user)) if user.from_provider => view! {
+                        <p class="muted">"Signed in as " <strong>{user.name}</strong></p>
+                        <p id="provider-account">"You sign in through your organisation's identity provider: your password and your groups are managed there. Your roles here follow your groups at each sign-in."</p>
+                    }.into_any(),
+                    Ok(Some(user)) => view! { <p class="muted">"Signed in as " <strong>{user.name}</strong></p> <PasswordForm change changed/> }.into_any(),
                     Ok(None) => view! { <leptos_router::components::Redirect path="/login"/> }.into_any(),
                     Err(error) => super::layout::failure(error),
                 })}
             </Transition>
+        </section>
+    }
+}
+
+/// Changing one's own password.
+#[component]
+fn PasswordForm(
+    change: ServerAction<ChangePassword>,
+    changed: impl Fn() -> bool + Send + Sync + Copy + 'static,
+) -> impl IntoView {
+    view! {
             <h2>"Change password"</h2>
             {move || changed().then(|| view! {
                 <p class="notice" role="status" id="password-changed">"Password changed. Your other sessions have ended."</p>
@@ -42,6 +58,5 @@ pub fn AccountPage() -> impl IntoView {
                 <input type="password" id="confirm-password" name="confirm" required minlength="12" autocomplete="new-password"/>
                 <button type="submit" class="button primary">"Change password"</button>
             </ActionForm>
-        </section>
     }
 }

@@ -20,6 +20,9 @@ fn sign_in_failure(code: &str, provider: &str) -> String {
                          ask a system administrator"
             .to_owned(),
         "name-invalid" => "the identity provider gives no user name tagward can use; ask your administrator".to_owned(),
+        "not-allowed" => {
+            "your identity provider account is not one that may use tagward; ask your administrator".to_owned()
+        }
         "too-many-attempts" => "too many sign-in attempts from your address; wait a minute and try again".to_owned(),
         _ => format!("signing in with {provider} failed; try again, and tell your administrator if it keeps failing"),
     }

@@ -195,7 +195,7 @@ pub async fn sign_in_from_provider(pool: &PgPool, identity: &ProviderIdentity) -
         }
     }
     tx.commit().await?;
-    Ok((User { id, name, is_system_admin }, epoch))
+    Ok((User { id, name, is_system_admin, from_provider: true }, epoch))
 }
 
 /// Changes a membership that groups grant (`before` → `after`), audited in the project's trail.

@@ -63,7 +63,7 @@ async fn insert_user(
             .fetch_one(db)
             .await
             .map_err(on_constraint("users_name_key", "name", || format!("user `{name}` already exists")))?;
-    Ok(User { id, name: name.as_str().to_owned(), is_system_admin })
+    Ok(User { id, name: name.as_str().to_owned(), is_system_admin, from_provider: false })
 }
 
 /// The active user `name` and their session epoch, if `password` is theirs. An unknown name costs
@@ -82,7 +82,7 @@ pub async fn check_credentials(
     .await?;
     let (user, hash) = match row {
         Some((id, name, is_system_admin, hash, epoch)) => {
-            (Some((User { id, name, is_system_admin }, epoch)), Some(PasswordHash(hash)))
+            (Some((User { id, name, is_system_admin, from_provider: false }, epoch)), Some(PasswordHash(hash)))
         }
         None => (None, None),
     };
@@ -92,12 +92,16 @@ pub async fn check_credentials(
 
 /// The user behind a session and their session epoch, if they still exist and are active.
 pub async fn active_user(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(User, i32)>, StoreError> {
-    let row: Option<(i64, String, bool, i32)> =
-        sqlx::query_as(r"select id, name, is_system_admin, session_epoch from users where id = $1 and is_active")
-            .bind(id)
-            .fetch_optional(db)
-            .await?;
-    Ok(row.map(|(id, name, is_system_admin, epoch)| (User { id, name, is_system_admin }, epoch)))
+    let row: Option<(i64, String, bool, bool, i32)> = sqlx::query_as(
+        r"select id, name, is_system_admin, provider_subject is not null, session_epoch
+          from users where id = $1 and is_active",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(id, name, is_system_admin, from_provider, epoch)| {
+        (User { id, name, is_system_admin, from_provider }, epoch)
+    }))
 }
 
 /// Sets `name`'s password: their own (the caller checked the current one), or anyone's for an
