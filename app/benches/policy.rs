@@ -6,7 +6,7 @@
 
 #![allow(unsafe_code, reason = "a counting global allocator needs `unsafe impl GlobalAlloc`")]
 
-use app::policy::{reference, CompiledPolicy, PolicyRule, RuleInput, RuleSpec, MAX_RULES};
+use app::policy::{reference, CompiledPolicy, PolicyRule, RuleInput, RuleSpec, RuleState, MAX_RULES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -60,7 +60,7 @@ fn rules(count: usize) -> Vec<PolicyRule> {
                 tags_action: (*ta).into(),
                 tags: (*t).into(),
             };
-            PolicyRule { id: i as i64 + 1, enabled: true, spec: RuleSpec::parse(&input).unwrap() }
+            PolicyRule { id: i as i64 + 1, state: RuleState::Enforced, spec: RuleSpec::parse(&input).unwrap() }
         })
         .collect()
 }
@@ -107,7 +107,7 @@ fn compile(c: &mut Criterion) {
             tags: format!("t{i}{item}"),
         };
         let budget: Vec<PolicyRule> = (0..MAX_RULES)
-            .map(|i| PolicyRule { id: i as i64, enabled: true, spec: RuleSpec::parse(&input(i)).unwrap() })
+            .map(|i| PolicyRule { id: i as i64, state: RuleState::Enforced, spec: RuleSpec::parse(&input(i)).unwrap() })
             .collect();
         c.bench_function(&format!("compile at the budget/{shape}"), |b| {
             b.iter(|| CompiledPolicy::compile(black_box(&budget)).unwrap())

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE: u32 = 25;
 
 /// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
-pub const KINDS: [(&str, &str); 8] = [
+pub const KINDS: [(&str, &str); 9] = [
     ("rule", "Rule changes"),
     ("denial", "Denials"),
+    ("evaluation", "Would have been denied (evaluating rules)"),
     ("member", "Members"),
     ("project", "Projects"),
     ("user", "Users"),
@@ -162,6 +163,12 @@ mod ssr {
             ),
             AuditKind::RuleEnable => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
             AuditKind::RuleDisable => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
+            AuditKind::RuleEvaluate => {
+                format!("set {id} to evaluate (it denies nothing): {}", after.and_then(rule).unwrap_or_default())
+            }
+            AuditKind::RulePromote => {
+                format!("promoted {id} from evaluating to enforced: {}", after.and_then(rule).unwrap_or_default())
+            }
             AuditKind::RuleDelete => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
             AuditKind::MemberAdd => {
                 format!("added {} as {}{}", text(after, "user"), text(after, "role"), by_groups(after))
@@ -223,7 +230,7 @@ pub async fn activity(
             if let Some(kind) = &kind {
                 if !KINDS.iter().any(|(known, _)| known == kind) {
                     return Err(AppError::Invalid(format!(
-                        "kind: `{kind}` is not one of rule, denial, member, project, user, token, drift, group"
+                        "kind: `{kind}` is not one of rule, denial, evaluation, member, project, user, token, drift, group"
                     )));
                 }
             }

@@ -562,17 +562,13 @@ pub mod ssr {
         }
     }
 
-    /// The enabled, parsed rules of the store, as the engine takes them (a rule that does not
+    /// The parsed rules of the store (every state), as the engine takes them (a rule that does not
     /// parse, only written outside tagward, is left out: the page says the policy is broken).
     pub fn policy_rules(stored: &[StoredRule]) -> Vec<PolicyRule> {
         stored
             .iter()
             .filter_map(|rule| {
-                rule.spec.as_ref().ok().map(|spec| PolicyRule {
-                    id: rule.id,
-                    enabled: rule.enabled,
-                    spec: spec.clone(),
-                })
+                rule.spec.as_ref().ok().map(|spec| PolicyRule { id: rule.id, state: rule.state, spec: spec.clone() })
             })
             .collect()
     }
@@ -671,7 +667,8 @@ pub mod ssr {
             }
             problems.join("; ")
         })?;
-        CompiledPolicy::compile([&PolicyRule { id: 1, enabled: true, spec }]).map_err(|error| error.to_string())
+        CompiledPolicy::compile([&PolicyRule { id: 1, state: crate::policy::RuleState::Enforced, spec }])
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -683,7 +680,11 @@ mod tests {
     use std::sync::Arc;
 
     fn version(tags: &str) -> PolicyVersion {
-        PolicyVersion::of([(1, &RuleInput { tags: tags.into(), ..RuleInput::default() })])
+        PolicyVersion::of([(
+            1,
+            crate::policy::RuleState::Enforced,
+            &RuleInput { tags: tags.into(), ..RuleInput::default() },
+        )])
     }
 
     /// A count that says how often it ran and answers `value` once `go` lets it.

@@ -4,7 +4,7 @@
 use crate::account::ProjectAccess;
 use crate::error::AppError;
 use crate::inventory::Impact;
-use crate::policy::{CompiledPolicy, PolicyRule, RuleErrors, RuleInput, RuleSpec, Tag};
+use crate::policy::{CompiledPolicy, PolicyRule, RuleErrors, RuleInput, RuleSpec, RuleState, Tag};
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -14,14 +14,26 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRow {
     pub id: i64,
-    pub enabled: bool,
+    pub state: RuleState,
     pub input: RuleInput,
     pub sentence: String,
     pub updated_by: String,
     pub updated_at: String,
-    /// Existing tags this (enabled) rule makes immutable, and how many of them no other rule
+    /// Existing tags this (enforced) rule makes immutable, and how many of them no other rule
     /// does (what disabling or deleting it makes mutable); `None` when not counted.
     pub protects: Option<(u64, u64)>,
+    /// What an evaluating rule would have denied so far.
+    pub evaluation: Option<Evaluation>,
+}
+
+/// What an evaluating rule would have denied: pushes and deletes (each attempt counted), the
+/// first and the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub pushes: i64,
+    pub deletes: i64,
+    pub first: Option<String>,
+    pub last: Option<String>,
 }
 
 /// The Tag Immutability tab's data.
@@ -87,7 +99,9 @@ pub(crate) mod ssr {
         project: &str,
         rules: &[StoredRule],
     ) -> Result<(PolicyVersion, Result<CompiledPolicy, String>), AppError> {
-        let version = PolicyVersion::of(rules.iter().filter(|rule| rule.enabled).map(|rule| (rule.id, &rule.input)));
+        let version = PolicyVersion::of(
+            rules.iter().filter(|rule| rule.state.is_active()).map(|rule| (rule.id, rule.state, &rule.input)),
+        );
         let enforced = match store::enforceable_rules(rules) {
             Ok(enforced) => enforced,
             Err(problem) => return Ok((version, Err(problem))),
@@ -135,13 +149,31 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             None => (None, None),
         })
     };
-    let ((protects, counted), drift) = tokio::try_join!(counts, crate::drift::ssr::drift_view(&project))?;
+    let evaluations = async {
+        let evaluating: Vec<i64> =
+            rules.iter().filter(|rule| rule.state == RuleState::Evaluating).map(|rule| rule.id).collect();
+        if evaluating.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        Ok::<_, AppError>(crate::store::would_have_denied(&pool, project.id, &evaluating).await?)
+    };
+    let ((protects, counted), drift, evaluations) =
+        tokio::try_join!(counts, crate::drift::ssr::drift_view(&project), evaluations)?;
     let policy_problem = policy.err();
     let rules = rules
         .into_iter()
         .map(|rule| RuleRow {
             id: rule.id,
-            enabled: rule.enabled,
+            state: rule.state,
+            evaluation: (rule.state == RuleState::Evaluating).then(|| {
+                let counted = evaluations.get(&rule.id);
+                Evaluation {
+                    pushes: counted.map_or(0, |c| c.pushes),
+                    deletes: counted.map_or(0, |c| c.deletes),
+                    first: counted.map(|c| crate::shown_time(c.first)),
+                    last: counted.map(|c| crate::shown_time(c.last)),
+                }
+            }),
             sentence: match &rule.spec {
                 Ok(spec) => spec.sentence(),
                 Err(error) => format!("(this rule no longer parses: {error})"),
@@ -150,7 +182,9 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
             updated_by: rule.updated_by,
             updated_at: crate::shown_time(rule.updated_at),
             protects: match &protects {
-                Some(protects) if rule.enabled => Some(protects.get(&rule.id).copied().unwrap_or_default()),
+                Some(protects) if rule.state == RuleState::Enforced => {
+                    Some(protects.get(&rule.id).copied().unwrap_or_default())
+                }
                 _ => None,
             },
         })
@@ -158,7 +192,8 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     Ok(RulesView { project, rules, policy_problem, counted, drift })
 }
 
-/// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list.
+/// Adds a rule (no `rule_id`) or changes one. On success, back to the rule list. A new rule is
+/// enforced, or evaluating with `evaluate_first` (a checkbox: `on`).
 #[server(prefix = "/portal", endpoint = "save_rule")]
 pub async fn save_rule(
     project: String,
@@ -167,6 +202,7 @@ pub async fn save_rule(
     repositories: String,
     tags_action: String,
     tags: String,
+    #[server(default)] evaluate_first: Option<String>,
 ) -> Result<(), RuleFormError> {
     let input = RuleInput { repositories_action, repositories, tags_action, tags };
     let spec = RuleSpec::parse(&input).map_err(|fields| {
@@ -175,7 +211,10 @@ pub async fn save_rule(
     })?;
     let change = match rule_id {
         Some(id) => crate::store::RuleChange::Update(id, &spec),
-        None => crate::store::RuleChange::Create(&spec),
+        None => crate::store::RuleChange::Create(
+            &spec,
+            if evaluate_first.is_some() { RuleState::Evaluating } else { RuleState::Enforced },
+        ),
     };
     match ssr::change(&project, change).await {
         Ok(_) => {
@@ -186,10 +225,12 @@ pub async fn save_rule(
     }
 }
 
-/// Enables or disables a rule.
-#[server(prefix = "/portal", endpoint = "set_rule_enabled")]
-pub async fn set_rule_enabled(project: String, rule_id: i64, enabled: bool) -> Result<(), AppError> {
-    ssr::change(&project, crate::store::RuleChange::SetEnabled(rule_id, enabled)).await?;
+/// Sets a rule's state: `enforced` (Enable, or Promote an evaluating rule), `evaluating`, `disabled`.
+#[server(prefix = "/portal", endpoint = "set_rule_state")]
+pub async fn set_rule_state(project: String, rule_id: i64, state: String) -> Result<(), AppError> {
+    let state =
+        crate::auth::ssr::answered(RuleState::parse(&state).map_err(|e| AppError::Invalid(format!("state: {e}"))))?;
+    ssr::change(&project, crate::store::RuleChange::SetState(rule_id, state)).await?;
     leptos_axum::redirect(&format!("/projects/{project}/policy"));
     Ok(())
 }
@@ -223,12 +264,12 @@ pub fn preview(
     draft: &RuleInput,
     samples: &str,
 ) -> Result<Vec<PreviewLine>, RuleErrors> {
-    let draft = PolicyRule { id: DRAFT_RULE_ID, enabled: true, spec: RuleSpec::parse(draft)? };
+    let draft = PolicyRule { id: DRAFT_RULE_ID, state: RuleState::Enforced, spec: RuleSpec::parse(draft)? };
     let mut whole: Vec<PolicyRule> = rules
         .iter()
         .filter(|rule| Some(rule.id) != editing)
         .filter_map(|rule| {
-            RuleSpec::parse(&rule.input).ok().map(|spec| PolicyRule { id: rule.id, enabled: rule.enabled, spec })
+            RuleSpec::parse(&rule.input).ok().map(|spec| PolicyRule { id: rule.id, state: rule.state, spec })
         })
         .collect();
     whole.push(draft.clone());
@@ -298,13 +339,13 @@ pub async fn rule_impact(
                         RuleSpec::parse(&RuleInput::default()).map_err(|e| AppError::Invalid(e.to_string()))?
                     }
                 };
-                Some(PolicyRule { id: rule_id.unwrap_or(DRAFT_RULE_ID), enabled: true, spec })
+                Some(PolicyRule { id: rule_id.unwrap_or(DRAFT_RULE_ID), state: RuleState::Enforced, spec })
             };
-            // An edited rule keeps its state: a disabled one protects nothing after the edit either
-            // (what it would protect on its own is still shown).
-            let enabled = existing.as_ref().is_none_or(|rule| rule.enabled);
+            // An edited rule keeps its state: a disabled or evaluating one makes nothing immutable
+            // after the edit either (what it would protect on its own is still shown).
+            let state = existing.as_ref().map_or(RuleState::Enforced, |rule| rule.state);
             let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
-            after.extend(changed.clone().map(|rule| PolicyRule { enabled, ..rule }));
+            after.extend(changed.clone().map(|rule| PolicyRule { state, ..rule }));
             crate::inventory::ssr::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
         }
         .await,

@@ -38,12 +38,17 @@ pub enum Rules {
     Distinct,
     /// Only start-up and memory are measured (the load figures are those of distinct rules).
     Template,
+    /// Distinct rules, 9 of each project's 15 evaluating (those with `v*.*.*` or `api/**` stay
+    /// enforced, so the benchmarked overwrite is still denied): what evaluating rules cost beside
+    /// enforced ones.
+    HalfEvaluating,
 }
 
 pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report) -> anyhow::Result<()> {
     let section = match rules {
         Rules::Distinct => format!("decisions, {projects} project(s) x 15 distinct rules"),
         Rules::Template => format!("decisions, {projects} project(s) x the same 15 rules (one template)"),
+        Rules::HalfEvaluating => format!("decisions, {projects} project(s) x 15 distinct rules, 9 of them evaluating"),
     };
     eprintln!("== {section}");
     let database = BenchDatabase::fresh(&args.database_url, &args.tagward).await?;
@@ -51,8 +56,17 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
     {
         let mut db = database.connect().await?;
         sqlx::query(SEED_PROJECTS).bind(projects as i64).execute(&mut db).await.context("seeding projects")?;
-        let distinct = rules == Rules::Distinct;
+        let distinct = rules != Rules::Template;
         sqlx::query(SEED_RULES).bind(distinct).execute(&mut db).await.context("seeding rules")?;
+        if rules == Rules::HalfEvaluating {
+            sqlx::query(
+                "update immutability_rules set state = 'evaluating'
+                 where tags not like 'v*.*.*,%' and repositories not like 'api/**,%'",
+            )
+            .execute(&mut db)
+            .await
+            .context("setting rules to evaluate")?;
+        }
     }
     report.add(&section, "seeding the database", seeded.elapsed().as_secs_f64(), "s");
     database.cli(&args.tagward, &["project", "create", "propagation"]).await?;

@@ -83,6 +83,9 @@ async fn main() -> anyhow::Result<()> {
         for &projects in &args.template_projects {
             decisions::run(&args, projects, decisions::Rules::Template, &mut report).await?;
         }
+        if let Some(&projects) = args.projects.first() {
+            decisions::run(&args, projects, decisions::Rules::HalfEvaluating, &mut report).await?;
+        }
     }
     if wants(Part::Portal) {
         portal::run(&args, &mut report).await?;

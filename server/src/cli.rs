@@ -3,7 +3,7 @@
 use crate::config::{DatabaseConfig, ServeConfig};
 use anyhow::Context;
 use app::account::{NewPassword, Role, UserName};
-use app::policy::ProjectName;
+use app::policy::{ProjectName, RuleState};
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -140,6 +140,24 @@ pub enum RuleCommand {
         /// `<matching|excluding>:<comma-separated tag patterns>`
         #[arg(long)]
         tags: String,
+        /// Start it evaluating: it denies nothing, and what it would have denied is recorded
+        /// (promote it with `rule promote`).
+        #[arg(long)]
+        evaluate: bool,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Set a rule to evaluate: it stops denying, and what it would have denied is recorded.
+    Evaluate {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Make an evaluating rule enforced.
+    Promote {
+        project: String,
+        id: i64,
         #[command(flatten)]
         database: DatabaseConfig,
     },
@@ -357,27 +375,40 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
         | RuleCommand::List { project, database }
         | RuleCommand::Remove { project, database, .. }
         | RuleCommand::Disable { project, database, .. }
-        | RuleCommand::Enable { project, database, .. } => (ProjectName::parse(project)?, database),
+        | RuleCommand::Enable { project, database, .. }
+        | RuleCommand::Evaluate { project, database, .. }
+        | RuleCommand::Promote { project, database, .. } => (ProjectName::parse(project)?, database),
     };
     let pool = app::store::connect(&database.database_url).await?;
     let project_id = project_id(&pool, &project).await?;
     let (change, done) = match command {
         RuleCommand::List { .. } => {
             for rule in project_rules(&pool, project_id).await? {
-                let state = if rule.enabled { "enabled " } else { "disabled" };
-                println!("{}\t{state}\t{}", rule.id, rule.sentence());
+                println!("{}\t{}\t{}", rule.id, rule.state, rule.sentence());
             }
             return Ok(());
         }
-        RuleCommand::Add { repositories, tags, .. } => {
+        RuleCommand::Add { repositories, tags, evaluate, .. } => {
             let spec = parse_rule(&repositories, &tags)?;
-            let id = change_rules(&pool, &operator, project_id, RuleChange::Create(&spec)).await?;
-            println!("added rule {id}: {}", spec.sentence());
+            let state = if evaluate { RuleState::Evaluating } else { RuleState::Enforced };
+            let id = change_rules(&pool, &operator, project_id, RuleChange::Create(&spec, state)).await?;
+            let evaluating = if evaluate { " (evaluating: it denies nothing until promoted)" } else { "" };
+            println!("added rule {id}{evaluating}: {}", spec.sentence());
             return Ok(());
         }
         RuleCommand::Remove { id, .. } => (RuleChange::Delete(id), "removed"),
-        RuleCommand::Disable { id, .. } => (RuleChange::SetEnabled(id, false), "disabled"),
-        RuleCommand::Enable { id, .. } => (RuleChange::SetEnabled(id, true), "enabled"),
+        RuleCommand::Disable { id, .. } => (RuleChange::SetState(id, RuleState::Disabled), "disabled"),
+        RuleCommand::Enable { id, .. } => (RuleChange::SetState(id, RuleState::Enforced), "enabled"),
+        RuleCommand::Evaluate { id, .. } => (RuleChange::SetState(id, RuleState::Evaluating), "set to evaluate"),
+        RuleCommand::Promote { id, .. } => {
+            let rules = project_rules(&pool, project_id).await?;
+            match rules.iter().find(|rule| rule.id == id) {
+                Some(rule) if rule.state != RuleState::Evaluating => {
+                    anyhow::bail!("rule {id} is {}, not evaluating; `rule enable` enables a disabled rule", rule.state)
+                }
+                _ => (RuleChange::SetState(id, RuleState::Enforced), "promoted (now enforced)"),
+            }
+        }
     };
     let id = change_rules(&pool, &operator, project_id, change).await?;
     println!("{done} rule {id}");

@@ -6,13 +6,14 @@
 //! rules:
 //!   # For the repositories matching **, tags matching v*.*.*
 //!   - id: 12            # optional: a rule without one is matched by its patterns, else added
-//!     enabled: true     # optional, default true
+//!     state: enforced   # optional: enforced (the default), evaluating or disabled
+//!                       # (files written before states say `enabled: true|false`, still read)
 //!     repositories: {action: matching, patterns: "**"}
 //!     tags: {action: matching, patterns: "v*.*.*"}
 //! ```
 
 use app::inventory::Impact;
-use app::policy::{PolicyRule, RuleInput, RuleSpec, MAX_RULES};
+use app::policy::{PolicyRule, RuleInput, RuleSpec, RuleState, MAX_RULES};
 use app::store::{RuleChange, StoredRule};
 use serde::Deserialize;
 use std::fmt::Write as _;
@@ -34,14 +35,13 @@ pub struct PolicyFile {
 pub struct RuleEntry {
     #[serde(default)]
     pub id: Option<i64>,
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
+    #[serde(default)]
+    pub state: Option<RuleState>,
+    /// How files written before rule states said it (`state` wins when both are given).
+    #[serde(default)]
+    pub enabled: Option<bool>,
     pub repositories: Side,
     pub tags: Side,
-}
-
-fn enabled_by_default() -> bool {
-    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +52,14 @@ pub struct Side {
 }
 
 impl RuleEntry {
+    fn state(&self) -> RuleState {
+        match (self.state, self.enabled) {
+            (Some(state), _) => state,
+            (None, Some(false)) => RuleState::Disabled,
+            (None, _) => RuleState::Enforced,
+        }
+    }
+
     fn input(&self) -> RuleInput {
         RuleInput {
             repositories_action: self.repositories.action.clone(),
@@ -82,7 +90,7 @@ pub fn export(project: &str, rules: &[StoredRule]) -> String {
         let input = &rule.input;
         let _ = writeln!(out, "  # {}", rule.sentence());
         let _ = writeln!(out, "  - id: {}", rule.id);
-        let _ = writeln!(out, "    enabled: {}", rule.enabled);
+        let _ = writeln!(out, "    state: {}", rule.state);
         let _ = writeln!(
             out,
             "    repositories: {{action: {}, patterns: {}}}",
@@ -108,8 +116,8 @@ pub struct FileError {
 pub enum Step {
     Remove(i64, String),
     Change { id: i64, before: String, after: RuleSpec },
-    SetEnabled(i64, bool, String),
-    Add(RuleSpec, bool),
+    SetState(i64, RuleState, String),
+    Add(RuleSpec, RuleState),
 }
 
 /// What applying a file does, in the order it is done.
@@ -125,9 +133,8 @@ impl Plan {
             .map(|step| match step {
                 Step::Remove(id, _) => RuleChange::Delete(*id),
                 Step::Change { id, after, .. } => RuleChange::Update(*id, after),
-                Step::SetEnabled(id, enabled, _) => RuleChange::SetEnabled(*id, *enabled),
-                Step::Add(spec, true) => RuleChange::Create(spec),
-                Step::Add(spec, false) => RuleChange::CreateDisabled(spec),
+                Step::SetState(id, state, _) => RuleChange::SetState(*id, *state),
+                Step::Add(spec, state) => RuleChange::Create(spec, *state),
             })
             .collect()
     }
@@ -143,12 +150,12 @@ impl Plan {
                 Step::Change { id, after, .. } => {
                     rules.iter_mut().filter(|rule| rule.id == *id).for_each(|rule| rule.spec = after.clone());
                 }
-                Step::SetEnabled(id, enabled, _) => {
-                    rules.iter_mut().filter(|rule| rule.id == *id).for_each(|rule| rule.enabled = *enabled);
+                Step::SetState(id, state, _) => {
+                    rules.iter_mut().filter(|rule| rule.id == *id).for_each(|rule| rule.state = *state);
                 }
-                Step::Add(spec, enabled) => {
+                Step::Add(spec, state) => {
                     added -= 1;
-                    rules.push(PolicyRule { id: added, enabled: *enabled, spec: spec.clone() });
+                    rules.push(PolicyRule { id: added, state: *state, spec: spec.clone() });
                 }
             }
         }
@@ -158,7 +165,7 @@ impl Plan {
     /// The difference, one line per step, and a count line.
     pub fn describe(&self, project: &str) -> String {
         let mut out = String::new();
-        let (mut added, mut changed, mut enabled, mut disabled, mut removed) = (0, 0, 0, 0, 0);
+        let (mut added, mut changed, mut enabled, mut disabled, mut evaluating, mut removed) = (0, 0, 0, 0, 0, 0);
         for step in &self.steps {
             let _ = match step {
                 Step::Remove(id, sentence) => {
@@ -169,17 +176,21 @@ impl Plan {
                     changed += 1;
                     writeln!(out, "~ change   rule {id}: {before}\n           now: {}", after.sentence())
                 }
-                Step::SetEnabled(id, true, sentence) => {
+                Step::SetState(id, RuleState::Enforced, sentence) => {
                     enabled += 1;
                     writeln!(out, "+ enable   rule {id}: {sentence}")
                 }
-                Step::SetEnabled(id, false, sentence) => {
+                Step::SetState(id, RuleState::Evaluating, sentence) => {
+                    evaluating += 1;
+                    writeln!(out, "~ evaluate rule {id}: {sentence}")
+                }
+                Step::SetState(id, RuleState::Disabled, sentence) => {
                     disabled += 1;
                     writeln!(out, "- disable  rule {id}: {sentence}")
                 }
-                Step::Add(spec, enabled) => {
+                Step::Add(spec, state) => {
                     added += 1;
-                    let state = if *enabled { "" } else { " (disabled)" };
+                    let state = if *state == RuleState::Enforced { String::new() } else { format!(" ({state})") };
                     writeln!(out, "+ add      {}{state}", spec.sentence())
                 }
             };
@@ -187,8 +198,9 @@ impl Plan {
         let _ = writeln!(
             out,
             "project {project}: {added} added, {changed} changed, {enabled} enabled, {disabled} disabled, \
-             {removed} removed, {} unchanged",
-            self.unchanged
+             {removed} removed, {} unchanged{}",
+            self.unchanged,
+            if evaluating > 0 { format!(", {evaluating} set to evaluate") } else { String::new() }
         );
         out
     }
@@ -270,16 +282,16 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
     let mut later = Vec::new();
     for ((_, entry, spec), claimed) in wanted.into_iter().zip(claimed) {
         match claimed {
-            None => later.push(Step::Add(spec, entry.enabled)),
+            None => later.push(Step::Add(spec, entry.state())),
             Some(rule) => {
                 let same = rule.spec.as_ref().is_ok_and(|stored| stored.same_as(&spec));
                 if !same {
                     steps.push(Step::Change { id: rule.id, before: rule.sentence(), after: spec.clone() });
                 }
-                if rule.enabled != entry.enabled {
-                    later.insert(0, Step::SetEnabled(rule.id, entry.enabled, spec.sentence()));
+                if rule.state != entry.state() {
+                    later.insert(0, Step::SetState(rule.id, entry.state(), spec.sentence()));
                 }
-                if same && rule.enabled == entry.enabled {
+                if same && rule.state == entry.state() {
                     unchanged += 1;
                 }
             }

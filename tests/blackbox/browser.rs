@@ -258,10 +258,10 @@ async fn edit_disable_enable_and_delete_with_confirmation() {
     assert_eq!(rule_sentences(&browser).await, ["For the repositories matching **, tags matching v*.*.*"]);
 
     let row = format!("#rule-{id}");
-    browser.find(&format!("{row} .rule-actions button")).await.click().await.unwrap();
+    browser.find(&format!("#disable-{id}")).await.click().await.unwrap();
     wait_for_text(&browser, &format!("{row} .badge"), "disabled").await;
-    browser.find(&format!("{row} .rule-actions button")).await.click().await.unwrap();
-    wait_for_text(&browser, &format!("{row} .badge"), "enabled").await;
+    browser.find(&format!("#enable-{id}")).await.click().await.unwrap();
+    wait_for_text(&browser, &format!("{row} .badge"), "enforced").await;
 
     browser.find(&format!("{row} .button.danger")).await.click().await.unwrap();
     let question = browser.text(&format!("{row} .confirm p")).await;
@@ -425,6 +425,7 @@ async fn the_dialog_counts_existing_tags_as_the_rule_is_typed_and_the_tags_and_a
             current_digest: None,
             rule_ids: vec![existing],
             message: "tag \"v1.0.0\" of \"shop/app\" is immutable".into(),
+            evaluated: false,
         })
         .collect();
     let project_id: i64 =

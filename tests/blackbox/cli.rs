@@ -379,11 +379,13 @@ async fn changes_planned_from_rules_that_changed_since_are_refused_whole() {
     let rule = db.rule("shop", "matching:**", "matching:v*").await;
     let project = project_id(&db.pool, &ProjectName::parse("shop").unwrap()).await.unwrap();
     let read = project_rules(&db.pool, project).await.unwrap();
-    change_rules(&db.pool, &tests::operator(), project, RuleChange::SetEnabled(rule, false)).await.unwrap();
+    change_rules(&db.pool, &tests::operator(), project, RuleChange::SetState(rule, app::policy::RuleState::Disabled))
+        .await
+        .unwrap();
 
     let input = RuleInput { tags: "release-*".into(), ..RuleInput::default() };
     let spec = RuleSpec::parse(&input).unwrap();
-    let planned = [RuleChange::Delete(rule), RuleChange::Create(&spec)];
+    let planned = [RuleChange::Delete(rule), RuleChange::Create(&spec, app::policy::RuleState::Enforced)];
     let refused = change_rules_together(&db.pool, &tests::operator(), project, Some(&read), &planned).await;
     let message = refused.err().map(|error| error.to_string()).unwrap_or_default();
     assert!(message.contains("the rules of project `shop` changed after they were read"), "{message}");
@@ -430,4 +432,44 @@ async fn group_mappings_are_made_listed_and_removed_from_the_command_line() {
         kinds.iter().filter(|k| k.starts_with("group.")).cloned().collect::<Vec<_>>(),
         ["group.add", "group.add", "group.remove"]
     );
+}
+
+#[tokio::test]
+async fn rules_can_evaluate_first_and_be_promoted_from_the_command_line_and_policy_files() {
+    let db = fresh_database().await;
+    db.project("shop").await;
+    let out = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let added =
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v*", "--evaluate"], "");
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(out(&added).contains("(evaluating: it denies nothing until promoted)"), "{}", out(&added));
+    let id = out(&added).split_whitespace().nth(2).unwrap().trim_end_matches(|c: char| !c.is_ascii_digit()).to_owned();
+    let listed = tagward(&db.url, &["rule", "list", "shop"], "");
+    assert_eq!(out(&listed), format!("{id}\tevaluating\tFor the repositories matching **, tags matching v*\n"));
+    let exported = out(&tagward(&db.url, &["policy", "export", "shop"], ""));
+    assert!(exported.contains("    state: evaluating\n"), "{exported}");
+
+    let promoted = tagward(&db.url, &["rule", "promote", "shop", &id], "");
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    let again = tagward(&db.url, &["rule", "promote", "shop", &id], "");
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains(&format!("rule {id} is enforced, not evaluating")), "{}", stderr(&again));
+
+    // The file exported while it evaluated sets it back: one step, named.
+    let file = exported;
+    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(
+        out(&applied).contains(&format!("~ evaluate rule {id}: For the repositories matching **, tags matching v*")),
+        "{}",
+        out(&applied)
+    );
+    assert!(out(&applied).contains("1 set to evaluate"), "{}", out(&applied));
+    let kinds: Vec<String> = trail(&db).await.into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(kinds, ["project.create", "rule.create", "rule.promote", "rule.evaluate"]);
+    // A bad state names the file, line and field.
+    let bad =
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file.replace("state: evaluating", "state: paused"));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("paused"), "{}", stderr(&bad));
 }

@@ -237,7 +237,8 @@ async fn the_activity_tab_shows_changes_and_denials() {
     let project_id =
         app::store::project_id(&app.db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
     for i in 0..30 {
-        let change = app::store::RuleChange::SetEnabled(id, i % 2 == 1);
+        let state = if i % 2 == 1 { app::policy::RuleState::Enforced } else { app::policy::RuleState::Disabled };
+        let change = app::store::RuleChange::SetState(id, state);
         app::store::change_rules(
             &app.db.pool,
             &app::principal::Principal::Operator("cli:ops".into()),

@@ -245,10 +245,14 @@ async fn a_policy_too_large_to_compile_is_refused_and_fails_closed_when_written_
     })
     .unwrap();
     let shop = app::store::project_id(&app.db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
-    let refused =
-        app::store::change_rules(&app.db.pool, &tests::operator(), shop, app::store::RuleChange::Create(&spec))
-            .await
-            .unwrap_err();
+    let refused = app::store::change_rules(
+        &app.db.pool,
+        &tests::operator(),
+        shop,
+        app::store::RuleChange::Create(&spec, app::policy::RuleState::Enforced),
+    )
+    .await
+    .unwrap_err();
     let refused = refused.to_string();
     assert!(refused.starts_with("tags: the project's rules would hold "), "{refused}");
     assert!(refused.contains("more than the 4096 one project may hold (this rule's tags have 12500)"), "{refused}");
@@ -363,6 +367,8 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
         rules: Vec::new(),
         immutable_tags: vec!["v1".into()],
         project_known: true,
+        evaluated: Vec::new(),
+        would_have_been: None,
     };
     let shop = app::store::project_id(&db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
     recorder.denied("gone", shop + 1000, &check, &verdict);

@@ -9,6 +9,7 @@ mod cli;
 mod container;
 mod contract;
 mod enforcement;
+mod evaluation;
 mod events;
 mod gateway;
 mod harbor;

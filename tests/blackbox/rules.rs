@@ -36,7 +36,7 @@ async fn a_maintainer_adds_a_rule_and_it_is_listed_with_its_sentence() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["sentence"], "For the repositories matching **, tags excluding rc, test, nightly");
     assert_eq!(rules[0]["updated_by"], "mia");
-    assert_eq!(rules[0]["enabled"], true);
+    assert_eq!(rules[0]["state"], "enforced");
 }
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn guests_and_developers_see_rules_but_cannot_change_them() {
         assert_eq!(add.status(), 403, "{user} added a rule");
         assert!(add.text().await.unwrap().contains("only project admins and maintainers may change rules"));
         let toggle =
-            app.call(&client, "set_rule_enabled", &[("project", "shop"), ("rule_id", &id), ("enabled", "false")]).await;
+            app.call(&client, "set_rule_state", &[("project", "shop"), ("rule_id", &id), ("state", "disabled")]).await;
         assert_eq!(toggle.status(), 403);
         let delete = app.call(&client, "delete_rule", &[("project", "shop"), ("rule_id", &id)]).await;
         assert_eq!(delete.status(), 403);
@@ -123,7 +123,7 @@ async fn changes_are_audited_and_announced() {
 
     let (rule_id,): (i64,) = sqlx::query_as("select id from immutability_rules").fetch_one(&app.db.pool).await.unwrap();
     let id = rule_id.to_string();
-    app.call(&ann, "set_rule_enabled", &[("project", "shop"), ("rule_id", &id), ("enabled", "false")]).await;
+    app.call(&ann, "set_rule_state", &[("project", "shop"), ("rule_id", &id), ("state", "disabled")]).await;
     app.call(&ann, "delete_rule", &[("project", "shop"), ("rule_id", &id)]).await;
     let events: Vec<(String, String, Option<serde_json::Value>, Option<serde_json::Value>)> =
         sqlx::query_as("select actor, kind, before, after from audit_events where actor <> 'tests' order by id")

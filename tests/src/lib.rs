@@ -136,9 +136,14 @@ impl TestDb {
         })
         .unwrap();
         let project_id = app::store::project_id(&self.pool, &ProjectName::parse(project).unwrap()).await.unwrap();
-        app::store::change_rules(&self.pool, &operator(), project_id, app::store::RuleChange::Create(&spec))
-            .await
-            .unwrap()
+        app::store::change_rules(
+            &self.pool,
+            &operator(),
+            project_id,
+            app::store::RuleChange::Create(&spec, app::policy::RuleState::Enforced),
+        )
+        .await
+        .unwrap()
     }
 
     /// A tag in the inventory, as a sync would have found it.

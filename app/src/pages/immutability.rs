@@ -5,8 +5,9 @@
 use super::rule_dialog::{DialogState, RuleEditor};
 use crate::error::AppError;
 use crate::inventory::{thousands, Impact};
+use crate::policy::RuleState;
 use crate::policy::MAX_RULES;
-use crate::rules::{DeleteRule, RuleRow, RulesView, SaveRule, SetRuleEnabled};
+use crate::rules::{DeleteRule, RuleRow, RulesView, SaveRule, SetRuleState};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -32,7 +33,7 @@ pub fn ImmutabilityTab(
     /// Adds or changes a rule (the dialog's form).
     save: ServerAction<SaveRule>,
     /// Enables or disables a rule.
-    toggle: ServerAction<SetRuleEnabled>,
+    toggle: ServerAction<SetRuleState>,
     /// Deletes a rule, once confirmed.
     delete: ServerAction<DeleteRule>,
 ) -> impl IntoView {
@@ -52,7 +53,7 @@ fn RuleList(
     impact: ImpactResource,
     mode: Mode,
     save: ServerAction<SaveRule>,
-    toggle: ServerAction<SetRuleEnabled>,
+    toggle: ServerAction<SetRuleState>,
     delete: ServerAction<DeleteRule>,
 ) -> impl IntoView {
     let project = view.project.name.clone();
@@ -91,7 +92,7 @@ fn RuleList(
                 </p>
             })}
             <p class="muted intro">
-                "A tag matched by any enabled rule is immutable: once pushed, it keeps pointing at the same image. "
+                "A tag matched by any enforced rule is immutable: once pushed, it keeps pointing at the same image. "
                 "Pushing a different image to it, deleting it, or deleting the image behind it is refused. "
                 "Re-pushing the same image is fine."
             </p>
@@ -168,7 +169,7 @@ fn RuleItem(
     manage: bool,
     mode: Mode,
     impact: ImpactResource,
-    toggle: ServerAction<SetRuleEnabled>,
+    toggle: ServerAction<SetRuleState>,
     delete: ServerAction<DeleteRule>,
 ) -> impl IntoView {
     let base = format!("/projects/{project}/policy/immutability/{}", rule.id);
@@ -176,9 +177,37 @@ fn RuleItem(
     let project_for_delete = project.clone();
     let confirming = mode == Mode::ConfirmDelete(rule.id);
     let id = rule.id;
-    let (state, class) = if rule.enabled { ("enabled", "badge ok") } else { ("disabled", "badge off") };
+    let (state, class) = match rule.state {
+        RuleState::Enforced => ("enforced", "badge ok"),
+        RuleState::Evaluating => ("evaluating", "badge warn"),
+        RuleState::Disabled => ("disabled", "badge off"),
+    };
+    // The other two states, as buttons: (state, label, what a screen reader hears).
+    let moves: Vec<(RuleState, &str, String)> = match rule.state {
+        RuleState::Enforced => vec![
+            (RuleState::Evaluating, "Evaluate", format!("Stop enforcing rule {id} and evaluate it")),
+            (RuleState::Disabled, "Disable", format!("Disable rule {id}")),
+        ],
+        RuleState::Evaluating => vec![
+            (RuleState::Enforced, "Promote", format!("Promote rule {id} to enforced")),
+            (RuleState::Disabled, "Disable", format!("Disable rule {id}")),
+        ],
+        RuleState::Disabled => vec![
+            (RuleState::Enforced, "Enable", format!("Enable rule {id}")),
+            (RuleState::Evaluating, "Evaluate", format!("Evaluate rule {id}")),
+        ],
+    };
+    let evaluation = rule.evaluation.clone().map(|evaluation| {
+        let activity = format!("/projects/{project}/activity?kind=evaluation");
+        view! {
+            <span class="rule-meta rule-evaluation" id=format!("evaluation-{id}")>
+                {evaluation_sentence(&evaluation)}" "
+                <a href=activity>"See them in Activity"</a>
+            </span>
+        }
+    });
     view! {
-        <li class="rule" class:disabled=!rule.enabled id=format!("rule-{}", rule.id)>
+        <li class="rule" class:disabled=rule.state == RuleState::Disabled class:evaluating=rule.state == RuleState::Evaluating id=format!("rule-{}", rule.id)>
             <div class="rule-main">
                 <span class="rule-sentence">{rule.sentence.clone()}</span>
                 <span class="rule-meta">
@@ -195,16 +224,20 @@ fn RuleItem(
                         }
                     )}</span>
                 })}
+                {evaluation}
             </div>
             {(manage && !confirming).then(|| view! {
                 <div class="rule-actions">
                     <a href=format!("{base}/edit") class="button" id=format!("edit-{id}") data-rule-dialog=id>"Edit"</a>
-                    <ActionForm action=toggle attr:class="inline">
-                        <input type="hidden" name="project" value=project.clone()/>
-                        <input type="hidden" name="rule_id" value=id/>
-                        <input type="hidden" name="enabled" value=(!rule.enabled).to_string()/>
-                        <button type="submit" class="button">{if rule.enabled { "Disable" } else { "Enable" }}</button>
-                    </ActionForm>
+                    {moves.into_iter().map(|(to, label, aria)| { let project = project.clone(); view! {
+                        <ActionForm action=toggle attr:class="inline">
+                            <input type="hidden" name="project" value=project/>
+                            <input type="hidden" name="rule_id" value=id/>
+                            <input type="hidden" name="state" value=to.as_str()/>
+                            <button type="submit" class=if to == RuleState::Enforced && rule.state == RuleState::Evaluating { "button primary" } else { "button" }
+                                id=format!("{}-{id}", label.to_lowercase()) aria-label=aria>{label}</button>
+                        </ActionForm>
+                    }}).collect_view()}
                     <A href=format!("{base}/delete") attr:class="button danger">"Delete"</A>
                 </div>
             })}
@@ -226,6 +259,20 @@ fn RuleItem(
                 </div>
             })}
         </li>
+    }
+}
+
+/// What an evaluating rule would have denied so far, in one sentence.
+fn evaluation_sentence(evaluation: &crate::rules::Evaluation) -> String {
+    let plural =
+        |n: i64, one: &str, many: &str| format!("{} {}", thousands(n.unsigned_abs()), if n == 1 { one } else { many });
+    match (&evaluation.first, &evaluation.last) {
+        (Some(first), Some(last)) => format!(
+            "Evaluating: would have denied {} and {} since {first}, the last at {last}.",
+            plural(evaluation.pushes, "push", "pushes"),
+            plural(evaluation.deletes, "delete", "deletes"),
+        ),
+        _ => "Evaluating: it denies nothing, and has not yet met a push or delete it would have denied.".to_owned(),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::policy::RuleInput;
 use crate::projects::get_project;
 use crate::rules::rule_impact;
-use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleEnabled};
+use crate::rules::{list_rules, DeleteRule, SaveRule, SetRuleState};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -55,7 +55,7 @@ pub fn ProjectPage() -> impl IntoView {
     };
     let project = Resource::new(name, get_project);
     let save = ServerAction::<SaveRule>::new();
-    let toggle = ServerAction::<SetRuleEnabled>::new();
+    let toggle = ServerAction::<SetRuleState>::new();
     let delete = ServerAction::<DeleteRule>::new();
     let set_member = ServerAction::<SetMember>::new();
     let rules = Resource::new(

@@ -233,6 +233,7 @@ fn RuleDialog(
     // With JavaScript the form is sent from the fields' values (a plain form post without it); a
     // failed save shows its errors in place, a saved rule brings back the list, loaded afresh.
     let save_project = project.clone();
+    let evaluate_first = RwSignal::new(false);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         save.dispatch(SaveRule {
@@ -242,6 +243,7 @@ fn RuleDialog(
             repositories: repositories.get_untracked(),
             tags_action: tags_action.get_untracked(),
             tags: tags.get_untracked(),
+            evaluate_first: evaluate_first.get_untracked().then(|| "on".to_owned()),
         });
     };
     let saved_url = list_url.clone();
@@ -266,7 +268,7 @@ fn RuleDialog(
             <form id="rule-form" class="rule-form" method="post" action=SaveRule::PATH on:submit=on_submit>
                 <h2 id="rule-dialog-title">{title}</h2>
                 <p class="muted">
-                    "A tag is immutable when any enabled rule matches it: rules are evaluated on their own and their results combined."
+                    "A tag is immutable when any enforced rule matches it: rules are evaluated on their own and their results combined."
                 </p>
                 <input type="hidden" name="project" value=project.clone()/>
                 {editing_id.map(|id| view! { <input type="hidden" name="rule_id" value=id/> })}
@@ -295,6 +297,13 @@ fn RuleDialog(
                     </noscript>
                 </fieldset>
 
+                {editing_id.is_none().then(|| view! {
+                    <label class="check evaluate-first">
+                        <input type="checkbox" name="evaluate_first" id="evaluate-first"
+                            on:change=move |ev| evaluate_first.set(event_target_checked(&ev))/>
+                        " Evaluate first: deny nothing, record every push and delete this rule would have refused, and promote it when that looks right"
+                    </label>
+                })}
                 <div class="dialog-actions">
                     <a href=list_url.clone() class="button" id="cancel-rule"
                         on:click=move |ev| { ev.prevent_default(); close_dialog(); }>"Cancel"</a>

@@ -9,7 +9,7 @@
 
 use super::interpreted::PatternMatcher;
 use super::pattern::Field;
-use super::rule::{Action, PolicyRule, RuleSpec, Selector};
+use super::rule::{Action, PolicyRule, RuleSpec, RuleState, Selector};
 use std::sync::Arc;
 
 /// The product's limit of rules per project (enforced where rules are stored).
@@ -57,7 +57,7 @@ impl RepositoryPolicy<'_> {
         if self.repositories == 0 {
             return RuleMask(0);
         }
-        RuleMask(self.repositories & self.policy.matchers.tags.holding(tag))
+        RuleMask(self.repositories & self.policy.matchers.tags.holding(tag) & !self.policy.matchers.evaluating)
     }
 }
 
@@ -76,7 +76,7 @@ impl RuleInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("a policy holds at most {MASK_BITS} enabled rules, got {0}")]
+    #[error("a policy holds at most {MASK_BITS} enforced and evaluating rules, got {0}")]
     TooManyRules(usize),
     #[error("pattern `{pattern}` did not compile: {reason}")]
     Glob { pattern: String, reason: String },
@@ -123,7 +123,7 @@ pub fn check_rule_set(rules: &[RuleSpec], changed: Option<&RuleSpec>) -> Result<
         });
     }
     let rules: Vec<PolicyRule> =
-        rules.iter().map(|spec| PolicyRule { id: 0, enabled: true, spec: spec.clone() }).collect();
+        rules.iter().map(|spec| PolicyRule { id: 0, state: RuleState::Enforced, spec: spec.clone() }).collect();
     CompiledPolicy::compile(&rules).map(drop).map_err(|error| PolicyError::DoesNotCompile(error.to_string()))
 }
 
@@ -284,9 +284,12 @@ pub struct PolicyMatchers {
     repositories: SideMatcher,
     tags: SideMatcher,
     all: u64,
+    /// The positions of the evaluating rules: they match like the others, make nothing immutable,
+    /// and decisions say what they would have denied.
+    evaluating: u64,
 }
 
-/// One project's enabled rules, ready to answer.
+/// One project's enforced and evaluating rules, ready to answer.
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     /// Each enabled rule's id, by position.
@@ -320,7 +323,7 @@ impl CompiledPolicy {
         rules: impl IntoIterator<Item = &'a PolicyRule>,
         matcher: impl Fn(&[&PolicyRule], Side, Field) -> Result<SideMatcher, CompileError>,
     ) -> Result<Self, CompileError> {
-        let enabled: Vec<&PolicyRule> = rules.into_iter().filter(|r| r.enabled).collect();
+        let enabled: Vec<&PolicyRule> = rules.into_iter().filter(|r| r.state.is_active()).collect();
         if enabled.len() > MASK_BITS {
             return Err(CompileError::TooManyRules(enabled.len()));
         }
@@ -330,6 +333,11 @@ impl CompiledPolicy {
             tags: matcher(&enabled, RuleSpec::tags, Field::Tags)?,
             summaries: enabled.iter().map(|r| r.spec.summary().into_boxed_str()).collect(),
             all,
+            evaluating: enabled
+                .iter()
+                .enumerate()
+                .filter(|(_, rule)| rule.state == RuleState::Evaluating)
+                .fold(0, |mask, (position, _)| mask | (1u64 << position)),
         };
         Ok(Self { ids: enabled.iter().map(|r| r.id).collect(), matchers: Arc::new(matchers) })
     }
@@ -349,14 +357,35 @@ impl CompiledPolicy {
         self.ids.len()
     }
 
-    /// The rules that make `tag` of the repository at `path` (inside the project) immutable.
+    /// The rules that make `tag` of the repository at `path` (inside the project) immutable: the
+    /// enforced ones that match.
     pub fn immutable_rules(&self, path: &str, tag: &str) -> RuleMask {
+        RuleMask(self.matching_rules(path, tag).0 & !self.matchers.evaluating)
+    }
+
+    /// Every rule that matches `tag` of the repository at `path`, evaluating ones too.
+    pub(super) fn matching_rules(&self, path: &str, tag: &str) -> RuleMask {
         let matchers = &*self.matchers;
         let repositories = matchers.repositories.holding(path) & matchers.all;
         if repositories == 0 {
             return RuleMask(0);
         }
         RuleMask(repositories & matchers.tags.holding(tag))
+    }
+
+    /// Whether any rule, enforced or evaluating, matches `tag` of the repository at `path`.
+    pub fn is_ruled(&self, path: &str, tag: &str) -> bool {
+        !self.matching_rules(path, tag).is_empty()
+    }
+
+    /// The evaluating rules of `mask`.
+    pub(super) fn evaluating_of(&self, mask: RuleMask) -> RuleMask {
+        RuleMask(mask.0 & self.matchers.evaluating)
+    }
+
+    /// Whether any rule is evaluating (if none, decisions need no second look).
+    pub fn has_evaluating_rules(&self) -> bool {
+        self.matchers.evaluating != 0
     }
 
     /// The policy for one repository (at `path` inside the project): the repository side is

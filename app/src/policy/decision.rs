@@ -6,9 +6,34 @@ use super::compiled::{CompiledPolicy, RuleInfo, RuleMask};
 use super::names::{Digest, RepositoryName, Tag};
 use std::fmt;
 
+/// Which rules a decision counts: the enforced ones (what is decided), or the evaluating ones too
+/// (what would be decided were they enforced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Enforced,
+    WithEvaluating,
+}
+
 impl CompiledPolicy {
-    fn immutable(&self, repository: &RepositoryName, tag: &Tag) -> RuleMask {
-        self.immutable_rules(repository.path(), tag.as_str())
+    fn immutable(&self, scope: Scope, repository: &RepositoryName, tag: &Tag) -> RuleMask {
+        match scope {
+            Scope::Enforced => self.immutable_rules(repository.path(), tag.as_str()),
+            Scope::WithEvaluating => self.matching_rules(repository.path(), tag.as_str()),
+        }
+    }
+
+    /// The decision under the enforced rules and, when it allows what the evaluating rules would
+    /// have refused, what they would have said.
+    fn decide<'a>(&'a self, repository: &'a RepositoryName, outcome: impl Fn(Scope) -> Outcome<'a>) -> Decision<'a> {
+        let mut decision = Decision { policy: self, repository, outcome: outcome(Scope::Enforced), would_have: None };
+        if decision.allowed() && self.has_evaluating_rules() {
+            let as_if =
+                Decision { policy: self, repository, outcome: outcome(Scope::WithEvaluating), would_have: None };
+            if !as_if.allowed() {
+                decision.would_have = Some(as_if.outcome);
+            }
+        }
+        decision
     }
 
     /// A push of `pushed` to `tag`, which points at `current` now (or at nothing).
@@ -19,22 +44,27 @@ impl CompiledPolicy {
         pushed: &'a Digest,
         current: Option<&'a Digest>,
     ) -> Decision<'a> {
-        let rules = self.immutable(repository, tag);
-        let outcome = match current {
-            _ if rules.is_empty() => Outcome::MutableTag { tag },
-            None => Outcome::FirstPush { tag, rules },
-            Some(current) if current == pushed => Outcome::SameDigest { tag, rules },
-            Some(current) => Outcome::Overwrite { tag, rules, current, pushed },
-        };
-        Decision { policy: self, repository, outcome }
+        self.decide(repository, |scope| {
+            let rules = self.immutable(scope, repository, tag);
+            match current {
+                _ if rules.is_empty() => Outcome::MutableTag { tag },
+                None => Outcome::FirstPush { tag, rules },
+                Some(current) if current == pushed => Outcome::SameDigest { tag, rules },
+                Some(current) => Outcome::Overwrite { tag, rules, current, pushed },
+            }
+        })
     }
 
     /// Deleting `tag` (the manifest stays).
     pub fn check_delete_tag<'a>(&'a self, repository: &'a RepositoryName, tag: &'a Tag) -> Decision<'a> {
-        let rules = self.immutable(repository, tag);
-        let outcome =
-            if rules.is_empty() { Outcome::MutableTag { tag } } else { Outcome::DeleteImmutableTag { tag, rules } };
-        Decision { policy: self, repository, outcome }
+        self.decide(repository, |scope| {
+            let rules = self.immutable(scope, repository, tag);
+            if rules.is_empty() {
+                Outcome::MutableTag { tag }
+            } else {
+                Outcome::DeleteImmutableTag { tag, rules }
+            }
+        })
     }
 
     /// Deleting the manifest `digest`, which the `tags` point at now and the manifests `held_by`
@@ -47,12 +77,16 @@ impl CompiledPolicy {
         tags: &'a [Tag],
         held_by: &'a [Holder],
     ) -> Decision<'a> {
-        let locked = tags.iter().map(|tag| (tag, self.immutable(repository, tag))).find(|(_, rules)| !rules.is_empty());
-        let outcome = match locked {
-            Some((tag, rules)) => Outcome::LockedManifest { digest, tag, rules },
-            None => self.held(repository, Target::Manifest(digest), held_by),
-        };
-        Decision { policy: self, repository, outcome }
+        self.decide(repository, |scope| {
+            let locked = tags
+                .iter()
+                .map(|tag| (tag, self.immutable(scope, repository, tag)))
+                .find(|(_, rules)| !rules.is_empty());
+            match locked {
+                Some((tag, rules)) => Outcome::LockedManifest { digest, tag, rules },
+                None => self.held(scope, repository, Target::Manifest(digest), held_by),
+            }
+        })
     }
 
     /// Deleting the blob `digest`, which the manifests `held_by` reference (as config or layer, of
@@ -63,14 +97,20 @@ impl CompiledPolicy {
         digest: &'a Digest,
         held_by: &'a [Holder],
     ) -> Decision<'a> {
-        Decision { policy: self, repository, outcome: self.held(repository, Target::Blob(digest), held_by) }
+        self.decide(repository, |scope| self.held(scope, repository, Target::Blob(digest), held_by))
     }
 
-    fn held<'a>(&'a self, repository: &'a RepositoryName, target: Target<'a>, held_by: &'a [Holder]) -> Outcome<'a> {
+    fn held<'a>(
+        &'a self,
+        scope: Scope,
+        repository: &'a RepositoryName,
+        target: Target<'a>,
+        held_by: &'a [Holder],
+    ) -> Outcome<'a> {
         held_by
             .iter()
             .flat_map(|holder| holder.tags.iter().map(move |tag| (holder, tag)))
-            .map(|(holder, tag)| (holder, tag, self.immutable(repository, tag)))
+            .map(|(holder, tag)| (holder, tag, self.immutable(scope, repository, tag)))
             .find(|(_, _, rules)| !rules.is_empty())
             .map_or(Outcome::Unlocked { target }, |(holder, tag, rules)| Outcome::Held { target, holder, tag, rules })
     }
@@ -81,7 +121,7 @@ impl CompiledPolicy {
         repository: &'a RepositoryName,
         tags: &'a [Tag],
     ) -> impl Iterator<Item = &'a Tag> + 'a {
-        tags.iter().filter(move |tag| !self.immutable(repository, tag).is_empty())
+        tags.iter().filter(move |tag| !self.immutable(Scope::Enforced, repository, tag).is_empty())
     }
 }
 
@@ -193,9 +233,31 @@ pub struct Decision<'a> {
     policy: &'a CompiledPolicy,
     repository: &'a RepositoryName,
     pub outcome: Outcome<'a>,
+    /// When the decision allows what evaluating rules would have refused: the outcome had they
+    /// been enforced.
+    would_have: Option<Outcome<'a>>,
 }
 
 impl<'a> Decision<'a> {
+    /// What the decision would have been had the project's evaluating rules been enforced, when
+    /// that is a denial this one is not: its `Display` is the message the client would have seen,
+    /// and [`Decision::rules`] names the evaluating rules that would have refused.
+    pub fn would_have_denied(&self) -> Option<Decision<'a>> {
+        self.would_have.map(|outcome| Decision {
+            policy: self.policy,
+            repository: self.repository,
+            outcome,
+            would_have: None,
+        })
+    }
+
+    /// The evaluating rules that would have refused this (empty when none would).
+    pub fn evaluated_rules(&self) -> impl Iterator<Item = RuleInfo> + 'a {
+        let mask =
+            self.would_have_denied().map_or(RuleMask::default(), |as_if| self.policy.evaluating_of(as_if.mask()));
+        self.policy.rules(mask)
+    }
+
     pub fn allowed(&self) -> bool {
         !matches!(
             self.outcome,

@@ -22,7 +22,7 @@ pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
 #[cfg(feature = "ssr")]
 pub use rule::PolicyVersion;
-pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, Selector};
+pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, RuleState, Selector};
 
 /// The fuzzing entry point: parse anything as a rule, and if it parses, compile and query it.
 pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {
@@ -33,7 +33,7 @@ pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {
         tags: tags.into(),
     };
     if let Ok(spec) = RuleSpec::parse(&input) {
-        let rule = PolicyRule { id: 1, enabled: true, spec };
+        let rule = PolicyRule { id: 1, state: RuleState::Enforced, spec };
         let Ok(compiled) = CompiledPolicy::compile([&rule]) else { unreachable!("a rule that parses always compiles") };
         let Ok(interpreted) = CompiledPolicy::interpreted([&rule]) else { unreachable!("nor can interpreting fail") };
         // Only names a registry can send are compared: globset reads candidates as paths, so `..`
@@ -61,7 +61,7 @@ mod tests {
         let (repositories_action, repositories) = side(repositories);
         let (tags_action, tags) = side(tags);
         let input = RuleInput { repositories_action, repositories, tags_action, tags };
-        PolicyRule { id, enabled: true, spec: RuleSpec::parse(&input).unwrap() }
+        PolicyRule { id, state: RuleState::Enforced, spec: RuleSpec::parse(&input).unwrap() }
     }
 
     fn immutable(rules: &[PolicyRule], path: &str, tag: &str) -> Vec<i64> {
@@ -143,9 +143,63 @@ mod tests {
     fn several_rules_are_all_named_and_disabled_ones_ignored() {
         let mut rules = vec![rule(4, "**", "v*"), rule(7, "api", "**"), rule(9, "**", "v1")];
         assert_eq!(immutable(&rules, "api", "v1"), [4, 7, 9]);
-        rules[1].enabled = false;
+        rules[1].state = RuleState::Disabled;
         assert_eq!(immutable(&rules, "api", "v1"), [4, 9]);
         assert_eq!(immutable(&rules, "api", "latest"), Vec::<i64>::new());
+        // An evaluating rule makes nothing immutable either.
+        rules[1].state = RuleState::Evaluating;
+        assert_eq!(immutable(&rules, "api", "v1"), [4, 9]);
+    }
+
+    #[test]
+    fn evaluating_rules_deny_nothing_and_say_what_they_would_have_denied() {
+        use crate::policy::{Digest, RepositoryName, Tag};
+        let mut rules = vec![rule(4, "**", "v*"), rule(7, "api", "**")];
+        rules[1].state = RuleState::Evaluating;
+        let policy = CompiledPolicy::compile(&rules).unwrap();
+        assert!(policy.has_evaluating_rules());
+        let repository = RepositoryName::parse("shop/api").unwrap();
+        let (a, b) = (
+            Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+            Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
+        );
+
+        // `latest` only the evaluating rule matches: the overwrite is allowed, and would have been denied.
+        let latest = Tag::parse("latest").unwrap();
+        let decision = policy.check_push(&repository, &latest, &b, Some(&a));
+        assert!(decision.allowed());
+        assert_eq!(decision.rules().count(), 0, "nothing makes it immutable");
+        let evaluated: Vec<i64> = decision.evaluated_rules().map(|rule| rule.id).collect();
+        assert_eq!(evaluated, [7]);
+        let would = decision.would_have_denied().unwrap();
+        assert!(!would.allowed());
+        assert_eq!(
+            would.to_string(),
+            "tag \"latest\" of \"shop/api\" is immutable (rule 7: repositories matching api, tags matching **); push a new tag instead"
+        );
+        // A first push breaks nothing, evaluated or not.
+        assert!(policy.check_push(&repository, &latest, &b, None).would_have_denied().is_none());
+        // Deleting the tag: allowed, would have been denied.
+        let delete = policy.check_delete_tag(&repository, &latest);
+        assert!(delete.allowed() && delete.would_have_denied().is_some());
+        // `v1` an enforced rule protects: denied, and the evaluation has nothing to add.
+        let v1 = Tag::parse("v1").unwrap();
+        let denied = policy.check_push(&repository, &v1, &b, Some(&a));
+        assert!(!denied.allowed());
+        assert!(denied.would_have_denied().is_none());
+        assert_eq!(denied.evaluated_rules().count(), 0);
+        // Elsewhere the evaluating rule does not match: nothing to say.
+        let web = RepositoryName::parse("shop/web").unwrap();
+        assert!(policy.check_push(&web, &latest, &b, Some(&a)).would_have_denied().is_none());
+        // A manifest an evaluating rule's tag holds: its delete is allowed, and would have been denied.
+        let holders = [Holder { digest: a.clone(), tags: vec![latest.clone()], relation: Relation::Layer }];
+        let blob = policy.check_delete_blob(&repository, &b, &holders);
+        assert!(blob.allowed());
+        assert_eq!(blob.evaluated_rules().map(|rule| rule.id).collect::<Vec<_>>(), [7]);
+        // Promoted, it denies.
+        rules[1].state = RuleState::Enforced;
+        let policy = CompiledPolicy::compile(&rules).unwrap();
+        assert!(!policy.check_push(&repository, &latest, &b, Some(&a)).allowed());
     }
 
     fn names() -> (RepositoryName, Tag, Digest, Digest) {
@@ -339,6 +393,7 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(|(repo_excl, repos, tag_excl, tags, enabled)| {
+                let state = if enabled { RuleState::Enforced } else { RuleState::Disabled };
                 let action = |excluding: bool| if excluding { "excluding" } else { "matching" }.to_owned();
                 let input = RuleInput {
                     repositories_action: action(repo_excl),
@@ -346,7 +401,7 @@ mod tests {
                     tags_action: action(tag_excl),
                     tags: tags.join(","),
                 };
-                RuleSpec::parse(&input).ok().map(|spec| PolicyRule { id: 0, enabled, spec })
+                RuleSpec::parse(&input).ok().map(|spec| PolicyRule { id: 0, state, spec })
             })
     }
 

@@ -6,11 +6,11 @@
 use super::pattern::{Field, Pattern, Token};
 use super::rule::{Action, PolicyRule, Selector};
 
-/// The ids of the enabled rules that make `tag` of the repository at `path` immutable.
+/// The ids of the enforced rules that make `tag` of the repository at `path` immutable.
 pub fn immutable_rule_ids(rules: &[PolicyRule], path: &str, tag: &str) -> Vec<i64> {
     rules
         .iter()
-        .filter(|rule| rule.enabled)
+        .filter(|rule| rule.state == super::RuleState::Enforced)
         .filter(|rule| {
             holds(rule.spec.repositories(), Field::Repositories, path) && holds(rule.spec.tags(), Field::Tags, tag)
         })

@@ -109,17 +109,19 @@ pub struct PolicyVersion {
 
 #[cfg(feature = "ssr")]
 impl PolicyVersion {
-    /// The version of these enabled rules (id and text, in order).
-    pub fn of<'a>(rules: impl IntoIterator<Item = (i64, &'a RuleInput)>) -> Self {
-        let (ids, inputs): (Vec<i64>, Vec<&RuleInput>) = rules.into_iter().unzip();
-        Self { rule_ids: ids.into(), text: Self::text_of(inputs) }
+    /// The version of these active rules (id, state and text, in order).
+    pub fn of<'a>(rules: impl IntoIterator<Item = (i64, RuleState, &'a RuleInput)>) -> Self {
+        let (ids, texts): (Vec<i64>, Vec<(RuleState, &RuleInput)>) =
+            rules.into_iter().map(|(id, state, input)| (id, (state, input))).unzip();
+        Self { rule_ids: ids.into(), text: Self::text_of(texts) }
     }
 
-    /// The fingerprint of the rules' text alone.
-    pub fn text_of<'a>(rules: impl IntoIterator<Item = &'a RuleInput>) -> [u8; 32] {
+    /// The fingerprint of the rules' states and text alone.
+    pub fn text_of<'a>(rules: impl IntoIterator<Item = (RuleState, &'a RuleInput)>) -> [u8; 32] {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
-        for rule in rules {
+        for (state, rule) in rules {
+            hasher.update([state as u8]);
             // Lengths first, so that no two different rule lists hash the same text.
             for part in [&rule.repositories_action, &rule.repositories, &rule.tags_action, &rule.tags] {
                 hasher.update((part.len() as u64).to_le_bytes());
@@ -201,11 +203,54 @@ impl RuleSpec {
     }
 }
 
-/// A stored rule as the engine sees it.
+/// What a rule does: deny what it protects (`enforced`), only report what it would deny
+/// (`evaluating`: it runs with the enforced rules, blocks nothing, and each push or delete it alone
+/// would have refused is recorded), or nothing (`disabled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleState {
+    #[default]
+    Enforced,
+    Evaluating,
+    Disabled,
+}
+
+impl RuleState {
+    pub const ALL: [RuleState; 3] = [RuleState::Enforced, RuleState::Evaluating, RuleState::Disabled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleState::Enforced => "enforced",
+            RuleState::Evaluating => "evaluating",
+            RuleState::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == value.trim())
+            .ok_or_else(|| format!("state `{value}` is not one of enforced, evaluating, disabled"))
+    }
+
+    /// Whether the engine compiles it (enforced and evaluating rules; not disabled ones).
+    pub fn is_active(self) -> bool {
+        self != RuleState::Disabled
+    }
+}
+
+impl fmt::Display for RuleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule as the engine sees it: the one shape a stored rule is carried in, from the store to
+/// the compiled policy.
 #[derive(Debug, Clone)]
 pub struct PolicyRule {
     pub id: i64,
-    pub enabled: bool,
+    pub state: RuleState,
     pub spec: RuleSpec,
 }
 

@@ -13,6 +13,10 @@ pub enum AuditKind {
     RuleUpdate,
     RuleEnable,
     RuleDisable,
+    /// A rule set to evaluate (it denies nothing and records what it would have denied).
+    RuleEvaluate,
+    /// An evaluating rule made enforced.
+    RulePromote,
     RuleDelete,
     MemberAdd,
     MemberRole,
@@ -37,11 +41,13 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 23] = [
+    pub const ALL: [AuditKind; 25] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
         AuditKind::RuleDisable,
+        AuditKind::RuleEvaluate,
+        AuditKind::RulePromote,
         AuditKind::RuleDelete,
         AuditKind::MemberAdd,
         AuditKind::MemberRole,
@@ -69,6 +75,8 @@ impl AuditKind {
             AuditKind::RuleUpdate => "rule.update",
             AuditKind::RuleEnable => "rule.enable",
             AuditKind::RuleDisable => "rule.disable",
+            AuditKind::RuleEvaluate => "rule.evaluate",
+            AuditKind::RulePromote => "rule.promote",
             AuditKind::RuleDelete => "rule.delete",
             AuditKind::MemberAdd => "member.add",
             AuditKind::MemberRole => "member.role",
@@ -155,6 +163,8 @@ pub struct Denial {
     pub current_digest: Option<String>,
     pub rule_ids: Vec<i64>,
     pub message: String,
+    /// Not a denial: what evaluating rules (`rule_ids`) would have denied; the request was allowed.
+    pub evaluated: bool,
 }
 
 /// Writes a batch of denials in one statement.
@@ -165,13 +175,14 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     sqlx::query(
         r"insert into enforcement_denials
             (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
-             last_at, count)
+             last_at, count, evaluated)
           select at, token, operation, project_id, repository, tag, digest, current_digest,
-                 array(select jsonb_array_elements_text(rule_ids)::bigint), message, last_at, count
+                 array(select jsonb_array_elements_text(rule_ids)::bigint), message, last_at, count, evaluated
           from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                      $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::bigint[])
+                      $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::bigint[],
+                      $13::boolean[])
             as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
-                 last_at, count)",
+                 last_at, count, evaluated)",
     )
     .bind(denials.iter().map(|d| d.at).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.token.clone()).collect::<Vec<_>>())
@@ -185,6 +196,7 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     .bind(denials.iter().map(|d| d.message.clone()).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.last_at).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.count).collect::<Vec<_>>())
+    .bind(denials.iter().map(|d| d.evaluated).collect::<Vec<_>>())
     .execute(db)
     .await?;
     Ok(())
@@ -226,8 +238,9 @@ pub async fn activity(
             from audit_events a left join projects p on p.id = a.project_id
             where $1::bigint is null or a.project_id = $1
             union all
-            select d.last_at, d.id, d.token, 'denial.' || d.operation, null, null, null, d.message, p.name,
-                   d.count, d.at
+            select d.last_at, d.id, d.token,
+                   case when d.evaluated then 'evaluation.' else 'denial.' end || d.operation, null, null, null,
+                   d.message, p.name, d.count, d.at
             from enforcement_denials d left join projects p on p.id = d.project_id
             where $1::bigint is null or d.project_id = $1
           )
@@ -266,6 +279,7 @@ pub async fn denial_counts(
                                interval '1 day') day
           left join enforcement_denials d
             on (d.at at time zone 'utc')::date = day::date and ($1::bigint is null or d.project_id = $1)
+               and not d.evaluated
           group by day order by day",
     )
     .bind(project_id)
@@ -282,6 +296,39 @@ pub async fn denial_counts(
     })
 }
 
+/// What evaluating rules would have denied, per rule (of `rule_ids`, in project `project_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WouldHaveDenied {
+    pub pushes: i64,
+    pub deletes: i64,
+    pub first: time::OffsetDateTime,
+    pub last: time::OffsetDateTime,
+}
+
+pub async fn would_have_denied(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    rule_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, WouldHaveDenied>, StoreError> {
+    let rows: Vec<(i64, i64, i64, time::OffsetDateTime, time::OffsetDateTime)> = sqlx::query_as(
+        r"select r.id,
+                 coalesce(sum(d.count) filter (where d.operation = 'push'), 0)::bigint,
+                 coalesce(sum(d.count) filter (where d.operation <> 'push'), 0)::bigint,
+                 min(d.at), max(d.last_at)
+          from unnest($2::bigint[]) as r(id)
+          join enforcement_denials d on d.evaluated and d.project_id = $1 and r.id = any(d.rule_ids)
+          group by r.id",
+    )
+    .bind(project_id)
+    .bind(rule_ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, pushes, deletes, first, last)| (id, WouldHaveDenied { pushes, deletes, first, last }))
+        .collect())
+}
+
 /// The query for the `top` (`$3`) values of `column` most denied in the last `$2` days, of project
 /// `$1` (or all): one text for both columns asked about.
 macro_rules! most_denied {
@@ -291,7 +338,7 @@ macro_rules! most_denied {
             $column,
             ", sum(count)::bigint from enforcement_denials
              where at >= ((now() at time zone 'utc')::date - ($2::int - 1))::timestamp at time zone 'utc'
-               and ($1::bigint is null or project_id = $1)
+               and ($1::bigint is null or project_id = $1) and not evaluated
              group by ",
             $column,
             " order by 2 desc, 1 limit $3"

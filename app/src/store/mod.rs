@@ -15,7 +15,10 @@ mod rules;
 mod tokens;
 mod users;
 
-pub use audit::{activity, denial_counts, insert_denials, ActivityEntry, AuditKind, Denial, DenialCounts};
+pub use audit::{
+    activity, denial_counts, insert_denials, would_have_denied, ActivityEntry, AuditKind, Denial, DenialCounts,
+    WouldHaveDenied,
+};
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
 pub use identity::{
     add_group_mapping, group_mappings, provider_groups_actor, remove_group_mapping, save_sign_in_flow,

@@ -3,7 +3,7 @@
 use super::audit::AuditEntry;
 use super::AuditKind;
 use super::StoreError;
-use crate::policy::{PolicyRule, RuleErrors, RuleInput, RuleSpec, MAX_RULES};
+use crate::policy::{PolicyRule, RuleErrors, RuleInput, RuleSpec, RuleState, MAX_RULES};
 use crate::principal::Principal;
 use sqlx::{PgExecutor, PgPool};
 
@@ -11,7 +11,7 @@ use sqlx::{PgExecutor, PgPool};
 #[derive(Debug, Clone)]
 pub struct StoredRule {
     pub id: i64,
-    pub enabled: bool,
+    pub state: RuleState,
     /// The patterns as stored, shown and edited as they were written.
     pub input: RuleInput,
     /// The rule parsed once, when it was loaded. An error only for a row written outside tagward
@@ -35,20 +35,21 @@ impl StoredRule {
             "repositories": self.input.repositories,
             "tags_action": self.input.tags_action,
             "tags": self.input.tags,
-            "enabled": self.enabled,
+            "state": self.state,
+            "enabled": self.state == RuleState::Enforced,
         })
     }
 }
 
-/// A project's enabled stored rules as the engine enforces them, or why they cannot be: a stored
-/// rule the engine refuses, or rules past the size budget (both only written outside tagward).
-/// One judgement for the decision caches and the portal, which shows it.
+/// A project's active (enforced and evaluating) stored rules as the engine runs them, or why they
+/// cannot be: a stored rule the engine refuses, or rules past the size budget (both only written
+/// outside tagward). One judgement for the decision caches and the portal, which shows it.
 pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, String> {
     let rules = stored
         .iter()
-        .filter(|rule| rule.enabled)
+        .filter(|rule| rule.state.is_active())
         .map(|rule| match &rule.spec {
-            Ok(spec) => Ok(PolicyRule { id: rule.id, enabled: true, spec: spec.clone() }),
+            Ok(spec) => Ok(PolicyRule { id: rule.id, state: rule.state, spec: spec.clone() }),
             Err(errors) => Err(format!("its rule {} does not parse: {errors}", rule.id)),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -59,7 +60,7 @@ pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, Strin
 #[derive(sqlx::FromRow)]
 struct RuleRow {
     id: i64,
-    enabled: bool,
+    state: String,
     repositories_action: String,
     repositories: String,
     tags_action: String,
@@ -80,7 +81,9 @@ impl From<RuleRow> for StoredRule {
         };
         StoredRule {
             id: row.id,
-            enabled: row.enabled,
+            // The column's check admits only the three; anything else could only be a newer
+            // version's state, and is taken as the safest.
+            state: RuleState::parse(&row.state).unwrap_or(RuleState::Enforced),
             spec: RuleSpec::parse(&input),
             input,
             created_by: row.created_by,
@@ -111,16 +114,16 @@ async fn rule(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoredRule>, St
 }
 
 /// The columns of a `RuleRow`.
-const RULE_COLUMNS: &str = "id, enabled, repositories_action, repositories, tags_action, tags, \
+const RULE_COLUMNS: &str = "id, state, repositories_action, repositories, tags_action, tags, \
                             created_by, created_at, updated_by, updated_at";
 
 /// What a rule change does.
 pub enum RuleChange<'a> {
-    Create(&'a RuleSpec),
-    /// Created disabled, in the same transaction (never enforced, not even for a moment).
-    CreateDisabled(&'a RuleSpec),
+    /// A new rule, in the state it starts in (a rule made evaluating or disabled is never
+    /// enforced, not even for a moment).
+    Create(&'a RuleSpec, RuleState),
     Update(i64, &'a RuleSpec),
-    SetEnabled(i64, bool),
+    SetState(i64, RuleState),
     Delete(i64),
 }
 
@@ -164,8 +167,8 @@ pub async fn change_rules_together(
     }
     by.may_change_rules(&project, role)?;
     if let Some(planned_from) = planned_from {
-        let version = |rules: &[StoredRule]| -> Vec<(i64, bool, time::OffsetDateTime)> {
-            rules.iter().map(|rule| (rule.id, rule.enabled, rule.updated_at)).collect()
+        let version = |rules: &[StoredRule]| -> Vec<(i64, RuleState, time::OffsetDateTime)> {
+            rules.iter().map(|rule| (rule.id, rule.state, rule.updated_at)).collect()
         };
         if version(&project_rules(&mut *tx, project_id).await?) != version(planned_from) {
             return Err(StoreError::Conflict {
@@ -210,9 +213,9 @@ async fn apply_change(
     // The rule set as it would be stored must stay enforceable (size budget, compiles), checked
     // under the project lock so concurrent changes cannot together pass it.
     let resulting = match &change {
-        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => Some((None, (*spec).clone())),
+        RuleChange::Create(spec, _) => Some((None, (*spec).clone())),
         RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
-        RuleChange::SetEnabled(..) | RuleChange::Delete(_) => None,
+        RuleChange::SetState(..) | RuleChange::Delete(_) => None,
     };
     if let Some((replaced, changed)) = resulting {
         let mut specs: Vec<RuleSpec> =
@@ -224,7 +227,7 @@ async fn apply_change(
             .map_err(|error| StoreError::Refused(error.to_string()))?;
     }
     let (kind, rule_id, before) = match &change {
-        RuleChange::Create(spec) | RuleChange::CreateDisabled(spec) => {
+        RuleChange::Create(spec, state) => {
             if rules.len() >= MAX_RULES {
                 return Err(StoreError::Refused(format!(
                     "this project has {} rules, the most allowed; edit or delete one to add another",
@@ -235,7 +238,7 @@ async fn apply_change(
             let input = spec.to_input();
             let (id,): (i64,) = sqlx::query_as(
                 r"insert into immutability_rules
-                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, enabled)
+                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, state)
                   values ($1, $2, $3, $4, $5, $6, $6, $7) returning id",
             )
             .bind(project_id)
@@ -244,7 +247,7 @@ async fn apply_change(
             .bind(&input.tags_action)
             .bind(&input.tags)
             .bind(&actor)
-            .bind(matches!(change, RuleChange::Create(_)))
+            .bind(state.as_str())
             .fetch_one(&mut **tx)
             .await?;
             (AuditKind::RuleCreate, id, None)
@@ -269,17 +272,22 @@ async fn apply_change(
             .await?;
             (AuditKind::RuleUpdate, *id, Some(before))
         }
-        RuleChange::SetEnabled(id, enabled) => {
-            let before = find(*id)?.snapshot();
-            sqlx::query(
-                r"update immutability_rules set enabled = $2, updated_by = $3, updated_at = now() where id = $1",
-            )
-            .bind(id)
-            .bind(enabled)
-            .bind(&actor)
-            .execute(&mut **tx)
-            .await?;
-            (if *enabled { AuditKind::RuleEnable } else { AuditKind::RuleDisable }, *id, Some(before))
+        RuleChange::SetState(id, state) => {
+            let rule = find(*id)?;
+            let kind = match (rule.state, state) {
+                (_, RuleState::Disabled) => AuditKind::RuleDisable,
+                (_, RuleState::Evaluating) => AuditKind::RuleEvaluate,
+                (RuleState::Evaluating, RuleState::Enforced) => AuditKind::RulePromote,
+                (_, RuleState::Enforced) => AuditKind::RuleEnable,
+            };
+            let before = rule.snapshot();
+            sqlx::query(r"update immutability_rules set state = $2, updated_by = $3, updated_at = now() where id = $1")
+                .bind(id)
+                .bind(state.as_str())
+                .bind(&actor)
+                .execute(&mut **tx)
+                .await?;
+            (kind, *id, Some(before))
         }
         RuleChange::Delete(id) => {
             let before = find(*id)?.snapshot();
@@ -294,20 +302,22 @@ async fn apply_change(
     Ok(rule_id)
 }
 
-/// One project's enabled rules as stored, in order: what the enforcement cache compiles. Only the
-/// text is loaded (the cache parses it when it compiles, and keeps no copy after).
+/// One project's active (enforced and evaluating) rules as stored, in order: what the enforcement
+/// cache compiles. Only the text is loaded (the cache parses it when it compiles, and keeps no
+/// copy after).
 #[derive(Debug)]
 pub struct ProjectPolicySource {
     pub id: i64,
     pub name: String,
-    /// Each enabled rule's id and text.
-    pub rules: Vec<(i64, RuleInput)>,
+    /// Each active rule's id, state and text.
+    pub rules: Vec<(i64, RuleState, RuleInput)>,
 }
 
 #[derive(sqlx::FromRow)]
 struct EnforcedRuleRow {
     project_id: i64,
     id: i64,
+    state: String,
     repositories_action: String,
     repositories: String,
     tags_action: String,
@@ -315,16 +325,17 @@ struct EnforcedRuleRow {
 }
 
 impl EnforcedRuleRow {
-    fn into_rule(self) -> (i64, RuleInput) {
-        let EnforcedRuleRow { id, repositories_action, repositories, tags_action, tags, .. } = self;
-        (id, RuleInput { repositories_action, repositories, tags_action, tags })
+    fn into_rule(self) -> (i64, RuleState, RuleInput) {
+        let EnforcedRuleRow { id, state, repositories_action, repositories, tags_action, tags, .. } = self;
+        let state = RuleState::parse(&state).unwrap_or(RuleState::Enforced);
+        (id, state, RuleInput { repositories_action, repositories, tags_action, tags })
     }
 }
 
-const ENFORCED_RULES: &str = "select project_id, id, repositories_action, repositories, tags_action, tags \
-    from immutability_rules where enabled";
+const ENFORCED_RULES: &str = "select project_id, id, state, repositories_action, repositories, tags_action, tags \
+    from immutability_rules where state <> 'disabled'";
 
-/// Every project with its enabled rules, handed to `each` one project at a time (in id order) as
+/// Every project with its active rules, handed to `each` one project at a time (in id order) as
 /// the rows stream in, so a registry of 100,000 projects is never held twice in memory. One
 /// snapshot for both queries, so no rule is seen without its project.
 pub async fn each_project_policy(db: &PgPool, mut each: impl FnMut(ProjectPolicySource)) -> Result<(), StoreError> {
@@ -351,7 +362,7 @@ pub async fn each_project_policy(db: &PgPool, mut each: impl FnMut(ProjectPolicy
     Ok(())
 }
 
-/// One project's enabled rules, `None` when the project does not exist (any more).
+/// One project's active rules, `None` when the project does not exist (any more).
 pub async fn project_policy(db: &PgPool, id: i64) -> Result<Option<ProjectPolicySource>, StoreError> {
     let mut tx = db.begin().await?;
     let project: Option<(String,)> =

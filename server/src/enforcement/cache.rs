@@ -7,7 +7,7 @@
 //! reconnection is followed by a full reload.
 
 use crate::metrics::{Metrics, Reload};
-use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
+use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec, RuleState};
 use app::store::{self, ProjectPolicySource, RULES_CHANNEL, TOKENS_CHANNEL};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -23,7 +23,10 @@ use tokio::sync::Notify;
 /// milliseconds; this only bites when the blocking pool is swamped).
 pub const COMPILE_WAIT: Duration = Duration::from_secs(2);
 
-/// A compiled policy as several projects may share it: the same enabled rules (by text, in the
+/// A rule as the cache keeps it until compiled: its state and text.
+type RuleText = (RuleState, RuleInput);
+
+/// A compiled policy as several projects may share it: the same active rules (by state and text, in the
 /// same order; common when projects are made from one template) are compiled once.
 ///
 /// Compiled on a blocking thread, never on a request's: all of them in the background after a
@@ -32,8 +35,8 @@ pub const COMPILE_WAIT: Duration = Duration::from_secs(2);
 /// matcher (a 15-rule policy in a few kilobytes; the regex one takes about 80) and drops the
 /// rules' text once compiled.
 struct SharedPolicy {
-    /// The rules' text, until compiled.
-    source: Mutex<Option<Box<[RuleInput]>>>,
+    /// The rules' states and text, until compiled.
+    source: Mutex<Option<Box<[RuleText]>>>,
     /// Set once: the compiled policy (with rule positions for ids), or why it cannot be evaluated.
     compiled: OnceLock<Result<CompiledPolicy, Problem>>,
     compiling: AtomicBool,
@@ -49,7 +52,7 @@ struct Problem {
 }
 
 impl SharedPolicy {
-    fn new(source: Box<[RuleInput]>) -> Self {
+    fn new(source: Box<[RuleText]>) -> Self {
         let source = Mutex::new(Some(source));
         Self { source, compiled: OnceLock::new(), compiling: AtomicBool::new(false), compiled_now: Notify::new() }
     }
@@ -67,14 +70,14 @@ impl SharedPolicy {
     /// Parses, checks against the size budget and compiles. A stored rule this engine refuses,
     /// or rules past the budget (both only written outside tagward), make a policy that cannot be
     /// evaluated, never one that silently enforces less.
-    fn compile(source: &[RuleInput]) -> Result<CompiledPolicy, Problem> {
+    fn compile(source: &[RuleText]) -> Result<CompiledPolicy, Problem> {
         let rules = source
             .iter()
             .enumerate()
-            .map(|(position, input)| {
+            .map(|(position, (state, input))| {
                 let spec = RuleSpec::parse(input)
                     .map_err(|error| Problem { rule: Some(position), reason: format!("does not parse: {error}") })?;
-                Ok(PolicyRule { id: position as i64, enabled: true, spec })
+                Ok(PolicyRule { id: position as i64, state: *state, spec })
             })
             .collect::<Result<Vec<_>, Problem>>()?;
         check_stored_size(&rules).map_err(|error| Problem { rule: None, reason: error.to_string() })?;
@@ -87,7 +90,7 @@ impl SharedPolicy {
 pub struct ProjectPolicy {
     pub id: i64,
     pub name: String,
-    /// The enabled rules' ids, in order, and their text's fingerprint.
+    /// The active rules' ids, in order, and their states' and text's fingerprint.
     version: PolicyVersion,
     shared: Arc<SharedPolicy>,
     /// The shared policy with this project's rule ids (or why it cannot be evaluated), once there.
@@ -172,12 +175,12 @@ struct Projects {
 impl Projects {
     /// The project's policy, sharing a compiled one with any project whose rules read the same.
     fn policy(&mut self, source: ProjectPolicySource) -> Arc<ProjectPolicy> {
-        let version = PolicyVersion::of(source.rules.iter().map(|(id, input)| (*id, input)));
+        let version = PolicyVersion::of(source.rules.iter().map(|(id, state, input)| (*id, *state, input)));
         let key = version.text;
         let shared = match self.shared.get(&key).and_then(Weak::upgrade) {
             Some(shared) => shared,
             None => {
-                let rules = source.rules.into_iter().map(|(_, input)| input).collect();
+                let rules = source.rules.into_iter().map(|(_, state, input)| (state, input)).collect();
                 let shared = Arc::new(SharedPolicy::new(rules));
                 self.shared.insert(key, Arc::downgrade(&shared));
                 shared

@@ -84,6 +84,32 @@ pub struct Verdict {
     /// False when the repository's project is not known to tagward: no rule can protect it, so
     /// everything is allowed, and this says why.
     pub project_known: bool,
+    /// The project's evaluating rules that would have refused this, were they enforced (they deny
+    /// nothing: the answer is `allowed`, and the would-be denial is recorded). Empty otherwise.
+    #[schema(value_type = Vec<EvaluatedRuleRef>)]
+    pub evaluated: Vec<EvaluatedRule>,
+    /// With `evaluated`: the message the client would have been given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_have_been: Option<String>,
+}
+
+/// An evaluating rule a decision ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluatedRule {
+    #[serde(flatten)]
+    pub rule: RuleInfo,
+    /// Whether it would have denied the request (always, for the rules listed).
+    pub would_deny: bool,
+}
+
+/// An evaluating rule as a decision names it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes `EvaluatedRule`'s JSON for the OpenAPI document
+pub struct EvaluatedRuleRef {
+    pub id: i64,
+    /// e.g. `repositories matching **, tags matching v*.*.*`
+    pub summary: String,
+    pub would_deny: bool,
 }
 
 /// A rule as a decision names it.
@@ -103,6 +129,8 @@ impl Verdict {
             rules: decision.rules().collect(),
             immutable_tags,
             project_known: true,
+            evaluated: decision.evaluated_rules().map(|rule| EvaluatedRule { rule, would_deny: true }).collect(),
+            would_have_been: decision.would_have_denied().map(|as_if| as_if.to_string()),
         }
     }
 
@@ -136,6 +164,8 @@ impl Verdict {
             rules: Vec::new(),
             immutable_tags: tags,
             project_known: true,
+            evaluated: Vec::new(),
+            would_have_been: None,
         }
     }
 
@@ -149,6 +179,8 @@ impl Verdict {
             rules: Vec::new(),
             immutable_tags: Vec::new(),
             project_known: false,
+            evaluated: Vec::new(),
+            would_have_been: None,
         }
     }
 }
@@ -227,8 +259,12 @@ impl Enforcer {
             Protection::Unevaluable(project, reason) => Verdict::unevaluable(check, &project.name, reason),
         };
         self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
-        if let (false, Some(project)) = (verdict.allowed, protection.project()) {
-            self.recorder.denied(caller, project.id, check, &verdict);
+        if let Some(project) = protection.project() {
+            if !verdict.allowed {
+                self.recorder.denied(caller, project.id, check, &verdict);
+            } else if !verdict.evaluated.is_empty() {
+                self.recorder.would_have_denied(caller, project.id, check, &verdict);
+            }
         }
         verdict
     }
@@ -267,6 +303,18 @@ impl Protection {
             Protection::UnknownProject => false,
             Protection::Policy(project) => {
                 project.ready().is_none_or(|policy| !policy.immutable_rules(repository.path(), tag.as_str()).is_empty())
+            }
+            Protection::Unevaluable(..) => true,
+        }
+    }
+
+    /// Whether a change to `tag` of `repository` needs a decision: an enforced rule may protect
+    /// it, or an evaluating one would (its would-be denial is recorded).
+    pub fn needs_decision(&self, repository: &RepositoryName, tag: &Tag) -> bool {
+        match self {
+            Protection::UnknownProject => false,
+            Protection::Policy(project) => {
+                project.ready().is_none_or(|policy| policy.is_ruled(repository.path(), tag.as_str()))
             }
             Protection::Unevaluable(..) => true,
         }

@@ -45,6 +45,7 @@ struct Identity<'a> {
     tag: Option<&'a str>,
     digest: Option<&'a str>,
     current_digest: Option<&'a str>,
+    evaluated: bool,
 }
 
 impl<'a> Identity<'a> {
@@ -57,6 +58,7 @@ impl<'a> Identity<'a> {
             tag: denial.tag.as_deref(),
             digest: denial.digest.as_deref(),
             current_digest: denial.current_digest.as_deref(),
+            evaluated: denial.evaluated,
         }
     }
 }
@@ -112,7 +114,29 @@ impl Recorder {
         token.last_used.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Relaxed);
     }
 
+    /// Queues a denial for the audit trail.
     pub fn denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
+        let rules = verdict.rules.iter().map(|rule| rule.id).collect();
+        self.queue(caller, project_id, check, verdict, None, rules);
+    }
+
+    /// Queues what evaluating rules would have denied (the request was allowed).
+    pub fn would_have_denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
+        let message = format!("would have been denied: {}", verdict.would_have_been.as_deref().unwrap_or_default());
+        let rules = verdict.evaluated.iter().map(|evaluated| evaluated.rule.id).collect();
+        self.queue(caller, project_id, check, verdict, Some(message), rules);
+    }
+
+    /// Queues one entry: a denial, or (with `evaluation`, its message) a would-be denial.
+    fn queue(
+        &self,
+        caller: &str,
+        project_id: i64,
+        check: &Check,
+        verdict: &Verdict,
+        evaluation: Option<String>,
+        rule_ids: Vec<i64>,
+    ) {
         let (tag, digest, current_digest) = match check {
             Check::Push { tag, digest, current, .. } => {
                 (Some(tag.as_str()), Some(digest.as_str()), current.as_ref().map(Digest::as_str))
@@ -130,6 +154,7 @@ impl Recorder {
             tag,
             digest,
             current_digest,
+            evaluated: evaluation.is_some(),
         };
         let now = OffsetDateTime::now_utc();
         let added = self.pending.add(&identity, now, || Denial {
@@ -143,8 +168,9 @@ impl Recorder {
             tag: tag.map(str::to_owned),
             digest: digest.map(str::to_owned),
             current_digest: current_digest.map(str::to_owned),
-            rule_ids: verdict.rules.iter().map(|rule| rule.id).collect(),
-            message: verdict.message.clone(),
+            rule_ids,
+            evaluated: identity.evaluated,
+            message: evaluation.unwrap_or_else(|| verdict.message.clone()),
         });
         if !added {
             self.metrics.record_dropped_denial();

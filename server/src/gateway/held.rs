@@ -165,7 +165,7 @@ impl<'a> Walk<'a> {
             .tags
             .iter()
             .filter_map(|tag| Tag::parse(tag).ok())
-            .filter(|tag| protection.may_protect(repository, tag))
+            .filter(|tag| protection.needs_decision(repository, tag))
             .collect();
         let walk_ref = &walk;
         let current: Vec<(Tag, Option<Digest>)> = futures_util::stream::iter(immutable)

@@ -369,9 +369,9 @@ impl Gateway {
         change: &ManifestChange,
         request: Request,
     ) -> Result<Response, Refusal> {
-        let immutable: Vec<Tag> =
-            change.tags().into_iter().filter(|tag| protection.may_protect(repository, tag)).collect();
-        if immutable.is_empty() {
+        let ruled: Vec<Tag> =
+            change.tags().into_iter().filter(|tag| protection.needs_decision(repository, tag)).collect();
+        if ruled.is_empty() {
             return Ok(self.upstream.forward(request).await);
         }
         let (mut parts, body) = request.into_parts();
@@ -381,9 +381,9 @@ impl Gateway {
         })?;
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
 
-        let tag_keys: Vec<String> = immutable.iter().map(|tag| tag_key(repository, tag)).collect();
+        let tag_keys: Vec<String> = ruled.iter().map(|tag| tag_key(repository, tag)).collect();
         let _locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
-        for tag in &immutable {
+        for tag in &ruled {
             let current =
                 self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?;
             let check =

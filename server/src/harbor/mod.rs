@@ -14,7 +14,7 @@ type Query<T> = crate::extract::Checked<axum::extract::Query<T>, HarborError>;
 pub use error::{HarborError, HarborErrors};
 
 use crate::enforcement::Enforcer;
-use app::policy::{RuleInput, RuleSpec};
+use app::policy::{RuleInput, RuleSpec, RuleState};
 use app::state::LoginThrottle;
 use app::store::{self, RuleChange};
 use axum::body::Bytes;
@@ -299,7 +299,9 @@ fn to_harbor(selector: &app::policy::Selector) -> String {
 }
 
 /// A rule in Harbor's shape: its input as stored, written from the parsed rule when it parses.
-fn immutable_rule(id: i64, enabled: bool, input: &RuleInput, spec: Option<&RuleSpec>) -> ImmutableRule {
+/// Harbor has only on and off: an evaluating rule is not `disabled` (it runs), and a Harbor
+/// client's update that leaves `disabled: false` leaves it evaluating.
+fn immutable_rule(id: i64, state: RuleState, input: &RuleInput, spec: Option<&RuleSpec>) -> ImmutableRule {
     let selector = |decoration: &str, pattern: String| ImmutableSelector {
         kind: "doublestar".into(),
         decoration: decoration.into(),
@@ -315,7 +317,7 @@ fn immutable_rule(id: i64, enabled: bool, input: &RuleInput, spec: Option<&RuleS
     ImmutableRule {
         id: Some(id),
         priority: Some(0),
-        disabled: Some(!enabled),
+        disabled: Some(state == RuleState::Disabled),
         action: Some("immutable".into()),
         template: Some("immutable_template".into()),
         params: Some(serde_json::Map::new()),
@@ -404,7 +406,7 @@ async fn list_rules(
     let rules: Vec<ImmutableRule> = store::project_rules(&state.pool, access.id)
         .await?
         .iter()
-        .map(|rule| immutable_rule(rule.id, rule.enabled, &rule.input, rule.spec.as_ref().ok()))
+        .map(|rule| immutable_rule(rule.id, rule.state, &rule.input, rule.spec.as_ref().ok()))
         .collect();
     let path = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules");
     let (headers, page) = paging.apply(&path, rules)?;
@@ -446,12 +448,17 @@ async fn create_rule(
 ) -> Result<impl IntoResponse, HarborError> {
     let access = managed_project(&state, &caller, &headers, &name_or_id).await?;
     let rule = parse_rule(&body)?;
-    let change = if rule.disabled { RuleChange::CreateDisabled(&rule.spec) } else { RuleChange::Create(&rule.spec) };
+    let change = RuleChange::Create(&rule.spec, if rule.disabled { RuleState::Disabled } else { RuleState::Enforced });
     let id = store::change_rules(&state.pool, &caller.0, access.id, change).await?;
     let location = format!("/api/v2.0/projects/{name_or_id}/immutabletagrules/{id}");
     // Harbor answers with `Location` only; the rule in the body is extra (its clients ignore it)
     // and lets a client, or an OpenAPI link, go on with the id. It is what was stored.
-    let created = immutable_rule(id, !rule.disabled, &rule.spec.to_input(), Some(&rule.spec));
+    let created = immutable_rule(
+        id,
+        if rule.disabled { RuleState::Disabled } else { RuleState::Enforced },
+        &rule.spec.to_input(),
+        Some(&rule.spec),
+    );
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(created)))
 }
 
@@ -484,12 +491,22 @@ async fn update_rule(
     if let Some(body_id) = body_id.filter(|body_id| *body_id != id) {
         return Err(HarborError::bad_request(format!("id: the body names rule {body_id}, the path rule {id}")));
     }
-    let same = rule.spec.as_ref().is_ok_and(|old| old.same_as(&spec));
-    if !same {
-        store::change_rules(&state.pool, &caller.0, access.id, RuleChange::Update(id, &spec)).await?;
+    let mut changes = Vec::new();
+    if !rule.spec.as_ref().is_ok_and(|old| old.same_as(&spec)) {
+        changes.push(RuleChange::Update(id, &spec));
     }
-    if rule.enabled == disabled {
-        store::change_rules(&state.pool, &caller.0, access.id, RuleChange::SetEnabled(id, !disabled)).await?;
+    // `disabled` moves a rule between off and on; an evaluating rule sent back `disabled: false`
+    // stays evaluating (promoting it is the portal's, the CLI's or a policy file's).
+    match (rule.state, disabled) {
+        (RuleState::Disabled, false) => changes.push(RuleChange::SetState(id, RuleState::Enforced)),
+        (RuleState::Enforced | RuleState::Evaluating, true) => {
+            changes.push(RuleChange::SetState(id, RuleState::Disabled))
+        }
+        _ => {}
+    }
+    if !changes.is_empty() {
+        // Both in one transaction, checked against the rules as they were read.
+        store::change_rules_together(&state.pool, &caller.0, access.id, Some(&current), &changes).await?;
     }
     Ok(StatusCode::OK)
 }
