@@ -330,6 +330,8 @@ async fn signing_in_through_the_provider_in_chromium_with_and_without_javascript
     browser.log_in(&app.url(""), "root", PASSWORD).await;
     browser.goto(&app.url("/admin/groups")).await;
     assert!(browser.text("#group-mappings").await.contains("developer of project `shop`"));
+    // The form offers the projects (rendered on the server: the page has no code).
+    browser.find("#mapping-project option[value='shop']").await;
     assert_eq!(browser.accessibility_violations().await, Vec::<String>::new());
     browser.screenshot("admin-groups-1280").await;
     browser.close().await;

@@ -21,32 +21,33 @@ pub fn GroupMappings(
                 "sign-in: a role granted here is added, and taken away once they leave the group. Roles given by hand on a "
                 "project's Members tab, and system administrators made by hand, are never changed by a sign-in."
             </p>
-            <ActionForm action=add attr:class="create-row" attr:id="add-group-mapping">
-                <div class="grow">
-                    <label for="mapping-group">"Group"</label>
-                    <input type="text" id="mapping-group" name="group" required autocomplete="off" placeholder="e.g. shop-devs"/>
-                </div>
-                <div>
-                    <label for="mapping-role">"Role"</label>
-                    <select id="mapping-role" name="role">
-                        <option value="developer">"developer"</option>
-                        {Role::ALL.iter().filter(|r| **r != Role::Developer).map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
-                        <option value="system-admin">"system administrator"</option>
-                    </select>
-                </div>
-                <div>
-                    <label for="mapping-project">"In project"</label>
-                    <select id="mapping-project" name="project">
-                        {move || view.get().and_then(Result::ok).flatten().map(|v| v.projects).unwrap_or_default().into_iter()
-                            .map(|p| view! { <option value=p.clone()>{p.clone()}</option> }).collect_view()}
-                        <option value="">"none (system administrator)"</option>
-                    </select>
-                </div>
-                <button type="submit" class="button primary">"Add mapping"</button>
-            </ActionForm>
             {action_error(add)}
             {action_error(remove)}
-            {loaded(view, move |view| view! {
+            {loaded(view, move |view| {
+                let projects = view.projects.clone();
+                view! {
+                <ActionForm action=add attr:class="create-row" attr:id="add-group-mapping">
+                    <div class="grow">
+                        <label for="mapping-group">"Group"</label>
+                        <input type="text" id="mapping-group" name="group" required autocomplete="off" placeholder="e.g. shop-devs"/>
+                    </div>
+                    <div>
+                        <label for="mapping-role">"Role"</label>
+                        <select id="mapping-role" name="role">
+                            <option value="developer">"developer"</option>
+                            {Role::ALL.iter().filter(|r| **r != Role::Developer).map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
+                            <option value="system-admin">"system administrator"</option>
+                        </select>
+                    </div>
+                    <div>
+                        <label for="mapping-project">"In project"</label>
+                        <select id="mapping-project" name="project">
+                            {projects.into_iter().map(|p| view! { <option value=p.clone()>{p.clone()}</option> }).collect_view()}
+                            <option value="">"none (system administrator)"</option>
+                        </select>
+                    </div>
+                    <button type="submit" class="button primary">"Add mapping"</button>
+                </ActionForm>
                 {view.provider.is_none().then(|| view! {
                     <p class="notice" role="status">"No identity provider is configured (TAGWARD_OIDC_ISSUER), so these mappings grant nothing yet."</p>
                 })}
@@ -77,7 +78,7 @@ pub fn GroupMappings(
                         </table>
                     }.into_any()
                 }}
-            }.into_any())}
+            }.into_any()})}
         </section>
     }
 }

@@ -199,10 +199,11 @@ fn RuleItem(
     };
     let evaluation = rule.evaluation.clone().map(|evaluation| {
         let activity = format!("/projects/{project}/activity?kind=evaluation");
+        let met_some = evaluation.first.is_some();
         view! {
             <span class="rule-meta rule-evaluation" id=format!("evaluation-{id}")>
-                {evaluation_sentence(&evaluation)}" "
-                <a href=activity>"See them in Activity"</a>
+                {evaluation_sentence(&evaluation)}
+                {met_some.then(|| view! { " " <a href=activity>"See them in Activity"</a> })}
             </span>
         }
     });
