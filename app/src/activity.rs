@@ -80,19 +80,6 @@ mod ssr {
         Some(RuleSpec::parse(&input).map(|spec| spec.summary()).unwrap_or_else(|_| format!("{input:?}")))
     }
 
-    /// `1204` as `1,204`.
-    fn thousands(n: i64) -> String {
-        let digits = n.to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    }
-
     /// ` (from the identity provider's groups)` for a change a sign-in made from groups.
     fn by_groups(value: Option<&Value>) -> &'static str {
         let from_groups = value.and_then(|v| v.get("from_groups")).and_then(Value::as_bool).unwrap_or(false);
@@ -149,7 +136,7 @@ mod ssr {
             let when = |at: time::OffsetDateTime| at.format(&time).unwrap_or_default();
             return format!(
                 "{message} (denied {} times between {} and {} UTC)",
-                thousands(entry.count),
+                crate::inventory::thousands(entry.count.unsigned_abs()),
                 when(entry.first_at),
                 when(entry.at)
             );
