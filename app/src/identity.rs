@@ -44,19 +44,19 @@ pub enum GroupGrant {
 impl GroupGrant {
     /// `system-admin`, or a project and one of its roles, as the portal's form and the CLI give them.
     pub fn parse(project: Option<&str>, role: &str) -> Result<Self, String> {
+        let project_role = || {
+            Role::parse(role)
+                .map_err(|_| format!("role `{role}` is not one of system-admin, admin, maintainer, developer, guest"))
+        };
         match (project.filter(|p| !p.is_empty()), role) {
             (None, "system-admin") => Ok(GroupGrant::SystemAdmin),
             (Some(project), "system-admin") => {
                 Err(format!("role `system-admin` is not a project role; leave project `{project}` out"))
             }
-            (None, role) => Role::parse(role)
-                .map_err(|_| format!("role `{role}` is not one of system-admin, admin, maintainer, developer, guest"))
-                .and_then(|_| Err(format!("role `{role}` needs a project"))),
-            (Some(project), role) => Ok(GroupGrant::Project {
+            (None, _) => project_role().and_then(|_| Err(format!("role `{role}` needs a project"))),
+            (Some(project), _) => Ok(GroupGrant::Project {
                 project: ProjectName::parse(project).map_err(|e| e.to_string())?,
-                role: Role::parse(role).map_err(|_| {
-                    format!("role `{role}` is not one of system-admin, admin, maintainer, developer, guest")
-                })?,
+                role: project_role()?,
             }),
         }
     }

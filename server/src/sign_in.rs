@@ -239,12 +239,14 @@ impl IdentityProvider {
         Ok((url, secret.expose().to_owned()))
     }
 
-    /// Finishes a sign-in the provider sent back: the flow is taken (once), the code exchanged with
-    /// the PKCE verifier, the ID token verified.
+    /// Finishes a sign-in the provider sent back, with the flow the callback took: `state` compared,
+    /// the code exchanged with the PKCE verifier, the ID token verified.
     async fn finish(&self, flow: &app::store::SignInFlow, code: String, state: &str) -> Result<SignedIn, SignInError> {
         if !constant_time_eq(state.as_bytes(), flow.state.as_bytes()) {
             return Err(SignInError::failed("the `state` sent back is not the one this browser's sign-in sent"));
         }
+        // Read again, not kept from the start: the callback may reach another instance, and a key
+        // rotated meanwhile is used.
         let metadata = self.discover().await?;
         let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let client = self.client(metadata);

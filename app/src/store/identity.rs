@@ -185,12 +185,15 @@ pub async fn sign_in_from_provider(pool: &PgPool, identity: &ProviderIdentity) -
         }
         set_group_membership(&mut tx, &actor, project_id, id, &name, Some(role), wanted_role).await?;
     }
-    for (project, role) in wanted {
-        let row: Option<(i64,)> = sqlx::query_as(r"select id from projects where name = $1")
-            .bind(project.as_str())
-            .fetch_optional(&mut *tx)
+    // The projects groups grant a role in that the user is not yet a member of, in one look-up.
+    let names: Vec<&str> = wanted.keys().map(ProjectName::as_str).collect();
+    let new_projects: Vec<(i64, String)> =
+        sqlx::query_as(r"select id, name from projects where name = any($1) order by name")
+            .bind(&names)
+            .fetch_all(&mut *tx)
             .await?;
-        if let Some((project_id,)) = row {
+    for (project_id, project) in new_projects {
+        if let Some(role) = ProjectName::parse(&project).ok().and_then(|project| wanted.get(&project).copied()) {
             set_group_membership(&mut tx, &actor, project_id, id, &name, None, Some(role)).await?;
         }
     }
@@ -281,16 +284,19 @@ pub async fn take_sign_in_flow(
     db: impl PgExecutor<'_>,
     secret_sha256: &[u8; 32],
 ) -> Result<Option<SignInFlow>, StoreError> {
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
+    // Deleted whether or not it is still fresh: a flow is worth one try at most.
+    let row: Option<(String, String, String, String, bool)> = sqlx::query_as(
         r"delete from sign_in_flows where secret_sha256 = $1
           returning state, nonce, pkce_verifier, next, created_at > now() - make_interval(mins => $2) as fresh",
     )
     .bind(&secret_sha256[..])
     .bind(SIGN_IN_FLOW_MINUTES)
     .fetch_optional(db)
-    .await
-    .map(|row: Option<(String, String, String, String, bool)>| {
-        row.filter(|r| r.4).map(|(state, nonce, verifier, next, _)| (state, nonce, verifier, next))
-    })?;
-    Ok(row.map(|(state, nonce, pkce_verifier, next)| SignInFlow { state, nonce, pkce_verifier, next }))
+    .await?;
+    Ok(row.filter(|(.., fresh)| *fresh).map(|(state, nonce, pkce_verifier, next, _)| SignInFlow {
+        state,
+        nonce,
+        pkce_verifier,
+        next,
+    }))
 }
