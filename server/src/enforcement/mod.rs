@@ -299,23 +299,21 @@ impl Protection {
 
     /// Whether `tag` of `repository` is immutable; when that cannot be known, it counts as immutable.
     pub fn may_protect(&self, repository: &RepositoryName, tag: &Tag) -> bool {
-        match self {
-            Protection::UnknownProject => false,
-            Protection::Policy(project) => {
-                project.ready().is_none_or(|policy| !policy.immutable_rules(repository.path(), tag.as_str()).is_empty())
-            }
-            Protection::Unevaluable(..) => true,
-        }
+        self.assuming_protected(|policy| !policy.immutable_rules(repository.path(), tag.as_str()).is_empty())
     }
 
     /// Whether a change to `tag` of `repository` needs a decision: an enforced rule may protect
     /// it, or an evaluating one would (its would-be denial is recorded).
     pub fn needs_decision(&self, repository: &RepositoryName, tag: &Tag) -> bool {
+        self.assuming_protected(|policy| policy.is_ruled(repository.path(), tag.as_str()))
+    }
+
+    /// What `asked` says of the compiled policy; true while that cannot be known (not compiled
+    /// yet, or unevaluable), false for a project tagward does not know.
+    fn assuming_protected(&self, asked: impl FnOnce(&CompiledPolicy) -> bool) -> bool {
         match self {
             Protection::UnknownProject => false,
-            Protection::Policy(project) => {
-                project.ready().is_none_or(|policy| policy.is_ruled(repository.path(), tag.as_str()))
-            }
+            Protection::Policy(project) => project.ready().is_none_or(asked),
             Protection::Unevaluable(..) => true,
         }
     }
