@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE: u32 = 25;
 
 /// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
-pub const KINDS: [(&str, &str); 9] = [
+pub const KINDS: [(&str, &str); 10] = [
     ("rule", "Rule changes"),
     ("denial", "Denials"),
     ("evaluation", "Would have been denied (evaluating rules)"),
@@ -18,6 +18,7 @@ pub const KINDS: [(&str, &str); 9] = [
     ("token", "Service tokens"),
     ("drift", "Changes behind tagward"),
     ("group", "Group mappings"),
+    ("exception", "Exceptions (granted, used, expired, revoked)"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +99,13 @@ mod ssr {
         }
     }
 
+    /// The kind of the entries the trail derives for exceptions that ran out unused.
+    const EXCEPTION_EXPIRED: &str = "exception.expire";
+
+    fn number(value: Option<&Value>, name: &str) -> String {
+        value.and_then(|v| v.get(name)).and_then(Value::as_i64).map_or_else(|| "?".to_owned(), |n| n.to_string())
+    }
+
     fn text(value: Option<&Value>, name: &str) -> String {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
@@ -127,6 +135,14 @@ mod ssr {
     pub fn summary(entry: &ActivityEntry) -> String {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
         let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
+        if entry.kind == EXCEPTION_EXPIRED {
+            return format!(
+                "exception {} (granted by {}: “{}”) expired unused",
+                number(after, "id"),
+                text(after, "granted_by"),
+                text(after, "reason")
+            );
+        }
         let Some(kind) = AuditKind::parse(&entry.kind) else {
             let message = entry.message.clone().unwrap_or_else(|| entry.kind.clone());
             if entry.count <= 1 {
@@ -191,6 +207,33 @@ mod ssr {
             AuditKind::GroupMappingRemove => {
                 format!("removed the mapping of group {} to {}", text(before, "group"), mapped_role(before))
             }
+            AuditKind::ExceptionGrant => {
+                let waiting = after.and_then(|a| a.get("needs_approval")).and_then(Value::as_bool).unwrap_or(false);
+                format!(
+                    "granted exception {}: one {}, until {} (“{}”){}",
+                    number(after, "id"),
+                    text(after, "change"),
+                    text(after, "expires_at"),
+                    text(after, "reason"),
+                    if waiting { "; it waits for another admin's approval" } else { "" }
+                )
+            }
+            AuditKind::ExceptionApprove => {
+                format!("approved exception {} (granted by {})", number(after, "id"), text(after, "granted_by"))
+            }
+            AuditKind::ExceptionRevoke => format!("revoked exception {}", number(after, "id")),
+            AuditKind::ExceptionUse => format!(
+                "used exception {} (granted by {}: “{}”) for {}",
+                number(after, "id"),
+                text(after, "granted_by"),
+                text(after, "reason"),
+                text(after, "used_for")
+            ),
+            AuditKind::ProjectExceptions => format!(
+                "set the project's exceptions from {} to {}",
+                text(before, "exceptions"),
+                text(after, "exceptions")
+            ),
         }
     }
 }
@@ -216,9 +259,8 @@ pub async fn activity(
             let kind = kind.filter(|k| !k.is_empty());
             if let Some(kind) = &kind {
                 if !KINDS.iter().any(|(known, _)| known == kind) {
-                    return Err(AppError::Invalid(format!(
-                        "kind: `{kind}` is not one of rule, denial, evaluation, member, project, user, token, drift, group"
-                    )));
+                    let known: Vec<&str> = KINDS.iter().map(|(known, _)| *known).collect();
+                    return Err(AppError::Invalid(format!("kind: `{kind}` is not one of {}", known.join(", "))));
                 }
             }
             let page = page.unwrap_or(1).max(1);

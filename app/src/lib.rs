@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod auth;
 pub mod drift;
 pub mod error;
+pub mod exceptions;
 pub mod identity;
 pub mod inventory;
 mod pages;
@@ -121,6 +122,7 @@ fn Portal() -> impl IntoView {
                 <Route path=path!("/projects/:project") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/:tab") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/policy/immutability/new") view=pages::project::ProjectPage ssr=SsrMode::Async/>
+                <Route path=path!("/projects/:project/exceptions/new") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/projects/:project/policy/immutability/:rule/:action") view=pages::project::ProjectPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=pages::admin::AdminPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/:section") view=pages::admin::AdminPage ssr=SsrMode::Async/>

@@ -137,6 +137,16 @@ impl Principal {
         }
     }
 
+    /// Granting, approving and revoking `project`'s one-time exceptions: its admins, system
+    /// administrators, the operator; never maintainers, developers or service tokens.
+    pub fn may_grant_exceptions(&self, role: Option<Role>) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => Err(Denied("service tokens may not grant exceptions".into())),
+            other if other.is_administrator() || role == Some(Role::Admin) => Ok(()),
+            _ => Err(Denied("only project admins may grant, approve or revoke exceptions".into())),
+        }
+    }
+
     /// The decision API: tokens with `decisions`.
     pub fn may_ask_decisions(&self) -> Result<(), Denied> {
         match self {
@@ -206,6 +216,10 @@ mod tests {
         assert!(writer.may_see("shop", None) && !writer.may_see("web", None));
         assert!(writer.may_ask_decisions().is_err());
         assert!(writer.may_manage_members(None).is_err());
+        assert!(writer.may_grant_exceptions(Some(Role::Admin)).is_err());
+        assert!(user(false).may_grant_exceptions(Some(Role::Admin)).is_ok());
+        assert!(user(false).may_grant_exceptions(Some(Role::Maintainer)).is_err());
+        assert!(user(true).may_grant_exceptions(None).is_ok());
         assert_eq!(writer.actor(), "token:ci");
     }
 }

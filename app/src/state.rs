@@ -30,6 +30,8 @@ pub struct AppState {
     pub registry: Option<Arc<dyn RegistryRestore>>,
     /// How people sign in, as the login page offers it.
     pub sign_in: SignInOptions,
+    /// Whether this tagward takes one-time exceptions at all (`TAGWARD_EXCEPTIONS`).
+    pub exceptions: crate::policy::ExceptionsSwitch,
 }
 
 /// How people sign in: the identity provider's name when one is configured, and who may use a

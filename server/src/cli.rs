@@ -41,6 +41,9 @@ pub enum Command {
     /// Map the identity provider's groups to roles (applied at each member's next sign-in).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// One-time exceptions: let one refused overwrite or delete of a protected tag through, once.
+    #[command(subcommand)]
+    Exception(ExceptionCommand),
     /// Exit 0 when the tagward in this container answers `/healthz` with 200, else 1: the container
     /// image's HEALTHCHECK (the image has no shell and no curl).
     Healthcheck {
@@ -75,6 +78,64 @@ pub enum TokenCommand {
     },
     /// List the tokens: name, scopes, state, created, last used.
     List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExceptionCommand {
+    /// Allow one change of REFERENCE (`shop/api:v1`, or `shop/api@sha256:…` for one digest) that the
+    /// rules refuse: the first matching push or delete, through any gateway or the decision API,
+    /// uses it up. Prints its id.
+    Grant {
+        reference: String,
+        /// `overwrite` (push another digest to the tag) or `delete` (the tag, what only it holds,
+        /// or the digest named).
+        #[arg(long)]
+        operation: String,
+        /// For an overwrite: the only digest it may push (default: any).
+        #[arg(long = "to-digest", default_value = "")]
+        to_digest: String,
+        /// Why (required; it is shown wherever the exception is).
+        #[arg(long)]
+        reason: String,
+        /// How long it is usable: e.g. `30m`, `1h` (the default), at most `24h`.
+        #[arg(long = "expires-in", default_value = "")]
+        expires_in: String,
+        #[command(flatten)]
+        exceptions: crate::config::ExceptionsConfig,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// List a project's exceptions, newest first: id, status, change, who granted it and why,
+    /// until when, and its use.
+    List {
+        project: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Revoke exception ID before it is used.
+    Revoke {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Approve exception ID (four-eyes: someone other than who granted it).
+    Approve {
+        project: String,
+        id: i64,
+        #[command(flatten)]
+        exceptions: crate::config::ExceptionsConfig,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Whether PROJECT takes exceptions: `allowed`, `four-eyes` (a second admin approves each) or
+    /// `off`.
+    Mode {
+        project: String,
+        mode: String,
         #[command(flatten)]
         database: DatabaseConfig,
     },
@@ -277,6 +338,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Policy(command) => policy_command(command).await,
         Command::Token(command) => token_command(command).await,
         Command::Group(command) => group_command(command).await,
+        Command::Exception(command) => exception_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
             let pool = app::store::connect(&database.database_url).await?;
@@ -337,6 +399,94 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                     format(token.last_used_at)
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
+    use app::policy::{ExceptionGrant, ExceptionInput, ExceptionsMode};
+    match command {
+        ExceptionCommand::Grant { reference, operation, to_digest, reason, expires_in, exceptions, database } => {
+            let (repository, target) = match reference.split_once('@') {
+                Some((repository, digest)) => (repository, digest),
+                None => reference.rsplit_once(':').ok_or_else(|| {
+                    anyhow::anyhow!("reference: `{reference}` is neither repository:tag nor repository@digest")
+                })?,
+            };
+            let project = ProjectName::parse(repository.split('/').next().unwrap_or_default()).map_err(|error| {
+                anyhow::anyhow!("reference: `{reference}` does not start with a project name ({error})")
+            })?;
+            let input = ExceptionInput {
+                repository: repository.to_owned(),
+                target: target.to_owned(),
+                operation,
+                to_digest,
+                reason,
+                expires_in,
+            };
+            let grant = ExceptionGrant::parse(project.as_str(), &input)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let project_id = app::store::project_id(&pool, &project).await?;
+            let id = app::store::grant_exception(&pool, &operator(), project_id, exceptions.exceptions, &grant).await?;
+            let pending = app::store::project_exceptions_mode(&pool, project_id).await? == ExceptionsMode::FourEyes;
+            println!(
+                "exception {id}: one {}, usable for {} minutes{}",
+                grant.scope.summary(),
+                grant.lifetime_minutes,
+                if pending { " once another admin approves it (four-eyes)" } else { "" }
+            );
+        }
+        ExceptionCommand::List { project, database } => {
+            let project = ProjectName::parse(&project)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let project_id = app::store::project_id(&pool, &project).await?;
+            let now = time::OffsetDateTime::now_utc();
+            let at = |when: time::OffsetDateTime| {
+                when.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            };
+            for listing in app::store::project_exceptions(&pool, project_id, 1000).await? {
+                let status = listing.status(now);
+                let what = match (&listing.used_for, &listing.revoked_by) {
+                    (Some(used_for), _) => format!(
+                        "used {} by {} for {used_for}",
+                        listing.used_at.map(at).unwrap_or_default(),
+                        listing.used_by.as_deref().unwrap_or("?")
+                    ),
+                    (None, Some(revoked_by)) => format!("revoked by {revoked_by}"),
+                    _ => format!("until {}", at(listing.expires_at)),
+                };
+                println!(
+                    "{}\t{}\t{}\tgranted by {}: {}\t{what}",
+                    listing.id,
+                    status.as_str(),
+                    listing.change(),
+                    listing.granted_by,
+                    listing.reason
+                );
+            }
+        }
+        ExceptionCommand::Revoke { project, id, database } => {
+            let project = ProjectName::parse(&project)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let project_id = app::store::project_id(&pool, &project).await?;
+            app::store::revoke_exception(&pool, &operator(), project_id, id).await?;
+            println!("revoked exception {id}; no process uses it from now on");
+        }
+        ExceptionCommand::Approve { project, id, exceptions, database } => {
+            let project = ProjectName::parse(&project)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let project_id = app::store::project_id(&pool, &project).await?;
+            app::store::approve_exception(&pool, &operator(), project_id, exceptions.exceptions, id).await?;
+            println!("approved exception {id}; it can be used now");
+        }
+        ExceptionCommand::Mode { project, mode, database } => {
+            let project = ProjectName::parse(&project)?;
+            let mode = ExceptionsMode::parse(&mode)?;
+            let pool = app::store::connect(&database.database_url).await?;
+            let project_id = app::store::project_id(&pool, &project).await?;
+            app::store::set_project_exceptions(&pool, &operator(), project_id, mode).await?;
+            println!("project `{project}` exceptions: {}", mode.as_str());
         }
     }
     Ok(())

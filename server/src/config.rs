@@ -12,6 +12,16 @@ pub struct DatabaseConfig {
     pub database_url: String,
 }
 
+/// Whether this tagward takes one-time exceptions at all; every process that decides or grants
+/// reads it.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ExceptionsConfig {
+    /// `off`: no exception can be granted and none is used, whatever a project's own setting says
+    /// (for organisations that never want a protected tag changed).
+    #[arg(long = "exceptions", env = "TAGWARD_EXCEPTIONS", default_value = "on")]
+    pub exceptions: app::policy::ExceptionsSwitch,
+}
+
 /// Bounds on what a client can make a listener spend (see `listener.rs`).
 #[derive(Debug, Clone, Args)]
 pub struct ListenerConfig {
@@ -42,6 +52,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub listener: ListenerConfig,
+
+    #[command(flatten)]
+    pub exceptions: ExceptionsConfig,
 
     /// Address the portal listens on (port 0 picks a free one).
     #[arg(long = "addr", env = "TAGWARD_ADDR", default_value = "127.0.0.1:3000")]

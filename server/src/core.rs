@@ -2,7 +2,7 @@
 //! (migrated), the enforcer (policy and token caches, kept current by notifications, and the
 //! denial recorder), and the operations endpoints over both.
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, ExceptionsConfig};
 use crate::enforcement::Enforcer;
 use crate::ops::OpsState;
 use anyhow::Context;
@@ -16,10 +16,10 @@ pub struct Core {
 
 impl Core {
     /// Connects, applies pending migrations, and loads the caches.
-    pub async fn start(database: &DatabaseConfig) -> anyhow::Result<Self> {
+    pub async fn start(database: &DatabaseConfig, exceptions: ExceptionsConfig) -> anyhow::Result<Self> {
         let pool = app::store::connect(&database.database_url).await?;
         app::store::migrate(&pool).await.context("applying migrations")?;
-        let enforcer = Enforcer::start(&pool).await?;
+        let enforcer = Enforcer::start(&pool, exceptions.exceptions).await?;
         Ok(Self { pool, enforcer })
     }
 

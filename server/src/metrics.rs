@@ -110,7 +110,7 @@ struct DriftLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct SignInLabels {
+struct OutcomeLabels {
     outcome: &'static str,
 }
 
@@ -138,7 +138,9 @@ pub struct Metrics {
     registry_events: Family<EventLabels, Counter>,
     tag_drift: Family<DriftLabels, Counter>,
     sync_requests: Counter,
-    sign_ins: Family<SignInLabels, Counter>,
+    sign_ins: Family<OutcomeLabels, Counter>,
+    exception_uses: Family<OutcomeLabels, Counter>,
+    usable_exceptions: Gauge,
 }
 
 impl Default for Metrics {
@@ -228,11 +230,24 @@ impl Default for Metrics {
             "Requests the inventory sync made to the registry (catalog and tag list pages, tag look-ups, manifests)",
             sync_requests.clone(),
         );
-        let sign_ins = Family::<SignInLabels, Counter>::default();
+        let sign_ins = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "sign_ins",
             "Sign-ins through the identity provider, by outcome (`signed-in`, or why not, e.g. `sign-in-failed`)",
             sign_ins.clone(),
+        );
+        let exception_uses = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "exception_uses",
+            "Refused requests a one-time exception was found for, by outcome: `used` (let through), `gone` (used, \
+             revoked or expired meanwhile: refused), `database-unavailable` (refused)",
+            exception_uses.clone(),
+        );
+        let usable_exceptions = Gauge::default();
+        registry.register(
+            "usable_exceptions",
+            "One-time exceptions this process holds ready to use (granted, approved, not used, revoked or expired)",
+            usable_exceptions.clone(),
         );
         database_up.set(1);
         Self {
@@ -253,6 +268,8 @@ impl Default for Metrics {
             tag_drift,
             sync_requests,
             sign_ins,
+            exception_uses,
+            usable_exceptions,
         }
     }
 }
@@ -310,7 +327,15 @@ impl Metrics {
 
     /// A sign-in through the identity provider that ended with `outcome`.
     pub fn record_sign_in(&self, outcome: &'static str) {
-        self.sign_ins.get_or_create(&SignInLabels { outcome }).inc();
+        self.sign_ins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn record_exception_use(&self, outcome: &'static str) {
+        self.exception_uses.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn set_usable_exceptions(&self, count: usize) {
+        self.usable_exceptions.set(count as i64);
     }
 
     pub fn record_sync_request(&self) {

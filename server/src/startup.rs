@@ -31,7 +31,7 @@ pub struct Application {
 impl Application {
     /// Connects to and migrates the database, and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        let core = crate::core::Core::start(&config.database).await?;
+        let core = crate::core::Core::start(&config.database, config.exceptions).await?;
         let pool = core.pool.clone();
         if let Some(password) = &config.bootstrap_admin_password {
             bootstrap_admin(&pool, password).await?;
@@ -70,6 +70,7 @@ impl Application {
                 provider_name: provider.as_ref().map(|_| config.sign_in.provider_name.clone()),
                 password_login: config.sign_in.password_login,
             },
+            exceptions: config.exceptions.exceptions,
         }
         .install()
         .map_err(anyhow::Error::msg)?;

@@ -369,6 +369,7 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
         project_known: true,
         evaluated: Vec::new(),
         would_have_been: None,
+        exception: None,
     };
     let shop = app::store::project_id(&db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
     recorder.denied("gone", shop + 1000, &check, &verdict);

@@ -11,6 +11,7 @@ mod contract;
 mod enforcement;
 mod evaluation;
 mod events;
+mod exceptions;
 mod gateway;
 mod harbor;
 mod held;

@@ -32,6 +32,7 @@ pub fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::Ga
         held: Default::default(),
         // The inventory's sync is tested on its own (inventory.rs).
         registry: tagward::inventory::RegistrySyncConfig { interval_seconds: 0, ..Default::default() },
+        exceptions: Default::default(),
     }
 }
 

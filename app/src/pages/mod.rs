@@ -4,6 +4,7 @@ pub mod account;
 pub mod activity;
 pub mod admin;
 mod drift;
+mod exceptions;
 mod group_mappings;
 pub mod immutability;
 pub mod layout;

@@ -18,6 +18,10 @@ use leptos_router::hooks::{use_location, use_params_map, use_query_map};
 enum Tab {
     Policy(Mode),
     Tags,
+    /// The project's one-time exceptions, or (`granting`) the form that grants one.
+    Exceptions {
+        granting: bool,
+    },
     Members,
     Activity,
 }
@@ -25,7 +29,8 @@ enum Tab {
 impl Tab {
     /// The tab (and, on the Policy tab, the dialog or confirmation) from the path after
     /// `/projects/<name>`: ``, `/policy`, `/policy/immutability/new`, `/policy/immutability/<id>/edit`,
-    /// `/policy/immutability/<id>/delete`, `/tags`, `/members`, `/activity`.
+    /// `/policy/immutability/<id>/delete`, `/tags`, `/exceptions`, `/exceptions/new`, `/members`,
+    /// `/activity`.
     fn parse(rest: &str) -> Option<Tab> {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let rule = |id: &str| id.parse::<i64>().ok();
@@ -35,6 +40,8 @@ impl Tab {
             ["policy", "immutability", id, "edit"] => Tab::Policy(Mode::Edit(rule(id)?)),
             ["policy", "immutability", id, "delete"] => Tab::Policy(Mode::ConfirmDelete(rule(id)?)),
             ["tags"] => Tab::Tags,
+            ["exceptions"] => Tab::Exceptions { granting: false },
+            ["exceptions", "new"] => Tab::Exceptions { granting: true },
             ["members"] => Tab::Members,
             ["activity"] => Tab::Activity,
             _ => return None,
@@ -107,6 +114,16 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
+    let exception_actions = super::exceptions::ExceptionActions::new();
+    let exceptions = Resource::new(
+        move || (name(), tab(), exception_actions.version()),
+        |(project, tab, _)| async move {
+            match tab {
+                Some(Tab::Exceptions { .. }) => crate::exceptions::list_exceptions(project).await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     let members = Resource::new(
         move || (name(), tab(), set_member.version().get()),
         |(project, tab, _)| async move {
@@ -129,12 +146,19 @@ pub fn ProjectPage() -> impl IntoView {
                         <nav class="tabs" aria-label="Project">
                             <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
                             <A href=format!("{base}/tags") attr:aria-current=current(tab == Tab::Tags)>"Tags"</A>
+                            <A href=format!("{base}/exceptions") attr:aria-current=current(matches!(tab, Tab::Exceptions { .. }))>"Exceptions"</A>
                             <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
                             <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
                         </nav>
                         {match tab {
                             Tab::Policy(mode) => view! { <ImmutabilityTab rules impact mode save toggle delete/> }.into_any(),
                             Tab::Tags => view! { <super::tags::TagsTab tags/> }.into_any(),
+                            Tab::Exceptions { granting: false } => view! {
+                                <super::exceptions::ExceptionsTab view=exceptions actions=exception_actions/>
+                            }.into_any(),
+                            Tab::Exceptions { granting: true } => view! {
+                                <super::exceptions::GrantForm view=exceptions grant=exception_actions.grant/>
+                            }.into_any(),
                             Tab::Members => view! { <MembersTab members set_member/> }.into_any(),
                             Tab::Activity => view! { <super::activity::ActivityList activity show_project=false/> }.into_any(),
                         }}

@@ -75,6 +75,8 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
     };
     let rule_link = |project: &str, id: i64| format!("/projects/{project}/policy#rule-{id}");
     let project = view.project.name.clone();
+    // Project admins and system administrators (who may manage members) may grant exceptions.
+    let can_grant = view.project.can_manage_members;
     let filtered = !repositories.trim().is_empty() || !tag_patterns.trim().is_empty();
     let summary = if filtered && view.filter_error.is_none() {
         format!(
@@ -146,6 +148,12 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                         {view.rows.into_iter().map(|row| {
                             let short = crate::inventory::short_digest(&row.digest);
                             let project = project.clone();
+                            let allow_one = format!(
+                                "/projects/{project}/exceptions/new?repository={}&target={}",
+                                percent_encode(&format!("{project}/{}", row.repository)),
+                                percent_encode(&row.tag)
+                            );
+                            let allow_label = format!("Allow one change of {project}/{}:{}…", row.repository, row.tag);
                             view! {
                                 <tr>
                                     <td class="mono">{row.repository}</td>
@@ -170,6 +178,9 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                                                 <a href=rule_link(&project, id)>{format!("rule {id}")}</a>
                                             }).collect_view()}
                                             {row.holds.map(|holds| view! { <br/><span class="small muted holds">{holding(&holds)}</span> })}
+                                            {can_grant.then(|| view! {
+                                                <br/><a class="small allow-one" href=allow_one aria-label=allow_label>"Allow one change…"</a>
+                                            })}
                                         }.into_any()
                                     }}</td>
                                 </tr>

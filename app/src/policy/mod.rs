@@ -6,6 +6,7 @@
 
 mod compiled;
 mod decision;
+mod exception;
 mod interpreted;
 mod names;
 mod pattern;
@@ -18,6 +19,10 @@ pub use compiled::{
     MAX_POLICY_PATTERN_CHARS, MAX_RULES,
 };
 pub use decision::{Decision, Holder, Outcome, Relation, Target};
+pub use exception::{
+    ExceptionError, ExceptionGrant, ExceptionInput, ExceptionOperation, ExceptionScope, ExceptionTarget,
+    ExceptionsMode, ExceptionsSwitch, RefusedChange, DEFAULT_LIFETIME_MINUTES, MAX_LIFETIME_MINUTES,
+};
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
 #[cfg(feature = "ssr")]

@@ -38,10 +38,18 @@ pub enum AuditKind {
     UserSystemAdmin,
     GroupMappingAdd,
     GroupMappingRemove,
+    /// A one-time exception granted (usable at once, or after a second admin's approval).
+    ExceptionGrant,
+    ExceptionApprove,
+    ExceptionRevoke,
+    /// A request an exception let through (the actor is who asked: a token's name, `gateway`).
+    ExceptionUse,
+    /// Whether a project takes exceptions (allowed, four-eyes, off).
+    ProjectExceptions,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 25] = [
+    pub const ALL: [AuditKind; 30] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
@@ -67,6 +75,11 @@ impl AuditKind {
         AuditKind::UserSystemAdmin,
         AuditKind::GroupMappingAdd,
         AuditKind::GroupMappingRemove,
+        AuditKind::ExceptionGrant,
+        AuditKind::ExceptionApprove,
+        AuditKind::ExceptionRevoke,
+        AuditKind::ExceptionUse,
+        AuditKind::ProjectExceptions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +109,11 @@ impl AuditKind {
             AuditKind::UserSystemAdmin => "user.system_admin",
             AuditKind::GroupMappingAdd => "group.add",
             AuditKind::GroupMappingRemove => "group.remove",
+            AuditKind::ExceptionGrant => "exception.grant",
+            AuditKind::ExceptionApprove => "exception.approve",
+            AuditKind::ExceptionRevoke => "exception.revoke",
+            AuditKind::ExceptionUse => "exception.use",
+            AuditKind::ProjectExceptions => "project.exceptions",
         }
     }
 
@@ -243,6 +261,14 @@ pub async fn activity(
                    d.message, p.name, d.count, d.at
             from enforcement_denials d left join projects p on p.id = d.project_id
             where $1::bigint is null or d.project_id = $1
+            union all
+            -- An exception that ran out unused: nobody wrote this, time did.
+            select e.expires_at, e.id, 'tagward', 'exception.expire', null, null,
+                   jsonb_build_object('id', e.id, 'granted_by', e.granted_by, 'reason', e.reason), null, p.name,
+                   1, e.expires_at
+            from tag_exceptions e join projects p on p.id = e.project_id
+            where e.used_at is null and e.revoked_at is null and e.expires_at <= now()
+              and ($1::bigint is null or e.project_id = $1)
           )
           select *, count(*) over () as total from entries
           where $2::text is null or kind like $2 || '.%'

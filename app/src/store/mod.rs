@@ -7,6 +7,7 @@
 
 mod audit;
 mod drift;
+mod exceptions;
 mod identity;
 mod inventory;
 mod manifests;
@@ -20,6 +21,11 @@ pub use audit::{
     WouldHaveDenied,
 };
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
+pub use exceptions::{
+    approve_exception, grant_exception, project_exceptions, project_exceptions_mode, revoke_exception,
+    set_project_exceptions, usable_exceptions, use_exceptions, ExceptionListing, ExceptionStatus, ExceptionUse,
+    UsableException, UsedException,
+};
 pub use identity::{
     add_group_mapping, group_mappings, provider_groups_actor, remove_group_mapping, save_sign_in_flow,
     sign_in_from_provider, take_sign_in_flow, SignInFlow, SIGN_IN_FLOW_MINUTES,
@@ -153,6 +159,9 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub const RULES_CHANNEL: &str = "tagward_rules";
 /// The channel every change to the service tokens is announced on (by a trigger).
 pub const TOKENS_CHANNEL: &str = "tagward_tokens";
+/// The channel every change to a project's exceptions (or its exceptions setting) is announced on
+/// (by triggers), with the project id as payload.
+pub const EXCEPTIONS_CHANNEL: &str = "tagward_exceptions";
 
 impl From<crate::password::PasswordError> for StoreError {
     fn from(error: crate::password::PasswordError) -> Self {

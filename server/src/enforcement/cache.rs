@@ -1,5 +1,5 @@
-//! What decisions are made from: every project's compiled policy and every service token's hash,
-//! in memory, kept in step with the database by its notifications.
+//! What decisions are made from: every project's compiled policy, every service token's hash and
+//! every usable one-time exception, in memory, kept in step with the database by its notifications.
 //!
 //! Order matters for not missing a change: the listening connection subscribes first and the
 //! full load comes after, so a change committed in between is both loaded and notified (applying
@@ -7,8 +7,11 @@
 //! reconnection is followed by a full reload.
 
 use crate::metrics::{Metrics, Reload};
-use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec, RuleState};
-use app::store::{self, ProjectPolicySource, RULES_CHANNEL, TOKENS_CHANNEL};
+use app::policy::{
+    check_stored_size, CompiledPolicy, ExceptionsSwitch, PolicyRule, PolicyVersion, RefusedChange, RuleInput, RuleSpec,
+    RuleState,
+};
+use app::store::{self, ProjectPolicySource, UsableException, EXCEPTIONS_CHANNEL, RULES_CHANNEL, TOKENS_CHANNEL};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -366,29 +369,94 @@ impl TokenCache {
     }
 }
 
-/// Keeps a [`PolicyCache`] and a [`TokenCache`] in step with the database.
+/// Every usable one-time exception, by project id: looked at only when the rules refuse a change
+/// (a project without any has no entry). Empty for good when exceptions are switched off.
+pub struct ExceptionCache {
+    switch: ExceptionsSwitch,
+    by_project: RwLock<HashMap<i64, Arc<[UsableException]>>>,
+}
+
+impl ExceptionCache {
+    fn new(switch: ExceptionsSwitch) -> Self {
+        Self { switch, by_project: RwLock::default() }
+    }
+
+    /// The id of an exception of `project_id` that lets `change` through now, not one of `taken`
+    /// (one exception releases one change).
+    pub fn releasing(&self, project_id: i64, change: &RefusedChange<'_>, taken: &[i64]) -> Option<i64> {
+        let by_project = self.by_project.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = OffsetDateTime::now_utc();
+        by_project.get(&project_id)?.iter().find_map(|exception| {
+            (exception.expires_at > now && !taken.contains(&exception.id) && exception.scope.releases(change))
+                .then_some(exception.id)
+        })
+    }
+
+    /// How many usable exceptions are held, in all.
+    pub fn count(&self) -> usize {
+        self.by_project.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().map(|list| list.len()).sum()
+    }
+
+    fn replace_all(&self, usable: Vec<UsableException>) {
+        if self.switch == ExceptionsSwitch::Off {
+            return;
+        }
+        let mut by_project: HashMap<i64, Vec<UsableException>> = HashMap::new();
+        for exception in usable {
+            by_project.entry(exception.project_id).or_default().push(exception);
+        }
+        *self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            by_project.into_iter().map(|(id, list)| (id, Arc::from(list))).collect();
+    }
+
+    fn replace_project(&self, project_id: i64, usable: Vec<UsableException>) {
+        if self.switch == ExceptionsSwitch::Off {
+            return;
+        }
+        let mut by_project = self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if usable.is_empty() {
+            by_project.remove(&project_id);
+        } else {
+            by_project.insert(project_id, Arc::from(usable));
+        }
+    }
+}
+
+/// Keeps a [`PolicyCache`], a [`TokenCache`] and an [`ExceptionCache`] in step with the database.
 pub struct CacheSync {
     pool: PgPool,
     pub policies: Arc<PolicyCache>,
     pub tokens: Arc<TokenCache>,
+    pub exceptions: Arc<ExceptionCache>,
     metrics: Arc<Metrics>,
 }
 
 impl CacheSync {
     /// Subscribes and loads everything once; fails when the database cannot be reached, since
     /// there would be nothing to decide from.
-    pub async fn start(pool: PgPool, metrics: Arc<Metrics>) -> anyhow::Result<(Self, PgListener)> {
-        let sync =
-            Self { pool, policies: Arc::new(PolicyCache::new()), tokens: Arc::new(TokenCache::default()), metrics };
+    pub async fn start(
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+        exceptions: ExceptionsSwitch,
+    ) -> anyhow::Result<(Self, PgListener)> {
+        let sync = Self {
+            pool,
+            policies: Arc::new(PolicyCache::new()),
+            tokens: Arc::new(TokenCache::default()),
+            exceptions: Arc::new(ExceptionCache::new(exceptions)),
+            metrics,
+        };
         let listener = sync.subscribe_and_load().await?;
         Ok((sync, listener))
     }
 
     async fn subscribe_and_load(&self) -> anyhow::Result<PgListener> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([RULES_CHANNEL, TOKENS_CHANNEL]).await?;
+        listener.listen_all([RULES_CHANNEL, TOKENS_CHANNEL, EXCEPTIONS_CHANNEL]).await?;
         let started = std::time::Instant::now();
         self.tokens.replace_all(store::active_tokens(&self.pool).await?);
+        self.exceptions.replace_all(store::usable_exceptions(&self.pool, None).await?);
+        self.metrics.set_usable_exceptions(self.exceptions.count());
         // Policies compiled before (a reload after a reconnection) are kept where the rules did not change.
         let mut loaded = Projects { shared: self.policies.read().shared.clone(), ..Projects::default() };
         store::each_project_policy(&self.pool, |source| {
@@ -441,6 +509,20 @@ impl CacheSync {
             };
             let applied = if notification.channel() == TOKENS_CHANNEL {
                 store::active_tokens(&self.pool).await.map(|active| self.tokens.replace_all(active))
+            } else if notification.channel() == EXCEPTIONS_CHANNEL {
+                match notification.payload().parse::<i64>() {
+                    Ok(id) => store::usable_exceptions(&self.pool, Some(id)).await.map(|usable| {
+                        self.exceptions.replace_project(id, usable);
+                        self.metrics.set_usable_exceptions(self.exceptions.count());
+                    }),
+                    Err(_) => {
+                        tracing::warn!(
+                            payload = notification.payload(),
+                            "ignoring a malformed exceptions notification"
+                        );
+                        Ok(())
+                    }
+                }
             } else {
                 match notification.payload().parse::<i64>() {
                     Ok(id) => store::project_policy(&self.pool, id).await.map(|project| {

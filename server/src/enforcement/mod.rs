@@ -4,6 +4,11 @@
 //! notifications and fully reloaded whenever the notifying connection comes back, so decisions go
 //! on while PostgreSQL is away. Denials and token use are written off the request path
 //! ([`recorder`]). The decision API ([`api`]) and the gateway both decide through [`Enforcer`].
+//!
+//! A one-time exception is the one thing a decision reads the database for: only when the rules
+//! refuse a change and the cached exceptions hold one that lets it through, that exception is used
+//! in a transaction (so exactly one request gets it, across every process). If that fails, the
+//! change stays refused: an exception never fails open.
 
 pub mod api;
 pub mod cache;
@@ -12,13 +17,15 @@ pub mod schema;
 
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;
-use app::policy::{CompiledPolicy, Decision, Digest, Holder, RepositoryName, RuleInfo, Tag};
-use cache::{CacheSync, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
+use app::policy::{
+    CompiledPolicy, Decision, Digest, ExceptionsSwitch, Holder, RefusedChange, RepositoryName, RuleInfo, Tag,
+};
+use cache::{CacheSync, ExceptionCache, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One question of the registry, parsed.
 #[derive(Debug, Clone)]
@@ -67,6 +74,31 @@ impl Check {
             | Check::DeleteBlob { repository, .. } => repository,
         }
     }
+
+    /// The change in a few words, as an exception's use records it: `push of sha256:… to
+    /// shop/api:v1`, `delete of shop/api:v1`, `delete of manifest shop/api@sha256:…`.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Push { repository, tag, digest, current } => match current {
+                Some(current) => format!("push of {digest} to {repository}:{tag} (was {current})"),
+                None => format!("push of {digest} to {repository}:{tag}"),
+            },
+            Check::DeleteTag { repository, tag } => format!("delete of {repository}:{tag}"),
+            Check::DeleteManifest { repository, digest, .. } => format!("delete of manifest {repository}@{digest}"),
+            Check::DeleteBlob { repository, digest, .. } => format!("delete of blob {repository}@{digest}"),
+        }
+    }
+
+    /// The change as an exception is asked about it, given what refused it.
+    fn refused<'a>(&'a self, immutable_tags: &'a [String]) -> RefusedChange<'a> {
+        match self {
+            Check::Push { repository, tag, digest, .. } => RefusedChange::Overwrite { repository, tag, digest },
+            Check::DeleteTag { repository, .. } => RefusedChange::Delete { repository, digest: None, immutable_tags },
+            Check::DeleteManifest { repository, digest, .. } | Check::DeleteBlob { repository, digest, .. } => {
+                RefusedChange::Delete { repository, digest: Some(digest), immutable_tags }
+            }
+        }
+    }
 }
 
 /// The answer to a [`Check`].
@@ -91,6 +123,19 @@ pub struct Verdict {
     /// With `evaluated`: the message the client would have been given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_have_been: Option<String>,
+    /// The one-time exception that let this otherwise refused change through (now used up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<ExceptionRef>,
+}
+
+/// A one-time exception as a decision names it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExceptionRef {
+    pub id: i64,
+    /// Who granted it.
+    pub granted_by: String,
+    /// Why, as they wrote it.
+    pub reason: String,
 }
 
 /// An evaluating rule a decision ran.
@@ -131,6 +176,7 @@ impl Verdict {
             project_known: true,
             evaluated: decision.evaluated_rules().map(|rule| EvaluatedRule { rule, would_deny: true }).collect(),
             would_have_been: decision.would_have_denied().map(|as_if| as_if.to_string()),
+            exception: None,
         }
     }
 
@@ -166,6 +212,7 @@ impl Verdict {
             project_known: true,
             evaluated: Vec::new(),
             would_have_been: None,
+            exception: None,
         }
     }
 
@@ -181,6 +228,7 @@ impl Verdict {
             project_known: false,
             evaluated: Vec::new(),
             would_have_been: None,
+            exception: None,
         }
     }
 }
@@ -194,9 +242,16 @@ pub struct Enforcer(Arc<EnforcerParts>);
 pub struct EnforcerParts {
     pub policies: Arc<PolicyCache>,
     pub tokens: Arc<TokenCache>,
+    pub exceptions: Arc<ExceptionCache>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Where an exception is used (nothing else on the decision path touches it).
+    pool: PgPool,
 }
+
+/// How long using an exception may take before the change is refused as if there were none (the
+/// database is slow or away: never fail open, never hang the push).
+const EXCEPTION_USE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::ops::Deref for Enforcer {
     type Target = EnforcerParts;
@@ -208,15 +263,17 @@ impl std::ops::Deref for Enforcer {
 impl Enforcer {
     /// Loads the caches and starts what keeps them current and what writes denials: what both
     /// the portal process and the gateway decide with.
-    pub async fn start(pool: &PgPool) -> anyhow::Result<Self> {
+    pub async fn start(pool: &PgPool, exceptions: ExceptionsSwitch) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let (sync, notifications) =
-            CacheSync::start(pool.clone(), metrics.clone()).await.context("loading the policy cache")?;
+            CacheSync::start(pool.clone(), metrics.clone(), exceptions).await.context("loading the policy cache")?;
         let enforcer = Enforcer(Arc::new(EnforcerParts {
             policies: sync.policies.clone(),
             tokens: sync.tokens.clone(),
+            exceptions: sync.exceptions.clone(),
             recorder: Recorder::start(pool.clone(), sync.tokens.clone(), metrics.clone()),
             metrics,
+            pool: pool.clone(),
         }));
         tokio::spawn(sync.run(notifications));
         Ok(enforcer)
@@ -244,29 +301,123 @@ impl Enforcer {
     /// audit trail.
     pub async fn check(&self, caller: &str, check: &Check) -> Verdict {
         let protection = self.protection(check.repository().project()).await;
-        self.decide(caller, &protection, check)
+        self.decide(caller, &protection, check).await
     }
 
     /// Decides `check` under a protection already looked up (the gateway asks once per request).
-    pub fn decide(&self, caller: &str, protection: &Protection, check: &Check) -> Verdict {
-        let started = Instant::now();
-        let verdict = match protection {
-            Protection::UnknownProject => Verdict::unknown_project(check.repository()),
-            Protection::Policy(project) => match project.ready() {
-                Some(policy) => decide(policy, check),
-                None => Verdict::unevaluable(check, &project.name, "its policy is not compiled"),
-            },
-            Protection::Unevaluable(project, reason) => Verdict::unevaluable(check, &project.name, reason),
-        };
-        self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
-        if let Some(project) = protection.project() {
+    pub async fn decide(&self, caller: &str, protection: &Protection, check: &Check) -> Verdict {
+        // One verdict per check, always.
+        self.decide_together(caller, protection, std::slice::from_ref(check)).await.swap_remove(0)
+    }
+
+    /// Decides `checks`, the parts of one request (a push naming several tags), together: the
+    /// rules decide each from memory; refused ones are let through only if an exception releases
+    /// every one of them, and then all those exceptions are used in one transaction (so none is
+    /// spent on a request that is refused anyway). Denials and would-be denials are queued for the
+    /// audit trail; uses are written by the transaction.
+    pub async fn decide_together(&self, caller: &str, protection: &Protection, checks: &[Check]) -> Vec<Verdict> {
+        let mut verdicts: Vec<Verdict> = checks
+            .iter()
+            .map(|check| {
+                let started = Instant::now();
+                let verdict = match protection {
+                    Protection::UnknownProject => Verdict::unknown_project(check.repository()),
+                    Protection::Policy(project) => match project.ready() {
+                        Some(policy) => decide(policy, check),
+                        None => Verdict::unevaluable(check, &project.name, "its policy is not compiled"),
+                    },
+                    Protection::Unevaluable(project, reason) => Verdict::unevaluable(check, &project.name, reason),
+                };
+                self.metrics.record_decision(check.operation(), verdict.allowed, started.elapsed());
+                verdict
+            })
+            .collect();
+        let Some(project) = protection.project() else { return verdicts };
+        if verdicts.iter().any(|verdict| !verdict.allowed) {
+            self.release_by_exceptions(caller, project, protection, checks, &mut verdicts).await;
+        }
+        for (check, verdict) in checks.iter().zip(&verdicts) {
             if !verdict.allowed {
-                self.recorder.denied(caller, project.id, check, &verdict);
+                self.recorder.denied(caller, project.id, check, verdict);
             } else if !verdict.evaluated.is_empty() {
-                self.recorder.would_have_denied(caller, project.id, check, &verdict);
+                self.recorder.would_have_denied(caller, project.id, check, verdict);
             }
         }
-        verdict
+        verdicts
+    }
+
+    /// Lets the refused `verdicts` through if cached exceptions release all of them and using
+    /// those succeeds; otherwise leaves them refused (saying why, when an exception was there).
+    /// Only a policy that was evaluated can be excepted from: an unevaluable one refuses.
+    async fn release_by_exceptions(
+        &self,
+        caller: &str,
+        project: &ProjectPolicy,
+        protection: &Protection,
+        checks: &[Check],
+        verdicts: &mut [Verdict],
+    ) {
+        if !matches!(protection, Protection::Policy(policy) if policy.ready().is_some()) {
+            return;
+        }
+        let mut taken: Vec<i64> = Vec::new();
+        let mut releases: Vec<(usize, i64)> = Vec::new();
+        for (index, (check, verdict)) in checks.iter().zip(verdicts.iter()).enumerate() {
+            if verdict.allowed {
+                continue;
+            }
+            let change = check.refused(&verdict.immutable_tags);
+            let Some(id) = self.exceptions.releasing(project.id, &change, &taken) else { return };
+            taken.push(id);
+            releases.push((index, id));
+        }
+        let uses: Vec<app::store::ExceptionUse> = releases
+            .iter()
+            .filter_map(|(index, id)| {
+                let check = checks.get(*index)?;
+                Some(app::store::ExceptionUse { id: *id, used_by: caller.to_owned(), used_for: check.describe() })
+            })
+            .collect();
+        let used = tokio::time::timeout(EXCEPTION_USE_TIMEOUT, app::store::use_exceptions(&self.pool, &uses)).await;
+        let ids = taken.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let (outcome, why_not) = match used {
+            Ok(Ok(Some(used))) => {
+                for ((index, _), exception) in releases.iter().zip(used) {
+                    if let Some(verdict) = verdicts.get_mut(*index) {
+                        verdict.allowed = true;
+                        verdict.message = format!(
+                            "allowed once by exception {} (granted by {}: {}); the rules say: {}",
+                            exception.id, exception.granted_by, exception.reason, verdict.message
+                        );
+                        verdict.exception = Some(ExceptionRef {
+                            id: exception.id,
+                            granted_by: exception.granted_by,
+                            reason: exception.reason,
+                        });
+                    }
+                }
+                self.metrics.record_exception_use("used");
+                return;
+            }
+            Ok(Ok(None)) => ("gone", format!("exception {ids} was used, revoked or expired meanwhile")),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, exceptions = %ids, "an exception could not be used; the change is refused");
+                ("database-unavailable", format!("exception {ids} could not be used: the database is unreachable"))
+            }
+            Err(_) => (
+                "database-unavailable",
+                format!(
+                    "exception {ids} could not be used: the database did not answer within {} s",
+                    EXCEPTION_USE_TIMEOUT.as_secs()
+                ),
+            ),
+        };
+        self.metrics.record_exception_use(outcome);
+        for (index, _) in &releases {
+            if let Some(verdict) = verdicts.get_mut(*index) {
+                verdict.message = format!("{} ({why_not})", verdict.message);
+            }
+        }
     }
 }
 

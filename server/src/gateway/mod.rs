@@ -65,6 +65,9 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub registry: crate::inventory::RegistrySyncConfig,
+
+    #[command(flatten)]
+    pub exceptions: crate::config::ExceptionsConfig,
 }
 
 /// Bounds on the manifest bodies the gateway buffers (to hash them before deciding).
@@ -120,7 +123,7 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
-        let core = crate::core::Core::start(&config.database).await?;
+        let core = crate::core::Core::start(&config.database, config.exceptions).await?;
         let ops = core.ops();
         config.registry.start(&core.pool, &core.enforcer, Some((&config.upstream, config.upstream_ca.as_deref())))?;
         // The registry behind the gateway can send its notifications to the gateway itself.
@@ -303,7 +306,7 @@ impl Gateway {
                 (ChangeKind::Put, _) => self.put_manifest(&protection, &repository, &change, request).await?,
                 (ChangeKind::Delete, Reference::Tag(tag)) => {
                     let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone() };
-                    let verdict = self.enforcer.decide("gateway", &protection, &check);
+                    let verdict = self.enforcer.decide("gateway", &protection, &check).await;
                     if !verdict.allowed {
                         return Err(denied(&verdict, &repository));
                     }
@@ -383,15 +386,20 @@ impl Gateway {
 
         let tag_keys: Vec<String> = ruled.iter().map(|tag| tag_key(repository, tag)).collect();
         let _locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
+        let mut checks = Vec::with_capacity(ruled.len());
         for tag in &ruled {
             let current =
                 self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?;
-            let check =
-                Check::Push { repository: repository.clone(), tag: tag.clone(), digest: pushed.clone(), current };
-            let verdict = self.enforcer.decide("gateway", protection, &check);
-            if !verdict.allowed {
-                return Err(denied(&verdict, repository));
-            }
+            checks.push(Check::Push {
+                repository: repository.clone(),
+                tag: tag.clone(),
+                digest: pushed.clone(),
+                current,
+            });
+        }
+        let verdicts = self.enforcer.decide_together("gateway", protection, &checks).await;
+        if let Some(refused) = verdicts.iter().find(|verdict| !verdict.allowed) {
+            return Err(denied(refused, repository));
         }
         parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
         parts.headers.remove(header::TRANSFER_ENCODING);
@@ -419,7 +427,7 @@ impl Gateway {
         let _locks = self.lock(&[], &[repository_key(repository)]).await?;
         let authorization = request.headers().get(header::AUTHORIZATION);
         let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
-        let verdict = self.enforcer.decide("gateway", protection, &check);
+        let verdict = self.enforcer.decide("gateway", protection, &check).await;
         if !verdict.allowed {
             return Err(denied(&verdict, repository));
         }
@@ -451,7 +459,7 @@ impl Gateway {
         let _locks = self.lock(&[], &[repository_key(repository)]).await?;
         let authorization = request.headers().get(header::AUTHORIZATION);
         let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
-        let verdict = self.enforcer.decide("gateway", &protection, &check);
+        let verdict = self.enforcer.decide("gateway", &protection, &check).await;
         if !verdict.allowed {
             return Err(denied(&verdict, repository));
         }
