@@ -42,13 +42,29 @@ pub enum Rules {
     /// enforced, so the benchmarked overwrite is still denied): what evaluating rules cost beside
     /// enforced ones.
     HalfEvaluating,
+    /// Distinct rules, and each project holds 15 usable one-time exceptions for other tags: every
+    /// denied check looks through them (and finds none, so it never reaches the database). Then
+    /// also what using an exception costs: a decision that marks one used in the database.
+    WithExceptions,
 }
+
+/// Exceptions each project holds in the [`Rules::WithExceptions`] section (for tags no check asks about).
+const HELD_EXCEPTIONS: &str = r"
+    insert into tag_exceptions (project_id, repository, tag, operation, reason, granted_by, expires_at, approved_by, approved_at)
+    select p.id, p.name || '/api/web', 'v9.9.' || k, 'overwrite', 'bench', 'bench', now() + interval '1 hour', 'bench', now()
+    from projects p, generate_series(1, 15) k where p.name like 'p%'";
+
+/// Exceptions used one by one at the end of the [`Rules::WithExceptions`] section.
+const USED_EXCEPTIONS: i64 = 200;
 
 pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report) -> anyhow::Result<()> {
     let section = match rules {
         Rules::Distinct => format!("decisions, {projects} project(s) x 15 distinct rules"),
         Rules::Template => format!("decisions, {projects} project(s) x the same 15 rules (one template)"),
         Rules::HalfEvaluating => format!("decisions, {projects} project(s) x 15 distinct rules, 9 of them evaluating"),
+        Rules::WithExceptions => {
+            format!("decisions, {projects} project(s) x 15 distinct rules and 15 one-time exceptions for other tags")
+        }
     };
     eprintln!("== {section}");
     let database = BenchDatabase::fresh(&args.database_url, &args.tagward).await?;
@@ -66,6 +82,9 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
             .execute(&mut db)
             .await
             .context("setting rules to evaluate")?;
+        }
+        if rules == Rules::WithExceptions {
+            sqlx::query(HELD_EXCEPTIONS).execute(&mut db).await.context("seeding exceptions")?;
         }
     }
     report.add(&section, "seeding the database", seeded.elapsed().as_secs_f64(), "s");
@@ -159,6 +178,9 @@ pub async fn run(args: &Args, projects: usize, rules: Rules, report: &mut Report
     report.add(&section, "audit rows written for them", rows as f64, "rows");
     report.add(&section, "denials dropped", dropped, "");
 
+    if rules == Rules::WithExceptions {
+        exception_use(&database, &base, &token, projects, &section, report).await?;
+    }
     report.add(
         &section,
         "rule change visible after the CLI returns",
@@ -213,6 +235,63 @@ async fn touch_every_policy(base: &str, token: &str, projects: usize) -> anyhow:
         .buffer_unordered(16)
         .try_collect::<()>()
         .await
+}
+
+/// What a decision that uses an exception costs (one transaction in the database), against a
+/// denied decision of the same shape, each asked one at a time [`USED_EXCEPTIONS`] times.
+async fn exception_use(
+    database: &BenchDatabase,
+    base: &str,
+    token: &str,
+    projects: usize,
+    section: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        r"insert into tag_exceptions (project_id, repository, tag, operation, reason, granted_by, expires_at, approved_by, approved_at)
+          select id, 'p0/api/web', 'v1.2.3', 'overwrite', 'bench', 'bench', now() + interval '1 hour', 'bench', now()
+          from projects, generate_series(1, $1) where name = 'p0'",
+    )
+    .bind(USED_EXCEPTIONS)
+    .execute(&mut database.connect().await?)
+    .await?;
+    let expected = (projects * 15) as f64 + USED_EXCEPTIONS as f64;
+    let started = Instant::now();
+    while metric(base, "tagward_usable_exceptions").await? < expected {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the exceptions never reached the cache");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/enforcement/check");
+    let timed = |allowed: bool| {
+        let (client, url) = (&client, &url);
+        async move {
+            let mut took = Vec::new();
+            for _ in 0..USED_EXCEPTIONS {
+                let asked = Instant::now();
+                let verdict: serde_json::Value = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&check_body("p0/api/web", "v1.2.3", CURRENT))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                took.push(asked.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(verdict["allowed"] == allowed, "expected allowed = {allowed}: {verdict}");
+            }
+            took.sort_by(f64::total_cmp);
+            anyhow::Ok(took)
+        }
+    };
+    let used = timed(true).await?;
+    let denied = timed(false).await?;
+    let p99 = |took: &[f64]| took.get(took.len() * 99 / 100).copied().unwrap_or(f64::NAN);
+    report.add(section, "check that uses an exception, one at a time: p50", median(used.clone()), "ms");
+    report.add(section, "check that uses an exception, one at a time: p99", p99(&used), "ms");
+    report.add(section, "the same check denied (none left), one at a time: p50", median(denied.clone()), "ms");
+    report.add(section, "the same check denied (none left), one at a time: p99", p99(&denied), "ms");
+    Ok(())
 }
 
 /// Milliseconds from `tagward rule add` returning to the first decision that applies the rule.

@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         }
         if let Some(&projects) = args.projects.first() {
             decisions::run(&args, projects, decisions::Rules::HalfEvaluating, &mut report).await?;
+            decisions::run(&args, projects, decisions::Rules::WithExceptions, &mut report).await?;
         }
     }
     if wants(Part::Portal) {

@@ -71,10 +71,16 @@ pub fn ExceptionsTab(
             {action_error(actions.set_mode)}
             {loaded(view, move |view| {
                 let project = view.project.name.clone();
+                let for_mode = project.clone();
                 view! {
-                    {unavailable(&view).map(|why| view! { <p class="notice" role="status" id="exceptions-unavailable">{why}</p> })}
+                    {match unavailable(&view) {
+                        Some(why) => Some(view! { <p class="notice" role="status" id="exceptions-unavailable">{why}</p> }.into_any()),
+                        None => view.can_grant.then(|| view! {
+                            <p><A href=format!("/projects/{project}/exceptions/new") attr:class="button" attr:id="new-exception">"Grant an exception…"</A></p>
+                        }.into_any()),
+                    }}
                     <ExceptionList view=view.clone() actions/>
-                    {view.can_grant.then(|| view! { <ModeForm project mode=view.mode.clone() set_mode=actions.set_mode/> })}
+                    {view.can_grant.then(|| view! { <ModeForm project=for_mode.clone() mode=view.mode.clone() set_mode=actions.set_mode/> })}
                 }
                 .into_any()
             })}
@@ -166,7 +172,7 @@ fn ModeForm(project: String, mode: String, set_mode: ServerAction<SetExceptionsM
                     }
                 }).collect_view()}
             </fieldset>
-            <button type="submit" class="button">"Save setting"</button>
+            <div class="actions"><button type="submit" class="button">"Save setting"</button></div>
         </ActionForm>
     }
 }
