@@ -537,3 +537,46 @@ async fn exceptions_from_the_command_line() {
     let own = run(&["exception", "approve", "shop", &id]);
     assert!(text(&own.stderr).contains("was granted by you: another admin must approve it"), "{}", text(&own.stderr));
 }
+
+/// Exceptions for one tag are used one after another, each once, by one process and by another
+/// whose memory may still hold one just used (the database says so, and it takes the next).
+#[tokio::test]
+async fn several_exceptions_for_one_tag_are_used_one_after_another_across_processes() {
+    let (app, _, token) = shop().await;
+    let granted = [
+        grant(&app.db, "v1", "overwrite", "one").await,
+        grant(&app.db, "v1", "overwrite", "two").await,
+        grant(&app.db, "v1", "overwrite", "three").await,
+        grant(&app.db, "v1", "overwrite", "four").await,
+    ];
+    let (address, _other) = tests::spawn_server(&app.db.url, &[]).await;
+    let other = format!("http://{address}");
+    until_usable(&app.url(""), 4).await;
+    until_usable(&other, 4).await;
+    let ask_other = || async {
+        let verdict: Value = reqwest::Client::new()
+            .post(format!("{other}{CHECK}"))
+            .bearer_auth(&token)
+            .json(&overwrite("v1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        verdict
+    };
+    let mut used = Vec::new();
+    for _ in 0..2 {
+        let here = app.check(&token, CHECK, &overwrite("v1")).await.1;
+        assert_eq!(here["allowed"], true, "{here}");
+        used.push(here["exception"]["id"].as_i64().unwrap());
+        let there = ask_other().await;
+        assert_eq!(there["allowed"], true, "{there}");
+        used.push(there["exception"]["id"].as_i64().unwrap());
+    }
+    used.sort();
+    assert_eq!(used, granted, "each used once");
+    assert_eq!(app.check(&token, CHECK, &overwrite("v1")).await.1["allowed"], false);
+    assert_eq!(ask_other().await["allowed"], false);
+}

@@ -375,11 +375,21 @@ pub async fn usable_exceptions(
         .collect())
 }
 
+/// What [`use_exceptions`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExceptionsTaken {
+    /// Every one was used, in order.
+    Used(Vec<UsedException>),
+    /// None was: this one is used, revoked, expired or no longer approved (or its project takes
+    /// no exceptions).
+    Gone(i64),
+}
+
 /// Uses the exceptions named, all or none, in one transaction: each only if it is still unused,
 /// unrevoked, approved, unexpired and its project still takes exceptions (the row lock makes a
 /// concurrent use of the same one wait, then find it used). Each use is written to the audit trail
-/// as made by its caller. `None` when any of them could not be used.
-pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Option<Vec<UsedException>>, StoreError> {
+/// as made by its caller.
+pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<ExceptionsTaken, StoreError> {
     let mut tx = pool.begin().await?;
     let mut used = Vec::with_capacity(uses.len());
     for one in uses {
@@ -397,7 +407,7 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Opti
         .fetch_optional(&mut *tx)
         .await?;
         let Some((project_id, granted_by, reason)) = row else {
-            return Ok(None);
+            return Ok(ExceptionsTaken::Gone(one.id));
         };
         sqlx::query(r"insert into audit_events (actor, project_id, kind, after) values ($1, $2, $3, $4)")
             .bind(&one.used_by)
@@ -409,5 +419,5 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Opti
         used.push(UsedException { id: one.id, granted_by, reason });
     }
     tx.commit().await?;
-    Ok(Some(used))
+    Ok(ExceptionsTaken::Used(used))
 }

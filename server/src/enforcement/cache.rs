@@ -397,6 +397,20 @@ impl ExceptionCache {
         self.by_project.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().map(|list| list.len()).sum()
     }
 
+    /// Drops `ids` of the project's exceptions now (used here, or found gone), before the
+    /// notification that says so arrives.
+    pub fn forget(&self, project_id: i64, ids: &[i64]) {
+        let mut by_project = self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(held) = by_project.get(&project_id) {
+            let kept: Vec<UsableException> = held.iter().filter(|e| !ids.contains(&e.id)).cloned().collect();
+            if kept.is_empty() {
+                by_project.remove(&project_id);
+            } else {
+                by_project.insert(project_id, Arc::from(kept));
+            }
+        }
+    }
+
     fn replace_all(&self, usable: Vec<UsableException>) {
         if self.switch == ExceptionsSwitch::Off {
             return;

@@ -20,6 +20,7 @@ use anyhow::Context;
 use app::policy::{
     CompiledPolicy, Decision, Digest, ExceptionsSwitch, Holder, RefusedChange, RepositoryName, RuleInfo, Tag,
 };
+use app::store::{ExceptionUse, ExceptionsTaken};
 use cache::{CacheSync, ExceptionCache, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
 use recorder::Recorder;
 use serde::Serialize;
@@ -253,6 +254,10 @@ pub struct EnforcerParts {
 /// database is slow or away: never fail open, never hang the push).
 const EXCEPTION_USE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many exceptions one decision tries before giving up, when the ones it finds in memory turn
+/// out to be used already (by concurrent requests, before this process heard of it).
+const MAX_EXCEPTION_ATTEMPTS: usize = 4;
+
 impl std::ops::Deref for Enforcer {
     type Target = EnforcerParts;
     fn deref(&self) -> &EnforcerParts {
@@ -349,6 +354,9 @@ impl Enforcer {
     /// Lets the refused `verdicts` through if cached exceptions release all of them and using
     /// those succeeds; otherwise leaves them refused (saying why, when an exception was there).
     /// Only a policy that was evaluated can be excepted from: an unevaluable one refuses.
+    ///
+    /// The cache can hold an exception another request (here or in another process) has just
+    /// used: the database says so, this process forgets it, and the next one that fits is tried.
     async fn release_by_exceptions(
         &self,
         caller: &str,
@@ -360,30 +368,54 @@ impl Enforcer {
         if !matches!(protection, Protection::Policy(policy) if policy.ready().is_some()) {
             return;
         }
-        let mut taken: Vec<i64> = Vec::new();
-        let mut releases: Vec<(usize, i64)> = Vec::new();
-        for (index, (check, verdict)) in checks.iter().zip(verdicts.iter()).enumerate() {
-            if verdict.allowed {
-                continue;
+        let mut gone: Vec<i64> = Vec::new();
+        let outcome = loop {
+            let Some(releases) = self.releases(project.id, checks, verdicts, &gone) else {
+                if gone.is_empty() {
+                    return;
+                }
+                break Err(("gone", "was used, revoked or expired meanwhile".to_owned()));
+            };
+            let uses: Vec<ExceptionUse> = releases
+                .iter()
+                .filter_map(|(index, id)| {
+                    let check = checks.get(*index)?;
+                    Some(ExceptionUse { id: *id, used_by: caller.to_owned(), used_for: check.describe() })
+                })
+                .collect();
+            let ids: Vec<i64> = releases.iter().map(|(_, id)| *id).collect();
+            match tokio::time::timeout(EXCEPTION_USE_TIMEOUT, app::store::use_exceptions(&self.pool, &uses)).await {
+                Ok(Ok(ExceptionsTaken::Used(used))) => {
+                    // Not to be offered again while the notification of this use is on its way.
+                    self.exceptions.forget(project.id, &ids);
+                    break Ok(releases.into_iter().map(|(index, _)| index).zip(used).collect::<Vec<_>>());
+                }
+                Ok(Ok(ExceptionsTaken::Gone(id))) => {
+                    self.exceptions.forget(project.id, &[id]);
+                    gone.push(id);
+                    if gone.len() >= MAX_EXCEPTION_ATTEMPTS {
+                        break Err(("gone", "was used, revoked or expired meanwhile".to_owned()));
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, exceptions = ?ids, "an exception could not be used; the change is refused");
+                    gone = ids;
+                    break Err(("database-unavailable", "could not be used: the database is unreachable".to_owned()));
+                }
+                Err(_) => {
+                    gone = ids;
+                    let waited = EXCEPTION_USE_TIMEOUT.as_secs();
+                    break Err((
+                        "database-unavailable",
+                        format!("could not be used: the database did not answer within {waited} s"),
+                    ));
+                }
             }
-            let change = check.refused(&verdict.immutable_tags);
-            let Some(id) = self.exceptions.releasing(project.id, &change, &taken) else { return };
-            taken.push(id);
-            releases.push((index, id));
-        }
-        let uses: Vec<app::store::ExceptionUse> = releases
-            .iter()
-            .filter_map(|(index, id)| {
-                let check = checks.get(*index)?;
-                Some(app::store::ExceptionUse { id: *id, used_by: caller.to_owned(), used_for: check.describe() })
-            })
-            .collect();
-        let used = tokio::time::timeout(EXCEPTION_USE_TIMEOUT, app::store::use_exceptions(&self.pool, &uses)).await;
-        let ids = taken.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        let (outcome, why_not) = match used {
-            Ok(Ok(Some(used))) => {
-                for ((index, _), exception) in releases.iter().zip(used) {
-                    if let Some(verdict) = verdicts.get_mut(*index) {
+        };
+        match outcome {
+            Ok(used) => {
+                for (index, exception) in used {
+                    if let Some(verdict) = verdicts.get_mut(index) {
                         verdict.allowed = true;
                         verdict.message = format!(
                             "allowed once by exception {} (granted by {}: {}); the rules say: {}",
@@ -397,27 +429,37 @@ impl Enforcer {
                     }
                 }
                 self.metrics.record_exception_use("used");
-                return;
             }
-            Ok(Ok(None)) => ("gone", format!("exception {ids} was used, revoked or expired meanwhile")),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, exceptions = %ids, "an exception could not be used; the change is refused");
-                ("database-unavailable", format!("exception {ids} could not be used: the database is unreachable"))
-            }
-            Err(_) => (
-                "database-unavailable",
-                format!(
-                    "exception {ids} could not be used: the database did not answer within {} s",
-                    EXCEPTION_USE_TIMEOUT.as_secs()
-                ),
-            ),
-        };
-        self.metrics.record_exception_use(outcome);
-        for (index, _) in &releases {
-            if let Some(verdict) = verdicts.get_mut(*index) {
-                verdict.message = format!("{} ({why_not})", verdict.message);
+            Err((outcome, why_not)) => {
+                self.metrics.record_exception_use(outcome);
+                let ids = gone.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                for verdict in verdicts.iter_mut().filter(|verdict| !verdict.allowed) {
+                    verdict.message = format!("{} (exception {ids} {why_not})", verdict.message);
+                }
             }
         }
+    }
+
+    /// For every refused verdict, an exception (a different one each, none of `excluded`) that
+    /// releases it: (the verdict's index, the exception's id); `None` unless all are released.
+    fn releases(
+        &self,
+        project_id: i64,
+        checks: &[Check],
+        verdicts: &[Verdict],
+        excluded: &[i64],
+    ) -> Option<Vec<(usize, i64)>> {
+        let mut taken: Vec<i64> = excluded.to_vec();
+        let mut releases = Vec::new();
+        for (index, (check, verdict)) in checks.iter().zip(verdicts).enumerate() {
+            if verdict.allowed {
+                continue;
+            }
+            let id = self.exceptions.releasing(project_id, &check.refused(&verdict.immutable_tags), &taken)?;
+            taken.push(id);
+            releases.push((index, id));
+        }
+        Some(releases)
     }
 }
 
