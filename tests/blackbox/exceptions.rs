@@ -58,6 +58,12 @@ async fn grant_as(
     app::store::grant_exception(&db.pool, by, shop_id(db).await, switch, &grant).await
 }
 
+/// A decision asked of the tagward process at `base` (not the test's own portal).
+async fn check_at(base: &str, token: &str, body: &Value) -> Value {
+    let response = reqwest::Client::new().post(format!("{base}{CHECK}")).bearer_auth(token).json(body).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
 async fn shop_id(db: &TestDb) -> i64 {
     app::store::project_id(&db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap()
 }
@@ -215,16 +221,7 @@ async fn revoked_expired_and_switched_off_exceptions_refuse() {
     let (address, _off) = tests::spawn_server(&app.db.url, &["--exceptions", "off"]).await;
     let base = format!("http://{address}");
     until_usable(&base, 0).await;
-    let verdict: Value = reqwest::Client::new()
-        .post(format!("{base}{CHECK}"))
-        .bearer_auth(&token)
-        .json(&overwrite("v1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verdict = check_at(&base, &token, &overwrite("v1")).await;
     assert_eq!(verdict["allowed"], false, "{verdict}");
     let refused = grant_as(&app.db, &tests::operator(), app::policy::ExceptionsSwitch::Off, "v1", "delete", "x")
         .await
@@ -553,19 +550,8 @@ async fn several_exceptions_for_one_tag_are_used_one_after_another_across_proces
     let other = format!("http://{address}");
     until_usable(&app.url(""), 4).await;
     until_usable(&other, 4).await;
-    let ask_other = || async {
-        let verdict: Value = reqwest::Client::new()
-            .post(format!("{other}{CHECK}"))
-            .bearer_auth(&token)
-            .json(&overwrite("v1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        verdict
-    };
+    let body = overwrite("v1");
+    let ask_other = || check_at(&other, &token, &body);
     let mut used = Vec::new();
     for _ in 0..2 {
         let here = app.check(&token, CHECK, &overwrite("v1")).await.1;
