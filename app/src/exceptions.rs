@@ -133,7 +133,7 @@ pub async fn grant_exception(
             let input = crate::policy::ExceptionInput { repository, target, operation, to_digest, reason, expires_in };
             let grant = crate::policy::ExceptionGrant::parse(&access.name, &input)
                 .map_err(|error| AppError::Invalid(error.to_string()))?;
-            Ok(crate::store::grant_exception(&pool, &me, access.id, switch, &grant).await?)
+            Ok(crate::store::grant_exception(&pool, &me, access.id, switch, &grant).await?.id)
         }
         .await,
     )?;

@@ -428,13 +428,14 @@ async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
             let grant = ExceptionGrant::parse(project.as_str(), &input)?;
             let pool = app::store::connect(&database.database_url).await?;
             let project_id = app::store::project_id(&pool, &project).await?;
-            let id = app::store::grant_exception(&pool, &operator(), project_id, exceptions.exceptions, &grant).await?;
-            let pending = app::store::project_exceptions_mode(&pool, project_id).await? == ExceptionsMode::FourEyes;
+            let granted =
+                app::store::grant_exception(&pool, &operator(), project_id, exceptions.exceptions, &grant).await?;
             println!(
-                "exception {id}: one {}, usable for {} minutes{}",
+                "exception {}: one {}, usable for {} minutes{}",
+                granted.id,
                 grant.scope.summary(),
                 grant.lifetime_minutes,
-                if pending { " once another admin approves it (four-eyes)" } else { "" }
+                if granted.needs_approval { " once another admin approves it (four-eyes)" } else { "" }
             );
         }
         ExceptionCommand::List { project, database } => {

@@ -55,7 +55,7 @@ async fn grant_as(
         ..Default::default()
     };
     let grant = app::policy::ExceptionGrant::parse("shop", &input).unwrap();
-    app::store::grant_exception(&db.pool, by, shop_id(db).await, switch, &grant).await
+    app::store::grant_exception(&db.pool, by, shop_id(db).await, switch, &grant).await.map(|granted| granted.id)
 }
 
 /// A decision asked of the tagward process at `base` (not the test's own portal).

@@ -165,15 +165,23 @@ async fn lock_taking_project(
     Ok(mode)
 }
 
+/// An exception just granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantedException {
+    pub id: i64,
+    /// The project uses four-eyes: another admin must approve it before it can be used.
+    pub needs_approval: bool,
+}
+
 /// Grants an exception in `project_id` (its admins and system administrators only). Under
-/// four-eyes it waits for another admin's approval; otherwise it is usable at once. Returns its id.
+/// four-eyes it waits for another admin's approval; otherwise it is usable at once.
 pub async fn grant_exception(
     pool: &PgPool,
     by: &Principal,
     project_id: i64,
     switch: ExceptionsSwitch,
     grant: &ExceptionGrant,
-) -> Result<i64, StoreError> {
+) -> Result<GrantedException, StoreError> {
     let mut tx = pool.begin().await?;
     let mode = lock_taking_project(&mut tx, by, project_id, switch).await?;
     let scope = &grant.scope;
@@ -211,7 +219,7 @@ pub async fn grant_exception(
     });
     AuditEntry::new(AuditKind::ExceptionGrant).project(project_id).after(snapshot).record(&mut *tx, by).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(GrantedException { id, needs_approval: approved_by.is_none() })
 }
 
 /// The exception `id` of the project, under lock, or why it cannot be acted on.
@@ -340,6 +348,11 @@ pub async fn project_exceptions(
     .await?)
 }
 
+/// When an exception `e` of project `p` can be used: not used, revoked or expired, approved, and
+/// the project takes exceptions. The one definition both the caches' load and the use go by.
+const USABLE: &str = "e.used_at is null and e.revoked_at is null and e.approved_at is not null \
+     and e.expires_at > now() and p.exceptions <> 'off'";
+
 /// The usable exceptions of one project (or of all): what the decision caches hold. A row that
 /// does not parse (written outside tagward) is left out: it lets nothing through.
 pub async fn usable_exceptions(
@@ -354,9 +367,7 @@ pub async fn usable_exceptions(
     }
     let rows: Vec<Usable> = sqlx::query_as(&format!(
         "select e.project_id, {} from tag_exceptions e join projects p on p.id = e.project_id
-         where e.used_at is null and e.revoked_at is null and e.approved_at is not null
-           and e.expires_at > now() and p.exceptions <> 'off'
-           and ($1::bigint is null or e.project_id = $1)",
+         where {USABLE} and ($1::bigint is null or e.project_id = $1)",
         LISTING_COLUMNS.split(", ").map(|column| format!("e.{column}")).collect::<Vec<_>>().join(", ")
     ))
     .bind(project_id)
@@ -393,14 +404,12 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Exce
     let mut tx = pool.begin().await?;
     let mut used = Vec::with_capacity(uses.len());
     for one in uses {
-        let row: Option<(i64, String, String)> = sqlx::query_as(
-            r"update tag_exceptions e set used_at = now(), used_by = $2, used_for = $3
-              from projects p
-              where e.id = $1 and p.id = e.project_id and p.exceptions <> 'off'
-                and e.used_at is null and e.revoked_at is null and e.approved_at is not null
-                and e.expires_at > now()
-              returning e.project_id, e.granted_by, e.reason",
-        )
+        let row: Option<(i64, String, String)> = sqlx::query_as(&format!(
+            "update tag_exceptions e set used_at = now(), used_by = $2, used_for = $3
+             from projects p
+             where e.id = $1 and p.id = e.project_id and {USABLE}
+             returning e.project_id, e.granted_by, e.reason"
+        ))
         .bind(one.id)
         .bind(&one.used_by)
         .bind(&one.used_for)
@@ -409,12 +418,10 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Exce
         let Some((project_id, granted_by, reason)) = row else {
             return Ok(ExceptionsTaken::Gone(one.id));
         };
-        sqlx::query(r"insert into audit_events (actor, project_id, kind, after) values ($1, $2, $3, $4)")
-            .bind(&one.used_by)
-            .bind(project_id)
-            .bind(AuditKind::ExceptionUse.as_str())
-            .bind(json!({ "id": one.id, "used_for": one.used_for, "granted_by": granted_by, "reason": reason }))
-            .execute(&mut *tx)
+        AuditEntry::new(AuditKind::ExceptionUse)
+            .project(project_id)
+            .after(json!({ "id": one.id, "used_for": one.used_for, "granted_by": granted_by, "reason": reason }))
+            .record_as(&mut *tx, &one.used_by)
             .await?;
         used.push(UsedException { id: one.id, granted_by, reason });
     }

@@ -402,12 +402,17 @@ impl ExceptionCache {
     pub fn forget(&self, project_id: i64, ids: &[i64]) {
         let mut by_project = self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(held) = by_project.get(&project_id) {
-            let kept: Vec<UsableException> = held.iter().filter(|e| !ids.contains(&e.id)).cloned().collect();
-            if kept.is_empty() {
-                by_project.remove(&project_id);
-            } else {
-                by_project.insert(project_id, Arc::from(kept));
-            }
+            let kept = held.iter().filter(|e| !ids.contains(&e.id)).cloned().collect();
+            Self::put(&mut by_project, project_id, kept);
+        }
+    }
+
+    /// Holds `usable` as the project's exceptions; a project without any has no entry.
+    fn put(by_project: &mut HashMap<i64, Arc<[UsableException]>>, project_id: i64, usable: Vec<UsableException>) {
+        if usable.is_empty() {
+            by_project.remove(&project_id);
+        } else {
+            by_project.insert(project_id, Arc::from(usable));
         }
     }
 
@@ -427,12 +432,7 @@ impl ExceptionCache {
         if self.switch == ExceptionsSwitch::Off {
             return;
         }
-        let mut by_project = self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if usable.is_empty() {
-            by_project.remove(&project_id);
-        } else {
-            by_project.insert(project_id, Arc::from(usable));
-        }
+        Self::put(&mut self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner()), project_id, usable);
     }
 }
 
@@ -521,32 +521,24 @@ impl CacheSync {
                 Ok(None) => return anyhow::anyhow!("the listening connection closed"),
                 Err(error) => return error.into(),
             };
-            let applied = if notification.channel() == TOKENS_CHANNEL {
-                store::active_tokens(&self.pool).await.map(|active| self.tokens.replace_all(active))
-            } else if notification.channel() == EXCEPTIONS_CHANNEL {
-                match notification.payload().parse::<i64>() {
-                    Ok(id) => store::usable_exceptions(&self.pool, Some(id)).await.map(|usable| {
+            let channel = notification.channel();
+            // Every channel but the tokens' names the project whose rules or exceptions changed.
+            let project = (channel != TOKENS_CHANNEL).then(|| notification.payload().parse::<i64>());
+            let applied = match project {
+                None => store::active_tokens(&self.pool).await.map(|active| self.tokens.replace_all(active)),
+                Some(Ok(id)) if channel == EXCEPTIONS_CHANNEL => {
+                    store::usable_exceptions(&self.pool, Some(id)).await.map(|usable| {
                         self.exceptions.replace_project(id, usable);
                         self.metrics.set_usable_exceptions(self.exceptions.count());
-                    }),
-                    Err(_) => {
-                        tracing::warn!(
-                            payload = notification.payload(),
-                            "ignoring a malformed exceptions notification"
-                        );
-                        Ok(())
-                    }
+                    })
                 }
-            } else {
-                match notification.payload().parse::<i64>() {
-                    Ok(id) => store::project_policy(&self.pool, id).await.map(|project| {
-                        self.policies.replace_one(id, project);
-                        self.metrics.record_reload(Reload::Project, self.policies.project_count());
-                    }),
-                    Err(_) => {
-                        tracing::warn!(payload = notification.payload(), "ignoring a malformed rules notification");
-                        Ok(())
-                    }
+                Some(Ok(id)) => store::project_policy(&self.pool, id).await.map(|project| {
+                    self.policies.replace_one(id, project);
+                    self.metrics.record_reload(Reload::Project, self.policies.project_count());
+                }),
+                Some(Err(_)) => {
+                    tracing::warn!(channel, payload = notification.payload(), "ignoring a malformed notification");
+                    Ok(())
                 }
             };
             if let Err(error) = applied {

@@ -339,7 +339,7 @@ impl Enforcer {
             .collect();
         let Some(project) = protection.project() else { return verdicts };
         if verdicts.iter().any(|verdict| !verdict.allowed) {
-            self.release_by_exceptions(caller, project, protection, checks, &mut verdicts).await;
+            self.release_by_exceptions(caller, protection, checks, &mut verdicts).await;
         }
         for (check, verdict) in checks.iter().zip(&verdicts) {
             if !verdict.allowed {
@@ -360,12 +360,12 @@ impl Enforcer {
     async fn release_by_exceptions(
         &self,
         caller: &str,
-        project: &ProjectPolicy,
         protection: &Protection,
         checks: &[Check],
         verdicts: &mut [Verdict],
     ) {
-        if !matches!(protection, Protection::Policy(policy) if policy.ready().is_some()) {
+        let Protection::Policy(project) = protection else { return };
+        if project.ready().is_none() {
             return;
         }
         let mut gone: Vec<i64> = Vec::new();
