@@ -4,6 +4,7 @@
 #![no_main]
 
 use app::policy::route::{classify, Route};
+use app::policy::{AttachmentList, ListEntries};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,5 +30,15 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("the canonical form of {change:?} reads as {other:?}"),
         }
         assert!(change.path_and_query.is_ascii(), "{change:?}");
+        // A PUT to an attachment list: the tag names that list exactly, and whatever the body,
+        // reading it as one never panics.
+        for tag in change.tags() {
+            if let Some(list) = AttachmentList::of(&tag) {
+                assert_eq!(list.tag(), tag.as_str(), "{change:?}");
+                if let Ok(entries) = ListEntries::parse(list.kind(), data) {
+                    assert!(entries.len() <= data.len(), "{entries:?}");
+                }
+            }
+        }
     }
 });

@@ -332,10 +332,23 @@ async fn malformed_requests_are_refused_naming_the_field() {
             "DIGEST_INVALID",
             "held_by[0].digest",
         ),
+        // `held_by` and `subject_tags` go with a tag delete (read for attachment lists), the entries of
+        // a list only with a push.
         (
-            json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1", "held_by": []}),
+            json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1", "entries": []}),
             "INVALID_REQUEST",
-            "held_by",
+            "entries",
+        ),
+        (
+            json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": [], "subject_tags": []}),
+            "INVALID_REQUEST",
+            "subject_tags",
+        ),
+        (
+            json!({"operation": "push", "repository": "shop/api", "tag": "v1", "digest": A, "current_digest": null,
+                   "subject_tags": ["n/o"]}),
+            "TAG_INVALID",
+            "subject_tags[0]",
         ),
         (json!({"operation": "overwrite", "repository": "shop/api"}), "INVALID_REQUEST", "operation"),
         (json!({"repository": "shop/api"}), "INVALID_REQUEST", "operation"),

@@ -360,6 +360,7 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
     let check = Check::DeleteTag {
         repository: app::policy::RepositoryName::parse("shop/api").unwrap(),
         tag: app::policy::Tag::parse("v1").unwrap(),
+        list: None,
     };
     let verdict = Verdict {
         allowed: false,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod assets;
+mod attachments;
 mod auth;
 mod browser;
 mod cli;

@@ -420,7 +420,7 @@ pub async fn tag_referrers(address: SocketAddr, repository: &str, subject: &str,
     assert_eq!(status, 201, "referrers tag {tag}: {body}");
 }
 
-/// How [`FaultyProxy`] answers manifest reads by digest.
+/// How [`FaultyProxy`] answers manifest reads by digest (or of attachment lists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Fault {
@@ -429,6 +429,8 @@ pub enum Fault {
     Fail = 1,
     /// The stored bytes with one more byte: no longer what the digest names.
     Corrupt = 2,
+    /// 500 for reads of attachment list tags (`/manifests/sha256-…`); digests are read as usual.
+    FailLists = 3,
 }
 
 /// A registry's HTTP API passed on to a real registry, except that manifest reads by digest can be
@@ -453,7 +455,8 @@ impl FaultyProxy {
                 let head = parts.method == "HEAD";
                 let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
                 let read_by_digest = parts.method == "GET" && path.contains("/manifests/sha256:");
-                if read_by_digest && fault == Fault::Fail as u8 {
+                let read_list = parts.method == "GET" && path.contains("/manifests/sha256-");
+                if (read_by_digest && fault == Fault::Fail as u8) || (read_list && fault == Fault::FailLists as u8) {
                     return axum::http::Response::builder()
                         .status(500)
                         .body(Body::from(r#"{"errors":[{"code":"UNKNOWN","message":"storage failed"}]}"#))

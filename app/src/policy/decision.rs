@@ -2,6 +2,7 @@
 //! answers: a [`Decision`] names the rules involved, and its `Display` is the one-line message a
 //! `docker push` user sees.
 
+use super::attachment::{AttachmentList, ListDelete, ListProblem, ListPush};
 use super::compiled::{CompiledPolicy, RuleInfo, RuleMask};
 use super::names::{Digest, RepositoryName, Tag};
 use std::fmt;
@@ -55,6 +56,54 @@ impl CompiledPolicy {
         })
     }
 
+    /// A push of `pushed` to the attachment list `tag` (see [`super::attachment`]), which points
+    /// at `current` now (or at nothing). The list is append-only when a rule makes it immutable or
+    /// an immutable tag holds its subject; then only a push that keeps every entry (adding only
+    /// referrers of the subject) is allowed, besides re-pushing it unchanged and creating it.
+    /// Otherwise it is a mutable tag like any other.
+    pub fn check_list_push<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tag: &'a Tag,
+        pushed: &'a Digest,
+        current: Option<&'a Digest>,
+        list: &'a ListPush,
+    ) -> Decision<'a> {
+        self.decide(repository, |scope| {
+            let Some(why) = self.append_only(scope, repository, tag, &list.subject_held_by) else {
+                return Outcome::MutableTag { tag };
+            };
+            // A re-push changes nothing; a first list has nothing to drop, but what it lists must
+            // be referrers of the subject as much as what is appended later (when that is known).
+            match (current, list.problem()) {
+                (Some(current), _) if current == pushed => Outcome::ListGrows { tag, list, why },
+                (_, None) | (None, Some(ListProblem::Unknown)) => Outcome::ListGrows { tag, list, why },
+                (_, Some(_)) => Outcome::ListRefused { tag, list, why },
+            }
+        })
+    }
+
+    /// Why the attachment list `tag` is append-only, if it is: a rule makes it immutable, or an
+    /// immutable tag holds its subject.
+    fn append_only<'a>(
+        &'a self,
+        scope: Scope,
+        repository: &'a RepositoryName,
+        tag: &'a Tag,
+        subject_held_by: &'a [Holder],
+    ) -> Option<AppendOnly<'a>> {
+        let rules = self.immutable(scope, repository, tag);
+        if !rules.is_empty() {
+            return Some(AppendOnly::Rules(rules));
+        }
+        subject_held_by
+            .iter()
+            .flat_map(|holder| holder.tags.iter().map(move |tag| (holder, tag)))
+            .map(|(holder, tag)| (holder, tag, self.immutable(scope, repository, tag)))
+            .find(|(_, _, rules)| !rules.is_empty())
+            .map(|(holder, tag, rules)| AppendOnly::HeldSubject { holder, tag, rules })
+    }
+
     /// Deleting `tag` (the manifest stays).
     pub fn check_delete_tag<'a>(&'a self, repository: &'a RepositoryName, tag: &'a Tag) -> Decision<'a> {
         self.decide(repository, |scope| {
@@ -64,6 +113,20 @@ impl CompiledPolicy {
             } else {
                 Outcome::DeleteImmutableTag { tag, rules }
             }
+        })
+    }
+
+    /// Deleting the attachment list `tag`: refused while it is append-only (a rule makes it
+    /// immutable, or an immutable tag holds its subject).
+    pub fn check_delete_list<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tag: &'a Tag,
+        list: &'a ListDelete,
+    ) -> Decision<'a> {
+        self.decide(repository, |scope| match self.append_only(scope, repository, tag, &list.subject_held_by) {
+            Some(why) => Outcome::DeleteList { tag, list: &list.list, why },
+            None => Outcome::MutableTag { tag },
         })
     }
 
@@ -165,6 +228,51 @@ pub enum Outcome<'a> {
     Unlocked {
         target: Target<'a>,
     },
+    /// A push to an append-only attachment list that keeps every entry (or creates the list, or
+    /// re-pushes it unchanged).
+    ListGrows {
+        tag: &'a Tag,
+        list: &'a ListPush,
+        why: AppendOnly<'a>,
+    },
+    /// A push to an append-only attachment list that is more than an append (what more:
+    /// [`ListPush::problem`]).
+    ListRefused {
+        tag: &'a Tag,
+        list: &'a ListPush,
+        why: AppendOnly<'a>,
+    },
+    /// Deleting an append-only attachment list.
+    DeleteList {
+        tag: &'a Tag,
+        list: &'a AttachmentList,
+        why: AppendOnly<'a>,
+    },
+}
+
+/// Why an attachment list only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOnly<'a> {
+    /// These rules make the list's own tag immutable.
+    Rules(RuleMask),
+    /// Immutable tag `tag` (by `rules`) of `holder` holds the list's subject.
+    HeldSubject { holder: &'a Holder, tag: &'a Tag, rules: RuleMask },
+}
+
+impl AppendOnly<'_> {
+    pub fn rules(&self) -> RuleMask {
+        match self {
+            AppendOnly::Rules(rules) | AppendOnly::HeldSubject { rules, .. } => *rules,
+        }
+    }
+
+    /// The immutable tag holding the subject, when that is why.
+    pub fn holding_tag(&self) -> Option<&Tag> {
+        match self {
+            AppendOnly::Rules(_) => None,
+            AppendOnly::HeldSubject { tag, .. } => Some(tag),
+        }
+    }
 }
 
 /// What a delete removes: a manifest or a blob, by digest.
@@ -265,6 +373,8 @@ impl<'a> Decision<'a> {
                 | Outcome::DeleteImmutableTag { .. }
                 | Outcome::LockedManifest { .. }
                 | Outcome::Held { .. }
+                | Outcome::ListRefused { .. }
+                | Outcome::DeleteList { .. }
         )
     }
     /// The rules that made the tag immutable (empty for a mutable tag or an unlocked manifest).
@@ -280,7 +390,23 @@ impl<'a> Decision<'a> {
             | Outcome::DeleteImmutableTag { rules, .. }
             | Outcome::LockedManifest { rules, .. }
             | Outcome::Held { rules, .. } => rules,
+            Outcome::ListGrows { why, .. } | Outcome::ListRefused { why, .. } | Outcome::DeleteList { why, .. } => {
+                why.rules()
+            }
             Outcome::MutableTag { .. } | Outcome::Unlocked { .. } => RuleMask::default(),
+        }
+    }
+
+    /// `(rule 3: …)` when a rule makes the list immutable; `(its subject sha256:… is held by
+    /// immutable tag "v1" (rule 3: …))` when a tag holding its subject does.
+    fn write_append_only(&self, f: &mut fmt::Formatter<'_>, list: &AttachmentList, why: AppendOnly<'_>) -> fmt::Result {
+        match why {
+            AppendOnly::Rules(_) => self.write_rules(f),
+            AppendOnly::HeldSubject { tag, .. } => {
+                write!(f, "(its subject {} is held by immutable tag \"{tag}\" ", list.subject())?;
+                self.write_rules(f)?;
+                f.write_str(")")
+            }
         }
     }
 
@@ -336,6 +462,25 @@ impl fmt::Display for Decision<'_> {
             }
             Outcome::Unlocked { target: target @ Target::Blob(_) } => {
                 write!(f, "{target} of \"{repository}\" is held by no immutable tag")
+            }
+            Outcome::ListGrows { tag, list, why } => {
+                let added = list.update.as_ref().map_or(0, |update| update.added().len());
+                write!(f, "attachment list \"{tag}\" of \"{repository}\" keeps every entry and adds {added} ")?;
+                self.write_append_only(f, &list.list, why)
+            }
+            Outcome::ListRefused { tag, list, why } => {
+                write!(f, "attachment list \"{tag}\" of \"{repository}\" only grows ")?;
+                self.write_append_only(f, &list.list, why)?;
+                match list.problem() {
+                    Some(problem @ ListProblem::Drops(_)) => write!(f, ": {problem}; push a list that keeps them"),
+                    Some(problem) => write!(f, ": {problem}"),
+                    None => Ok(()),
+                }
+            }
+            Outcome::DeleteList { tag, list, why } => {
+                write!(f, "attachment list \"{tag}\" of \"{repository}\" only grows ")?;
+                self.write_append_only(f, list, why)?;
+                f.write_str("; it cannot be deleted")
             }
         }
     }

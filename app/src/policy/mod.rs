@@ -4,6 +4,7 @@
 //! dialog's live preview (compiled to WASM) all use this module and nothing else to decide.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod attachment;
 mod compiled;
 mod decision;
 mod exception;
@@ -14,11 +15,12 @@ pub mod reference;
 pub mod route;
 mod rule;
 
+pub use attachment::{AttachmentList, ListDelete, ListEntries, ListKind, ListPush, ListUpdate};
 pub use compiled::{
     check_rule_set, check_stored_size, CompileError, CompiledPolicy, PolicyError, RepositoryPolicy, RuleInfo, RuleMask,
     MAX_POLICY_PATTERN_CHARS, MAX_RULES,
 };
-pub use decision::{Decision, Holder, Outcome, Relation, Target};
+pub use decision::{AppendOnly, Decision, Holder, Outcome, Relation, Target};
 pub use exception::{
     ExceptionError, ExceptionGrant, ExceptionInput, ExceptionOperation, ExceptionScope, ExceptionTarget,
     ExceptionsMode, ExceptionsSwitch, RefusedChange, DEFAULT_LIFETIME_MINUTES, MAX_LIFETIME_MINUTES,
@@ -235,6 +237,106 @@ mod tests {
         let mutable = policy.check_push(&repository, &latest, &b, Some(&a));
         assert!(mutable.allowed());
         assert_eq!(mutable.rules().count(), 0);
+    }
+
+    /// (subject's list tag, a ListPush with the given current and pushed entries, no holders)
+    use attachment::ForeignEntry;
+
+    fn list_push(subject: &Digest, current: Option<Vec<Digest>>, pushed: Vec<Digest>) -> (Tag, ListPush) {
+        let tag = Tag::parse(&subject.as_str().replace(':', "-")).unwrap();
+        let list = AttachmentList::of(&tag).unwrap();
+        let update = ListUpdate {
+            current: current.map(ListEntries::from_entries),
+            pushed: ListEntries::from_entries(pushed),
+            foreign: Vec::new(),
+        };
+        (tag, ListPush { list, update: Some(update), subject_held_by: Vec::new() })
+    }
+
+    #[test]
+    fn attachment_lists_only_grow_under_a_rule_that_covers_them() {
+        let policy = CompiledPolicy::compile(&[rule(1, "**", "**")]).unwrap();
+        let (repository, _, subject, _) = names();
+        let (x, y, z) = (digest('1'), digest('2'), digest('3'));
+        let (old, new) = (digest('8'), digest('9'));
+        let (tag, append) = list_push(&subject, Some(vec![x.clone()]), vec![x.clone(), y.clone()]);
+        let decision = policy.check_list_push(&repository, &tag, &new, Some(&old), &append);
+        assert!(decision.allowed(), "{decision}");
+        assert_eq!(
+            decision.to_string(),
+            format!("attachment list \"{tag}\" of \"shop/api\" keeps every entry and adds 1 (rule 1: repositories matching **, tags matching **)")
+        );
+        let (_, drop) = list_push(&subject, Some(vec![x.clone(), y.clone()]), vec![y.clone(), z.clone()]);
+        let decision = policy.check_list_push(&repository, &tag, &new, Some(&old), &drop);
+        assert!(!decision.allowed());
+        assert_eq!(
+            decision.to_string(),
+            format!("attachment list \"{tag}\" of \"shop/api\" only grows (rule 1: repositories matching **, tags matching **): this push drops {x}; push a list that keeps them")
+        );
+        // An identical re-push is allowed whatever it holds; a first list, unless it lists a foreign entry.
+        assert!(policy.check_list_push(&repository, &tag, &old, Some(&old), &drop).allowed());
+        let (_, mut first) = list_push(&subject, None, vec![x.clone()]);
+        assert!(policy.check_list_push(&repository, &tag, &new, None, &first).allowed());
+        if let Some(update) = first.update.as_mut() {
+            update.foreign.push(ForeignEntry { digest: x.clone(), why: "its subject is another".into() });
+        }
+        let decision = policy.check_list_push(&repository, &tag, &new, None, &first);
+        assert!(!decision.allowed());
+        assert!(
+            decision.to_string().ends_with(&format!(
+                "the new entry {x} is not a referrer of the list's subject: its subject is another"
+            )),
+            "{decision}"
+        );
+        // Without the entries, a change of the list cannot be told from a rewrite.
+        let unknown = ListPush { update: None, ..append.clone() };
+        assert!(policy.check_list_push(&repository, &tag, &new, None, &unknown).allowed(), "a first list");
+        let decision = policy.check_list_push(&repository, &tag, &new, Some(&old), &unknown);
+        assert!(!decision.allowed());
+        assert!(decision.to_string().contains("cannot be told from a rewrite"), "{decision}");
+        let deleted = ListDelete { list: append.list.clone(), subject_held_by: Vec::new() };
+        assert!(!policy.check_delete_list(&repository, &tag, &deleted).allowed());
+    }
+
+    #[test]
+    fn an_attachment_list_of_a_held_subject_only_grows_whatever_the_rules_say_of_its_name() {
+        let policy = CompiledPolicy::compile(&[rule(3, "**", "v*")]).unwrap();
+        let (repository, _, subject, _) = names();
+        let (x, y) = (digest('1'), digest('2'));
+        let (old, new) = (digest('8'), digest('9'));
+        let (tag, mut drop) = list_push(&subject, Some(vec![x.clone(), y.clone()]), vec![y.clone()]);
+        let decision = policy.check_list_push(&repository, &tag, &new, Some(&old), &drop);
+        assert!(decision.allowed(), "nothing holds the subject: an ordinary mutable tag");
+        let v1 = Tag::parse("v1").unwrap();
+        drop.subject_held_by = vec![Holder {
+            digest: subject.clone(),
+            tags: vec![Tag::parse("latest").unwrap(), v1],
+            relation: Relation::Referrer,
+        }];
+        let decision = policy.check_list_push(&repository, &tag, &new, Some(&old), &drop);
+        assert!(!decision.allowed());
+        assert_eq!(
+            decision.to_string(),
+            format!("attachment list \"{tag}\" of \"shop/api\" only grows (its subject {subject} is held by immutable tag \"v1\" (rule 3: repositories matching **, tags matching v*)): this push drops {x}; push a list that keeps them")
+        );
+        assert_eq!(decision.rules().map(|rule| rule.id).collect::<Vec<_>>(), [3]);
+        let deleted = ListDelete { list: drop.list.clone(), subject_held_by: drop.subject_held_by.clone() };
+        let decision = policy.check_delete_list(&repository, &tag, &deleted);
+        assert!(!decision.allowed());
+        assert!(decision.to_string().ends_with("; it cannot be deleted"), "{decision}");
+        let mutable_holder = ListDelete {
+            subject_held_by: vec![Holder {
+                digest: subject.clone(),
+                tags: vec![Tag::parse("latest").unwrap()],
+                relation: Relation::Referrer,
+            }],
+            ..deleted
+        };
+        assert!(policy.check_delete_list(&repository, &tag, &mutable_holder).allowed());
+    }
+
+    fn digest(seed: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", seed.to_string().repeat(64))).unwrap()
     }
 
     #[test]

@@ -502,6 +502,37 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A PUT to an attachment list, by tag or by digest with `?tag=`, is a change of exactly
+        /// that list; a tag with anything more is an ordinary tag.
+        #[test]
+        fn list_puts_are_changes_of_that_list(
+            hex in "[0-9a-f]{64}",
+            suffix in proptest::prop_oneof![
+                proptest::strategy::Just(""), proptest::strategy::Just(".sig"), proptest::strategy::Just(".att"), proptest::strategy::Just(".sbom")
+            ],
+            by_digest in proptest::bool::ANY,
+            noise in "[A-Za-z0-9._-]{1,3}",
+        ) {
+            let tag = format!("sha256-{hex}{suffix}");
+            let (path, query) = if by_digest {
+                (format!("/v2/shop/api/manifests/sha256:{}", "e".repeat(64)), Some(format!("tag={tag}")))
+            } else {
+                (format!("/v2/shop/api/manifests/{tag}"), None)
+            };
+            let Ok(Route::Change(change)) = classify("PUT", &path, query.as_deref()) else {
+                return Err(proptest::test_runner::TestCaseError::fail(format!("PUT {path} is no change")));
+            };
+            let lists: Vec<_> = change.tags().iter().filter_map(crate::policy::AttachmentList::of).collect();
+            proptest::prop_assert_eq!(lists.len(), 1);
+            proptest::prop_assert_eq!(lists[0].tag(), tag.clone());
+            proptest::prop_assert_eq!(lists[0].subject().as_str(), format!("sha256:{hex}"));
+            if let Ok(longer) = Tag::parse(&format!("{tag}{noise}")) {
+                proptest::prop_assert_eq!(crate::policy::AttachmentList::of(&longer), None, "{}", longer);
+            }
+        }
+    }
+
+    proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
         #[test]
         fn classification_agrees_with_the_registry_model(

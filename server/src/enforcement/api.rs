@@ -4,7 +4,10 @@
 use super::cache::ServiceToken;
 use super::{Check, Enforcer, Protection, Verdict};
 use crate::oci_error::OciErrors;
-use app::policy::{Digest, Holder, NameError, ProjectName, Relation, RepositoryName, RuleInfo, Tag};
+use app::policy::{
+    AttachmentList, Digest, Holder, ListDelete, ListEntries, ListPush, ListUpdate, NameError, ProjectName, Relation,
+    RepositoryName, RuleInfo, Tag,
+};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -178,6 +181,16 @@ pub struct CheckRequest<'a> {
     pub tags: Option<Vec<Text<'a>>>,
     #[serde(borrow)]
     pub held_by: Option<Vec<HolderRequest<'a>>>,
+    /// A push to an attachment list (`sha256-<hex>[.sig|.att|.sbom]`): the pushed list's entries
+    /// (a referrers index's `manifests[].digest`, a cosign image's layer digests).
+    #[serde(borrow)]
+    pub entries: Option<Vec<Text<'a>>>,
+    /// With `entries`: the current list's, or null when the list does not exist yet.
+    #[serde(borrow, default, deserialize_with = "present_list")]
+    pub current_entries: Option<Option<Vec<Text<'a>>>>,
+    /// A push to, or delete of, an attachment list: the tags pointing at its subject now.
+    #[serde(borrow)]
+    pub subject_tags: Option<Vec<Text<'a>>>,
 }
 
 /// A manifest that references the target of a delete, at any depth: an index above it, the
@@ -216,6 +229,11 @@ impl std::ops::Deref for Text<'_> {
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Text<'de>>>, D::Error> {
     Option::<Text<'de>>::deserialize(deserializer).map(Some)
+}
+
+/// As [`present`], for a list.
+fn present_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Vec<Text<'de>>>>, D::Error> {
+    Option::<Vec<Text<'de>>>::deserialize(deserializer).map(Some)
 }
 
 impl<'a> CheckRequest<'a> {
@@ -287,10 +305,23 @@ impl<'a> CheckRequest<'a> {
                 })
                 .collect()
         };
+        let digests = |values: Vec<Text<'a>>, at: &str| -> Result<Vec<Digest>, ApiError> {
+            values.iter().enumerate().map(|(i, value)| digest(value, field(&format!("{at}[{i}]")))).collect()
+        };
+        // What a registry knows of an attachment list's subject: the tags pointing at it, and the
+        // manifests holding it (`held_by`).
+        let subject_held_by = |list: &AttachmentList, subject_tags: Vec<Tag>, mut held: Vec<Holder>| {
+            if !subject_tags.is_empty() {
+                held.insert(
+                    0,
+                    Holder { digest: list.subject().clone(), tags: subject_tags, relation: Relation::Referrer },
+                );
+            }
+            held
+        };
         match &*operation {
             "push" => {
                 unused("tags", self.tags.is_some())?;
-                unused("held_by", self.held_by.is_some())?;
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
                 let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
                 let current = self.current_digest.ok_or_else(|| {
@@ -300,18 +331,51 @@ impl<'a> CheckRequest<'a> {
                     )
                 })?;
                 let current = current.map(|value| digest(&value, field("current_digest"))).transpose()?;
-                Ok(Check::Push { repository, tag, digest: pushed, current })
+                // Read (and checked) whatever the tag; used only when it names an attachment list,
+                // so a registry may send them with every push.
+                let pushed_entries = self.entries.map(|entries| digests(entries, "entries")).transpose()?;
+                let current_entries = self
+                    .current_entries
+                    .map(|entries| entries.map(|entries| digests(entries, "current_entries")).transpose())
+                    .transpose()?;
+                let held_by = held_by(self.held_by.unwrap_or_default())?;
+                let subject_tags = tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
+                let Some(list) = AttachmentList::of(&tag) else {
+                    return Ok(Check::Push { repository, tag, digest: pushed, current, list: None });
+                };
+                // Without both lists an append cannot be told from a rewrite.
+                let update = match (pushed_entries, current_entries) {
+                    (Some(entries), Some(current_entries)) => Some(ListUpdate {
+                        current: current_entries.map(ListEntries::from_entries),
+                        pushed: ListEntries::from_entries(entries),
+                        foreign: Vec::new(),
+                    }),
+                    _ => None,
+                };
+                let subject_held_by = subject_held_by(&list, subject_tags, held_by);
+                let list = Some(Box::new(ListPush { list, update, subject_held_by }));
+                Ok(Check::Push { repository, tag, digest: pushed, current, list })
             }
             "delete_tag" => {
                 unused("digest", self.digest.is_some())?;
                 unused("current_digest", self.current_digest.is_some())?;
                 unused("tags", self.tags.is_some())?;
-                unused("held_by", self.held_by.is_some())?;
+                unused("entries", self.entries.is_some())?;
+                unused("current_entries", self.current_entries.is_some())?;
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
-                Ok(Check::DeleteTag { repository, tag })
+                let held_by = held_by(self.held_by.unwrap_or_default())?;
+                let subject_tags = tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
+                let Some(list) = AttachmentList::of(&tag) else {
+                    return Ok(Check::DeleteTag { repository, tag, list: None });
+                };
+                let subject_held_by = subject_held_by(&list, subject_tags, held_by);
+                Ok(Check::DeleteTag { repository, tag, list: Some(ListDelete { list, subject_held_by }) })
             }
             "delete_manifest" => {
                 unused("tag", self.tag.is_some())?;
+                unused("entries", self.entries.is_some())?;
+                unused("current_entries", self.current_entries.is_some())?;
+                unused("subject_tags", self.subject_tags.is_some())?;
                 unused("current_digest", self.current_digest.is_some())?;
                 let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
                 let tagged = self.tags.ok_or_else(|| {
@@ -326,6 +390,9 @@ impl<'a> CheckRequest<'a> {
             }
             "delete_blob" => {
                 unused("tag", self.tag.is_some())?;
+                unused("entries", self.entries.is_some())?;
+                unused("current_entries", self.current_entries.is_some())?;
+                unused("subject_tags", self.subject_tags.is_some())?;
                 unused("current_digest", self.current_digest.is_some())?;
                 unused("tags", self.tags.is_some())?;
                 let blob = digest(&required("digest", self.digest)?, field("digest"))?;

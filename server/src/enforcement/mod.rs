@@ -18,7 +18,8 @@ pub mod schema;
 use crate::metrics::{Metrics, Operation};
 use anyhow::Context;
 use app::policy::{
-    CompiledPolicy, Decision, Digest, ExceptionsSwitch, Holder, RefusedChange, RepositoryName, RuleInfo, Tag,
+    AppendOnly, CompiledPolicy, Decision, Digest, ExceptionsSwitch, Holder, ListDelete, ListPush, Outcome,
+    RefusedChange, RepositoryName, RuleInfo, Tag,
 };
 use app::store::{ExceptionUse, ExceptionsTaken};
 use cache::{CacheSync, ExceptionCache, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
@@ -32,30 +33,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub enum Check {
     /// Pushing the manifest `digest` to `tag`, which points at `current` now (or at nothing).
-    Push {
-        repository: RepositoryName,
-        tag: Tag,
-        digest: Digest,
-        current: Option<Digest>,
-    },
-    DeleteTag {
-        repository: RepositoryName,
-        tag: Tag,
-    },
+    /// `list`: when `tag` is an attachment list, its entries before and after and what holds
+    /// its subject (`None` for any other tag).
+    Push { repository: RepositoryName, tag: Tag, digest: Digest, current: Option<Digest>, list: Option<Box<ListPush>> },
+    /// Deleting `tag`; `list`, when it is an attachment list, what holds its subject.
+    DeleteTag { repository: RepositoryName, tag: Tag, list: Option<ListDelete> },
     /// Deleting the manifest `digest`, which `tags` point at now and the manifests `held_by`
     /// reference (indexes above it, the subject it is attached to).
-    DeleteManifest {
-        repository: RepositoryName,
-        digest: Digest,
-        tags: Vec<Tag>,
-        held_by: Vec<Holder>,
-    },
+    DeleteManifest { repository: RepositoryName, digest: Digest, tags: Vec<Tag>, held_by: Vec<Holder> },
     /// Deleting the blob `digest`, which the manifests `held_by` reference.
-    DeleteBlob {
-        repository: RepositoryName,
-        digest: Digest,
-        held_by: Vec<Holder>,
-    },
+    DeleteBlob { repository: RepositoryName, digest: Digest, held_by: Vec<Holder> },
 }
 
 impl Check {
@@ -80,11 +67,11 @@ impl Check {
     /// shop/api:v1`, `delete of shop/api:v1`, `delete of manifest shop/api@sha256:…`.
     pub fn describe(&self) -> String {
         match self {
-            Check::Push { repository, tag, digest, current } => match current {
+            Check::Push { repository, tag, digest, current, .. } => match current {
                 Some(current) => format!("push of {digest} to {repository}:{tag} (was {current})"),
                 None => format!("push of {digest} to {repository}:{tag}"),
             },
-            Check::DeleteTag { repository, tag } => format!("delete of {repository}:{tag}"),
+            Check::DeleteTag { repository, tag, .. } => format!("delete of {repository}:{tag}"),
             Check::DeleteManifest { repository, digest, .. } => format!("delete of manifest {repository}@{digest}"),
             Check::DeleteBlob { repository, digest, .. } => format!("delete of blob {repository}@{digest}"),
         }
@@ -522,15 +509,29 @@ fn decide(policy: &CompiledPolicy, check: &Check) -> Verdict {
         }
     };
     match check {
-        Check::Push { repository, tag, digest, current } => {
+        Check::Push { repository, tag, digest, current, list: None } => {
             let decision = policy.check_push(repository, tag, digest, current.as_ref());
             let immutable = own_tag(&decision, tag);
             Verdict::from_decision(decision, immutable)
         }
-        Check::DeleteTag { repository, tag } => {
-            let decision = policy.check_delete_tag(repository, tag);
-            let immutable = own_tag(&decision, tag);
+        Check::Push { repository, tag, digest, current, list: Some(list) } => {
+            let decision = policy.check_list_push(repository, tag, digest, current.as_ref(), list);
+            let immutable = append_only_by(&decision, tag);
             Verdict::from_decision(decision, immutable)
+        }
+        Check::DeleteTag { repository, tag, list } => {
+            let decision = policy.check_delete_tag(repository, tag);
+            match list {
+                Some(list) if decision.allowed() => {
+                    let decision = policy.check_delete_list(repository, tag, list);
+                    let immutable = append_only_by(&decision, tag);
+                    Verdict::from_decision(decision, immutable)
+                }
+                _ => {
+                    let immutable = own_tag(&decision, tag);
+                    Verdict::from_decision(decision, immutable)
+                }
+            }
         }
         Check::DeleteManifest { repository, digest, tags, held_by } => {
             let immutable = immutable_holding_tags(policy, repository, tags, held_by);
@@ -540,6 +541,19 @@ fn decide(policy: &CompiledPolicy, check: &Check) -> Verdict {
             let immutable = immutable_holding_tags(policy, repository, &[], held_by);
             Verdict::from_decision(policy.check_delete_blob(repository, digest, held_by), immutable)
         }
+    }
+}
+
+/// The tag that makes an attachment list append-only: the list's own (a rule covers it), or the
+/// immutable tag holding its subject (what an exception for that tag releases).
+fn append_only_by(decision: &Decision<'_>, list_tag: &Tag) -> Vec<String> {
+    let why = match decision.outcome {
+        Outcome::ListGrows { why, .. } | Outcome::ListRefused { why, .. } | Outcome::DeleteList { why, .. } => why,
+        _ => return Vec::new(),
+    };
+    match why {
+        AppendOnly::Rules(_) => vec![list_tag.to_string()],
+        AppendOnly::HeldSubject { tag, .. } => vec![tag.to_string()],
     }
 }
 

@@ -62,7 +62,35 @@ pub fn tags() -> Schema {
     ArrayBuilder::new().items(RefOr::T(tag())).description(Some("The tags pointing at the manifest now")).into()
 }
 
-/// `push`: allowed unless the tag is immutable, exists, and points at another digest.
+fn digests(description: &str) -> Schema {
+    ArrayBuilder::new().items(RefOr::T(digest())).description(Some(description)).into()
+}
+
+fn entries() -> Schema {
+    digests("Attachment lists only: the pushed list's entries (a referrers index's `manifests[].digest`, a cosign image's layer digests)")
+}
+
+fn current_entries() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(digest()))
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some("Attachment lists only, with `entries`: the current list's entries, or null when the list does not exist yet"))
+        .into()
+}
+
+fn subject_tags() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(tag()))
+        .description(Some("Attachment lists only: the tags pointing at the list's subject now"))
+        .into()
+}
+
+/// `push`: allowed unless the tag is immutable, exists, and points at another digest. A tag
+/// that is an attachment list (`sha256-<hex>`, `.sig`, `.att`, `.sbom`) only grows while a rule
+/// makes it immutable or an immutable tag holds its subject: send `entries` and
+/// `current_entries` (without both, any change of such a list is refused), and what holds the
+/// subject (`subject_tags`, `held_by`). These fields are accepted on every push and read only for
+/// attachment lists.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -77,9 +105,22 @@ pub struct PushCheck {
     digest: String,
     #[schema(schema_with = current_digest)]
     current_digest: String,
+    #[serde(default)]
+    #[schema(schema_with = entries)]
+    entries: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(schema_with = current_entries)]
+    current_entries: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(schema_with = subject_tags)]
+    subject_tags: Option<Vec<String>>,
+    /// Attachment lists only: the manifests holding the list's subject (an index above it).
+    #[serde(default)]
+    held_by: Option<Vec<HeldBy>>,
 }
 
-/// `delete_tag`: allowed unless the tag is immutable.
+/// `delete_tag`: allowed unless the tag is immutable, or it is an attachment list whose subject
+/// an immutable tag holds (`subject_tags`, `held_by`: read only for attachment lists).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -90,6 +131,12 @@ pub struct DeleteTagCheck {
     repository: String,
     #[schema(schema_with = tag)]
     tag: String,
+    #[serde(default)]
+    #[schema(schema_with = subject_tags)]
+    subject_tags: Option<Vec<String>>,
+    /// Attachment lists only: the manifests holding the list's subject (an index above it).
+    #[serde(default)]
+    held_by: Option<Vec<HeldBy>>,
 }
 
 /// `delete_manifest`: allowed unless a tag pointing at the manifest, or a tag of a manifest

@@ -9,12 +9,13 @@
 //! only when its bytes hash to its digest) and recorded in the inventory, which a process starting
 //! cold reads before asking the registry. Referrers change as signatures are pushed, so they are
 //! asked every time: the referrers API where the registry has one, the `sha256-<hex>` tag schema
-//! besides. Every walk is bounded in registry reads and time; past a bound nothing is deleted.
+//! and cosign's `sha256-<hex>.sig`, `.att`, `.sbom` tags besides (whose manifests, the lists
+//! themselves, are held too). Every walk is bounded in registry reads and time; past a bound nothing is deleted.
 
 use crate::enforcement::Protection;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{BlobRole, ManifestError, ManifestRefs, Sha256};
-use app::policy::{Digest, Holder, Relation, RepositoryName, Tag};
+use app::policy::{AttachmentList, Digest, Holder, ListKind, Relation, RepositoryName, Tag};
 use axum::http::HeaderValue;
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
@@ -284,14 +285,45 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        let tag = digest.referrers_tag();
-        if self.tags.contains(&tag) {
+        let subject = digest.digest();
+        for list in AttachmentList::all_of(&subject) {
+            let tag = list.tag();
+            if !self.tags.contains(&tag) {
+                continue;
+            }
             self.count_read()?;
-            if let Some(bytes) = self.registry.manifest(self.name, &tag, self.authorization).await? {
-                found.extend(self.listed(&bytes)?);
+            let Some(bytes) = self.registry.manifest(self.name, &tag, self.authorization).await? else { continue };
+            match list.kind() {
+                ListKind::Referrers => found.extend(self.listed(&bytes)?),
+                // cosign's list is itself the one manifest attached: its layers are the signatures.
+                ListKind::Signatures | ListKind::Attestations | ListKind::Sboms => {
+                    let manifest = Sha256::of(&bytes);
+                    if self.cache.get(&manifest).is_none() {
+                        let refs = Arc::new(ManifestRefs::parse(manifest, &bytes).map_err(WalkError::Manifest)?);
+                        self.cache.insert(manifest, refs.clone());
+                        self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((manifest, refs));
+                    }
+                    found.push(manifest);
+                }
             }
         }
         Ok((found, has_api))
+    }
+
+    /// The held manifest whose attachment list (`sha256-<hex>`, cosign's `.sig`, `.att`, `.sbom`)
+    /// points at `target`, among the manifests reached from the immutable tags (`owner`): deleting
+    /// that list's manifest would detach everything it lists.
+    async fn list_holding(&self, target: Sha256, owner: &HashMap<Sha256, usize>) -> Result<Option<usize>, WalkError> {
+        for tag in &self.tags {
+            let Some(list) = Tag::parse(tag).ok().as_ref().and_then(AttachmentList::of) else { continue };
+            let Some(&root) = owner.get(&Sha256::from(list.subject())) else { continue };
+            self.count_read()?;
+            let current = self.registry.current_digest(self.name, tag, self.authorization).await?;
+            if current.is_some_and(|current| Sha256::from(&current) == target) {
+                return Ok(Some(root));
+            }
+        }
+        Ok(None)
     }
 
     /// The manifests an index lists (a referrers list is one).
@@ -333,6 +365,9 @@ impl<'a> Walk<'a> {
                 return Ok(self.holder(root, Relation::Referrer));
             }
             current = subject;
+        }
+        if let Some(root) = self.list_holding(target, &owner).await? {
+            return Ok(self.holder(root, Relation::Referrer));
         }
         Ok(Vec::new())
     }

@@ -6,6 +6,8 @@
 //! holds (its manifest, an index's children, layers, configs, attached referrers) is refused
 //! ([`held`]).
 
+mod attachments;
+mod conditional;
 pub mod held;
 
 use crate::config::{DatabaseConfig, ListenerConfig};
@@ -15,7 +17,7 @@ use crate::registry::{LookupError, Registry};
 use anyhow::Context;
 use app::artifact::{ManifestRefs, Sha256};
 use app::policy::route::{self, BlobDelete, ChangeKind, ManifestChange, Reference, Route, RouteError};
-use app::policy::{Digest, RepositoryName, Tag, Target};
+use app::policy::{AttachmentList, Digest, Holder, ListDelete, RepositoryName, Tag, Target};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -24,6 +26,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::BytesMut;
 use clap::Args;
+use conditional::Preconditions;
 use held::{HeldLimits, ManifestCache, Walk, WalkError};
 use http_body_util::BodyExt;
 use sha2::Digest as _;
@@ -251,7 +254,7 @@ impl From<WalkError> for Refusal {
             WalkError::Bounded(why) => Refusal::retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
-                format!("{why}, so nothing is deleted"),
+                format!("{why}, so nothing is changed"),
             ),
         }
     }
@@ -264,6 +267,32 @@ fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
         "rules": verdict.rules,
     });
     Refusal::Denied(crate::oci_error::response(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
+}
+
+/// A push refused: as [`denied`], and for an attachment list the entries it would drop.
+fn denied_push(verdict: &Verdict, repository: &RepositoryName, check: &Check) -> Refusal {
+    let Check::Push { list: Some(list), .. } = check else { return denied(verdict, repository) };
+    let dropped: Vec<&str> = list
+        .update
+        .as_ref()
+        .map(|update| update.dropped().into_iter().map(Digest::as_str).collect())
+        .unwrap_or_default();
+    let detail = serde_json::json!({
+        "repository": repository.as_str(),
+        "immutable_tags": verdict.immutable_tags,
+        "rules": verdict.rules,
+        "subject": list.list.subject().as_str(),
+        "dropped": dropped,
+    });
+    Refusal::Denied(crate::oci_error::response(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
+}
+
+fn walk_timeout(repository: &RepositoryName, limit: Duration) -> Refusal {
+    WalkError::Bounded(format!(
+        "working out what the immutable tags of \"{repository}\" hold takes more than {} s (--held-timeout)",
+        limit.as_secs()
+    ))
+    .into()
 }
 
 /// The shared lock keys: one per repository (pushes of its immutable tags share it, a delete by
@@ -299,13 +328,31 @@ impl Gateway {
             return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
         };
         let protection = self.enforcer.protection(repository.project()).await;
-        let (outcome, response) = if !protection.protects_anything() {
+        // A conditional PUT is checked whatever the rules say: registries ignore its headers.
+        let conditional = change.kind == ChangeKind::Put && Preconditions::of(request.headers()).any();
+        let (outcome, response) = if !protection.protects_anything() && !conditional {
             (GatewayOutcome::PassedThrough, self.upstream.forward(request).await)
         } else {
             let response = match (change.kind, &change.reference) {
                 (ChangeKind::Put, _) => self.put_manifest(&protection, &repository, &change, request).await?,
                 (ChangeKind::Delete, Reference::Tag(tag)) => {
-                    let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone() };
+                    // An attachment list's subject may be held: worked out under the repository's
+                    // lock taken alone, as for any delete of what an immutable tag may hold.
+                    let list = AttachmentList::of(tag);
+                    let _locks = match list {
+                        Some(_) => Some(self.lock(&[], &[repository_key(&repository)]).await?),
+                        None => None,
+                    };
+                    let list = match list {
+                        Some(list) => {
+                            let authorization = request.headers().get(header::AUTHORIZATION);
+                            let subject_held_by =
+                                self.subject_holders(&repository, &protection, authorization, list.subject()).await?;
+                            Some(ListDelete { list, subject_held_by })
+                        }
+                        None => None,
+                    };
+                    let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone(), list };
                     let verdict = self.enforcer.decide("gateway", &protection, &check).await;
                     if !verdict.allowed {
                         return Err(denied(&verdict, &repository));
@@ -364,7 +411,9 @@ impl Gateway {
 
     /// `PUT /v2/<name>/manifests/<tag>`, or `<digest>?tag=a&tag=b`: the pushed digest is the
     /// body's SHA-256, the current one the upstream's, read under the shared locks that are held
-    /// until the upstream has answered the PUT, so concurrent first pushes cannot both win.
+    /// until the upstream has answered the PUT, so concurrent first pushes cannot both win. The
+    /// tags decided are those a rule may cover, the attachment lists (whose subject may be held),
+    /// and with `If-Match` / `If-None-Match` every tag, whose precondition is checked under the lock.
     async fn put_manifest(
         &self,
         protection: &Protection,
@@ -372,9 +421,18 @@ impl Gateway {
         change: &ManifestChange,
         request: Request,
     ) -> Result<Response, Refusal> {
-        let ruled: Vec<Tag> =
-            change.tags().into_iter().filter(|tag| protection.needs_decision(repository, tag)).collect();
-        if ruled.is_empty() {
+        let preconditions = Preconditions::of(request.headers());
+        let lists_matter = protection.protects_anything();
+        let decided: Vec<(Tag, Option<AttachmentList>)> = change
+            .tags()
+            .into_iter()
+            .map(|tag| {
+                let list = AttachmentList::of(&tag).filter(|_| lists_matter);
+                (tag, list)
+            })
+            .filter(|(tag, list)| list.is_some() || preconditions.any() || protection.needs_decision(repository, tag))
+            .collect();
+        if decided.is_empty() {
             return Ok(self.upstream.forward(request).await);
         }
         let (mut parts, body) = request.into_parts();
@@ -382,24 +440,56 @@ impl Gateway {
         let pushed = Digest::parse(&format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)))).map_err(|e| {
             Refusal::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string(), serde_json::Value::Null)
         })?;
+        // A list is pushed as a list of its kind, or not at all (read before any lock is taken).
+        let pushed_lists = decided
+            .iter()
+            .filter_map(|(tag, list)| Some((tag, list.as_ref()?)))
+            .map(|(tag, list)| attachments::pushed_entries(tag, list, &body))
+            .collect::<Result<Vec<_>, _>>()?;
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
 
-        let tag_keys: Vec<String> = ruled.iter().map(|tag| tag_key(repository, tag)).collect();
+        let tag_keys: Vec<String> = decided.iter().map(|(tag, _)| tag_key(repository, tag)).collect();
         let _locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
-        let mut checks = Vec::with_capacity(ruled.len());
-        for tag in &ruled {
-            let current =
-                self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?;
-            checks.push(Check::Push {
-                repository: repository.clone(),
-                tag: tag.clone(),
-                digest: pushed.clone(),
-                current,
-            });
+        let mut checks = Vec::with_capacity(decided.len());
+        let mut pushed_lists = pushed_lists.into_iter();
+        for (tag, list) in &decided {
+            let (current, list) = match list {
+                Some(list) => {
+                    let read = attachments::current_list(&self.upstream, repository, tag, list, authorization.as_ref());
+                    let (current, current_entries) = read.await?;
+                    let pushed_entries = pushed_lists.next().unwrap_or_default();
+                    (current, Some((list, current_entries, pushed_entries)))
+                }
+                None => (
+                    self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?,
+                    None,
+                ),
+            };
+            preconditions.check(tag, current.as_ref()).map_err(|why| {
+                let detail =
+                    serde_json::json!({ "tag": tag.as_str(), "current": current.as_ref().map(Digest::as_str) });
+                Refusal::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", why, detail)
+            })?;
+            let list = match list {
+                Some((list, current_entries, pushed_entries)) => {
+                    let update = attachments::Update { list, current: current_entries, pushed: pushed_entries };
+                    Some(Box::new(self.list_push(protection, repository, tag, update, authorization.as_ref()).await?))
+                }
+                None => None,
+            };
+            if list.is_some() || protection.needs_decision(repository, tag) {
+                checks.push(Check::Push {
+                    repository: repository.clone(),
+                    tag: tag.clone(),
+                    digest: pushed.clone(),
+                    current,
+                    list,
+                });
+            }
         }
         let verdicts = self.enforcer.decide_together("gateway", protection, &checks).await;
-        if let Some(refused) = verdicts.iter().find(|verdict| !verdict.allowed) {
-            return Err(denied(refused, repository));
+        if let Some((check, refused)) = checks.iter().zip(&verdicts).find(|(_, verdict)| !verdict.allowed) {
+            return Err(denied_push(refused, repository, check));
         }
         parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
         parts.headers.remove(header::TRANSFER_ENCODING);
@@ -412,6 +502,32 @@ impl Gateway {
             }
         }
         Ok(response)
+    }
+
+    /// What a push to an attachment list brings to its decision: the entries before and after,
+    /// whether its new referrers really are referrers of the subject, and, only when that makes
+    /// a difference (the push is more than an append and no rule covers the list's own tag), what
+    /// holds the subject.
+    async fn list_push(
+        &self,
+        protection: &Protection,
+        repository: &RepositoryName,
+        tag: &Tag,
+        update: attachments::Update<'_>,
+        authorization: Option<&axum::http::HeaderValue>,
+    ) -> Result<app::policy::ListPush, Refusal> {
+        let limit = Duration::from_secs(self.held.timeout_seconds);
+        let checked =
+            attachments::check_update(&self.upstream, &self.manifests, repository, update, authorization, &self.held);
+        let mut list_push = match tokio::time::timeout(limit, checked).await {
+            Ok(checked) => checked?,
+            Err(_) => return Err(walk_timeout(repository, limit)),
+        };
+        if list_push.problem().is_some() && !protection.may_protect(repository, tag) {
+            list_push.subject_held_by =
+                self.subject_holders(repository, protection, authorization, list_push.list.subject()).await?;
+        }
+        Ok(list_push)
     }
 
     /// `DELETE /v2/<name>/manifests/<digest>`: under the repository's lock taken alone (so no push
@@ -466,8 +582,7 @@ impl Gateway {
         Ok((GatewayOutcome::Allowed, self.upstream.forward(request).await))
     }
 
-    /// The check deleting `target` asks: which immutable tags point at it or hold it, worked out
-    /// on a [`Walk`] of the repository, bounded in time by `--held-timeout`.
+    /// The check deleting `target` asks: which immutable tags point at it or hold it.
     async fn held_check(
         &self,
         repository: &RepositoryName,
@@ -475,6 +590,39 @@ impl Gateway {
         authorization: Option<&axum::http::HeaderValue>,
         target: Target<'_>,
     ) -> Result<Check, Refusal> {
+        let (tags, held_by) = self.held(repository, protection, authorization, target).await?;
+        let repository = repository.clone();
+        Ok(match target {
+            Target::Manifest(digest) => Check::DeleteManifest { repository, digest: digest.clone(), tags, held_by },
+            Target::Blob(digest) => Check::DeleteBlob { repository, digest: digest.clone(), held_by },
+        })
+    }
+
+    /// What holds the subject of an attachment list: the manifest itself with the tags that may
+    /// be immutable pointing at it, or the manifests holding it.
+    async fn subject_holders(
+        &self,
+        repository: &RepositoryName,
+        protection: &Protection,
+        authorization: Option<&axum::http::HeaderValue>,
+        subject: &Digest,
+    ) -> Result<Vec<Holder>, Refusal> {
+        let (tags, mut held_by) = self.held(repository, protection, authorization, Target::Manifest(subject)).await?;
+        if !tags.is_empty() {
+            held_by.insert(0, Holder { digest: subject.clone(), tags, relation: app::policy::Relation::Referrer });
+        }
+        Ok(held_by)
+    }
+
+    /// The tags that may be immutable pointing at `target` (a manifest) and the manifests holding
+    /// it, worked out on a [`Walk`] of the repository, bounded in time by `--held-timeout`.
+    async fn held(
+        &self,
+        repository: &RepositoryName,
+        protection: &Protection,
+        authorization: Option<&axum::http::HeaderValue>,
+        target: Target<'_>,
+    ) -> Result<(Vec<Tag>, Vec<Holder>), Refusal> {
         let limit = Duration::from_secs(self.held.timeout_seconds);
         let walked = tokio::time::timeout(limit, async {
             let walk = Walk::start(
@@ -487,34 +635,26 @@ impl Gateway {
                 &self.held,
             )
             .await?;
-            let repository = repository.clone();
-            let check = match target {
+            let held = match target {
                 Target::Manifest(digest) => {
                     let tags = walk.tags_of(digest);
                     let held_by = if tags.is_empty() { walk.holders_of_manifest(digest).await? } else { Vec::new() };
-                    Check::DeleteManifest { repository, digest: digest.clone(), tags, held_by }
+                    (tags, held_by)
                 }
-                Target::Blob(digest) => {
-                    let held_by = walk.holders_of_blob(digest).await?;
-                    Check::DeleteBlob { repository, digest: digest.clone(), held_by }
-                }
+                Target::Blob(digest) => (Vec::new(), walk.holders_of_blob(digest).await?),
             };
             self.enforcer.metrics.record_held_walk(walk.reads(), self.manifests.len());
-            Ok::<_, WalkError>((check, walk.learned()))
+            Ok::<_, WalkError>((held, walk.learned()))
         })
         .await;
         match walked {
-            Ok(Ok((check, learned))) => {
+            Ok(Ok((held, learned))) => {
                 let learned: Vec<_> = learned.iter().map(|(digest, refs)| (*digest, refs.as_ref())).collect();
                 self.record_manifests(repository, &learned).await;
-                Ok(check)
+                Ok(held)
             }
             Ok(Err(error)) => Err(error.into()),
-            Err(_) => Err(WalkError::Bounded(format!(
-                "working out what the immutable tags of \"{repository}\" hold takes more than {} s (--held-timeout)",
-                limit.as_secs()
-            ))
-            .into()),
+            Err(_) => Err(walk_timeout(repository, limit)),
         }
     }
 
