@@ -49,6 +49,9 @@ pub struct Holding {
     pub platforms: Vec<String>,
     /// Signatures, SBOMs and other referrers attached to what it holds.
     pub referrers: u64,
+    /// What is attached, by kind (signatures, SBOMs, attestations, other), each with its count;
+    /// cosign's list tags count by their entries.
+    pub attachments: Vec<(AttachmentKind, u64)>,
     /// Manifests it holds (itself, children, referrers).
     pub manifests: u64,
     /// Of those, not read yet: their blobs are not counted.
@@ -118,6 +121,9 @@ pub struct TagsView {
     pub locked: Option<Locked>,
     /// Immutable tags changed behind tagward's back, until someone deals with them.
     pub drift: crate::drift::DriftView,
+    /// The project's attachment list tags (`sha256-<hex>`, `.sig`, …), left out of the rows: what
+    /// they list is shown with the tags whose images they belong to.
+    pub attachment_lists: u64,
 }
 
 /// How many tags in how many repositories, with the first few (`repository:tag`).
@@ -153,8 +159,55 @@ pub struct Impact {
     /// What the tags the changed rule makes immutable hold, together (`None`: the rule is removed,
     /// or makes more than [`MAX_WEIGHED_TAGS`] immutable).
     pub locked_by_rule: Option<Locked>,
+    /// Attachment lists (`sha256-<hex>`, `.sig`, …) that only grow after the change and not now
+    /// (a rule covers them, or an immutable tag points at their subject), and in all after it.
+    pub lists_becoming_append_only: u64,
+    pub lists_append_only_after: u64,
     /// Server time spent, in milliseconds (for the curious and the benchmark).
     pub millis: u64,
+}
+
+/// What an attachment is, as its `artifactType` (or cosign's list tag) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AttachmentKind {
+    Signature,
+    Sbom,
+    /// Provenance and other in-toto attestations, Sigstore bundles.
+    Attestation,
+    Other,
+}
+
+impl AttachmentKind {
+    /// Reads an `artifactType` (`application/vnd.dev.cosign.artifact.sig.v1+json`,
+    /// `application/vnd.cncf.notary.signature`, `application/spdx+json`,
+    /// `application/vnd.in-toto+json`, `application/vnd.dev.sigstore.bundle.v0.3+json`, …) or a
+    /// cosign list's `cosign.sig` / `cosign.att` / `cosign.sbom`.
+    pub fn of(artifact_type: &str) -> Self {
+        let kind = artifact_type.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|word| kind.contains(word));
+        if kind == "cosign.sig" || has(&["signature", ".sig.", "simplesigning"]) {
+            AttachmentKind::Signature
+        } else if kind == "cosign.sbom" || has(&["spdx", "cyclonedx", "sbom", "syft"]) {
+            AttachmentKind::Sbom
+        } else if kind == "cosign.att"
+            || has(&["in-toto", "intoto", "slsa", "provenance", "attestation", "sigstore.bundle"])
+        {
+            AttachmentKind::Attestation
+        } else {
+            AttachmentKind::Other
+        }
+    }
+
+    /// "2 signatures", "1 SBOM".
+    pub fn counted(self, n: u64) -> String {
+        let (one, many) = match self {
+            AttachmentKind::Signature => ("signature", "signatures"),
+            AttachmentKind::Sbom => ("SBOM", "SBOMs"),
+            AttachmentKind::Attestation => ("attestation", "attestations"),
+            AttachmentKind::Other => ("other attachment", "other attachments"),
+        };
+        format!("{} {}", thousands(n), if n == 1 { one } else { many })
+    }
 }
 
 /// A digest as pages show it: `sha256:` and its first 12 hex digits, then `…`.
@@ -179,7 +232,7 @@ pub fn thousands(n: u64) -> String {
 pub mod ssr {
     use super::*;
     use crate::error::AppError;
-    use crate::policy::{CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
+    use crate::policy::{AttachmentList, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
     use crate::store::{self, EventStream, StoredRule, SyncState};
     use sqlx::PgPool;
     use time::OffsetDateTime;
@@ -217,6 +270,8 @@ pub mod ssr {
         immutable_after: Counter,
         /// The tags the changed rule makes immutable, as (path, tag), while few enough to weigh.
         weighed: Vec<(String, String)>,
+        lists_becoming: u64,
+        lists_after: u64,
     }
 
     impl ImpactCounter {
@@ -232,6 +287,25 @@ pub mod ssr {
                 ceasing: Counter::default(),
                 immutable_after: Counter::default(),
                 weighed: Vec::new(),
+                lists_becoming: 0,
+                lists_after: 0,
+            }
+        }
+
+        /// The project's attachment lists (`prefix`: `<project>/`): which only grow before and
+        /// after the change.
+        pub fn add_attachment_lists(&mut self, prefix: &str, lists: &[store::AttachmentListTag]) {
+            let append_only = |policy: &CompiledPolicy, list: &store::AttachmentListTag| {
+                let in_repository =
+                    policy.in_repository(list.repository.strip_prefix(prefix).unwrap_or(&list.repository));
+                std::iter::once(&list.tag)
+                    .chain(&list.subject_tags)
+                    .any(|tag| !in_repository.immutable_rules(tag).is_empty())
+            };
+            for list in lists {
+                let (was, will) = (append_only(&self.before, list), append_only(&self.after, list));
+                self.lists_after += u64::from(will);
+                self.lists_becoming += u64::from(will && !was);
             }
         }
 
@@ -274,6 +348,8 @@ pub mod ssr {
                 becoming_immutable: self.becoming.counted,
                 ceasing_immutable: self.ceasing.counted,
                 immutable_after: self.immutable_after.counted,
+                lists_becoming_append_only: self.lists_becoming,
+                lists_append_only_after: self.lists_after,
                 millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             }
         }
@@ -296,19 +372,35 @@ pub mod ssr {
         }
     }
 
-    /// Feeds every repository of `project` to `each` as (path inside the project, its tags).
+    /// Feeds every repository of `project` to `each` as (path inside the project, its tags),
+    /// leaving out attachment lists (`sha256-<hex>`, `.sig`, …: not releases, but lists of what is
+    /// attached to them); returns how many were left out.
     pub async fn each_repository(
         pool: &PgPool,
         project: &str,
         mut each: impl FnMut(&str, &[String]),
-    ) -> Result<(), AppError> {
+    ) -> Result<u64, AppError> {
         let _turn = scan_turn().await?;
         let prefix = format!("{project}/");
+        let mut lists = 0;
         store::each_project_repository(pool, project, |repository, tags| {
-            each(repository.strip_prefix(&prefix).unwrap_or(repository), tags);
+            let path = repository.strip_prefix(&prefix).unwrap_or(repository);
+            if tags.iter().any(|tag| is_attachment_list(tag)) {
+                let releases: Vec<String> = tags.iter().filter(|tag| !is_attachment_list(tag)).cloned().collect();
+                lists += (tags.len() - releases.len()) as u64;
+                each(path, &releases);
+            } else {
+                each(path, tags);
+            }
         })
         .await?;
-        Ok(())
+        Ok(lists)
+    }
+
+    /// Whether `tag` names an attachment list.
+    fn is_attachment_list(tag: &str) -> bool {
+        tag.starts_with("sha256-")
+            && crate::policy::Tag::parse(tag).ok().as_ref().and_then(AttachmentList::of).is_some()
     }
 
     /// The impact of changing the project's stored rules to `after` over its inventory. Both
@@ -334,7 +426,10 @@ pub mod ssr {
         .await
         .map_err(AppError::internal)??;
         let mut counter = ImpactCounter::new(before, after, rule);
-        each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
+        let lists = each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
+        if lists > 0 {
+            counter.add_attachment_lists(&format!("{project}/"), &store::attachment_lists(pool, project).await?);
+        }
         let locked = match counter.weighed() {
             Some(tags) => Some(locked(pool, project, tags).await?),
             None => None,
@@ -399,6 +494,8 @@ pub mod ssr {
         /// The immutable tags: the unfiltered tab's count, kept with the listing so that rendering
         /// it reads one page of tags, not all of them.
         pub immutable: u64,
+        /// Attachment list tags, left out of `repositories`.
+        pub attachment_lists: u64,
     }
 
     /// A tag and the ids of the rules that make it immutable (none: mutable).
@@ -419,7 +516,7 @@ pub mod ssr {
             .get(project, version, inventory, async move {
                 let mut listing = Listing::default();
                 let mut immutable: Vec<(String, String)> = Vec::new();
-                each_repository(&pool, &project_name, |path, tags| {
+                listing.attachment_lists = each_repository(&pool, &project_name, |path, tags| {
                     let by = policy.as_ref().map(|policy| (policy, policy.in_repository(path)));
                     let tags: Vec<ListedTag> = tags
                         .iter()

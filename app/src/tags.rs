@@ -4,7 +4,7 @@
 use crate::error::AppError;
 use crate::inventory::TagsView;
 #[cfg(feature = "ssr")]
-use crate::inventory::{Counted, Holding, TagRow, TAGS_PER_PAGE};
+use crate::inventory::{AttachmentKind, Counted, Holding, TagRow, TAGS_PER_PAGE};
 use leptos::prelude::*;
 
 /// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
@@ -103,22 +103,33 @@ pub async fn project_tags(
         .filter(|(_, _, ids)| !ids.is_empty())
         .map(|(repository, tag, _)| (repository.clone(), tag.clone()))
         .collect();
-    let mut holdings: std::collections::HashMap<(String, String), Holding> =
-        crate::store::tag_holdings(&pool, &immutable_keys)
-            .await?
-            .into_iter()
-            .map(|held| {
-                let count = |n: i64| u64::try_from(n).unwrap_or(0);
-                let holding = Holding {
-                    platforms: held.platforms,
-                    referrers: count(held.referrers),
-                    manifests: count(held.manifests),
-                    unread: count(held.unread),
-                    bytes: count(held.bytes),
-                };
-                ((held.repository, held.tag), holding)
-            })
-            .collect();
+    let (held, attached) = tokio::try_join!(
+        crate::store::tag_holdings(&pool, &immutable_keys),
+        crate::store::tag_attachments(&pool, &immutable_keys),
+    )?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    // Each tag's attachments by kind, in the kinds' order.
+    let mut attachments: std::collections::HashMap<(String, String), std::collections::BTreeMap<AttachmentKind, u64>> =
+        std::collections::HashMap::new();
+    for attachment in attached {
+        let kinds = attachments.entry((attachment.repository, attachment.tag)).or_default();
+        *kinds.entry(AttachmentKind::of(&attachment.kind)).or_default() += count(attachment.count);
+    }
+    let mut holdings: std::collections::HashMap<(String, String), Holding> = held
+        .into_iter()
+        .map(|held| {
+            let key = (held.repository, held.tag);
+            let holding = Holding {
+                platforms: held.platforms,
+                referrers: count(held.referrers),
+                attachments: attachments.remove(&key).map(|kinds| kinds.into_iter().collect()).unwrap_or_default(),
+                manifests: count(held.manifests),
+                unread: count(held.unread),
+                bytes: count(held.bytes),
+            };
+            (key, holding)
+        })
+        .collect();
     let rows = on_page
         .into_iter()
         .filter_map(|(repository, tag, immutable_by)| {
@@ -150,5 +161,6 @@ pub async fn project_tags(
         filter_error,
         policy_problem,
         locked: listing.locked,
+        attachment_lists: listing.attachment_lists,
     })
 }

@@ -439,7 +439,9 @@ async fn the_tags_tab_says_what_each_immutable_tag_holds_and_keeps_from_garbage_
     let v1 = push_image(registry.address, "shop/app", Some("v1"), "one", &[&a, &b], None).await;
     let signature = push_image(registry.address, "shop/app", None, "sig", &[&s], Some(&v1.manifest)).await;
     tag_referrers(registry.address, "shop/app", &v1.manifest, &[&signature.manifest]).await;
-    push_image(registry.address, "shop/app", Some("latest"), "latest", &[&big, &a], None).await;
+    let latest = push_image(registry.address, "shop/app", Some("latest"), "latest", &[&big, &a], None).await;
+    let sbom = push_image(registry.address, "shop/app", None, "sbom", &[&s], Some(&latest.manifest)).await;
+    tag_referrers(registry.address, "shop/app", &latest.manifest, &[&sbom.manifest]).await;
     let before = database_now(&db).await;
     let app = portal_syncing(db, registry.address, "0").await;
     synced_since(&app.db, before).await;
@@ -451,8 +453,12 @@ async fn the_tags_tab_says_what_each_immutable_tag_holds_and_keeps_from_garbage_
     let text = page_text(&app, &client, "/projects/shop/tags").await;
     let holds_multi = format!("holds 2 platforms (linux/amd64, linux/arm64), {}", app::inventory::bytes(multi));
     assert!(text.contains(&holds_multi), "{holds_multi} in: {text}");
-    let holds_v1 = format!("holds 1 referrer, {}", app::inventory::bytes(release));
+    let holds_v1 = format!("holds {}; attached: 1 signature", app::inventory::bytes(release));
     assert!(text.contains(&holds_v1), "{holds_v1} in: {text}");
+    // The two `sha256-…` lists are not rows: what they list is shown with v1.
+    assert!(text.contains("2 attachment lists (sha256-… tags) are not listed as tags"), "{text}");
+    assert!(!text.contains(&v1.manifest.replace(':', "-")), "{text}");
+    assert!(text.contains("3 tags in 2 repositories (2 immutable)"), "{text}");
     // Together, each blob once; `latest` (mutable) adds nothing, though it shares a layer with v1.
     let kept =
         format!("Immutable tags keep {} of blobs from garbage collection", app::inventory::bytes(multi + release));
@@ -462,8 +468,15 @@ async fn the_tags_tab_says_what_each_immutable_tag_holds_and_keeps_from_garbage_
     let impact = draft_impact(&app, &client, None, "app", "v1,latest").await;
     let locked = &impact["locked_by_rule"];
     let latest_only = blob_bytes(&registry, "shop/app", &["latest"]).await;
-    // `latest` is read by nobody yet (it is mutable): its manifest is counted as not read.
-    assert_eq!(locked["bytes"].as_u64(), Some(release), "{impact}");
+    // `latest` is read by nobody yet (it is mutable): its manifest is counted as not read; the SBOM
+    // attached to it (read as a referrer) is weighed.
+    let with_sbom = blob_bytes(&registry, "shop/app", &[&v1.manifest, &signature.manifest, &sbom.manifest]).await;
+    assert_eq!(locked["bytes"].as_u64(), Some(with_sbom), "{impact}");
     assert_eq!(locked["unread"].as_u64(), Some(1), "{impact}");
     assert!(latest_only > 100_000);
+    // v1's list only grows already (v1 is immutable); making `latest` immutable makes its list so too.
+    assert_eq!(
+        (impact["lists_becoming_append_only"].as_u64(), impact["lists_append_only_after"].as_u64()),
+        (Some(1), Some(2))
+    );
 }

@@ -5,7 +5,7 @@
 //! page (`/new`, `/<id>/edit`); with it, the list's Add Rule and Edit links open it in place.
 
 use crate::error::AppError;
-use crate::inventory::{Counted, Impact};
+use crate::inventory::{thousands, Counted, Impact};
 use crate::policy::{Field, RuleInput};
 use crate::rules::rule_impact;
 use crate::rules::{preview, RuleFormError, RuleRow, SaveRule, DRAFT_RULE_ID};
@@ -367,6 +367,17 @@ fn ImpactPreview(
                                 },
                                 impact.immutable_after.phrase(),
                             )}</p>
+                            {(impact.lists_becoming_append_only > 0).then(|| view! {
+                                <p id="impact-lists">{format!(
+                                    "{} of signatures, SBOMs or attestations (sha256-… tags) become append-only: \
+                                     they keep every entry and can still gain new ones ({} append-only in all).",
+                                    match impact.lists_becoming_append_only {
+                                        1 => "1 attachment list".to_owned(),
+                                        n => format!("{} attachment lists", thousands(n)),
+                                    },
+                                    thousands(impact.lists_append_only_after)
+                                )}</p>
+                            })}
                             {(impact.ceasing_immutable.tags > 0).then(|| view! {
                                 <p class="notice" id="impact-ceasing">{format!("Stop being immutable: {}", impact.ceasing_immutable.phrase())}</p>
                                 {examples(&impact.ceasing_immutable)}

@@ -278,6 +278,31 @@ pub async fn each_project_repository(
     Ok(())
 }
 
+/// An attachment list tag of a project (`sha256-<hex>`, cosign's `.sig`, `.att`, `.sbom`) and
+/// the tags pointing at its subject, as the inventory holds them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttachmentListTag {
+    pub repository: String,
+    pub tag: String,
+    pub subject_tags: Vec<String>,
+}
+
+/// Every attachment list tag of `project`, with the tags pointing at its subject.
+pub async fn attachment_lists(pool: &PgPool, project: &str) -> Result<Vec<AttachmentListTag>, StoreError> {
+    Ok(sqlx::query_as(
+        r"select l.repository, l.tag,
+                 coalesce(array_agg(t.tag order by t.tag) filter (where t.tag is not null), '{}') as subject_tags
+          from registry_tags l
+          left join registry_tags t on t.repository = l.repository and t.digest = 'sha256:' || substr(l.tag, 8, 64)
+          where l.project = $1 and l.tag ~ '^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$'
+          group by l.repository, l.tag
+          order by l.repository, l.tag",
+    )
+    .bind(project)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The sync's progress and health.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SyncState {

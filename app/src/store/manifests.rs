@@ -192,6 +192,46 @@ pub async fn tag_holdings(pool: &PgPool, tags: &[(String, String)]) -> Result<Ve
     Ok(holdings)
 }
 
+/// What is attached to what one tag holds, by kind: the `artifact_type` of each referrer (a
+/// manifest whose `subject` it holds), or `cosign.sig` / `cosign.att` / `cosign.sbom` for cosign's
+/// list tags of what it holds (counted by their layers, each one signature, attestation or SBOM).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TagAttachments {
+    pub repository: String,
+    pub tag: String,
+    /// The referrer's `artifactType` (empty when it has none), or `cosign.<suffix>`.
+    pub kind: String,
+    pub count: i64,
+}
+
+/// What is attached to what each of these (repository, tag) pairs holds.
+pub async fn tag_attachments(pool: &PgPool, tags: &[(String, String)]) -> Result<Vec<TagAttachments>, StoreError> {
+    let (repositories, names): (Vec<&str>, Vec<&str>) = tags.iter().map(|(r, t)| (r.as_str(), t.as_str())).unzip();
+    // `sha256-` and 64 hex digits are 71 characters: what follows is cosign's suffix.
+    let query = format!(
+        r"{HELD}
+        select r.repository, r.tag, coalesce(m.artifact_type, '') as kind, count(*)::bigint as count
+        from roots r
+        join held h on h.repository = r.repository and h.root = r.digest
+        join registry_manifests m on m.repository = h.repository and m.digest = h.digest
+        where m.subject is not null
+        group by 1, 2, 3
+        union all
+        select r.repository, r.tag, 'cosign' || substr(l.tag, 72) as kind,
+               greatest((select count(*) from jsonb_array_elements(m.blobs) b where b ->> 'role' = 'layer'), 1)::bigint
+        from roots r
+        join held h on h.repository = r.repository and h.root = r.digest
+        join registry_tags l on l.repository = h.repository
+             and l.tag in (replace(h.digest, ':', '-') || '.sig', replace(h.digest, ':', '-') || '.att',
+                           replace(h.digest, ':', '-') || '.sbom')
+        left join registry_manifests m on m.repository = l.repository and m.digest = l.digest"
+    );
+    let mut tx = without_jit(pool).await?;
+    let attachments = sqlx::query_as(&query).bind(&repositories).bind(&names).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(attachments)
+}
+
 /// A read-only transaction in which PostgreSQL does not JIT-compile: the planner cannot know that
 /// a graph is a few manifests deep, estimates the recursive walk at hundreds of thousands of rows,
 /// and would spend half a second compiling a query that runs in milliseconds (measured: 506 ms of

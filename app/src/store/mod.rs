@@ -31,12 +31,13 @@ pub use identity::{
     sign_in_from_provider, take_sign_in_flow, SignInFlow, SIGN_IN_FLOW_MINUTES,
 };
 pub use inventory::{
-    apply_registry_changes, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
+    apply_registry_changes, attachment_lists, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
     finish_synced_repository, inventory_tags, inventory_version, record_delete, record_push, record_sync_failure,
-    store_synced_tags, sync_state, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
+    store_synced_tags, sync_state, AttachmentListTag, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
 };
 pub use manifests::{
-    held_bytes, read_manifests, record_manifests, tag_holdings, unread_manifests, HeldBytes, TagHolding,
+    held_bytes, read_manifests, record_manifests, tag_attachments, tag_holdings, unread_manifests, HeldBytes,
+    TagAttachments, TagHolding,
 };
 pub use projects::{
     change_member, create_project, delete_project, members, project_id, project_name, projects, visible_project,
