@@ -3,6 +3,7 @@
 //! on a figure. Throughput is always reported next to `/healthz` of the same process in the same
 //! run (the machine's own ceiling for an HTTP answer), since absolute numbers depend on the box.
 
+mod attachments;
 mod decisions;
 mod events;
 mod gateway;
@@ -69,6 +70,7 @@ enum Part {
     Inventory,
     Pages,
     Events,
+    Attachments,
 }
 
 #[tokio::main]
@@ -105,6 +107,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Events) {
         events::run(&args, &mut report).await?;
+    }
+    if wants(Part::Attachments) {
+        attachments::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;

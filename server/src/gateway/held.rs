@@ -314,13 +314,26 @@ impl<'a> Walk<'a> {
     /// points at `target`, among the manifests reached from the immutable tags (`owner`): deleting
     /// that list's manifest would detach everything it lists.
     async fn list_holding(&self, target: Sha256, owner: &HashMap<Sha256, usize>) -> Result<Option<usize>, WalkError> {
-        for tag in &self.tags {
-            let Some(list) = Tag::parse(tag).ok().as_ref().and_then(AttachmentList::of) else { continue };
-            let Some(&root) = owner.get(&Sha256::from(list.subject())) else { continue };
-            self.count_read()?;
-            let current = self.registry.current_digest(self.name, tag, self.authorization).await?;
-            if current.is_some_and(|current| Sha256::from(&current) == target) {
-                return Ok(Some(root));
+        // Owned: a stream of futures borrowing from the closure's argument is not `Send` for
+        // every lifetime, which the gateway's handler needs.
+        let lists: Vec<(String, usize)> = self
+            .tags
+            .iter()
+            .filter_map(|tag| {
+                let list = Tag::parse(tag).ok().as_ref().and_then(AttachmentList::of)?;
+                Some((tag.clone(), *owner.get(&Sha256::from(list.subject()))?))
+            })
+            .collect();
+        let mut pointing = futures_util::stream::iter(lists)
+            .map(|(tag, root)| async move {
+                self.count_read()?;
+                let current = self.registry.current_digest(self.name, &tag, self.authorization).await?;
+                Ok::<_, WalkError>(current.is_some_and(|current| Sha256::from(&current) == target).then_some(root))
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some(found) = pointing.try_next().await? {
+            if found.is_some() {
+                return Ok(found);
             }
         }
         Ok(None)
