@@ -111,14 +111,17 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
         })}
         <p id="tags-summary">{summary}</p>
         {(view.attachment_lists > 0).then(|| view! {
-            <p class="muted" id="tags-lists">{format!(
-                "{} not listed as tags: they hold the signatures, SBOMs and attestations of other tags' images, \
-                 shown with those tags. While an immutable tag holds its image, such a list only grows.",
-                match view.attachment_lists {
-                    1 => "1 attachment list (a sha256-… tag) is".to_owned(),
-                    n => format!("{} attachment lists (sha256-… tags) are", thousands(n)),
-                }
-            )}</p>
+            <p class="muted" id="tags-lists">{match view.attachment_lists {
+                1 => "1 attachment list (a sha256-… tag) is not listed as a tag: it holds signatures, SBOMs or \
+                      attestations of another tag's image, shown with that tag. While an immutable tag holds the \
+                      image, the list only grows.".to_owned(),
+                n => format!(
+                    "{} attachment lists (sha256-… tags) are not listed as tags: they hold the signatures, SBOMs and \
+                     attestations of other tags' images, shown with those tags. While an immutable tag holds an \
+                     image, its lists only grow.",
+                    thousands(n)
+                ),
+            }}</p>
         })}
         {match view.locked {
             Some(locked) if locked.bytes > 0 || locked.unread > 0 => Some(view! {

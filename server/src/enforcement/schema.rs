@@ -62,12 +62,12 @@ pub fn tags() -> Schema {
     ArrayBuilder::new().items(RefOr::T(tag())).description(Some("The tags pointing at the manifest now")).into()
 }
 
-fn digests(description: &str) -> Schema {
-    ArrayBuilder::new().items(RefOr::T(digest())).description(Some(description)).into()
-}
-
 fn entries() -> Schema {
-    digests("Attachment lists only: the pushed list's entries (a referrers index's `manifests[].digest`, a cosign image's layer digests)")
+    ArrayBuilder::new()
+        .items(RefOr::T(digest()))
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some("Attachment lists only: the pushed list's entries (a referrers index's `manifests[].digest`, a cosign image's layer digests); null as if left out"))
+        .into()
 }
 
 fn current_entries() -> Schema {
@@ -81,7 +81,8 @@ fn current_entries() -> Schema {
 fn subject_tags() -> Schema {
     ArrayBuilder::new()
         .items(RefOr::T(tag()))
-        .description(Some("Attachment lists only: the tags pointing at the list's subject now"))
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some("Attachment lists only: the tags pointing at the list's subject now; null as if left out"))
         .into()
 }
 
