@@ -319,7 +319,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Migrate(database) => {
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             app::store::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())
@@ -327,7 +327,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::User(UserCommand::Create { name, system_admin, database }) => {
             let name = UserName::parse(&name).map_err(anyhow::Error::msg)?;
             let password = read_password()?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let hash = app::password::hash_password(password).await?;
             app::store::create_user(&pool, &operator(), &name, &hash, system_admin).await?;
             let kind = if system_admin { "system administrator" } else { "user" };
@@ -341,7 +341,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Exception(command) => exception_command(command).await,
         Command::Project(ProjectCommand::Create { name, database }) => {
             let name = ProjectName::parse(&name)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             app::store::create_project(&pool, &operator(), &name).await?;
             println!("created project `{name}`");
             Ok(())
@@ -350,7 +350,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
             let project = ProjectName::parse(&project)?;
             let user = UserName::parse(&user).map_err(anyhow::Error::msg)?;
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             app::store::change_member(&pool, &operator(), &project, &user, Some(role)).await?;
             println!("`{user}` is now {role} of project `{project}`");
             Ok(())
@@ -369,7 +369,7 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { name, scopes, projects, database } => {
             let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
             let grant = app::account::TokenGrant::parse(&scopes, &projects).map_err(anyhow::Error::msg)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let secret = TokenSecret::generate();
             app::store::create_token(&pool, &operator(), &name, &secret, &grant).await?;
             println!("created token `{name}` ({}); it is shown this once, store it now:", grant.describe());
@@ -377,12 +377,12 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { name, database } => {
             let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             app::store::revoke_token(&pool, &operator(), &name).await?;
             println!("revoked token `{name}`");
         }
         TokenCommand::List { database } => {
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let format = |at: Option<time::OffsetDateTime>| {
                 at.and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
                     .unwrap_or_else(|| "-".to_owned())
@@ -426,7 +426,7 @@ async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
                 expires_in,
             };
             let grant = ExceptionGrant::parse(project.as_str(), &input)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let project_id = app::store::project_id(&pool, &project).await?;
             let granted =
                 app::store::grant_exception(&pool, &operator(), project_id, exceptions.exceptions, &grant).await?;
@@ -440,7 +440,7 @@ async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
         }
         ExceptionCommand::List { project, database } => {
             let project = ProjectName::parse(&project)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let project_id = app::store::project_id(&pool, &project).await?;
             let now = time::OffsetDateTime::now_utc();
             let at = |when: time::OffsetDateTime| {
@@ -469,14 +469,14 @@ async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
         }
         ExceptionCommand::Revoke { project, id, database } => {
             let project = ProjectName::parse(&project)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let project_id = app::store::project_id(&pool, &project).await?;
             app::store::revoke_exception(&pool, &operator(), project_id, id).await?;
             println!("revoked exception {id}; no process uses it from now on");
         }
         ExceptionCommand::Approve { project, id, exceptions, database } => {
             let project = ProjectName::parse(&project)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let project_id = app::store::project_id(&pool, &project).await?;
             app::store::approve_exception(&pool, &operator(), project_id, exceptions.exceptions, id).await?;
             println!("approved exception {id}; it can be used now");
@@ -484,7 +484,7 @@ async fn exception_command(command: ExceptionCommand) -> anyhow::Result<()> {
         ExceptionCommand::Mode { project, mode, database } => {
             let project = ProjectName::parse(&project)?;
             let mode = ExceptionsMode::parse(&mode)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let project_id = app::store::project_id(&pool, &project).await?;
             app::store::set_project_exceptions(&pool, &operator(), project_id, mode).await?;
             println!("project `{project}` exceptions: {}", mode.as_str());
@@ -499,17 +499,17 @@ async fn group_command(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Map { group, role, project, database } => {
             let group = GroupName::parse(&group).map_err(anyhow::Error::msg)?;
             let grant = GroupGrant::parse(project.as_deref(), &role).map_err(anyhow::Error::msg)?;
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             let id = app::store::add_group_mapping(&pool, &operator(), &group, &grant).await?;
             println!("mapping {id}: members of group `{group}` are {grant} from their next sign-in");
         }
         GroupCommand::Unmap { id, database } => {
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             app::store::remove_group_mapping(&pool, &operator(), id).await?;
             println!("removed mapping {id}; its members lose what it granted at their next sign-in");
         }
         GroupCommand::List { database } => {
-            let pool = app::store::connect(&database.database_url).await?;
+            let pool = database.connect().await?;
             for mapping in app::store::group_mappings(&pool).await? {
                 println!("{}\t{}\t{}", mapping.id, mapping.group, mapping.grant);
             }
@@ -530,7 +530,7 @@ async fn rule_command(command: RuleCommand) -> anyhow::Result<()> {
         | RuleCommand::Evaluate { project, database, .. }
         | RuleCommand::Promote { project, database, .. } => (ProjectName::parse(project)?, database),
     };
-    let pool = app::store::connect(&database.database_url).await?;
+    let pool = database.connect().await?;
     let project_id = project_id(&pool, &project).await?;
     let (change, done) = match command {
         RuleCommand::List { .. } => {
@@ -570,7 +570,7 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     use app::store::{change_rules_together, project_id, project_rules};
     let (PolicyCommand::Export { project, database } | PolicyCommand::Apply { project, database, .. }) = &command;
     let project = ProjectName::parse(project)?;
-    let pool = app::store::connect(&database.database_url).await?;
+    let pool = database.connect().await?;
     let project_id = project_id(&pool, &project).await?;
     let stored = project_rules(&pool, project_id).await?;
     let PolicyCommand::Apply { file, dry_run, .. } = command else {

@@ -10,6 +10,37 @@ pub struct DatabaseConfig {
     /// PostgreSQL connection URL.
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// Pooled database connections this process opens at most (the gateway's locks take
+    /// `--lock-connections` more). N processes need N × (this + their lock connections) + the
+    /// sync's and notifications' one each within PostgreSQL's `max_connections`.
+    #[arg(long = "db-max-connections", env = "TAGWARD_DB_MAX_CONNECTIONS", default_value_t = Self::MAX_CONNECTIONS)]
+    pub pool_max_connections: u32,
+
+    /// Seconds a request waits for a pooled connection before it fails (503 where it decides a
+    /// change, naming this setting).
+    #[arg(long = "db-acquire-timeout", env = "TAGWARD_DB_ACQUIRE_TIMEOUT", default_value_t = Self::ACQUIRE_TIMEOUT_SECONDS)]
+    pub pool_acquire_timeout_seconds: u64,
+}
+
+impl DatabaseConfig {
+    const MAX_CONNECTIONS: u32 = app::store::MAX_CONNECTIONS;
+    const ACQUIRE_TIMEOUT_SECONDS: u64 = app::store::ACQUIRE_TIMEOUT_SECONDS;
+
+    /// The settings' defaults for `database_url`.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            pool_max_connections: Self::MAX_CONNECTIONS,
+            pool_acquire_timeout_seconds: Self::ACQUIRE_TIMEOUT_SECONDS,
+        }
+    }
+
+    /// A pool with these settings.
+    pub async fn connect(&self) -> anyhow::Result<sqlx::PgPool> {
+        let timeout = std::time::Duration::from_secs(self.pool_acquire_timeout_seconds);
+        app::store::connect_with(&self.database_url, self.pool_max_connections, timeout).await
+    }
 }
 
 /// Whether this tagward takes one-time exceptions at all; every process that decides or grants

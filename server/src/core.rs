@@ -17,9 +17,18 @@ pub struct Core {
 impl Core {
     /// Connects, applies pending migrations, and loads the caches.
     pub async fn start(database: &DatabaseConfig, exceptions: ExceptionsConfig) -> anyhow::Result<Self> {
-        let pool = app::store::connect(&database.database_url).await?;
+        let pool = database.connect().await?;
         app::store::migrate(&pool).await.context("applying migrations")?;
         let enforcer = Enforcer::start(&pool, exceptions.exceptions).await?;
+        // The pool's connections, for /metrics (sampled: the pool does not tell when they change).
+        let (sampled, metrics) = (pool.clone(), enforcer.metrics.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                metrics.record_pool(sampled.size(), sampled.num_idle());
+            }
+        });
         Ok(Self { pool, enforcer })
     }
 

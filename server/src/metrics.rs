@@ -141,6 +141,10 @@ pub struct Metrics {
     sign_ins: Family<OutcomeLabels, Counter>,
     exception_uses: Family<OutcomeLabels, Counter>,
     usable_exceptions: Gauge,
+    lock_wait_seconds: Histogram,
+    lock_waiting: Gauge,
+    lock_refusals: Family<OutcomeLabels, Counter>,
+    db_connections: Family<OutcomeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -249,6 +253,30 @@ impl Default for Metrics {
             "One-time exceptions this process holds ready to use (granted, approved, not used, revoked or expired)",
             usable_exceptions.clone(),
         );
+        // From 100 µs to about 26 s: an uncontended lock takes a round trip, a contended one up to
+        // `--lock-timeout`.
+        let lock_wait_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 19));
+        registry.register(
+            "gateway_lock_wait_seconds",
+            "Time a guarded push or delete waited for its shared locks",
+            lock_wait_seconds.clone(),
+        );
+        let lock_waiting = Gauge::default();
+        registry.register("gateway_lock_waiters", "Requests waiting for shared locks now", lock_waiting.clone());
+        let lock_refusals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "gateway_lock_refusals",
+            "Pushes and deletes refused (503) for want of a lock, by why: `timeout`, `database-unavailable`, `lost`, \
+             `recovering`",
+            lock_refusals.clone(),
+        );
+        let db_connections = Family::<OutcomeLabels, Gauge>::default();
+        registry.register(
+            "database_pool_connections",
+            "The process's pooled database connections, by state (`in-use`, `idle`; at most \
+             --db-max-connections), sampled every second",
+            db_connections.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -270,11 +298,44 @@ impl Default for Metrics {
             sign_ins,
             exception_uses,
             usable_exceptions,
+            lock_wait_seconds,
+            lock_waiting,
+            lock_refusals,
+            db_connections,
         }
     }
 }
 
+/// Counts a request as waiting for locks while it lives.
+pub struct Waiting<'a>(&'a Gauge);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
+    pub fn record_lock_wait(&self, took: Duration) {
+        self.lock_wait_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn record_lock_refused(&self, why: &'static str) {
+        self.lock_refusals.get_or_create(&OutcomeLabels { outcome: why }).inc();
+    }
+
+    pub fn lock_waiting(&self) -> Waiting<'_> {
+        self.lock_waiting.inc();
+        Waiting(&self.lock_waiting)
+    }
+
+    /// The pool's connections now.
+    pub fn record_pool(&self, size: u32, idle: usize) {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        self.db_connections.get_or_create(&OutcomeLabels { outcome: "in-use" }).set(i64::from(size) - idle);
+        self.db_connections.get_or_create(&OutcomeLabels { outcome: "idle" }).set(idle);
+    }
+
     pub fn record_decision(&self, operation: Operation, allowed: bool, took: Duration) {
         let outcome = if allowed { Outcome::Allowed } else { Outcome::Denied };
         self.decisions.get_or_create(&DecisionLabels { operation, outcome }).inc();

@@ -19,6 +19,7 @@ mod held;
 mod hostile;
 mod inventory;
 mod ops;
+mod pushes;
 mod rules;
 mod sign_in;
 mod structure;

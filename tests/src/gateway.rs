@@ -23,7 +23,7 @@ pub async fn gateway_with(
 /// A gateway's configuration over `db` in front of the registry at `upstream`, default limits.
 pub fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::GatewayConfig {
     tagward::gateway::GatewayConfig {
-        database: tagward::config::DatabaseConfig { database_url: db.url.clone() },
+        database: tagward::config::DatabaseConfig::new(db.url.clone()),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: format!("http://{upstream}").parse().unwrap(),
         upstream_ca: None,
@@ -33,6 +33,7 @@ pub fn gateway_config(db: &TestDb, upstream: SocketAddr) -> tagward::gateway::Ga
         // The inventory's sync is tested on its own (inventory.rs).
         registry: tagward::inventory::RegistrySyncConfig { interval_seconds: 0, ..Default::default() },
         exceptions: Default::default(),
+        locks: Default::default(),
     }
 }
 

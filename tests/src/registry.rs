@@ -438,6 +438,9 @@ pub enum Fault {
 pub struct FaultyProxy {
     pub address: SocketAddr,
     fault: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// Milliseconds each manifest PUT under `/v2/shop/` waits before it is passed on (a registry
+    /// on slow object storage).
+    put_delay: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultyProxy {
@@ -446,12 +449,19 @@ impl FaultyProxy {
         use axum::extract::Request;
         use std::sync::atomic::Ordering;
         let fault = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
+        let put_delay = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let shared = fault.clone();
+        let (shared, delay) = (fault.clone(), put_delay.clone());
         let handler = move |request: Request| {
-            let (client, fault) = (client.clone(), shared.load(Ordering::SeqCst));
+            let (client, fault, delay) = (client.clone(), shared.load(Ordering::SeqCst), delay.load(Ordering::SeqCst));
             async move {
                 let (parts, body) = request.into_parts();
+                if parts.method == "PUT"
+                    && parts.uri.path().starts_with("/v2/shop/")
+                    && parts.uri.path().contains("/manifests/")
+                {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
                 let head = parts.method == "HEAD";
                 let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
                 let read_by_digest = parts.method == "GET" && path.contains("/manifests/sha256:");
@@ -486,11 +496,16 @@ impl FaultyProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
-        Self { address, fault }
+        Self { address, fault, put_delay }
     }
 
     pub fn set(&self, fault: Fault) {
         self.fault.store(fault as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes every manifest PUT under `/v2/shop/` wait this long before it is passed on.
+    pub fn delay_manifest_puts(&self, delay: Duration) {
+        self.put_delay.store(delay.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

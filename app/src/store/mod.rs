@@ -126,11 +126,24 @@ fn on_constraint(
     }
 }
 
+/// The pool's size and acquire timeout unless configured (`--db-max-connections`,
+/// `--db-acquire-timeout`).
+pub const MAX_CONNECTIONS: u32 = 16;
+pub const ACQUIRE_TIMEOUT_SECONDS: u64 = 5;
+
 pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    connect_with(database_url, MAX_CONNECTIONS, Duration::from_secs(ACQUIRE_TIMEOUT_SECONDS)).await
+}
+
+pub async fn connect_with(
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     use anyhow::Context;
     PgPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(acquire_timeout)
         .connect(database_url)
         .await
         .with_context(|| format!("cannot connect to the database at `{}`", redact(database_url)))

@@ -9,6 +9,7 @@
 mod attachments;
 mod conditional;
 pub mod held;
+pub mod locks;
 
 use crate::config::{DatabaseConfig, ListenerConfig};
 use crate::enforcement::{Check, Enforcer, Protection, Verdict};
@@ -71,6 +72,9 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub exceptions: crate::config::ExceptionsConfig,
+
+    #[command(flatten)]
+    pub locks: locks::LockConfig,
 }
 
 /// Bounds on the manifest bodies the gateway buffers (to hash them before deciding).
@@ -108,9 +112,12 @@ struct Gateway {
     /// What each manifest read references (shared by every request of the process).
     manifests: Arc<ManifestCache>,
     held: HeldLimits,
+    /// The shared locks, on their own few connections.
+    locks: Arc<locks::Locks>,
+    /// How long a request may hold them.
+    hold: Duration,
 }
-/// How long a request waits for the shared locks before it is answered 503.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long recording an accepted change in the tag inventory may take.
 const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a client is told to wait before retrying after a 429 or 503.
@@ -134,6 +141,7 @@ impl GatewayServer {
             pool: core.pool.clone(),
             enforcer: core.enforcer.clone(),
         });
+        let locks = locks::Locks::new(&config.database.database_url, &config.locks, core.enforcer.metrics.clone())?;
         let gateway = Gateway {
             upstream: Registry::new(&config.upstream, config.upstream_ca.as_deref())?,
             enforcer: core.enforcer,
@@ -142,6 +150,8 @@ impl GatewayServer {
             limits: config.manifests.clone(),
             manifests: Arc::new(ManifestCache::new(config.held.cache_entries)),
             held: config.held.clone(),
+            locks,
+            hold: config.locks.hold_timeout(),
         };
         let router = Router::new().fallback(handle).with_state(gateway).merge(events).merge(ops);
         let listener =
@@ -339,25 +349,32 @@ impl Gateway {
                     // An attachment list's subject may be held: worked out under the repository's
                     // lock taken alone, as for any delete of what an immutable tag may hold.
                     let list = AttachmentList::of(tag);
-                    let _locks = match list {
+                    let locks = match list {
                         Some(_) => Some(self.lock(&[], &[repository_key(&repository)]).await?),
                         None => None,
                     };
-                    let list = match list {
-                        Some(list) => {
-                            let authorization = request.headers().get(header::AUTHORIZATION);
-                            let subject_held_by =
-                                self.subject_holders(&repository, &protection, authorization, list.subject()).await?;
-                            Some(ListDelete { list, subject_held_by })
+                    self.holding(async {
+                        let list = match list {
+                            Some(list) => {
+                                let authorization = request.headers().get(header::AUTHORIZATION);
+                                let subject_held_by = self
+                                    .subject_holders(&repository, &protection, authorization, list.subject())
+                                    .await?;
+                                Some(ListDelete { list, subject_held_by })
+                            }
+                            None => None,
+                        };
+                        let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone(), list };
+                        let verdict = self.enforcer.decide("gateway", &protection, &check).await;
+                        if !verdict.allowed {
+                            return Err(denied(&verdict, &repository));
                         }
-                        None => None,
-                    };
-                    let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone(), list };
-                    let verdict = self.enforcer.decide("gateway", &protection, &check).await;
-                    if !verdict.allowed {
-                        return Err(denied(&verdict, &repository));
-                    }
-                    self.upstream.forward(request).await
+                        if let Some(locks) = &locks {
+                            self.confirm(locks).await?;
+                        }
+                        Ok(self.upstream.forward(request).await)
+                    })
+                    .await?
                 }
                 (ChangeKind::Delete, Reference::Digest(digest)) => {
                     self.delete_manifest(&protection, &repository, digest, request).await?
@@ -449,59 +466,66 @@ impl Gateway {
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
 
         let tag_keys: Vec<String> = decided.iter().map(|(tag, _)| tag_key(repository, tag)).collect();
-        let _locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
-        let mut checks = Vec::with_capacity(decided.len());
-        let mut pushed_lists = pushed_lists.into_iter();
-        for (tag, list) in &decided {
-            let (current, list) = match list {
-                Some(list) => {
-                    let read = attachments::current_list(&self.upstream, repository, tag, list, authorization.as_ref());
-                    let (current, current_entries) = read.await?;
-                    let pushed_entries = pushed_lists.next().unwrap_or_default();
-                    (current, Some((list, current_entries, pushed_entries)))
+        let locks = self.lock(&[repository_key(repository)], &tag_keys).await?;
+        self.holding(async move {
+            let mut checks = Vec::with_capacity(decided.len());
+            let mut pushed_lists = pushed_lists.into_iter();
+            for (tag, list) in &decided {
+                let (current, list) = match list {
+                    Some(list) => {
+                        let read =
+                            attachments::current_list(&self.upstream, repository, tag, list, authorization.as_ref());
+                        let (current, current_entries) = read.await?;
+                        let pushed_entries = pushed_lists.next().unwrap_or_default();
+                        (current, Some((list, current_entries, pushed_entries)))
+                    }
+                    None => (
+                        self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?,
+                        None,
+                    ),
+                };
+                preconditions.check(tag, current.as_ref()).map_err(|why| {
+                    let detail =
+                        serde_json::json!({ "tag": tag.as_str(), "current": current.as_ref().map(Digest::as_str) });
+                    Refusal::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", why, detail)
+                })?;
+                let list = match list {
+                    Some((list, current_entries, pushed_entries)) => {
+                        let update = attachments::Update { list, current: current_entries, pushed: pushed_entries };
+                        Some(Box::new(
+                            self.list_push(protection, repository, tag, update, authorization.as_ref()).await?,
+                        ))
+                    }
+                    None => None,
+                };
+                if list.is_some() || protection.needs_decision(repository, tag) {
+                    checks.push(Check::Push {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                        digest: pushed.clone(),
+                        current,
+                        list,
+                    });
                 }
-                None => (
-                    self.upstream.current_digest(repository.as_str(), tag.as_str(), authorization.as_ref()).await?,
-                    None,
-                ),
-            };
-            preconditions.check(tag, current.as_ref()).map_err(|why| {
-                let detail =
-                    serde_json::json!({ "tag": tag.as_str(), "current": current.as_ref().map(Digest::as_str) });
-                Refusal::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", why, detail)
-            })?;
-            let list = match list {
-                Some((list, current_entries, pushed_entries)) => {
-                    let update = attachments::Update { list, current: current_entries, pushed: pushed_entries };
-                    Some(Box::new(self.list_push(protection, repository, tag, update, authorization.as_ref()).await?))
+            }
+            let verdicts = self.enforcer.decide_together("gateway", protection, &checks).await;
+            if let Some((check, refused)) = checks.iter().zip(&verdicts).find(|(_, verdict)| !verdict.allowed) {
+                return Err(denied_push(refused, repository, check));
+            }
+            self.confirm(&locks).await?;
+            parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            let response = self.upstream.forward(Request::from_parts(parts, Body::from(body.clone()))).await;
+            if response.status().is_success() {
+                let digest = Sha256::from(&pushed);
+                // A body the registry took but tagward cannot read is simply not described.
+                if let Ok(refs) = ManifestRefs::parse(digest, &body) {
+                    self.record_manifests(repository, &[(digest, &refs)]).await;
                 }
-                None => None,
-            };
-            if list.is_some() || protection.needs_decision(repository, tag) {
-                checks.push(Check::Push {
-                    repository: repository.clone(),
-                    tag: tag.clone(),
-                    digest: pushed.clone(),
-                    current,
-                    list,
-                });
             }
-        }
-        let verdicts = self.enforcer.decide_together("gateway", protection, &checks).await;
-        if let Some((check, refused)) = checks.iter().zip(&verdicts).find(|(_, verdict)| !verdict.allowed) {
-            return Err(denied_push(refused, repository, check));
-        }
-        parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
-        parts.headers.remove(header::TRANSFER_ENCODING);
-        let response = self.upstream.forward(Request::from_parts(parts, Body::from(body.clone()))).await;
-        if response.status().is_success() {
-            let digest = Sha256::from(&pushed);
-            // A body the registry took but tagward cannot read is simply not described.
-            if let Ok(refs) = ManifestRefs::parse(digest, &body) {
-                self.record_manifests(repository, &[(digest, &refs)]).await;
-            }
-        }
-        Ok(response)
+            Ok(response)
+        })
+        .await
     }
 
     /// What a push to an attachment list brings to its decision: the entries before and after,
@@ -540,14 +564,18 @@ impl Gateway {
         digest: &Digest,
         request: Request,
     ) -> Result<Response, Refusal> {
-        let _locks = self.lock(&[], &[repository_key(repository)]).await?;
-        let authorization = request.headers().get(header::AUTHORIZATION);
-        let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
-        let verdict = self.enforcer.decide("gateway", protection, &check).await;
-        if !verdict.allowed {
-            return Err(denied(&verdict, repository));
-        }
-        Ok(self.upstream.forward(request).await)
+        let locks = self.lock(&[], &[repository_key(repository)]).await?;
+        self.holding(async {
+            let authorization = request.headers().get(header::AUTHORIZATION);
+            let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
+            let verdict = self.enforcer.decide("gateway", protection, &check).await;
+            if !verdict.allowed {
+                return Err(denied(&verdict, repository));
+            }
+            self.confirm(&locks).await?;
+            Ok(self.upstream.forward(request).await)
+        })
+        .await
     }
 
     /// `DELETE /v2/<name>/blobs/<digest>`: refused when an immutable tag holds the blob, worked
@@ -572,14 +600,18 @@ impl Gateway {
         if !protection.protects_anything() {
             return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
         }
-        let _locks = self.lock(&[], &[repository_key(repository)]).await?;
-        let authorization = request.headers().get(header::AUTHORIZATION);
-        let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
-        let verdict = self.enforcer.decide("gateway", &protection, &check).await;
-        if !verdict.allowed {
-            return Err(denied(&verdict, repository));
-        }
-        Ok((GatewayOutcome::Allowed, self.upstream.forward(request).await))
+        let locks = self.lock(&[], &[repository_key(repository)]).await?;
+        self.holding(async {
+            let authorization = request.headers().get(header::AUTHORIZATION);
+            let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
+            let verdict = self.enforcer.decide("gateway", &protection, &check).await;
+            if !verdict.allowed {
+                return Err(denied(&verdict, repository));
+            }
+            self.confirm(&locks).await?;
+            Ok((GatewayOutcome::Allowed, self.upstream.forward(request).await))
+        })
+        .await
     }
 
     /// The check deleting `target` asks: which immutable tags point at it or hold it.
@@ -658,44 +690,48 @@ impl Gateway {
         }
     }
 
-    /// Takes PostgreSQL advisory locks (`shared` ones in shared mode, then `exclusive` ones, each
-    /// list sorted, so two requests never wait on each other crosswise), held until the returned
-    /// transaction ends. Gateways sharing the database serialise through them; when they cannot
-    /// be had, the request is refused (503), never let through on a lock of this process alone.
-    async fn lock(
-        &self,
-        shared: &[String],
-        exclusive: &[String],
-    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Refusal> {
-        let mut exclusive = exclusive.to_vec();
-        exclusive.sort();
-        let lock = async {
-            let mut tx = self.pool.begin().await?;
-            for key in shared {
-                sqlx::query("select pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for key in &exclusive {
-                sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>(tx)
-        };
-        let why = match tokio::time::timeout(LOCK_TIMEOUT, lock).await {
-            Ok(Ok(tx)) => return Ok(tx),
-            Ok(Err(error)) => format!("the database holding the locks is unavailable: {error}"),
-            Err(_) => format!("the lock was not free within {} s", LOCK_TIMEOUT.as_secs()),
-        };
-        tracing::warn!(%why, "refusing a manifest change: no shared lock");
-        Err(Refusal::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            format!("tagward cannot serialise this change to immutable tags right now ({why}); try again"),
-        ))
+    /// Takes the shared locks (`shared` ones in shared mode, then `exclusive` ones alone; see
+    /// [`locks`]), held until the returned guard is dropped. Gateways sharing the database
+    /// serialise through them; when they cannot be had, the request is refused (503), never let
+    /// through on a lock of this process alone.
+    async fn lock(&self, shared: &[String], exclusive: &[String]) -> Result<locks::LockGuard, Refusal> {
+        self.locks.acquire(shared, exclusive).await.map_err(|error| {
+            tracing::warn!(%error, "refusing a manifest change: no shared lock");
+            Refusal::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("tagward cannot serialise this change to immutable tags right now ({error}); try again"),
+            )
+        })
+    }
+
+    /// Refuses (503) a guarded change whose locks were lost since they were taken.
+    async fn confirm(&self, locks: &locks::LockGuard) -> Result<(), Refusal> {
+        locks.confirm().await.map_err(|error| {
+            self.enforcer.metrics.record_lock_refused("lost");
+            Refusal::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("tagward lost the lock serialising this change before forwarding it ({error}); try again"),
+            )
+        })
+    }
+
+    /// Runs what a request does under its locks for at most `--lock-hold-timeout` (504 after, the
+    /// upstream call cut off): a lock lost with its connection is taken again only after that long.
+    async fn holding<T>(&self, guarded: impl std::future::Future<Output = Result<T, Refusal>>) -> Result<T, Refusal> {
+        tokio::time::timeout(self.hold, guarded).await.unwrap_or_else(|_| {
+            Err(Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UNAVAILABLE",
+                format!(
+                    "the change took more than {} s under its locks (--lock-hold-timeout) and was cut off; it may or \
+                     may not have reached the registry: read the tag before trying again",
+                    self.hold.as_secs()
+                ),
+                serde_json::Value::Null,
+            ))
+        })
     }
 
     /// The manifest body, at most [`MAX_MANIFEST_BYTES`] (413 above), within the body timeout
