@@ -11,6 +11,7 @@ mod held;
 mod inventory;
 mod pages;
 mod portal;
+mod pushes;
 mod report;
 mod run;
 mod wrk;
@@ -71,6 +72,7 @@ enum Part {
     Pages,
     Events,
     Attachments,
+    Pushes,
 }
 
 #[tokio::main]
@@ -110,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Attachments) {
         attachments::run(&args, &mut report).await?;
+    }
+    if wants(Part::Pushes) {
+        pushes::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;
