@@ -205,3 +205,36 @@ async fn a_database_restart_while_pushes_wait_lets_none_land_unguarded() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_deleting_in_a_loop_gets_a_bounded_number_of_walks() {
+    let (db, registry, proxy) = slow_registry(Duration::ZERO).await;
+    let mut config = gateway_config(&db, proxy.address);
+    config.held.walks_per_client = 2;
+    let gateway = spawn_gateway(config).await;
+    let release = image(registry.address, "shop/app", "release").await;
+    let zero = Instant::now();
+    assert_eq!(put(gateway, "shop/app/manifests/v1", &release, zero).await.0, 201);
+    // Each walk reads the tag list and v1 at a registry answering reads 500 ms late.
+    proxy.delay_reads(Duration::from_millis(500));
+    let blob = upload_blob(registry.address, "shop/app", b"held by nothing").await;
+    let delete = |blob: String| async move {
+        let response =
+            reqwest::Client::new().delete(format!("http://{gateway}/v2/shop/app/blobs/{blob}")).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").is_some();
+        (response.status().as_u16(), retry_after, response.text().await.unwrap_or_default())
+    };
+    let (one, two, three) = tokio::join!(delete(blob.clone()), delete(blob.clone()), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        delete(blob.clone()).await
+    });
+    assert_eq!(three.0, 429, "a third walk of one client while two are under way: {}", three.2);
+    assert!(three.1 && three.2.contains("--held-walks-per-client"), "{three:?}");
+    let mut statuses = [one.0, two.0];
+    statuses.sort();
+    // The first deletes the blob; the second, walked after it under the same lock, finds it gone.
+    assert_eq!(statuses, [202, 404], "{one:?} {two:?}");
+    // Turns are given back.
+    let again = upload_blob(registry.address, "shop/app", b"held by nothing either").await;
+    assert_eq!(delete(again).await.0, 202);
+}

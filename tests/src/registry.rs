@@ -441,6 +441,8 @@ pub struct FaultyProxy {
     /// Milliseconds each manifest PUT under `/v2/shop/` waits before it is passed on (a registry
     /// on slow object storage).
     put_delay: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds each read (`GET`, `HEAD`) under `/v2/shop/` waits (a slow registry to walk).
+    read_delay: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultyProxy {
@@ -450,12 +452,17 @@ impl FaultyProxy {
         use std::sync::atomic::Ordering;
         let fault = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
         let put_delay = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let read_delay = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let (shared, delay) = (fault.clone(), put_delay.clone());
+        let (shared, delay, reads) = (fault.clone(), put_delay.clone(), read_delay.clone());
         let handler = move |request: Request| {
             let (client, fault, delay) = (client.clone(), shared.load(Ordering::SeqCst), delay.load(Ordering::SeqCst));
+            let read_delay = reads.load(Ordering::SeqCst);
             async move {
                 let (parts, body) = request.into_parts();
+                if (parts.method == "GET" || parts.method == "HEAD") && parts.uri.path().starts_with("/v2/shop/") {
+                    tokio::time::sleep(Duration::from_millis(read_delay)).await;
+                }
                 if parts.method == "PUT"
                     && parts.uri.path().starts_with("/v2/shop/")
                     && parts.uri.path().contains("/manifests/")
@@ -496,11 +503,16 @@ impl FaultyProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
-        Self { address, fault, put_delay }
+        Self { address, fault, put_delay, read_delay }
     }
 
     pub fn set(&self, fault: Fault) {
         self.fault.store(fault as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes every read under `/v2/shop/` wait this long before it is passed on.
+    pub fn delay_reads(&self, delay: Duration) {
+        self.read_delay.store(delay.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes every manifest PUT under `/v2/shop/` wait this long before it is passed on.

@@ -48,11 +48,55 @@ pub struct HeldLimits {
     /// changes); the least recently used are read again when needed.
     #[arg(long = "manifest-cache-entries", env = "TAGWARD_GATEWAY_MANIFEST_CACHE_ENTRIES", default_value_t = ManifestCache::DEFAULT_CAPACITY)]
     pub cache_entries: usize,
+
+    /// Deletes by digest one client (the peer address the gateway sees) may have under way at
+    /// once in projects with rules, each a walk of what the immutable tags hold under the
+    /// repository's exclusive lock; more are answered 429 before they queue for the lock.
+    #[arg(long = "held-walks-per-client", env = "TAGWARD_GATEWAY_HELD_WALKS_PER_CLIENT", default_value_t = Self::WALKS_PER_CLIENT)]
+    pub walks_per_client: usize,
+}
+
+/// How many deletes by digest each client has under way.
+#[derive(Default)]
+pub struct WalkTurns {
+    under_way: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A client's turn to walk, given back when dropped.
+pub struct WalkTurn<'a> {
+    turns: &'a WalkTurns,
+    client: std::net::IpAddr,
+}
+
+impl WalkTurns {
+    /// A turn for `client`, unless it already has `limit` under way.
+    pub fn take(&self, client: std::net::IpAddr, limit: usize) -> Option<WalkTurn<'_>> {
+        let mut under_way = self.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = under_way.entry(client).or_default();
+        if *count >= limit.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(WalkTurn { turns: self, client })
+    }
+}
+
+impl Drop for WalkTurn<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self.turns.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = under_way.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                under_way.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl HeldLimits {
     const MAX_READS: usize = 20_000;
     const TIMEOUT_SECONDS: u64 = 30;
+    const WALKS_PER_CLIENT: usize = 4;
 }
 
 impl Default for HeldLimits {
@@ -61,6 +105,7 @@ impl Default for HeldLimits {
             max_reads: Self::MAX_READS,
             timeout_seconds: Self::TIMEOUT_SECONDS,
             cache_entries: ManifestCache::DEFAULT_CAPACITY,
+            walks_per_client: Self::WALKS_PER_CLIENT,
         }
     }
 }

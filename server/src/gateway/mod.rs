@@ -28,7 +28,7 @@ use axum::Router;
 use bytes::BytesMut;
 use clap::Args;
 use conditional::Preconditions;
-use held::{HeldLimits, ManifestCache, Walk, WalkError};
+use held::{HeldLimits, ManifestCache, Walk, WalkError, WalkTurn, WalkTurns};
 use http_body_util::BodyExt;
 use sha2::Digest as _;
 use sqlx::PgPool;
@@ -116,6 +116,8 @@ struct Gateway {
     locks: Arc<locks::Locks>,
     /// How long a request may hold them.
     hold: Duration,
+    /// Deletes by digest under way, per client.
+    walks: Arc<WalkTurns>,
 }
 
 /// How long recording an accepted change in the tag inventory may take.
@@ -152,6 +154,7 @@ impl GatewayServer {
             held: config.held.clone(),
             locks,
             hold: config.locks.hold_timeout(),
+            walks: Arc::default(),
         };
         let router = Router::new().fallback(handle).with_state(gateway).merge(events).merge(ops);
         let listener =
@@ -564,6 +567,7 @@ impl Gateway {
         digest: &Digest,
         request: Request,
     ) -> Result<Response, Refusal> {
+        let _turn = self.walk_turn(&request)?;
         let locks = self.lock(&[], &[repository_key(repository)]).await?;
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
@@ -600,6 +604,7 @@ impl Gateway {
         if !protection.protects_anything() {
             return Ok((GatewayOutcome::PassedThrough, self.upstream.forward(request).await));
         }
+        let _turn = self.walk_turn(&request)?;
         let locks = self.lock(&[], &[repository_key(repository)]).await?;
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
@@ -703,6 +708,30 @@ impl Gateway {
                 format!("tagward cannot serialise this change to immutable tags right now ({error}); try again"),
             )
         })
+    }
+
+    /// The requesting client's turn to walk what the immutable tags hold (429 when it has
+    /// `--held-walks-per-client` under way): a client deleting in a loop neither queues without
+    /// bound for the repository's exclusive lock, stalling its pushes, nor multiplies the
+    /// registry reads. Taken before the lock.
+    fn walk_turn(&self, request: &Request) -> Result<Option<WalkTurn<'_>>, Refusal> {
+        let Some(axum::extract::ConnectInfo(peer)) =
+            request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>()
+        else {
+            return Ok(None);
+        };
+        match self.walks.take(peer.ip(), self.held.walks_per_client) {
+            Some(turn) => Ok(Some(turn)),
+            None => Err(Refusal::retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                format!(
+                    "this client has {} deletes by digest under way, the most the gateway works on for one client \
+                     (--held-walks-per-client); try again shortly",
+                    self.held.walks_per_client
+                ),
+            )),
+        }
     }
 
     /// Refuses (503) a guarded change whose locks were lost since they were taken.
