@@ -238,3 +238,29 @@ async fn a_client_deleting_in_a_loop_gets_a_bounded_number_of_walks() {
     let again = upload_blob(registry.address, "shop/app", b"held by nothing either").await;
     assert_eq!(delete(again).await.0, 202);
 }
+
+#[tokio::test]
+async fn a_thousand_slow_protected_pushes_do_not_stop_another_clients_push() {
+    use tokio::io::AsyncWriteExt;
+    let (db, registry, proxy) = slow_registry(Duration::ZERO).await;
+    let gateway = spawn_gateway(gateway_config(&db, proxy.address)).await;
+    // A client opens 1,000 protected pushes and sends a few bytes of each body, then stalls: the
+    // bodies are read (and charged to the buffer) before any lock is taken, so they hold neither
+    // a lock nor a database connection.
+    let mut stalled = Vec::new();
+    for i in 0..1000 {
+        let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+        let head = format!(
+            "PUT /v2/shop/slow{i}/manifests/v1 HTTP/1.1\r\nHost: {gateway}\r\n\
+             Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 4096\r\n\r\n{{\"schema"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    assert_eq!(lock_holders(&db).await, 0, "the stalled pushes hold no lock");
+    let manifest = image(registry.address, "shop/app", "other client").await;
+    let (status, body, ..) = put(gateway, "shop/app/manifests/v1", &manifest, Instant::now()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(registry.digest("shop/app", "v1").await, Some(manifest_digest(&manifest)));
+    drop(stalled);
+}
