@@ -264,3 +264,40 @@ async fn a_thousand_slow_protected_pushes_do_not_stop_another_clients_push() {
     assert_eq!(registry.digest("shop/app", "v1").await, Some(manifest_digest(&manifest)));
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_stream_of_pushes_does_not_starve_a_delete_of_its_repository() {
+    let (db, registry, proxy) = slow_registry(Duration::from_secs(1)).await;
+    let mut config = gateway_config(&db, proxy.address);
+    config.locks.lock_timeout_seconds = 4;
+    let gateway = spawn_gateway(config).await;
+    let mut manifests = Vec::new();
+    for i in 0..20 {
+        manifests.push(image(registry.address, "shop/app", &format!("stream {i}")).await);
+    }
+    let blob = upload_blob(registry.address, "shop/app", b"held by nothing").await;
+    let zero = Instant::now();
+    // A push every 300 ms, each holding the repository's lock in shared mode for a second: the
+    // lock is never free for 6 s.
+    let stream = tokio::spawn(async move {
+        let mut pushes = Vec::new();
+        for (i, manifest) in manifests.into_iter().enumerate() {
+            pushes.push(tokio::spawn(async move {
+                put(gateway, &format!("shop/app/manifests/v{i}"), &manifest, zero).await
+            }));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut statuses = Vec::new();
+        for push in pushes {
+            statuses.push(push.await.unwrap().0);
+        }
+        statuses
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The delete waits for the pushes holding the lock, not for every push that comes after it.
+    let response =
+        reqwest::Client::new().delete(format!("http://{gateway}/v2/shop/app/blobs/{blob}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 202, "{}", response.text().await.unwrap_or_default());
+    assert!(stream.await.unwrap().iter().all(|status| *status == 201));
+}

@@ -117,9 +117,18 @@ struct Held {
     generation: u64,
 }
 
+/// The process's keys, and how many requests wait to take each one alone.
+#[derive(Default)]
+struct Keys {
+    held: HashMap<String, Held>,
+    /// While a request waits to take a key alone (a delete, for its repository), nobody new
+    /// takes it in shared mode: pushes coming one after another cannot starve a delete.
+    waiting_alone: HashMap<String, usize>,
+}
+
 pub struct Locks {
     sessions: Vec<Session>,
-    keys: Mutex<HashMap<String, Held>>,
+    keys: Mutex<Keys>,
     /// Woken whenever a key changes state.
     changed: Notify,
     timeout: Duration,
@@ -146,7 +155,7 @@ impl Locks {
             .collect();
         Ok(Arc::new(Self {
             sessions,
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(Keys::default()),
             changed: Notify::new(),
             timeout: Duration::from_secs(config.lock_timeout_seconds),
             grace: config.hold_timeout(),
@@ -179,32 +188,41 @@ impl Locks {
         Ok(guard)
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One key: joined (shared, already held in shared mode here), or claimed here and then taken
     /// at the database.
     async fn take(&self, key: &str, exclusive: bool, deadline: Instant) -> Result<(usize, u64), LockError> {
+        let mut waiting = WaitingAlone { locks: self, key, counted: false };
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let claimed = {
                 let mut keys = self.keys();
-                match keys.get_mut(key) {
-                    Some(held) if !exclusive && !held.exclusive && !held.settling => {
+                let others_wait_alone =
+                    keys.waiting_alone.get(key).copied().unwrap_or(0) > usize::from(waiting.counted);
+                match keys.held.get_mut(key) {
+                    Some(held) if !exclusive && !held.exclusive && !held.settling && !others_wait_alone => {
                         held.holders += 1;
                         return Ok((held.session, held.generation));
                     }
-                    Some(_) => None,
-                    None => {
+                    None if !others_wait_alone || exclusive => {
                         let session = self.session_of(key);
-                        keys.insert(
+                        keys.held.insert(
                             key.to_owned(),
                             Held { exclusive, holders: 1, settling: true, session, generation: 0 },
                         );
                         Some(session)
+                    }
+                    _ => {
+                        if exclusive && !waiting.counted {
+                            *keys.waiting_alone.entry(key.to_owned()).or_default() += 1;
+                            waiting.counted = true;
+                        }
+                        None
                     }
                 }
             };
@@ -214,18 +232,19 @@ impl Locks {
                 }
                 continue;
             };
+            drop(waiting);
             let taken = self.lock_at_database(session, key, exclusive, deadline).await;
             {
                 let mut keys = self.keys();
                 match &taken {
                     Ok(generation) => {
-                        if let Some(held) = keys.get_mut(key) {
+                        if let Some(held) = keys.held.get_mut(key) {
                             held.settling = false;
                             held.generation = *generation;
                         }
                     }
                     Err(_) => {
-                        keys.remove(key);
+                        keys.held.remove(key);
                     }
                 }
             }
@@ -327,7 +346,7 @@ impl Locks {
         for (key, index, generation, exclusive) in taken.into_iter().rev() {
             let last = {
                 let mut keys = self.keys();
-                match keys.get_mut(&key) {
+                match keys.held.get_mut(&key) {
                     Some(held) if held.holders > 1 => {
                         held.holders -= 1;
                         false
@@ -358,9 +377,33 @@ impl Locks {
                     }
                 }
             }
-            self.keys().remove(&key);
+            self.keys().held.remove(&key);
             self.changed.notify_waiters();
         }
+    }
+}
+
+/// Counts a request among those waiting to take a key alone, while it waits.
+struct WaitingAlone<'a> {
+    locks: &'a Locks,
+    key: &'a str,
+    counted: bool,
+}
+
+impl Drop for WaitingAlone<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let mut keys = self.locks.keys();
+        if let Some(count) = keys.waiting_alone.get_mut(self.key) {
+            *count -= 1;
+            if *count == 0 {
+                keys.waiting_alone.remove(self.key);
+            }
+        }
+        drop(keys);
+        self.locks.changed.notify_waiters();
     }
 }
 
