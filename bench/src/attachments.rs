@@ -4,11 +4,10 @@
 //! then a blob delete that walks the immutable image whose list that is (250 attachments; the blob
 //! is held by nothing, so every attachment is read), cold and warm.
 
-use crate::report::Report;
-use crate::run::{metric, upload_blob, BenchDatabase, Process};
+use crate::report::{percentile, Report};
+use crate::run::{digest_of, metric, upload_blob, BenchDatabase, Process};
 use crate::Args;
 use anyhow::ensure;
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,10 +16,6 @@ const GATEWAY: &str = "127.0.0.1:5931";
 const SUBJECTS: usize = 50;
 const LONG_LIST: usize = 200;
 const APPENDS: usize = 50;
-
-fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// An artifact manifest attached to `subject` (a signature), told apart by `seed`.
 fn signature(subject: &str, seed: &str, config: &str, layer: &str) -> String {
@@ -79,12 +74,6 @@ async fn put(
     let took = started.elapsed().as_secs_f64() * 1000.0;
     ensure!(response.status() == 201, "PUT {reference}: {} {}", response.status(), response.text().await?);
     Ok(took)
-}
-
-fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values.get(index).copied().unwrap_or(f64::NAN)
 }
 
 /// A repository of `subjects` images, each with `entries` signatures listed, then one more

@@ -6,11 +6,10 @@
 //! manifests of that shape, weighed by a counting allocator.
 
 use crate::report::Report;
-use crate::run::{metric, upload_blob, BenchDatabase, Process};
+use crate::run::{digest_of, metric, upload_blob, BenchDatabase, Process};
 use crate::Args;
 use anyhow::{ensure, Context};
 use futures::{StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
@@ -44,10 +43,6 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         // SAFETY: as above.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
-}
-
-fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// A child image of index `i` for `platform`: the shared config and layer, told apart by an annotation.

@@ -5,7 +5,7 @@
 //! a protected push costs without contention: the same PUT through the gateway and straight to the
 //! registry, one at a time, no delay.
 
-use crate::report::Report;
+use crate::report::{percentile, Report};
 use crate::run::{upload_blob, BenchDatabase, Process};
 use crate::Args;
 use anyhow::ensure;
@@ -76,12 +76,6 @@ async fn put(client: &reqwest::Client, base: &str, tag: &str, body: String) -> a
         .send()
         .await?;
     Ok((response.status().as_u16(), started.elapsed().as_secs_f64() * 1000.0))
-}
-
-fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values.get(index).copied().unwrap_or(f64::NAN)
 }
 
 pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {

@@ -231,6 +231,12 @@ fn spawn_registry(work: &Path, address: &str, http_extra: &str) -> anyhow::Resul
     Process::spawn(Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()))
 }
 
+/// `sha256:<hex>` of `bytes`: a manifest's or blob's digest.
+pub fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
 /// A value of tagward's `/metrics` (a counter's `_total` or a gauge), 0 when absent.
 pub async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
     let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;

@@ -274,15 +274,27 @@ impl From<WalkError> for Refusal {
 }
 
 fn denied(verdict: &Verdict, repository: &RepositoryName) -> Refusal {
-    let detail = serde_json::json!({
+    denied_with(verdict, repository, serde_json::Map::new())
+}
+
+/// 403 `DENIED` with the verdict's message, and `extra` in the detail besides what every denial says.
+fn denied_with(
+    verdict: &Verdict,
+    repository: &RepositoryName,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Refusal {
+    let mut detail = serde_json::json!({
         "repository": repository.as_str(),
         "immutable_tags": verdict.immutable_tags,
         "rules": verdict.rules,
     });
+    if let Some(detail) = detail.as_object_mut() {
+        detail.extend(extra);
+    }
     Refusal::Denied(crate::oci_error::response(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
 }
 
-/// A push refused: as [`denied`], and for an attachment list the entries it would drop.
+/// A push refused: as [`denied`], and for an attachment list its subject and the entries it would drop.
 fn denied_push(verdict: &Verdict, repository: &RepositoryName, check: &Check) -> Refusal {
     let Check::Push { list: Some(list), .. } = check else { return denied(verdict, repository) };
     let dropped: Vec<&str> = list
@@ -290,14 +302,10 @@ fn denied_push(verdict: &Verdict, repository: &RepositoryName, check: &Check) ->
         .as_ref()
         .map(|update| update.dropped().into_iter().map(Digest::as_str).collect())
         .unwrap_or_default();
-    let detail = serde_json::json!({
-        "repository": repository.as_str(),
-        "immutable_tags": verdict.immutable_tags,
-        "rules": verdict.rules,
-        "subject": list.list.subject().as_str(),
-        "dropped": dropped,
-    });
-    Refusal::Denied(crate::oci_error::response(StatusCode::FORBIDDEN, "DENIED", verdict.message.clone(), detail))
+    let mut extra = serde_json::Map::new();
+    extra.insert("subject".into(), list.list.subject().as_str().into());
+    extra.insert("dropped".into(), dropped.into());
+    denied_with(verdict, repository, extra)
 }
 
 fn walk_timeout(repository: &RepositoryName, limit: Duration) -> Refusal {
