@@ -260,7 +260,8 @@ pub async fn activity(
             if let Some(kind) = &kind {
                 if !KINDS.iter().any(|(known, _)| known == kind) {
                     let known: Vec<&str> = KINDS.iter().map(|(known, _)| *known).collect();
-                    return Err(AppError::Invalid(format!("kind: `{kind}` is not one of {}", known.join(", "))));
+                    let why = format!("is not one of {}", known.join(", "));
+                    return Err(crate::policy::FieldError::new("kind", kind, why).into());
                 }
             }
             let page = page.unwrap_or(1).max(1);

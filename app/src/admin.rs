@@ -82,8 +82,9 @@ pub mod ssr {
         Ok(me)
     }
 
+    /// `message` says what is wrong with the value, naming it (`UserName::parse`'s do).
     pub fn invalid(field: &str, message: String) -> AppError {
-        AppError::Invalid(format!("{field}: {message}"))
+        crate::policy::FieldError::without_value(field, message).into()
     }
 }
 

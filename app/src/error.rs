@@ -18,6 +18,9 @@ pub enum AppError {
     /// Bad input; the message names the field and the value.
     #[error("{0}")]
     Invalid(String),
+    /// Bad input in one field: which, its value, and why.
+    #[error("{0}")]
+    Field(crate::policy::FieldError),
     /// Not now (too many failed logins, too much work of one kind under way); `retry_after` is in
     /// seconds.
     #[error("{message}; try again in {retry_after} seconds")]
@@ -49,7 +52,7 @@ impl AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) | AppError::Field(_) => StatusCode::BAD_REQUEST,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Registry(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,6 +63,12 @@ impl AppError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         tracing::error!(error = format!("{:#}", error.into()), "request failed");
         AppError::Internal
+    }
+}
+
+impl From<crate::policy::FieldError> for AppError {
+    fn from(error: crate::policy::FieldError) -> Self {
+        AppError::Field(error)
     }
 }
 

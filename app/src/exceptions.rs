@@ -131,8 +131,7 @@ pub async fn grant_exception(
         async {
             let (access, pool, me, switch) = ssr::context(&project).await?;
             let input = crate::policy::ExceptionInput { repository, target, operation, to_digest, reason, expires_in };
-            let grant = crate::policy::ExceptionGrant::parse(&access.name, &input)
-                .map_err(|error| AppError::Invalid(error.to_string()))?;
+            let grant = crate::policy::ExceptionGrant::parse(&access.name, &input)?;
             Ok(crate::store::grant_exception(&pool, &me, access.id, switch, &grant).await?.id)
         }
         .await,
@@ -174,8 +173,7 @@ pub async fn approve_exception(project: String, id: i64) -> Result<(), AppError>
 pub async fn set_exceptions_mode(project: String, mode: String) -> Result<(), AppError> {
     crate::auth::ssr::answered(
         async {
-            let mode =
-                crate::policy::ExceptionsMode::parse(&mode).map_err(|error| AppError::Invalid(error.to_string()))?;
+            let mode = crate::policy::ExceptionsMode::parse(&mode)?;
             let (access, pool, me, _) = ssr::context(&project).await?;
             Ok(crate::store::set_project_exceptions(&pool, &me, access.id, mode).await?)
         }

@@ -5,7 +5,7 @@
 //! retries what is refused, and a queue stuck behind one event would starve the inventory.
 
 use crate::policy::route::Reference;
-use crate::policy::{Digest, NameError, RepositoryName, Tag};
+use crate::policy::{Digest, FieldError, RepositoryName, Tag};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -38,47 +38,23 @@ pub struct Notification {
     pub ignored: usize,
 }
 
-/// A notification tagward cannot read: `field` (e.g. `events[2].timestamp`) holds `value`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotificationError {
-    pub field: String,
-    pub value: Option<String>,
-    pub message: String,
-}
-
-impl NotificationError {
-    fn new(field: impl Into<String>, value: Option<&Value>, why: &str) -> Self {
-        let field = field.into();
-        let value = value.map(|value| match value {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        });
-        let message = match &value {
-            Some(value) => format!("{field}: `{value}` {why}"),
-            None => format!("{field}: {why}"),
-        };
-        Self { field, value, message }
-    }
-
-    fn name(field: String, error: NameError) -> Self {
-        Self { message: format!("{field}: {error}"), field, value: Some(error.value) }
-    }
-}
-
-impl std::fmt::Display for NotificationError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+/// `field` (e.g. `events[2].timestamp`) of a notification holds `value` (as JSON holds it), which
+/// tagward cannot read.
+fn refused(field: impl Into<String>, value: Option<&Value>, why: &str) -> FieldError {
+    let value = value.map(|value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    });
+    FieldError { field: field.into(), value, why: why.to_owned() }
 }
 
 /// Reads a notification in either format (told apart by its shape: distribution's has `events`,
 /// Harbor's `type` and `event_data`).
-pub fn parse_notification(body: &[u8]) -> Result<Notification, NotificationError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| NotificationError::new("body", None, &format!("is not JSON: {error}")))?;
+pub fn parse_notification(body: &[u8]) -> Result<Notification, FieldError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| refused("body", None, &format!("is not JSON: {error}")))?;
     if let Some(events) = value.get("events") {
-        let events =
-            events.as_array().ok_or_else(|| NotificationError::new("events", Some(events), "is not an array"))?;
+        let events = events.as_array().ok_or_else(|| refused("events", Some(events), "is not an array"))?;
         let mut notification = Notification { sender: Sender::Distribution, changes: Vec::new(), ignored: 0 };
         for (index, event) in events.iter().enumerate() {
             match distribution_event(&format!("events[{index}]"), event)? {
@@ -91,7 +67,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Notification, NotificationError
     if value.get("type").is_some() && value.get("event_data").is_some() {
         return harbor_webhook(&value);
     }
-    Err(NotificationError::new(
+    Err(refused(
         "body",
         None,
         "is neither distribution's notification envelope (`events`) nor Harbor's webhook payload (`type`, `event_data`)",
@@ -100,7 +76,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Notification, NotificationError
 
 /// One event of distribution's envelope: `{"action", "timestamp", "target": {"repository", "tag",
 /// "digest", "mediaType"}}`.
-fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChange>, NotificationError> {
+fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChange>, FieldError> {
     let action = text(event, field, "action")?;
     if action != "push" && action != "delete" {
         return Ok(None);
@@ -108,7 +84,7 @@ fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChang
     let target = event
         .get("target")
         .filter(|target| target.is_object())
-        .ok_or_else(|| NotificationError::new(format!("{field}.target"), event.get("target"), "is not an object"))?;
+        .ok_or_else(|| refused(format!("{field}.target"), event.get("target"), "is not an object"))?;
     let target_field = format!("{field}.target");
     let at = timestamp(event, field)?;
     let Some(repository) = repository(text(target, &target_field, "repository")?) else { return Ok(None) };
@@ -118,9 +94,8 @@ fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChang
         // A manifest pushed by digest alone (an index's child) moves no tag; a blob has no tag either.
         ("push", None, _) => return Ok(None),
         ("push", Some(tag), digest) => {
-            let digest = digest.ok_or_else(|| {
-                NotificationError::new(format!("{target_field}.digest"), None, "is missing from a tag's push")
-            })?;
+            let digest = digest
+                .ok_or_else(|| refused(format!("{target_field}.digest"), None, "is missing from a tag's push"))?;
             RegistryChange::Pushed {
                 tag: parse_tag(&format!("{target_field}.tag"), tag)?,
                 digest: parse_digest(&format!("{target_field}.digest"), digest)?,
@@ -136,16 +111,14 @@ fn distribution_event(field: &str, event: &Value) -> Result<Option<RegistryChang
             let reference = Reference::Digest(parse_digest(&format!("{target_field}.digest"), digest)?);
             RegistryChange::Deleted { reference, repository, at }
         }
-        (_, None, None) => {
-            return Err(NotificationError::new(target_field, None, "names neither a tag nor a digest to delete"))
-        }
+        (_, None, None) => return Err(refused(target_field, None, "names neither a tag nor a digest to delete")),
     };
     Ok(Some(change))
 }
 
 /// Harbor's webhook: `{"type", "occur_at" (Unix seconds), "event_data": {"repository":
 /// {"repo_full_name"}, "resources": [{"digest", "tag"}]}}`.
-fn harbor_webhook(value: &Value) -> Result<Notification, NotificationError> {
+fn harbor_webhook(value: &Value) -> Result<Notification, FieldError> {
     let kind = text(value, "", "type")?;
     let mut notification = Notification { sender: Sender::Harbor, changes: Vec::new(), ignored: 0 };
     if kind != "PUSH_ARTIFACT" && kind != "DELETE_ARTIFACT" {
@@ -155,14 +128,14 @@ fn harbor_webhook(value: &Value) -> Result<Notification, NotificationError> {
     let seconds = value
         .get("occur_at")
         .and_then(Value::as_i64)
-        .ok_or_else(|| NotificationError::new("occur_at", value.get("occur_at"), "is not a time in Unix seconds"))?;
+        .ok_or_else(|| refused("occur_at", value.get("occur_at"), "is not a time in Unix seconds"))?;
     let at = OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|_| NotificationError::new("occur_at", value.get("occur_at"), "is not a time in Unix seconds"))?;
+        .map_err(|_| refused("occur_at", value.get("occur_at"), "is not a time in Unix seconds"))?;
     let data = &value["event_data"];
     let name = text(&data["repository"], "event_data.repository", "repo_full_name")?;
     let resources = data["resources"]
         .as_array()
-        .ok_or_else(|| NotificationError::new("event_data.resources", data.get("resources"), "is not an array"))?;
+        .ok_or_else(|| refused("event_data.resources", data.get("resources"), "is not an array"))?;
     let Some(repository) = repository(name) else {
         notification.ignored = resources.len().max(1);
         return Ok(notification);
@@ -172,7 +145,7 @@ fn harbor_webhook(value: &Value) -> Result<Notification, NotificationError> {
         let digest = optional_text(resource, &field, "digest")?;
         let tag = optional_text(resource, &field, "tag")?;
         let digest = || {
-            let digest = digest.ok_or_else(|| NotificationError::new(format!("{field}.digest"), None, "is missing"))?;
+            let digest = digest.ok_or_else(|| refused(format!("{field}.digest"), None, "is missing"))?;
             parse_digest(&format!("{field}.digest"), digest)
         };
         let change = match (kind, tag) {
@@ -196,17 +169,17 @@ fn harbor_webhook(value: &Value) -> Result<Notification, NotificationError> {
     Ok(notification)
 }
 
-fn text<'a>(value: &'a Value, field: &str, key: &str) -> Result<&'a str, NotificationError> {
-    optional_text(value, field, key)?.ok_or_else(|| NotificationError::new(joined(field, key), None, "is missing"))
+fn text<'a>(value: &'a Value, field: &str, key: &str) -> Result<&'a str, FieldError> {
+    optional_text(value, field, key)?.ok_or_else(|| refused(joined(field, key), None, "is missing"))
 }
 
 /// `key` of `value` if present and not empty (Harbor sends `""` for no tag).
-fn optional_text<'a>(value: &'a Value, field: &str, key: &str) -> Result<Option<&'a str>, NotificationError> {
+fn optional_text<'a>(value: &'a Value, field: &str, key: &str) -> Result<Option<&'a str>, FieldError> {
     match value.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.is_empty() => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
-        Some(other) => Err(NotificationError::new(joined(field, key), Some(other), "is not a string")),
+        Some(other) => Err(refused(joined(field, key), Some(other), "is not a string")),
     }
 }
 
@@ -218,11 +191,10 @@ fn joined(field: &str, key: &str) -> String {
     }
 }
 
-fn timestamp(event: &Value, field: &str) -> Result<OffsetDateTime, NotificationError> {
+fn timestamp(event: &Value, field: &str) -> Result<OffsetDateTime, FieldError> {
     let value = text(event, field, "timestamp")?;
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        NotificationError::new(format!("{field}.timestamp"), event.get("timestamp"), "is not an RFC 3339 time")
-    })
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|_| refused(format!("{field}.timestamp"), event.get("timestamp"), "is not an RFC 3339 time"))
 }
 
 /// The repository, or `None` for a name no tagward project can have (such events are ignored,
@@ -231,12 +203,12 @@ fn repository(name: &str) -> Option<RepositoryName> {
     RepositoryName::parse(name).ok()
 }
 
-fn parse_tag(field: &str, value: &str) -> Result<Tag, NotificationError> {
-    Tag::parse(value).map_err(|error| NotificationError::name(field.to_owned(), error))
+fn parse_tag(field: &str, value: &str) -> Result<Tag, FieldError> {
+    Tag::parse(value).map_err(|error| FieldError::name(field, error))
 }
 
-fn parse_digest(field: &str, value: &str) -> Result<Digest, NotificationError> {
-    Digest::parse(value).map_err(|error| NotificationError::name(field.to_owned(), error))
+fn parse_digest(field: &str, value: &str) -> Result<Digest, FieldError> {
+    Digest::parse(value).map_err(|error| FieldError::name(field, error))
 }
 
 #[cfg(test)]
@@ -304,7 +276,7 @@ mod tests {
         let error = bad(serde_json::json!({"action": "push", "timestamp": "2026-12-02T10:00:00Z",
                                            "target": {"repository": "shop/web", "tag": "v1", "digest": "sha256:nope"}}));
         assert_eq!((error.field.as_str(), error.value.as_deref()), ("events[0].target.digest", Some("sha256:nope")));
-        assert!(error.message.starts_with("events[0].target.digest: "), "{}", error.message);
+        assert!(error.to_string().starts_with("events[0].target.digest: "), "{error}");
         let error = bad(serde_json::json!({"action": "push", "timestamp": "2026-12-02T10:00:00Z",
                                            "target": {"repository": "shop/web", "tag": "v1"}}));
         assert_eq!(error.field, "events[0].target.digest");

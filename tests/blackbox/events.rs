@@ -452,3 +452,38 @@ async fn events_are_refused_for_a_retry_while_the_database_is_away_and_an_oversi
     .await;
     assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
 }
+
+#[tokio::test]
+async fn an_event_the_database_refuses_for_what_it_is_is_4xx_so_the_sender_stops_sending_it() {
+    let db = shop_with_admin_ann().await;
+    let token = db.token_with("registry-events", &events_grant()).await;
+    // A constraint standing in for any value the database refuses for what it is (class 23):
+    // sending the same notification again could never succeed.
+    sqlx::query("alter table registry_tags add constraint no_rejected_tag check (tag <> 'rejected')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let app = tests::spawn_app_over(db, url).await;
+
+    let refused = envelope(&[("push", "2026-12-02T10:00:02Z", Some("rejected"), Some(DIGEST_A))]);
+    let answer = app
+        .client()
+        .post(app.url("/api/v1/registry/events"))
+        .bearer_auth(&token)
+        .body(refused.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422);
+    assert!(!answer.headers().contains_key("retry-after"), "{:?}", answer.headers());
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], json!("UNSUPPORTED"), "{body}");
+    assert!(inventory(&app.db, "shop").await.is_empty(), "nothing of a refused notification is taken");
+
+    // Another notification is taken as ever.
+    let (status, body) =
+        send(&app, Some(&token), &envelope(&[("push", "2026-12-02T10:00:03Z", Some("v1"), Some(DIGEST_A))])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(v1(&app).await.as_deref(), Some(DIGEST_A));
+}

@@ -3,7 +3,7 @@
 //! only about a change the enforced rules refused, and answers for one repository and one tag (or
 //! one digest), one operation.
 
-use super::{Digest, RepositoryName, Tag};
+use super::{Digest, FieldError, RepositoryName, Tag};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -34,11 +34,11 @@ impl ExceptionsMode {
         }
     }
 
-    pub fn parse(value: &str) -> Result<Self, ExceptionError> {
+    pub fn parse(value: &str) -> Result<Self, FieldError> {
         Self::ALL
             .into_iter()
             .find(|mode| mode.as_str() == value.trim())
-            .ok_or_else(|| ExceptionError::new("exceptions", value, "is not one of allowed, four-eyes, off"))
+            .ok_or_else(|| FieldError::new("exceptions", value, "is not one of allowed, four-eyes, off"))
     }
 }
 
@@ -80,11 +80,11 @@ impl ExceptionOperation {
         }
     }
 
-    pub fn parse(value: &str) -> Result<Self, ExceptionError> {
+    pub fn parse(value: &str) -> Result<Self, FieldError> {
         match value.trim() {
             "overwrite" => Ok(ExceptionOperation::Overwrite),
             "delete" => Ok(ExceptionOperation::Delete),
-            _ => Err(ExceptionError::new("operation", value, "is not one of overwrite, delete")),
+            _ => Err(FieldError::new("operation", value, "is not one of overwrite, delete")),
         }
     }
 }
@@ -190,42 +190,22 @@ pub struct ExceptionGrant {
     pub lifetime_minutes: u32,
 }
 
-/// Why a grant was refused: the field, the value, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{field}: `{value}` {message}")]
-pub struct ExceptionError {
-    pub field: String,
-    pub value: String,
-    pub message: String,
-}
-
-impl ExceptionError {
-    pub fn new(field: &str, value: &str, message: &str) -> Self {
-        Self { field: field.to_owned(), value: value.to_owned(), message: message.to_owned() }
-    }
-}
-
 impl ExceptionGrant {
     /// Parses `input` for a repository of `project`.
-    pub fn parse(project: &str, input: &ExceptionInput) -> Result<Self, ExceptionError> {
+    pub fn parse(project: &str, input: &ExceptionInput) -> Result<Self, FieldError> {
         let repository = RepositoryName::parse(input.repository.trim()).map_err(|error| {
-            ExceptionError::new("repository", &input.repository, &format!("is not valid: {}", error.why))
+            FieldError::new("repository", &input.repository, format!("is not valid: {}", error.why))
         })?;
         if repository.project() != project {
-            return Err(ExceptionError::new(
-                "repository",
-                &input.repository,
-                &format!("is not in project `{project}`"),
-            ));
+            return Err(FieldError::new("repository", &input.repository, format!("is not in project `{project}`")));
         }
         let operation = ExceptionOperation::parse(&input.operation)?;
         let target_text = input.target.trim();
         let target = if target_text.starts_with("sha256:") {
-            let digest = Digest::parse(target_text).map_err(|error| {
-                ExceptionError::new("target", &input.target, &format!("is not valid: {}", error.why))
-            })?;
+            let digest = Digest::parse(target_text)
+                .map_err(|error| FieldError::new("target", &input.target, format!("is not valid: {}", error.why)))?;
             if operation == ExceptionOperation::Overwrite {
-                return Err(ExceptionError::new(
+                return Err(FieldError::new(
                     "target",
                     &input.target,
                     "is a digest: an overwrite exception is for a tag (a digest can only be deleted)",
@@ -234,27 +214,27 @@ impl ExceptionGrant {
             ExceptionTarget::Digest(digest)
         } else {
             ExceptionTarget::Tag(Tag::parse(target_text).map_err(|error| {
-                ExceptionError::new("target", &input.target, &format!("is not a tag or a digest: {}", error.why))
+                FieldError::new("target", &input.target, format!("is not a tag or a digest: {}", error.why))
             })?)
         };
         let to_digest = match input.to_digest.trim() {
             "" => None,
             _ if operation == ExceptionOperation::Delete => {
-                return Err(ExceptionError::new("to_digest", &input.to_digest, "is only for an overwrite"))
+                return Err(FieldError::new("to_digest", &input.to_digest, "is only for an overwrite"))
             }
             text => Some(Digest::parse(text).map_err(|error| {
-                ExceptionError::new("to_digest", &input.to_digest, &format!("is not valid: {}", error.why))
+                FieldError::new("to_digest", &input.to_digest, format!("is not valid: {}", error.why))
             })?),
         };
         let reason = input.reason.trim();
         if reason.is_empty() {
-            return Err(ExceptionError::new("reason", &input.reason, "is required: say why this change must happen"));
+            return Err(FieldError::new("reason", &input.reason, "is required: say why this change must happen"));
         }
         if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(ExceptionError::new(
+            return Err(FieldError::new(
                 "reason",
                 &format!("{}…", reason.chars().take(40).collect::<String>()),
-                &format!("is longer than {MAX_REASON_CHARS} characters"),
+                format!("is longer than {MAX_REASON_CHARS} characters"),
             ));
         }
         let lifetime_minutes = parse_lifetime(&input.expires_in)?;
@@ -267,7 +247,7 @@ impl ExceptionGrant {
 }
 
 /// `30m`, `1h`, `90` (minutes); empty for the default; at most a day.
-fn parse_lifetime(text: &str) -> Result<u32, ExceptionError> {
+fn parse_lifetime(text: &str) -> Result<u32, FieldError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Ok(DEFAULT_LIFETIME_MINUTES);
@@ -279,8 +259,8 @@ fn parse_lifetime(text: &str) -> Result<u32, ExceptionError> {
     let minutes = number.trim().parse::<u32>().ok().and_then(|n| n.checked_mul(unit));
     match minutes {
         Some(minutes) if (1..=MAX_LIFETIME_MINUTES).contains(&minutes) => Ok(minutes),
-        Some(_) => Err(ExceptionError::new("expires_in", text, "must be between 1 minute and 24 hours")),
-        None => Err(ExceptionError::new("expires_in", text, "is not a duration such as 30m, 1h or 24h")),
+        Some(_) => Err(FieldError::new("expires_in", text, "must be between 1 minute and 24 hours")),
+        None => Err(FieldError::new("expires_in", text, "is not a duration such as 30m, 1h or 24h")),
     }
 }
 

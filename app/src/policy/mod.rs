@@ -8,6 +8,7 @@ pub mod attachment;
 mod compiled;
 mod decision;
 mod exception;
+mod field;
 mod interpreted;
 mod names;
 mod pattern;
@@ -22,9 +23,10 @@ pub use compiled::{
 };
 pub use decision::{AppendOnly, Decision, Holder, Outcome, Relation, Target};
 pub use exception::{
-    ExceptionError, ExceptionGrant, ExceptionInput, ExceptionOperation, ExceptionScope, ExceptionTarget,
-    ExceptionsMode, ExceptionsSwitch, RefusedChange, DEFAULT_LIFETIME_MINUTES, MAX_LIFETIME_MINUTES,
+    ExceptionGrant, ExceptionInput, ExceptionOperation, ExceptionScope, ExceptionTarget, ExceptionsMode,
+    ExceptionsSwitch, RefusedChange, DEFAULT_LIFETIME_MINUTES, MAX_LIFETIME_MINUTES,
 };
+pub use field::FieldError;
 pub use names::{Digest, NameError, ProjectName, RepositoryName, Tag};
 pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, MAX_ITEM_LEN};
 #[cfg(feature = "ssr")]

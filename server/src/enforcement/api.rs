@@ -5,8 +5,8 @@ use super::cache::ServiceToken;
 use super::{Check, Enforcer, Protection, Verdict};
 use crate::oci_error::OciErrors;
 use app::policy::{
-    AttachmentList, Digest, Holder, ListDelete, ListEntries, ListPush, ListUpdate, NameError, ProjectName, Relation,
-    RepositoryName, RuleInfo, Tag,
+    AttachmentList, Digest, FieldError, Holder, ListDelete, ListEntries, ListPush, ListUpdate, NameError, ProjectName,
+    Relation, RepositoryName, RuleInfo, Tag,
 };
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequestParts, State};
@@ -41,10 +41,13 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// A valid token without the scope this needs.
     Forbidden(String),
-    /// A malformed request; `field` names the input at fault (`tag`, `checks[2].digest`).
-    Invalid { code: &'static str, field: String, value: Option<String>, message: String },
+    /// A malformed request; the error names the input at fault (`tag`, `checks[2].digest`).
+    Invalid { code: &'static str, error: FieldError },
     /// The database could not take what the request reports; the sender should send it again.
     Unavailable(String),
+    /// The database refused what the request reports for what it is (a value no column takes):
+    /// sending it again can never succeed, so the sender is told not to.
+    Unprocessable(String),
     /// A request refused before it was read: a path or query that does not parse, a body too
     /// large or too slow, a method the path does not take.
     Rejected { status: StatusCode, message: String },
@@ -66,13 +69,16 @@ async fn method_not_allowed() -> ApiError {
 }
 
 impl ApiError {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Invalid { code: "INVALID_REQUEST", field: field.into(), value: None, message: message.into() }
+    pub(crate) fn invalid(error: FieldError) -> Self {
+        ApiError::Invalid { code: "INVALID_REQUEST", error }
+    }
+
+    fn missing(field: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::invalid(FieldError::without_value(field, why))
     }
 
     fn name(code: &'static str, field: impl Into<String>, error: NameError) -> Self {
-        let field = field.into();
-        ApiError::Invalid { code, message: format!("{field}: {error}"), field, value: Some(error.value) }
+        ApiError::Invalid { code, error: FieldError::name(field, error) }
     }
 }
 
@@ -93,6 +99,10 @@ impl IntoResponse for ApiError {
                 Json(OciErrors::one("UNAVAILABLE", message, serde_json::json!({}))),
             )
                 .into_response(),
+            ApiError::Unprocessable(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(OciErrors::one("UNSUPPORTED", message, serde_json::json!({}))))
+                    .into_response()
+            }
             ApiError::Rejected { status, message } => {
                 let code = match status {
                     StatusCode::PAYLOAD_TOO_LARGE => "SIZE_INVALID",
@@ -101,9 +111,33 @@ impl IntoResponse for ApiError {
                 };
                 (status, Json(OciErrors::one(code, message, serde_json::json!({})))).into_response()
             }
-            ApiError::Invalid { code, field, value, message } => {
-                let detail = serde_json::json!({ "field": field, "value": value });
+            ApiError::Invalid { code, error } => {
+                let message = error.to_string();
+                let detail = serde_json::json!({ "field": error.field, "value": error.value });
                 (StatusCode::BAD_REQUEST, Json(OciErrors::one(code, message, detail))).into_response()
+            }
+        }
+    }
+}
+
+/// A store operation that failed: what a retry can fix is 503 with `Retry-After`, what it cannot
+/// (a constraint, a value the database refuses, a refusal of the store's own) is 4xx, so that a
+/// sender does not redeliver it forever.
+impl From<app::store::StoreError> for ApiError {
+    fn from(error: app::store::StoreError) -> Self {
+        use app::store::StoreError;
+        match error {
+            StoreError::Forbidden(message) => ApiError::Forbidden(message),
+            StoreError::NotFound(message) | StoreError::Conflict { message, .. } | StoreError::Refused(message) => {
+                ApiError::Unprocessable(message)
+            }
+            error if error.is_permanent() => {
+                tracing::warn!(%error, "the database refused a request's content");
+                ApiError::Unprocessable(format!("the database refused it: {error}"))
+            }
+            error => {
+                tracing::warn!(%error, "not written; the sender sends it again");
+                ApiError::Unavailable(format!("not written, send it again: {error}"))
             }
         }
     }
@@ -241,17 +275,14 @@ impl<'a> CheckRequest<'a> {
     fn parse(self, at: &str) -> Result<Check, ApiError> {
         let field = |name: &str| format!("{at}{name}");
         let operation = self.operation.ok_or_else(|| {
-            ApiError::invalid(
-                field("operation"),
-                "`operation` is required: push, delete_tag, delete_manifest or delete_blob",
-            )
+            ApiError::missing(field("operation"), "is required: push, delete_tag, delete_manifest or delete_blob")
         })?;
         let required = |name: &str, value: Option<Text<'a>>| {
-            value.ok_or_else(|| ApiError::invalid(field(name), format!("`{name}` is required for {operation}")))
+            value.ok_or_else(|| ApiError::missing(field(name), format!("is required for {operation}")))
         };
         let unused = |name: &str, given: bool| {
             if given {
-                Err(ApiError::invalid(field(name), format!("`{name}` is not used by {operation}")))
+                Err(ApiError::missing(field(name), format!("is not used by {operation}")))
             } else {
                 Ok(())
             }
@@ -274,9 +305,10 @@ impl<'a> CheckRequest<'a> {
                 .map(|(i, holder)| {
                     let at = format!("held_by[{i}].");
                     let missing = |name: &str| {
-                        let path = field(&format!("{at}{name}"));
-                        let message = format!("{path}: `{name}` is required for each manifest holding the target");
-                        ApiError::invalid(path, message)
+                        ApiError::missing(
+                            field(&format!("{at}{name}")),
+                            "is required for each manifest holding the target",
+                        )
                     };
                     let relation = holder.relation.ok_or_else(|| missing("relation"))?;
                     let relation = match &*relation {
@@ -285,15 +317,11 @@ impl<'a> CheckRequest<'a> {
                         "layer" => Relation::Layer,
                         "referrer" => Relation::Referrer,
                         other => {
-                            let path = field(&format!("{at}relation"));
-                            return Err(ApiError::Invalid {
-                                code: "INVALID_REQUEST",
-                                message: format!(
-                                    "{path}: unknown relation `{other}`: use child, config, layer or referrer"
-                                ),
-                                field: path,
-                                value: Some(other.to_owned()),
-                            });
+                            return Err(ApiError::invalid(FieldError::new(
+                                field(&format!("{at}relation")),
+                                other,
+                                "is not a relation: use child, config, layer or referrer",
+                            )));
                         }
                     };
                     let held = holder.digest.ok_or_else(|| missing("digest"))?;
@@ -325,9 +353,9 @@ impl<'a> CheckRequest<'a> {
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
                 let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
                 let current = self.current_digest.ok_or_else(|| {
-                    ApiError::invalid(
+                    ApiError::missing(
                         field("current_digest"),
-                        "`current_digest` is required for push: the digest the tag points at now, or null when it does not exist",
+                        "is required for push: the digest the tag points at now, or null when it does not exist",
                     )
                 })?;
                 let current = current.map(|value| digest(&value, field("current_digest"))).transpose()?;
@@ -379,9 +407,9 @@ impl<'a> CheckRequest<'a> {
                 unused("current_digest", self.current_digest.is_some())?;
                 let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
                 let tagged = self.tags.ok_or_else(|| {
-                    ApiError::invalid(
+                    ApiError::missing(
                         field("tags"),
-                        "`tags` is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
+                        "is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
                     )
                 })?;
                 let tagged = tags(tagged, "tags")?;
@@ -397,19 +425,18 @@ impl<'a> CheckRequest<'a> {
                 unused("tags", self.tags.is_some())?;
                 let blob = digest(&required("digest", self.digest)?, field("digest"))?;
                 let holders = self.held_by.ok_or_else(|| {
-                    ApiError::invalid(
+                    ApiError::missing(
                         field("held_by"),
-                        "`held_by` is required for delete_blob: the manifests referencing the blob ([] for none)",
+                        "is required for delete_blob: the manifests referencing the blob ([] for none)",
                     )
                 })?;
                 Ok(Check::DeleteBlob { repository, digest: blob, held_by: held_by(holders)? })
             }
-            other => Err(ApiError::Invalid {
-                code: "INVALID_REQUEST",
-                field: field("operation"),
-                value: Some(other.to_owned()),
-                message: format!("unknown operation `{other}`: use push, delete_tag, delete_manifest or delete_blob"),
-            }),
+            other => Err(ApiError::invalid(FieldError::new(
+                field("operation"),
+                other,
+                "is not an operation: use push, delete_tag, delete_manifest or delete_blob",
+            ))),
         }
     }
 }
@@ -425,8 +452,7 @@ fn json_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
-        let message = format!("{field}: {}", error.inner());
-        ApiError::invalid(field, message)
+        ApiError::missing(field, error.inner().to_string())
     })
 }
 
@@ -488,9 +514,9 @@ async fn check_batch(
 ) -> Result<Json<BatchVerdict>, ApiError> {
     let batch = json_body::<BatchRequest>(&body)?;
     if batch.checks.is_empty() || batch.checks.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
+        return Err(ApiError::missing(
             "checks",
-            format!("a batch holds 1 to {MAX_BATCH} checks, got {}", batch.checks.len()),
+            format!("holds {} checks; a batch holds 1 to {MAX_BATCH}", batch.checks.len()),
         ));
     }
     let checks: Vec<Check> = batch
@@ -547,10 +573,10 @@ async fn immutable(
     crate::extract::Checked(axum::extract::Query(query), _): Query<TagQuery>,
 ) -> Result<Json<TagStatus>, ApiError> {
     let project = ProjectName::parse(&project).map_err(|error| ApiError::name("NAME_INVALID", "project", error))?;
-    let path = query.repository.ok_or_else(|| ApiError::invalid("repository", "`repository` is required"))?;
+    let path = query.repository.ok_or_else(|| ApiError::missing("repository", "is required"))?;
     let repository = RepositoryName::parse(&format!("{project}/{path}"))
         .map_err(|error| ApiError::name("NAME_INVALID", "repository", error))?;
-    let tag = query.tag.ok_or_else(|| ApiError::invalid("tag", "`tag` is required"))?;
+    let tag = query.tag.ok_or_else(|| ApiError::missing("tag", "is required"))?;
     let tag = Tag::parse(&tag).map_err(|error| ApiError::name("TAG_INVALID", "tag", error))?;
     let protection = enforcer.protection(project.as_str()).await;
     let (rules, policy_error) = match &protection {

@@ -64,6 +64,7 @@ pub struct EventsTaken {
         (status = 400, description = "Not a notification tagward reads; names the field", body = crate::oci_error::OciErrors),
         (status = 401, description = "No valid service token", body = crate::oci_error::OciErrors),
         (status = 403, description = "The token lacks the scope `events`", body = crate::oci_error::OciErrors),
+        (status = 422, description = "The database refuses what it reports (sending it again cannot help)", body = crate::oci_error::OciErrors),
         (status = 503, description = "The database is unavailable; send again", body = crate::oci_error::OciErrors),
     ),
     security(("bearer" = ["events"])))]
@@ -72,21 +73,12 @@ async fn receive(
     _sender: Caller<SendEvents>,
     crate::extract::Body(body, _): crate::extract::Body<ApiError>,
 ) -> Result<Json<EventsTaken>, ApiError> {
-    let notification = parse_notification(&body).map_err(|error| ApiError::Invalid {
-        code: "INVALID_REQUEST",
-        field: error.field,
-        value: error.value,
-        message: error.message,
-    })?;
+    let notification = parse_notification(&body).map_err(ApiError::invalid)?;
     let sender = match notification.sender {
         Sender::Distribution => "distribution",
         Sender::Harbor => "harbor",
     };
-    let taken =
-        app::store::apply_registry_changes(&state.pool, sender, &notification.changes).await.map_err(|error| {
-            tracing::warn!(%error, "registry events not applied; the sender sends them again");
-            ApiError::Unavailable(format!("the inventory could not be written: {error}"))
-        })?;
+    let taken = app::store::apply_registry_changes(&state.pool, sender, &notification.changes).await?;
     super::drift::report(&state.pool, &state.enforcer, &taken.moved, app::store::FoundBy::Event).await;
     let metrics = &state.enforcer.metrics;
     metrics.record_registry_events(sender, EventOutcome::Applied, taken.applied);
