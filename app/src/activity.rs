@@ -118,12 +118,12 @@ mod ssr {
         };
         let short = crate::inventory::short_digest;
         let reference = format!("{}:{}", record.repository, record.tag);
-        let held = short(&record.held);
+        let held = short(record.held.as_str());
         let change = match &record.found {
-            Some(found) => format!("moved from {held} to {}", short(found)),
+            Some(found) => format!("moved from {held} to {}", short(found.as_str())),
             None => format!("gone (it held {held})"),
         };
-        let how = if record.found_by == "event" { "a registry event" } else { "the inventory sync" };
+        let how = record.found_by.described();
         match kind {
             AuditKind::DriftRestore => format!("put {reference} back on {held} (it had {change})"),
             AuditKind::DriftAcknowledge => format!("acknowledged that {reference} {change} behind tagward"),

@@ -40,16 +40,15 @@ pub(crate) mod ssr {
     pub async fn drift_view(project: &ProjectAccess) -> Result<DriftView, AppError> {
         let state = crate::auth::ssr::state()?;
         let rows = crate::store::open_drift(&state.pool, project.id).await?;
-        let prefix = format!("{}/", project.name);
         let rows = rows
             .into_iter()
             .map(|drift| DriftRow {
                 id: drift.id,
-                repository: drift.repository.strip_prefix(&prefix).unwrap_or(&drift.repository).to_owned(),
-                tag: drift.tag,
-                held: drift.held_digest,
-                found: drift.found_digest,
-                found_by: if drift.found_by == "event" { "a registry event" } else { "the inventory sync" }.to_owned(),
+                repository: drift.repository.path().to_owned(),
+                tag: drift.tag.to_string(),
+                held: drift.held_digest.to_string(),
+                found: drift.found_digest.map(|digest| digest.to_string()),
+                found_by: drift.found_by.described().to_owned(),
                 found_at: crate::shown_time(drift.found_at),
             })
             .collect();

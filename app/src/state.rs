@@ -80,7 +80,12 @@ pub type EnforcedPolicy<'a> = std::pin::Pin<
 /// Putting a manifest the registry still has back on a tag (a drift's Restore).
 pub trait RegistryRestore: Send + Sync {
     /// Tags `digest` of `repository` as `tag` again; the error says why not, in words.
-    fn put_back<'a>(&'a self, repository: &'a str, tag: &'a str, digest: &'a str) -> RegistryAnswer<'a>;
+    fn put_back<'a>(
+        &'a self,
+        repository: &'a crate::policy::RepositoryName,
+        tag: &'a crate::policy::Tag,
+        digest: &'a crate::policy::Digest,
+    ) -> RegistryAnswer<'a>;
 }
 
 /// What [`RegistryRestore::put_back`] answers.

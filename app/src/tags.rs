@@ -140,9 +140,9 @@ pub async fn project_tags(
                 holds,
                 repository: repository.strip_prefix(&prefix).unwrap_or(&repository).to_owned(),
                 tag,
-                digest: row.digest,
+                digest: row.digest.to_string(),
                 pushed_at: crate::shown_time(row.pushed_at),
-                source: row.source,
+                source: row.source.as_str().to_owned(),
                 immutable_by,
             })
         })

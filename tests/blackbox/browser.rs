@@ -529,10 +529,10 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
     let shop: i64 =
         sqlx::query_scalar("select id from projects where name = 'shop'").fetch_one(&app.db.pool).await.unwrap();
     let moved = app::store::TagMoved {
-        repository: "shop/app".into(),
-        tag: "v1.0.0".into(),
-        before: tests::fixtures::DIGEST_B.into(),
-        after: Some(tests::fixtures::DIGEST_A.into()),
+        repository: app::policy::RepositoryName::parse("shop/app").unwrap(),
+        tag: app::policy::Tag::parse("v1.0.0").unwrap(),
+        before: app::policy::Digest::parse(tests::fixtures::DIGEST_B).unwrap(),
+        after: Some(app::policy::Digest::parse(tests::fixtures::DIGEST_A).unwrap()),
     };
     app::store::record_drift(&app.db.pool, shop, &[&moved], app::store::FoundBy::Event).await.unwrap();
     let tabs = [

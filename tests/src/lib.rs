@@ -148,16 +148,10 @@ impl TestDb {
 
     /// A tag in the inventory, as a sync would have found it.
     pub async fn inventory_tag(&self, repository: &str, tag: &str, digest: &str) {
-        sqlx::query(
-            "insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
-             values (split_part($1, '/', 1), $1, $2, $3, now(), now(), 'sync')",
-        )
-        .bind(repository)
-        .bind(tag)
-        .bind(digest)
-        .execute(&self.pool)
-        .await
-        .unwrap();
+        let repository = app::policy::RepositoryName::parse(repository).unwrap();
+        let tags = [(app::policy::Tag::parse(tag).unwrap(), app::policy::Digest::parse(digest).unwrap())];
+        let sighting = app::store::Sighting::Sync { started: time::OffsetDateTime::now_utc() };
+        app::store::put_tags(&self.pool, &repository, &tags, sighting).await.unwrap();
     }
 
     /// Creates a service token (decisions only) through the store and returns its secret.

@@ -3,14 +3,16 @@
 //! (`drift.acknowledge`) or restored (`drift.restore`).
 
 use super::audit::{AuditEntry, AuditKind};
-use super::inventory::TagMoved;
+use super::inventory::{put_tags, Sighting, TagMoved};
 use super::StoreError;
+use crate::policy::{Digest, RepositoryName, Tag};
 use crate::principal::Principal;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 /// How a drift was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FoundBy {
     Event,
     Sync,
@@ -21,6 +23,21 @@ impl FoundBy {
         match self {
             FoundBy::Event => "event",
             FoundBy::Sync => "sync",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        [FoundBy::Event, FoundBy::Sync]
+            .into_iter()
+            .find(|found_by| found_by.as_str() == value)
+            .ok_or_else(|| format!("`{value}` is not how a drift is found"))
+    }
+
+    /// How pages say it.
+    pub fn described(self) -> &'static str {
+        match self {
+            FoundBy::Event => "a registry event",
+            FoundBy::Sync => "the inventory sync",
         }
     }
 
@@ -38,12 +55,12 @@ impl FoundBy {
 pub struct Drift {
     pub id: i64,
     pub project_id: i64,
-    pub repository: String,
-    pub tag: String,
-    pub held_digest: String,
+    pub repository: RepositoryName,
+    pub tag: Tag,
+    pub held_digest: Digest,
     /// `None`: the tag was gone.
-    pub found_digest: Option<String>,
-    pub found_by: String,
+    pub found_digest: Option<Digest>,
+    pub found_by: FoundBy,
     pub found_at: OffsetDateTime,
 }
 
@@ -52,13 +69,12 @@ pub struct Drift {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DriftRecord {
     pub drift: i64,
-    pub repository: String,
-    pub tag: String,
-    pub held: String,
+    pub repository: RepositoryName,
+    pub tag: Tag,
+    pub held: Digest,
     /// `None`: the tag was gone.
-    pub found: Option<String>,
-    /// `event` or `sync`.
-    pub found_by: String,
+    pub found: Option<Digest>,
+    pub found_by: FoundBy,
 }
 
 impl Drift {
@@ -69,7 +85,7 @@ impl Drift {
             tag: self.tag.clone(),
             held: self.held_digest.clone(),
             found: self.found_digest.clone(),
-            found_by: self.found_by.clone(),
+            found_by: self.found_by,
         };
         serde_json::to_value(record).unwrap_or_default()
     }
@@ -108,7 +124,7 @@ pub async fn record_drift(
         .bind(&change.tag)
         .bind(&change.before)
         .bind(&change.after)
-        .bind(found_by.as_str())
+        .bind(found_by)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(drift) = drift {
@@ -169,17 +185,8 @@ pub async fn close_drift(pool: &PgPool, by: &Principal, drift: &Drift, restored:
     if restored {
         // Written as the gateway writes a push it let through: the registry's own event for the
         // restore then only confirms it (rather than being taken for another move).
-        sqlx::query(
-            r"insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
-              values (split_part($1, '/', 1), $1, $2, $3, now(), now(), 'gateway')
-              on conflict (repository, tag) do update
-                set digest = excluded.digest, pushed_at = now(), seen_at = now(), source = 'gateway'",
-        )
-        .bind(&drift.repository)
-        .bind(&drift.tag)
-        .bind(&drift.held_digest)
-        .execute(&mut *tx)
-        .await?;
+        let tags = [(drift.tag.clone(), drift.held_digest.clone())];
+        put_tags(&mut *tx, &drift.repository, &tags, Sighting::Gateway).await?;
     }
     let kind = if restored { AuditKind::DriftRestore } else { AuditKind::DriftAcknowledge };
     AuditEntry::new(kind).project(drift.project_id).after(drift.described()).record(&mut *tx, by).await?;

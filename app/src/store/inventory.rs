@@ -11,14 +11,116 @@ use futures_util::TryStreamExt;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+/// Who wrote a tag's row: the source column, shown on the Tags tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TagSource {
+    Gateway,
+    Sync,
+    Event,
+}
+
+impl TagSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagSource::Gateway => "gateway",
+            TagSource::Sync => "sync",
+            TagSource::Event => "event",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        [TagSource::Gateway, TagSource::Sync, TagSource::Event]
+            .into_iter()
+            .find(|source| source.as_str() == value)
+            .ok_or_else(|| format!("`{value}` is not a tag source"))
+    }
+}
+
 /// One tag as the inventory holds it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InventoryTag {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
+    pub repository: RepositoryName,
+    pub tag: Tag,
+    pub digest: Digest,
     pub pushed_at: OffsetDateTime,
-    pub source: String,
+    pub source: TagSource,
+}
+
+/// How tagward came to see tags at their digests, which says how new that sighting is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// The gateway let the push through (or a Restore put the tag back): the newest there is, now.
+    Gateway,
+    /// A sync that started reading the repository at `started`: a row confirmed since, or a delete
+    /// reported since, is newer than what it read and is kept.
+    Sync { started: OffsetDateTime },
+    /// The registry reported the push at `at`, its own time: a row with later evidence, or a delete
+    /// reported at or after it, is newer and is kept.
+    Event { at: OffsetDateTime },
+}
+
+/// What [`put_tags`] wrote.
+#[derive(Debug, Default)]
+pub struct TagsPut {
+    /// Rows inserted, moved or confirmed (the others were newer than the sighting).
+    pub written: usize,
+    /// Tags the inventory held at another digest, now moved.
+    pub moved: Vec<TagMoved>,
+}
+
+/// The one way tags enter the inventory (gateway, sync, events, Restore): `tags` of `repository`
+/// were seen at their digests. A tag already at that digest keeps its time and source and is only
+/// confirmed; one at another digest takes the new one, at the sighting's time. What a sighting is
+/// older than (see [`Sighting`]) is left alone.
+pub async fn put_tags(
+    db: impl sqlx::PgExecutor<'_>,
+    repository: &RepositoryName,
+    tags: &[(Tag, Digest)],
+    sighting: Sighting,
+) -> Result<TagsPut, StoreError> {
+    let (names, digests): (Vec<&Tag>, Vec<&Digest>) = tags.iter().map(|(tag, digest)| (tag, digest)).unzip();
+    // `at`: the sighting's time (none: the statement's now); `newer_than`: evidence after this
+    // time wins over the sighting.
+    let (source, at, newer_than) = match sighting {
+        Sighting::Gateway => (TagSource::Gateway, None, None),
+        Sighting::Sync { started } => (TagSource::Sync, None, Some(started)),
+        Sighting::Event { at } => (TagSource::Event, Some(at), Some(at)),
+    };
+    // `before` is read from the statement's snapshot: what the rows held before it wrote them.
+    let written: Vec<(Tag, Option<Digest>, Digest)> = sqlx::query_as(
+        r"with before as (select tag, digest from registry_tags where repository = $2 and tag = any($3))
+          insert into registry_tags as t (project, repository, tag, digest, pushed_at, seen_at, source)
+          select $1, $2, n.tag, n.digest, coalesce($6, now()), coalesce($6, now()), $5
+          from unnest($3::text[], $4::text[]) as n(tag, digest)
+          -- A delete reported since stays deleted.
+          where $7::timestamptz is null or not exists (
+            select 1 from registry_deletions d
+            where d.repository = $2 and d.reference in (n.tag, n.digest) and d.deleted_at >= $7)
+          on conflict (repository, tag) do update set
+            pushed_at = case when t.digest = excluded.digest then least(t.pushed_at, excluded.pushed_at)
+                        else excluded.pushed_at end,
+            source = case when t.digest = excluded.digest then t.source else excluded.source end,
+            seen_at = greatest(t.seen_at, excluded.seen_at),
+            digest = excluded.digest
+          where $7::timestamptz is null or t.digest = excluded.digest or t.seen_at <= $7
+          returning tag, (select b.digest from before b where b.tag = t.tag) as before, digest as after",
+    )
+    .bind(repository.project())
+    .bind(repository)
+    .bind(&names)
+    .bind(&digests)
+    .bind(source)
+    .bind(at)
+    .bind(newer_than)
+    .fetch_all(db)
+    .await?;
+    let mut put = TagsPut { written: written.len(), moved: Vec::new() };
+    for (tag, before, after) in written {
+        if let Some(before) = before.filter(|before| *before != after) {
+            put.moved.push(TagMoved { repository: repository.clone(), tag, before, after: Some(after) });
+        }
+    }
+    Ok(put)
 }
 
 /// Records what the gateway let through: `tags` of `repository` now point at `digest`.
@@ -28,64 +130,9 @@ pub async fn record_push(
     tags: &[Tag],
     digest: &Digest,
 ) -> Result<(), StoreError> {
-    let tags: Vec<(&str, &str)> = tags.iter().map(|tag| (tag.as_str(), digest.as_str())).collect();
+    let tags: Vec<(Tag, Digest)> = tags.iter().map(|tag| (tag.clone(), digest.clone())).collect();
     // A push the gateway let through moved no immutable tag: nothing to report.
-    upsert_tags(pool, repository, &tags, Source::Gateway).await.map(drop)
-}
-
-/// Who saw a tag at its digest.
-enum Source {
-    Gateway,
-    /// A sync that started reading the repository at this time: rows confirmed since (by the
-    /// gateway) are newer than what it read, and are kept.
-    Sync(OffsetDateTime),
-}
-
-/// Stores (tag, digest) pairs of `repository`: a tag already at that digest keeps its time and
-/// source and is only confirmed; one at another digest takes the new one, now.
-async fn upsert_tags(
-    db: impl sqlx::PgExecutor<'_>,
-    repository: &RepositoryName,
-    tags: &[(&str, &str)],
-    source: Source,
-) -> Result<Vec<TagMoved>, StoreError> {
-    let (names, digests): (Vec<&str>, Vec<&str>) = tags.iter().copied().unzip();
-    let (source, unless_seen_since) = match source {
-        Source::Gateway => ("gateway", None),
-        Source::Sync(started) => ("sync", Some(started)),
-    };
-    // `before` is read from the statement's snapshot: what the rows held before it wrote them.
-    let written: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-        r"with before as (select tag, digest from registry_tags where repository = $2 and tag = any($3))
-          insert into registry_tags (project, repository, tag, digest, pushed_at, seen_at, source)
-          select $1, $2, tag, digest, now(), now(), $5 from unnest($3::text[], $4::text[]) as t(tag, digest)
-          -- A sync's read may predate a delete an event reported since: that tag stays deleted.
-          where $6::timestamptz is null or not exists (
-            select 1 from registry_deletions d
-            where d.repository = $2 and d.reference in (t.tag, t.digest) and d.deleted_at > $6)
-          on conflict (repository, tag) do update set
-            pushed_at = case when registry_tags.digest = excluded.digest then registry_tags.pushed_at else now() end,
-            source = case when registry_tags.digest = excluded.digest then registry_tags.source else excluded.source end,
-            digest = excluded.digest, seen_at = now()
-          where $6::timestamptz is null or registry_tags.seen_at < $6
-          returning repository, tag, (select b.digest from before b where b.tag = registry_tags.tag) as before,
-                    digest as after",
-    )
-    .bind(repository.project())
-    .bind(repository.as_str())
-    .bind(&names)
-    .bind(&digests)
-    .bind(source)
-    .bind(unless_seen_since)
-    .fetch_all(db)
-    .await?;
-    Ok(written
-        .into_iter()
-        .filter_map(|(repository, tag, before, after)| {
-            let before = before.filter(|before| *before != after)?;
-            Some(TagMoved { repository, tag, before, after: Some(after) })
-        })
-        .collect())
+    put_tags(pool, repository, &tags, Sighting::Gateway).await.map(drop)
 }
 
 /// Records a delete the gateway let through: the tag, or every tag pointing at the manifest.
@@ -124,10 +171,10 @@ async fn delete_rows(
 /// A tag the inventory held at `before` that a change moved to `after` (`None`: removed).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TagMoved {
-    pub repository: String,
-    pub tag: String,
-    pub before: String,
-    pub after: Option<String>,
+    pub repository: RepositoryName,
+    pub tag: Tag,
+    pub before: Digest,
+    pub after: Option<Digest>,
 }
 
 /// How [`apply_registry_changes`] took a batch.
@@ -163,38 +210,9 @@ pub async fn apply_registry_changes(
     for change in changes {
         let (applied, moved) = match change {
             RegistryChange::Pushed { repository, tag, digest, at } => {
-                let (applied, before): (bool, Option<String>) = sqlx::query_as(
-                    r"with before as (select digest from registry_tags where repository = $2 and tag = $3),
-                     written as (
-                       insert into registry_tags as t (project, repository, tag, digest, pushed_at, seen_at, source)
-                       select $1, $2, $3, $4, $5, $5, 'event'
-                       where not exists (
-                         select 1 from registry_deletions d
-                         where d.repository = $2 and d.reference in ($3, $4) and d.deleted_at >= $5)
-                       on conflict (repository, tag) do update set
-                         pushed_at = case when t.digest = excluded.digest then least(t.pushed_at, excluded.pushed_at)
-                                     else excluded.pushed_at end,
-                         source = case when t.digest = excluded.digest then t.source else 'event' end,
-                         seen_at = greatest(t.seen_at, excluded.seen_at),
-                         digest = excluded.digest
-                       where t.digest = excluded.digest or t.seen_at <= excluded.seen_at
-                       returning 1)
-                     select exists (select 1 from written), (select digest from before)",
-                )
-                .bind(repository.project())
-                .bind(repository.as_str())
-                .bind(tag.as_str())
-                .bind(digest.as_str())
-                .bind(at)
-                .fetch_one(&mut *tx)
-                .await?;
-                let moved = before.filter(|before| applied && before != digest.as_str()).map(|before| TagMoved {
-                    repository: repository.to_string(),
-                    tag: tag.to_string(),
-                    before,
-                    after: Some(digest.to_string()),
-                });
-                (applied, moved.into_iter().collect())
+                let tags = [(tag.clone(), digest.clone())];
+                let put = put_tags(&mut *tx, repository, &tags, Sighting::Event { at: *at }).await?;
+                (put.written > 0, put.moved)
             }
             RegistryChange::Deleted { repository, reference, at } => {
                 remember_delete(&mut tx, repository, reference, *at).await?;
@@ -246,7 +264,7 @@ pub async fn inventory_tags(
     .bind(&tags)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|row| ((row.repository.clone(), row.tag.clone()), row)).collect())
+    Ok(rows.into_iter().map(|row| ((row.repository.to_string(), row.tag.to_string()), row)).collect())
 }
 
 /// The number that changes whenever the inventory of `project` does (0 before its first change).
@@ -385,12 +403,11 @@ pub async fn store_synced_tags(
     pool: &PgPool,
     repository: &RepositoryName,
     started: OffsetDateTime,
-    tags: &[(String, String)],
+    tags: &[(Tag, Digest)],
     last_tag: &str,
 ) -> Result<Vec<TagMoved>, StoreError> {
-    let tags: Vec<(&str, &str)> = tags.iter().map(|(tag, digest)| (tag.as_str(), digest.as_str())).collect();
     let mut tx = pool.begin().await?;
-    let moved = upsert_tags(&mut *tx, repository, &tags, Source::Sync(started)).await?;
+    let moved = put_tags(&mut *tx, repository, tags, Sighting::Sync { started }).await?.moved;
     sqlx::query(
         r"update registry_sync set resume_repository = $1, resume_tag = $2, repository_started_at = $3,
             failed_at = null, failure = null",

@@ -6,6 +6,7 @@
 //! [`Principal`]: crate::principal::Principal
 
 mod audit;
+mod columns;
 mod drift;
 mod exceptions;
 mod identity;
@@ -32,8 +33,9 @@ pub use identity::{
 };
 pub use inventory::{
     apply_registry_changes, attachment_lists, begin_sync_pass, each_project_repository, event_stream, finish_sync_pass,
-    finish_synced_repository, inventory_tags, inventory_version, record_delete, record_push, record_sync_failure,
-    store_synced_tags, sync_state, AttachmentListTag, ChangesApplied, EventStream, InventoryTag, SyncState, TagMoved,
+    finish_synced_repository, inventory_tags, inventory_version, put_tags, record_delete, record_push,
+    record_sync_failure, store_synced_tags, sync_state, AttachmentListTag, ChangesApplied, EventStream, InventoryTag,
+    Sighting, SyncState, TagMoved, TagSource, TagsPut,
 };
 pub use manifests::{
     held_bytes, read_manifests, record_manifests, tag_attachments, tag_holdings, unread_manifests, HeldBytes,

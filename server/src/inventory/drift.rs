@@ -16,19 +16,13 @@ use std::collections::BTreeMap;
 pub async fn report(pool: &PgPool, enforcer: &Enforcer, moved: &[TagMoved], found_by: FoundBy) {
     let mut by_project: BTreeMap<&str, Vec<&TagMoved>> = BTreeMap::new();
     for change in moved {
-        let project = change.repository.split('/').next().unwrap_or_default();
-        by_project.entry(project).or_default().push(change);
+        by_project.entry(change.repository.project()).or_default().push(change);
     }
     for (project, changes) in by_project {
         let protection = enforcer.protection(project).await;
         let Some(policy) = protection.project() else { continue };
-        let immutable: Vec<&TagMoved> = changes
-            .into_iter()
-            .filter(|change| match (RepositoryName::parse(&change.repository), Tag::parse(&change.tag)) {
-                (Ok(repository), Ok(tag)) => protection.may_protect(&repository, &tag),
-                _ => false,
-            })
-            .collect();
+        let immutable: Vec<&TagMoved> =
+            changes.into_iter().filter(|change| protection.may_protect(&change.repository, &change.tag)).collect();
         if immutable.is_empty() {
             continue;
         }
@@ -37,7 +31,7 @@ pub async fn report(pool: &PgPool, enforcer: &Enforcer, moved: &[TagMoved], foun
                 repository = %change.repository,
                 tag = %change.tag,
                 held = %change.before,
-                found = change.after.as_deref().unwrap_or("(deleted)"),
+                found = change.after.as_ref().map_or("(deleted)", Digest::as_str),
                 found_by = found_by.as_str(),
                 "an immutable tag changed behind tagward's back"
             );
@@ -50,10 +44,7 @@ pub async fn report(pool: &PgPool, enforcer: &Enforcer, moved: &[TagMoved], foun
 }
 
 impl RegistryRestore for Registry {
-    fn put_back<'a>(&'a self, repository: &'a str, tag: &'a str, digest: &'a str) -> RegistryAnswer<'a> {
-        Box::pin(async move {
-            let digest = Digest::parse(digest).map_err(|error| error.to_string())?;
-            Registry::put_back(self, repository, tag, &digest).await
-        })
+    fn put_back<'a>(&'a self, repository: &'a RepositoryName, tag: &'a Tag, digest: &'a Digest) -> RegistryAnswer<'a> {
+        Box::pin(Registry::put_back(self, repository.as_str(), tag.as_str(), digest))
     }
 }

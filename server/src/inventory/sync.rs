@@ -229,32 +229,31 @@ impl Sync {
                 }
                 for chunk in page.names.chunks(TAGS_PER_STORE) {
                     let Some(last) = chunk.last() else { break };
-                    let held: std::collections::HashMap<String, String> = if light {
+                    let held: std::collections::HashMap<Tag, Digest> = if light {
                         let keys: Vec<(String, String)> =
                             chunk.iter().map(|tag| (name.to_owned(), tag.clone())).collect();
                         let rows = app::store::inventory_tags(&self.pool, &keys).await.map_err(store)?;
-                        rows.into_iter().map(|((_, tag), row)| (tag, row.digest)).collect()
+                        rows.into_values().map(|row| (row.tag, row.digest)).collect()
                     } else {
                         std::collections::HashMap::new()
                     };
                     let held = &held;
-                    let found: Vec<Option<(String, String)>> = futures_util::stream::iter(chunk.to_vec())
+                    // Tags a registry lists that are no OCI tag are left out.
+                    let tags: Vec<Tag> = chunk.iter().filter_map(|tag| Tag::parse(tag).ok()).collect();
+                    let found: Vec<Option<(Tag, Digest)>> = futures_util::stream::iter(tags)
                         .map(|tag| async move {
-                            if app::policy::Tag::parse(&tag).is_err() {
-                                return Ok(None);
-                            }
                             if let Some(digest) = held.get(&tag) {
                                 return Ok(Some((tag, digest.clone())));
                             }
                             self.throttle.wait().await;
-                            let digest = self.registry.current_digest(name, &tag, None).await?;
-                            Ok::<_, LookupError>(digest.map(|digest| (tag, digest.as_str().to_owned())))
+                            let digest = self.registry.current_digest(name, tag.as_str(), None).await?;
+                            Ok::<_, LookupError>(digest.map(|digest| (tag, digest)))
                         })
                         .buffered(CONCURRENT_LOOKUPS)
                         .try_collect()
                         .await
                         .map_err(lookup)?;
-                    let found: Vec<(String, String)> = found.into_iter().flatten().collect();
+                    let found: Vec<(Tag, Digest)> = found.into_iter().flatten().collect();
                     let moved = app::store::store_synced_tags(&self.pool, &repository, started, &found, last)
                         .await
                         .map_err(store)?;
@@ -264,10 +263,9 @@ impl Sync {
                         let holding: Vec<String> = found
                             .iter()
                             .filter(|(tag, _)| {
-                                is_referrers_tag(tag)
-                                    || Tag::parse(tag).is_ok_and(|tag| protection.may_protect(&repository, &tag))
+                                is_referrers_tag(tag.as_str()) || protection.may_protect(&repository, tag)
                             })
-                            .map(|(_, digest)| digest.clone())
+                            .map(|(_, digest)| digest.to_string())
                             .collect();
                         self.learn_graphs(name, holding).await?;
                     }
