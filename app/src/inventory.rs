@@ -233,7 +233,7 @@ pub mod ssr {
     use super::*;
     use crate::error::AppError;
     use crate::policy::{AttachmentList, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleSpec};
-    use crate::store::{self, EventStream, StoredRule, SyncState};
+    use crate::store::{self, EventStream, SyncState};
     use sqlx::PgPool;
     use time::OffsetDateTime;
 
@@ -657,17 +657,6 @@ pub mod ssr {
             }
             slot.counted.notify_waiters();
         }
-    }
-
-    /// The parsed rules of the store (every state), as the engine takes them (a rule that does not
-    /// parse, only written outside tagward, is left out: the page says the policy is broken).
-    pub fn policy_rules(stored: &[StoredRule]) -> Vec<PolicyRule> {
-        stored
-            .iter()
-            .filter_map(|rule| {
-                rule.spec.as_ref().ok().map(|spec| PolicyRule { id: rule.id, state: rule.state, spec: spec.clone() })
-            })
-            .collect()
     }
 
     /// The inventory's freshness in words.

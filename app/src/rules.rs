@@ -318,7 +318,7 @@ pub async fn rule_impact(
     crate::auth::ssr::answered(
         async {
             let (access, stored) = ssr::visible_rules(&project).await?;
-            let before = crate::inventory::ssr::policy_rules(&stored);
+            let before = crate::store::StoredRule::policy_rules(&stored);
             let existing = rule_id.map(|id| {
                 before
                     .iter()

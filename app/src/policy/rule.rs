@@ -254,6 +254,14 @@ pub struct PolicyRule {
     pub spec: RuleSpec,
 }
 
+impl PolicyRule {
+    /// A rule from its stored text: the one way text becomes a rule the engine runs (the store
+    /// reads its rows with it; the decision caches, which keep only text until they compile, too).
+    pub fn parse(id: i64, state: RuleState, input: &RuleInput) -> Result<Self, RuleErrors> {
+        Ok(PolicyRule { id, state, spec: RuleSpec::parse(input)? })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,21 @@ pub struct StoredRule {
 }
 
 impl StoredRule {
+    /// The rule as the engine runs it, or why it cannot (a row written outside tagward that the
+    /// engine refuses).
+    pub fn policy_rule(&self) -> Result<PolicyRule, String> {
+        match &self.spec {
+            Ok(spec) => Ok(PolicyRule { id: self.id, state: self.state, spec: spec.clone() }),
+            Err(errors) => Err(format!("its rule {} does not parse: {errors}", self.id)),
+        }
+    }
+
+    /// Every parsed rule of `stored` (every state), as the engine takes them; a rule that does not
+    /// parse (only written outside tagward) is left out, and pages say the policy is broken.
+    pub fn policy_rules(stored: &[StoredRule]) -> Vec<PolicyRule> {
+        stored.iter().filter_map(|rule| rule.policy_rule().ok()).collect()
+    }
+
     /// The rule as a sentence (`For the repositories matching **, …`), or why it does not parse.
     pub fn sentence(&self) -> String {
         self.spec.as_ref().map_or_else(|error| format!("(invalid: {error})"), RuleSpec::sentence)
@@ -48,10 +63,7 @@ pub fn enforceable_rules(stored: &[StoredRule]) -> Result<Vec<PolicyRule>, Strin
     let rules = stored
         .iter()
         .filter(|rule| rule.state.is_active())
-        .map(|rule| match &rule.spec {
-            Ok(spec) => Ok(PolicyRule { id: rule.id, state: rule.state, spec: spec.clone() }),
-            Err(errors) => Err(format!("its rule {} does not parse: {errors}", rule.id)),
-        })
+        .map(StoredRule::policy_rule)
         .collect::<Result<Vec<_>, _>>()?;
     crate::policy::check_stored_size(&rules).map_err(|error| error.to_string())?;
     Ok(rules)

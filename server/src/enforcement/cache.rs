@@ -8,8 +8,7 @@
 
 use crate::metrics::{Metrics, Reload};
 use app::policy::{
-    check_stored_size, CompiledPolicy, ExceptionsSwitch, PolicyRule, PolicyVersion, RefusedChange, RuleInput, RuleSpec,
-    RuleState,
+    check_stored_size, CompiledPolicy, ExceptionsSwitch, PolicyRule, PolicyVersion, RefusedChange, RuleInput, RuleState,
 };
 use app::store::{self, ProjectPolicySource, UsableException, EXCEPTIONS_CHANNEL, RULES_CHANNEL, TOKENS_CHANNEL};
 use sqlx::postgres::PgListener;
@@ -78,9 +77,8 @@ impl SharedPolicy {
             .iter()
             .enumerate()
             .map(|(position, (state, input))| {
-                let spec = RuleSpec::parse(input)
-                    .map_err(|error| Problem { rule: Some(position), reason: format!("does not parse: {error}") })?;
-                Ok(PolicyRule { id: position as i64, state: *state, spec })
+                PolicyRule::parse(position as i64, *state, input)
+                    .map_err(|error| Problem { rule: Some(position), reason: format!("does not parse: {error}") })
             })
             .collect::<Result<Vec<_>, Problem>>()?;
         check_stored_size(&rules).map_err(|error| Problem { rule: None, reason: error.to_string() })?;
