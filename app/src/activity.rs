@@ -66,7 +66,7 @@ pub struct Counted {
 mod ssr {
     use crate::policy::{RuleInput, RuleSpec};
     use crate::store::ActivityEntry;
-    use crate::store::{AuditKind, DriftRecord};
+    use crate::store::{AuditKind, DriftRecord, ExceptionRecord};
     use serde_json::Value;
 
     /// A rule snapshot (as `StoredRule::snapshot` writes it) as its summary.
@@ -99,13 +99,6 @@ mod ssr {
         }
     }
 
-    /// The kind of the entries the trail derives for exceptions that ran out unused.
-    const EXCEPTION_EXPIRED: &str = "exception.expire";
-
-    fn number(value: Option<&Value>, name: &str) -> String {
-        value.and_then(|v| v.get(name)).and_then(Value::as_i64).map_or_else(|| "?".to_owned(), |n| n.to_string())
-    }
-
     fn text(value: Option<&Value>, name: &str) -> String {
         value.and_then(|v| v.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned()
     }
@@ -131,18 +124,33 @@ mod ssr {
         }
     }
 
+    /// What an exception entry says, e.g. "used exception 4 (granted by ann: “INC-7”) for …".
+    fn exception_summary(kind: AuditKind, after: Option<&Value>) -> String {
+        let Some(record) = after.and_then(|after| serde_json::from_value::<ExceptionRecord>(after.clone()).ok()) else {
+            return format!("{}: an exception, not described", kind.as_str());
+        };
+        let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".to_owned());
+        let (id, granted_by, reason) = (record.id, shown(&record.granted_by), shown(&record.reason));
+        match kind {
+            AuditKind::ExceptionGrant => format!(
+                "granted exception {id}: one {}, until {} (“{reason}”){}",
+                shown(&record.change),
+                shown(&record.expires_at),
+                if record.needs_approval == Some(true) { "; it waits for another admin's approval" } else { "" }
+            ),
+            AuditKind::ExceptionApprove => format!("approved exception {id} (granted by {granted_by})"),
+            AuditKind::ExceptionRevoke => format!("revoked exception {id}"),
+            AuditKind::ExceptionUse => {
+                format!("used exception {id} (granted by {granted_by}: “{reason}”) for {}", shown(&record.used_for))
+            }
+            _ => format!("exception {id} (granted by {granted_by}: “{reason}”) expired unused"),
+        }
+    }
+
     /// One line saying what an entry records.
     pub fn summary(entry: &ActivityEntry) -> String {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
         let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
-        if entry.kind == EXCEPTION_EXPIRED {
-            return format!(
-                "exception {} (granted by {}: “{}”) expired unused",
-                number(after, "id"),
-                text(after, "granted_by"),
-                text(after, "reason")
-            );
-        }
         let Some(kind) = AuditKind::parse(&entry.kind) else {
             let message = entry.message.clone().unwrap_or_else(|| entry.kind.clone());
             if entry.count <= 1 {
@@ -207,28 +215,11 @@ mod ssr {
             AuditKind::GroupMappingRemove => {
                 format!("removed the mapping of group {} to {}", text(before, "group"), mapped_role(before))
             }
-            AuditKind::ExceptionGrant => {
-                let waiting = after.and_then(|a| a.get("needs_approval")).and_then(Value::as_bool).unwrap_or(false);
-                format!(
-                    "granted exception {}: one {}, until {} (“{}”){}",
-                    number(after, "id"),
-                    text(after, "change"),
-                    text(after, "expires_at"),
-                    text(after, "reason"),
-                    if waiting { "; it waits for another admin's approval" } else { "" }
-                )
-            }
-            AuditKind::ExceptionApprove => {
-                format!("approved exception {} (granted by {})", number(after, "id"), text(after, "granted_by"))
-            }
-            AuditKind::ExceptionRevoke => format!("revoked exception {}", number(after, "id")),
-            AuditKind::ExceptionUse => format!(
-                "used exception {} (granted by {}: “{}”) for {}",
-                number(after, "id"),
-                text(after, "granted_by"),
-                text(after, "reason"),
-                text(after, "used_for")
-            ),
+            AuditKind::ExceptionGrant
+            | AuditKind::ExceptionApprove
+            | AuditKind::ExceptionRevoke
+            | AuditKind::ExceptionUse
+            | AuditKind::ExceptionExpire => exception_summary(kind, after),
             AuditKind::ProjectExceptions => format!(
                 "set the project's exceptions from {} to {}",
                 text(before, "exceptions"),

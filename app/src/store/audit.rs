@@ -46,10 +46,13 @@ pub enum AuditKind {
     ExceptionUse,
     /// Whether a project takes exceptions (allowed, four-eyes, off).
     ProjectExceptions,
+    /// An exception that ran out unused. Nobody writes it: the trail derives it from the
+    /// exception's own row once its time is up.
+    ExceptionExpire,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 30] = [
+    pub const ALL: [AuditKind; 31] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
@@ -80,6 +83,7 @@ impl AuditKind {
         AuditKind::ExceptionRevoke,
         AuditKind::ExceptionUse,
         AuditKind::ProjectExceptions,
+        AuditKind::ExceptionExpire,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +118,7 @@ impl AuditKind {
             AuditKind::ExceptionRevoke => "exception.revoke",
             AuditKind::ExceptionUse => "exception.use",
             AuditKind::ProjectExceptions => "project.exceptions",
+            AuditKind::ExceptionExpire => "exception.expire",
         }
     }
 
@@ -269,7 +274,7 @@ pub async fn activity(
             where $1::bigint is null or d.project_id = $1
             union all
             -- An exception that ran out unused: nobody wrote this, time did.
-            select e.expires_at, e.id, 'tagward', 'exception.expire', null, null,
+            select e.expires_at, e.id, 'tagward', $5, null, null,
                    jsonb_build_object('id', e.id, 'granted_by', e.granted_by, 'reason', e.reason), null, p.name,
                    1, e.expires_at
             from tag_exceptions e join projects p on p.id = e.project_id
@@ -286,6 +291,7 @@ pub async fn activity(
     .bind(kind)
     .bind(limit)
     .bind(offset)
+    .bind(AuditKind::ExceptionExpire.as_str())
     .fetch_all(db)
     .await?)
 }

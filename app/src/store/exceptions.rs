@@ -210,16 +210,50 @@ pub async fn grant_exception(
     .bind(&approved_by)
     .fetch_one(&mut *tx)
     .await?;
-    let snapshot = json!({
-        "id": id,
-        "change": scope.summary(),
-        "reason": grant.reason,
-        "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "needs_approval": approved_by.is_none(),
-    });
-    AuditEntry::new(AuditKind::ExceptionGrant).project(project_id).after(snapshot).record(&mut *tx, by).await?;
+    let snapshot = ExceptionRecord {
+        change: Some(scope.summary()),
+        reason: Some(grant.reason.clone()),
+        expires_at: Some(expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+        needs_approval: Some(approved_by.is_none()),
+        ..ExceptionRecord::of(id)
+    };
+    AuditEntry::new(AuditKind::ExceptionGrant).project(project_id).after(snapshot.json()).record(&mut *tx, by).await?;
     tx.commit().await?;
     Ok(GrantedException { id, needs_approval: approved_by.is_none() })
+}
+
+/// An exception as the audit trail keeps it (`exception.grant`, `.approve`, `.revoke`, `.use`, and
+/// the derived `.expire`): written here, read back by the Activity tab. Each kind fills what it
+/// says; the rest is left out of the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExceptionRecord {
+    pub id: i64,
+    /// What it allows once, e.g. `overwrite of shop/api:v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Granted under four-eyes: it waits for another admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_approval: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<String>,
+    /// The request it let through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_for: Option<String>,
+}
+
+impl ExceptionRecord {
+    fn of(id: i64) -> Self {
+        ExceptionRecord { id, ..ExceptionRecord::default() }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// The exception `id` of the project, under lock, or why it cannot be acted on.
@@ -268,7 +302,7 @@ pub async fn approve_exception(
         .await?;
     AuditEntry::new(AuditKind::ExceptionApprove)
         .project(project_id)
-        .after(json!({ "id": id, "granted_by": listing.granted_by }))
+        .after(ExceptionRecord { granted_by: Some(listing.granted_by), ..ExceptionRecord::of(id) }.json())
         .record(&mut *tx, by)
         .await?;
     tx.commit().await?;
@@ -288,7 +322,7 @@ pub async fn revoke_exception(pool: &PgPool, by: &Principal, project_id: i64, id
         .await?;
     AuditEntry::new(AuditKind::ExceptionRevoke)
         .project(project_id)
-        .after(json!({ "id": id }))
+        .after(ExceptionRecord::of(id).json())
         .record(&mut *tx, by)
         .await?;
     tx.commit().await?;
@@ -420,7 +454,15 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Exce
         };
         AuditEntry::new(AuditKind::ExceptionUse)
             .project(project_id)
-            .after(json!({ "id": one.id, "used_for": one.used_for, "granted_by": granted_by, "reason": reason }))
+            .after(
+                ExceptionRecord {
+                    used_for: Some(one.used_for.clone()),
+                    granted_by: Some(granted_by.clone()),
+                    reason: Some(reason.clone()),
+                    ..ExceptionRecord::of(one.id)
+                }
+                .json(),
+            )
             .record_as(&mut *tx, &one.used_by)
             .await?;
         used.push(UsedException { id: one.id, granted_by, reason });

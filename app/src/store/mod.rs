@@ -24,8 +24,8 @@ pub use audit::{
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
 pub use exceptions::{
     approve_exception, grant_exception, project_exceptions, project_exceptions_mode, revoke_exception,
-    set_project_exceptions, usable_exceptions, use_exceptions, ExceptionListing, ExceptionStatus, ExceptionUse,
-    ExceptionsTaken, GrantedException, UsableException, UsedException,
+    set_project_exceptions, usable_exceptions, use_exceptions, ExceptionListing, ExceptionRecord, ExceptionStatus,
+    ExceptionUse, ExceptionsTaken, GrantedException, UsableException, UsedException,
 };
 pub use identity::{
     add_group_mapping, group_mappings, provider_groups_actor, remove_group_mapping, save_sign_in_flow,
