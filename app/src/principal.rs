@@ -1,6 +1,7 @@
-//! Who is asking — a signed-in person, a service token, the operator at the command line — and
-//! what each may do. Every surface (portal, Harbor API, decision API, CLI, bootstrap) turns its
-//! caller into a [`Principal`] and every change in `store` asks it; no surface decides alone.
+//! Who is asking — a signed-in person, a service token, the operator at the command line, or
+//! tagward itself (its gateway, sync, event receiver, group sync, bootstrap) — and what each may
+//! do. Every surface turns its caller into a [`Principal`]; every change in `store` asks it and
+//! the audit trail records it; no surface decides alone, and no actor is a bare string.
 
 use crate::account::{Role, TokenGrant, TokenScope, User};
 use std::fmt;
@@ -11,9 +12,38 @@ pub enum Principal {
     User(User),
     /// A service token, within what it was granted.
     Token(ServiceToken),
-    /// Whoever holds the database URL: the command line, or the server's own start-up. Acts as a
-    /// system administrator. The label is what the audit trail records, e.g. `cli:alice`.
+    /// Whoever holds the database URL at the command line. Acts as a system administrator. The
+    /// label is what the audit trail records, e.g. `cli:alice`.
     Operator(String),
+    /// tagward itself, acting on its own.
+    Tagward(Service),
+}
+
+/// The parts of tagward that act on their own, as the trail names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The server creating its first administrator (`--bootstrap-admin-password`).
+    Bootstrap,
+    /// The enforcing gateway, deciding a registry client's request (it uses exceptions).
+    Gateway,
+    /// The background sync, recording drift it found.
+    InventorySync,
+    /// The registry events receiver, recording drift they report.
+    RegistryEvents,
+    /// A sign-in applying the roles the identity provider's groups grant.
+    ProviderGroups,
+}
+
+impl Service {
+    fn actor(self) -> &'static str {
+        match self {
+            Service::Bootstrap => "tagward serve (bootstrap)",
+            Service::Gateway => "gateway",
+            Service::InventorySync => "tagward (inventory sync)",
+            Service::RegistryEvents => "tagward (registry events)",
+            Service::ProviderGroups => "tagward (identity provider groups)",
+        }
+    }
 }
 
 /// A service token as a caller.
@@ -56,7 +86,7 @@ impl Principal {
 
     /// The server creating its first administrator (`--bootstrap-admin-password`).
     pub fn bootstrap() -> Self {
-        Principal::Operator("tagward serve (bootstrap)".to_owned())
+        Principal::Tagward(Service::Bootstrap)
     }
 
     /// The name the audit trail and the `created_by`/`updated_by` columns record.
@@ -65,6 +95,18 @@ impl Principal {
             Principal::User(user) => user.name.clone(),
             Principal::Token(token) => format!("token:{}", token.name),
             Principal::Operator(label) => label.clone(),
+            Principal::Tagward(service) => service.actor().to_owned(),
+        }
+    }
+
+    /// The name a decision records for who asked (a denial's caller, an exception's `used_by`):
+    /// a token by its bare name, as the registry holding it knows it; anyone else as the trail
+    /// names them.
+    pub fn caller(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Principal::Token(token) => std::borrow::Cow::Borrowed(&token.name),
+            Principal::Tagward(service) => std::borrow::Cow::Borrowed(service.actor()),
+            other => std::borrow::Cow::Owned(other.actor()),
         }
     }
 
@@ -80,6 +122,8 @@ impl Principal {
         match self {
             Principal::User(user) => user.is_system_admin,
             Principal::Operator(_) => true,
+            // Only those parts of tagward that change people and roles act as administrators.
+            Principal::Tagward(service) => matches!(service, Service::Bootstrap | Service::ProviderGroups),
             Principal::Token(_) => false,
         }
     }

@@ -373,8 +373,12 @@ async fn the_audit_writer_survives_a_row_the_database_refuses() {
         exception: None,
     };
     let shop = app::store::project_id(&db.pool, &app::policy::ProjectName::parse("shop").unwrap()).await.unwrap();
-    recorder.denied("gone", shop + 1000, &check, &verdict);
-    recorder.denied("kept", shop, &check, &verdict);
+    let token = |name: &str| {
+        let grant = app::account::TokenGrant::default();
+        app::principal::Principal::Token(app::principal::ServiceToken { id: 1, name: name.into(), grant })
+    };
+    recorder.denied(&token("gone"), shop + 1000, &check, &verdict);
+    recorder.denied(&token("kept"), shop, &check, &verdict);
     let started = Instant::now();
     loop {
         let rows: Vec<(String, Option<i64>)> =

@@ -154,17 +154,11 @@ impl AuditEntry {
 
     /// Records the change as made by `by`, in the caller's transaction (both land or neither).
     pub async fn record(self, db: impl PgExecutor<'_>, by: &Principal) -> Result<(), StoreError> {
-        self.record_as(db, &by.actor()).await
-    }
-
-    /// Records the change as made by `actor`, a caller that is no [`Principal`] (a registry
-    /// through the gateway, named `gateway`), in the caller's transaction.
-    pub async fn record_as(self, db: impl PgExecutor<'_>, actor: &str) -> Result<(), StoreError> {
         sqlx::query(
             r"insert into audit_events (actor, project_id, kind, rule_id, before, after)
               values ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(actor)
+        .bind(by.actor())
         .bind(self.project_id)
         .bind(self.kind.as_str())
         .bind(self.rule_id)

@@ -6,7 +6,7 @@ use super::audit::{AuditEntry, AuditKind};
 use super::inventory::{put_tags, Sighting, TagMoved};
 use super::StoreError;
 use crate::policy::{Digest, RepositoryName, Tag};
-use crate::principal::Principal;
+use crate::principal::{Principal, Service};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -43,9 +43,9 @@ impl FoundBy {
 
     /// Who the audit trail names for it.
     fn actor(self) -> Principal {
-        Principal::Operator(match self {
-            FoundBy::Event => "tagward (registry events)".to_owned(),
-            FoundBy::Sync => "tagward (inventory sync)".to_owned(),
+        Principal::Tagward(match self {
+            FoundBy::Event => Service::RegistryEvents,
+            FoundBy::Sync => Service::InventorySync,
         })
     }
 }

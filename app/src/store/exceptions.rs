@@ -108,11 +108,11 @@ impl ExceptionListing {
     }
 }
 
-/// A use to record: the exception, who asked (a token's name, `gateway`), what it let through.
+/// A use to record: the exception, who asked (a service token, the gateway), what it let through.
 #[derive(Debug, Clone)]
 pub struct ExceptionUse {
     pub id: i64,
-    pub used_by: String,
+    pub used_by: Principal,
     pub used_for: String,
 }
 
@@ -445,7 +445,7 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Exce
              returning e.project_id, e.granted_by, e.reason"
         ))
         .bind(one.id)
-        .bind(&one.used_by)
+        .bind(one.used_by.caller())
         .bind(&one.used_for)
         .fetch_optional(&mut *tx)
         .await?;
@@ -463,7 +463,7 @@ pub async fn use_exceptions(pool: &PgPool, uses: &[ExceptionUse]) -> Result<Exce
                 }
                 .json(),
             )
-            .record_as(&mut *tx, &one.used_by)
+            .record(&mut *tx, &one.used_by)
             .await?;
         used.push(UsedException { id: one.id, granted_by, reason });
     }

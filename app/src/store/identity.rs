@@ -101,7 +101,7 @@ fn mapping_snapshot(group: &GroupName, grant: &GroupGrant) -> serde_json::Value 
 
 /// Who made the changes a sign-in makes from the provider's groups, in the audit trail.
 pub fn provider_groups_actor() -> Principal {
-    Principal::Operator("tagward (identity provider groups)".to_owned())
+    Principal::Tagward(crate::principal::Service::ProviderGroups)
 }
 
 /// A sign-in through the provider, its ID token verified: the user `identity` names (created at

@@ -172,7 +172,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = presented_token(parts, &Enforcer::from_ref(state))?;
-        N::check(&token.principal()).map_err(|denied| ApiError::Forbidden(denied.0))?;
+        N::check(&token.principal).map_err(|denied| ApiError::Forbidden(denied.0))?;
         Ok(Caller(token, std::marker::PhantomData))
     }
 }
@@ -475,7 +475,7 @@ async fn check(
     crate::extract::Body(body, _): Body,
 ) -> Result<Json<Verdict>, ApiError> {
     let check = json_body::<CheckRequest>(&body)?.parse("")?;
-    Ok(Json(enforcer.check(&token.name, &check).await))
+    Ok(Json(enforcer.check(&token.principal, &check).await))
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,7 +527,7 @@ async fn check_batch(
         .collect::<Result<_, _>>()?;
     let mut decisions: Vec<Verdict> = Vec::with_capacity(checks.len());
     for check in &checks {
-        decisions.push(enforcer.check(&token.name, check).await);
+        decisions.push(enforcer.check(&token.principal, check).await);
     }
     Ok(Json(BatchVerdict { allowed: decisions.iter().all(|d| d.allowed), decisions }))
 }

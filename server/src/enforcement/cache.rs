@@ -320,19 +320,10 @@ impl app::state::EnforcedPolicies for PolicyCache {
 #[derive(Debug)]
 pub struct ServiceToken {
     pub id: i64,
-    pub name: String,
-    /// What it may do.
-    pub grant: app::account::TokenGrant,
+    /// The token as a caller (`Principal::Token`: its name and grant), made once when loaded.
+    pub principal: app::principal::Principal,
     /// When it was last presented (Unix seconds), written to the database in batches.
     pub last_used: AtomicI64,
-}
-
-impl ServiceToken {
-    /// The token as a caller.
-    pub fn principal(&self) -> app::principal::Principal {
-        let (id, name, grant) = (self.id, self.name.clone(), self.grant.clone());
-        app::principal::Principal::Token(app::principal::ServiceToken { id, name, grant })
-    }
 }
 
 /// Every unrevoked service token, by the SHA-256 of its secret.
@@ -361,7 +352,12 @@ impl TokenCache {
             .filter_map(|token| {
                 let hash: [u8; 32] = token.sha256.as_slice().try_into().ok()?;
                 let last_used = AtomicI64::new(last_used.get(&token.id).copied().unwrap_or(0));
-                Some((hash, Arc::new(ServiceToken { id: token.id, name: token.name, grant: token.grant, last_used })))
+                let principal = app::principal::Principal::Token(app::principal::ServiceToken {
+                    id: token.id,
+                    name: token.name,
+                    grant: token.grant,
+                });
+                Some((hash, Arc::new(ServiceToken { id: token.id, principal, last_used })))
             })
             .collect();
     }

@@ -21,6 +21,7 @@ use app::policy::{
     AppendOnly, CompiledPolicy, Decision, Digest, ExceptionsSwitch, Holder, ListDelete, ListPush, Outcome,
     RefusedChange, RepositoryName, RuleInfo, Tag,
 };
+use app::principal::Principal;
 use app::store::{ExceptionUse, ExceptionsTaken};
 use cache::{CacheSync, ExceptionCache, PolicyCache, ProjectPolicy, ServiceToken, TokenCache};
 use recorder::Recorder;
@@ -289,15 +290,15 @@ impl Enforcer {
         }
     }
 
-    /// Decides `check` for `caller` (a token's name, or `gateway`); a denial is queued for the
+    /// Decides `check` for `caller` (a service token, or the gateway); a denial is queued for the
     /// audit trail.
-    pub async fn check(&self, caller: &str, check: &Check) -> Verdict {
+    pub async fn check(&self, caller: &Principal, check: &Check) -> Verdict {
         let protection = self.protection(check.repository().project()).await;
         self.decide(caller, &protection, check).await
     }
 
     /// Decides `check` under a protection already looked up (the gateway asks once per request).
-    pub async fn decide(&self, caller: &str, protection: &Protection, check: &Check) -> Verdict {
+    pub async fn decide(&self, caller: &Principal, protection: &Protection, check: &Check) -> Verdict {
         // One verdict per check, always.
         self.decide_together(caller, protection, std::slice::from_ref(check)).await.swap_remove(0)
     }
@@ -307,7 +308,7 @@ impl Enforcer {
     /// every one of them, and then all those exceptions are used in one transaction (so none is
     /// spent on a request that is refused anyway). Denials and would-be denials are queued for the
     /// audit trail; uses are written by the transaction.
-    pub async fn decide_together(&self, caller: &str, protection: &Protection, checks: &[Check]) -> Vec<Verdict> {
+    pub async fn decide_together(&self, caller: &Principal, protection: &Protection, checks: &[Check]) -> Vec<Verdict> {
         let mut verdicts: Vec<Verdict> = checks
             .iter()
             .map(|check| {
@@ -346,7 +347,7 @@ impl Enforcer {
     /// used: the database says so, this process forgets it, and the next one that fits is tried.
     async fn release_by_exceptions(
         &self,
-        caller: &str,
+        caller: &Principal,
         protection: &Protection,
         checks: &[Check],
         verdicts: &mut [Verdict],
@@ -367,7 +368,7 @@ impl Enforcer {
                 .iter()
                 .filter_map(|(index, id)| {
                     let check = checks.get(*index)?;
-                    Some(ExceptionUse { id: *id, used_by: caller.to_owned(), used_for: check.describe() })
+                    Some(ExceptionUse { id: *id, used_by: caller.clone(), used_for: check.describe() })
                 })
                 .collect();
             let ids: Vec<i64> = releases.iter().map(|(_, id)| *id).collect();

@@ -9,6 +9,7 @@ use super::cache::{ServiceToken, TokenCache};
 use super::{Check, Verdict};
 use crate::metrics::Metrics;
 use app::policy::Digest;
+use app::principal::Principal;
 use app::store::{self, Denial};
 use hashbrown::HashTable;
 use sqlx::PgPool;
@@ -115,13 +116,13 @@ impl Recorder {
     }
 
     /// Queues a denial for the audit trail.
-    pub fn denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
+    pub fn denied(&self, caller: &Principal, project_id: i64, check: &Check, verdict: &Verdict) {
         let rules = verdict.rules.iter().map(|rule| rule.id).collect();
         self.queue(caller, project_id, check, verdict, None, rules);
     }
 
     /// Queues what evaluating rules would have denied (the request was allowed).
-    pub fn would_have_denied(&self, caller: &str, project_id: i64, check: &Check, verdict: &Verdict) {
+    pub fn would_have_denied(&self, caller: &Principal, project_id: i64, check: &Check, verdict: &Verdict) {
         let message = format!("would have been denied: {}", verdict.would_have_been.as_deref().unwrap_or_default());
         let rules = verdict.evaluated.iter().map(|evaluated| evaluated.rule.id).collect();
         self.queue(caller, project_id, check, verdict, Some(message), rules);
@@ -130,7 +131,7 @@ impl Recorder {
     /// Queues one entry: a denial, or (with `evaluation`, its message) a would-be denial.
     fn queue(
         &self,
-        caller: &str,
+        caller: &Principal,
         project_id: i64,
         check: &Check,
         verdict: &Verdict,
@@ -146,8 +147,9 @@ impl Recorder {
                 (verdict.immutable_tags.first().map(String::as_str), Some(digest.as_str()), None)
             }
         };
+        let caller = caller.caller();
         let identity = Identity {
-            token: caller,
+            token: &caller,
             operation: check.operation().as_str(),
             project_id: Some(project_id),
             repository: check.repository().as_str(),
@@ -161,7 +163,7 @@ impl Recorder {
             at: now,
             last_at: now,
             count: 1,
-            token: caller.to_owned(),
+            token: caller.clone().into_owned(),
             operation: identity.operation,
             project_id: identity.project_id,
             repository: identity.repository.to_owned(),

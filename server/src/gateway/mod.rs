@@ -19,6 +19,7 @@ use anyhow::Context;
 use app::artifact::{ManifestRefs, Sha256};
 use app::policy::route::{self, BlobDelete, ChangeKind, ManifestChange, Reference, Route, RouteError};
 use app::policy::{AttachmentList, Digest, Holder, ListDelete, RepositoryName, Tag, Target};
+use app::principal::{Principal, Service};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -37,6 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Who the gateway's decisions are made for, as the trail names the caller (`gateway`).
+const GATEWAY: Principal = Principal::Tagward(Service::Gateway);
 
 pub use crate::registry::MAX_MANIFEST_BYTES;
 
@@ -376,7 +380,7 @@ impl Gateway {
                             None => None,
                         };
                         let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone(), list };
-                        let verdict = self.enforcer.decide("gateway", &protection, &check).await;
+                        let verdict = self.enforcer.decide(&GATEWAY, &protection, &check).await;
                         if !verdict.allowed {
                             return Err(denied(&verdict, &repository));
                         }
@@ -519,7 +523,7 @@ impl Gateway {
                     });
                 }
             }
-            let verdicts = self.enforcer.decide_together("gateway", protection, &checks).await;
+            let verdicts = self.enforcer.decide_together(&GATEWAY, protection, &checks).await;
             if let Some((check, refused)) = checks.iter().zip(&verdicts).find(|(_, verdict)| !verdict.allowed) {
                 return Err(denied_push(refused, repository, check));
             }
@@ -580,7 +584,7 @@ impl Gateway {
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
             let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
-            let verdict = self.enforcer.decide("gateway", protection, &check).await;
+            let verdict = self.enforcer.decide(&GATEWAY, protection, &check).await;
             if !verdict.allowed {
                 return Err(denied(&verdict, repository));
             }
@@ -617,7 +621,7 @@ impl Gateway {
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
             let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
-            let verdict = self.enforcer.decide("gateway", &protection, &check).await;
+            let verdict = self.enforcer.decide(&GATEWAY, &protection, &check).await;
             if !verdict.allowed {
                 return Err(denied(&verdict, repository));
             }

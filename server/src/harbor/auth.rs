@@ -66,7 +66,7 @@ impl FromRequestParts<HarborState> for Caller {
         let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
         if let Some(presented) = value.strip_prefix("Bearer ") {
             let token = state.enforcer.token(presented).ok_or_else(unauthorized)?;
-            return Ok(Caller(token.principal()));
+            return Ok(Caller(token.principal.clone()));
         }
         let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
         let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
