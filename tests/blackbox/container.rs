@@ -14,6 +14,31 @@ fn image() -> String {
         .unwrap_or_else(|_| panic!("TAGWARD_IMAGE is not set; run the tests with `scripts/dev test`"))
 }
 
+/// `scripts/dev test` builds the image beside the tests: when `TAGWARD_IMAGE_STATUS` is set, the
+/// build's exit status appears in that file once it is done. Waits for it; a failed build fails
+/// the test with its log.
+async fn image_built() {
+    let Some(status) = std::env::var_os("TAGWARD_IMAGE_STATUS") else { return };
+    let status = std::path::PathBuf::from(status);
+    let started = Instant::now();
+    let written = loop {
+        match tokio::fs::read_to_string(&status).await {
+            Ok(written) if !written.trim().is_empty() => break written,
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "the image build did not finish in 30 minutes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let log = std::env::var("TAGWARD_IMAGE_LOG").unwrap_or_default();
+    assert_eq!(
+        written.trim(),
+        "0",
+        "building {} failed:\n{}",
+        image(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
 fn docker(args: &[&str]) -> Output {
     Command::new("docker").args(args).output().expect("the Docker CLI is installed (scripts/dev test installs it)")
 }
@@ -107,6 +132,7 @@ fn build_image(tag: &str, content: &str) -> String {
 
 #[tokio::test]
 async fn the_image_runs_migrate_serve_and_gateway_and_docker_push_is_refused_when_it_breaks_a_tag() {
+    image_built().await;
     let image = image();
     // What the image is: one static binary, not root, labelled, with a healthcheck.
     let config = docker_ok(&["image", "inspect", "--format", "{{json .Config}}", &image]);

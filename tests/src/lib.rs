@@ -53,7 +53,7 @@ pub struct TestDb {
     pub pool: PgPool,
 }
 
-/// A database of its own, copied from a migrated template (made once per test process), so a
+/// A database of its own, copied from a migrated template (made once per run), so a
 /// test pays for a file copy rather than for running every migration.
 pub async fn fresh_database() -> TestDb {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -84,19 +84,40 @@ fn database_url(admin_url: &str, name: &str) -> String {
     }
 }
 
-/// The name of this process's migrated template database, made on first use. Nobody stays
-/// connected to it: PostgreSQL copies a template only while it has no sessions.
+/// The migrated template database, made once for every test process of a run (nextest runs
+/// each test in its own): named by the migrations it holds, built under an advisory lock by the
+/// first process to need it and renamed into place when complete, so the others wait for it
+/// rather than build their own. Nobody stays connected to it: PostgreSQL copies a template only
+/// while it has no sessions.
 async fn migrated_template(admin_url: &str) -> &'static str {
     static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     TEMPLATE
         .get_or_init(|| async {
-            let name = format!("tagward_test_template_{}_{}", std::process::id(), rand::random::<u32>());
+            use sha2::Digest as _;
+            let migrations: Vec<u8> = app::store::MIGRATOR.iter().flat_map(|m| m.checksum.to_vec()).collect();
+            let key = u64::from_be_bytes(sha2::Sha256::digest(&migrations)[..8].try_into().unwrap());
+            let name = format!("tagward_test_template_{key:016x}");
             let admin = app::store::connect(admin_url).await.expect("test database server is reachable");
-            sqlx::query(&format!("create database {name}")).execute(&admin).await.expect("create template database");
+            let mut lock = admin.acquire().await.expect("a connection to hold the template's lock");
+            sqlx::query("select pg_advisory_lock($1)").bind(key as i64).execute(&mut *lock).await.unwrap();
+            let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut *lock)
+                .await
+                .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                sqlx::query(&format!("drop database if exists {building}")).execute(&mut *lock).await.unwrap();
+                sqlx::query(&format!("create database {building}")).execute(&mut *lock).await.unwrap();
+                let pool =
+                    app::store::connect(&database_url(admin_url, &building)).await.expect("connect to the template");
+                app::store::migrate(&pool).await.expect("migrate the template database");
+                pool.close().await;
+                sqlx::query(&format!("alter database {building} rename to {name}")).execute(&mut *lock).await.unwrap();
+            }
+            sqlx::query("select pg_advisory_unlock($1)").bind(key as i64).execute(&mut *lock).await.unwrap();
+            drop(lock);
             admin.close().await;
-            let pool = app::store::connect(&database_url(admin_url, &name)).await.expect("connect to the template");
-            app::store::migrate(&pool).await.expect("migrate the template database");
-            pool.close().await;
             name
         })
         .await

@@ -165,8 +165,11 @@ pub fn redact(database_url: &str) -> String {
     }
 }
 
+/// The schema's migrations, compiled in.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations").run(pool).await?;
+    MIGRATOR.run(pool).await?;
     Ok(())
 }
 
