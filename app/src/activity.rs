@@ -109,7 +109,7 @@ mod ssr {
         let Some(record) = after.and_then(|after| serde_json::from_value::<DriftRecord>(after.clone()).ok()) else {
             return format!("{}: a change behind tagward, not described", kind.as_str());
         };
-        let short = crate::inventory::short_digest;
+        let short = crate::format::short_digest;
         let reference = format!("{}:{}", record.repository, record.tag);
         let held = short(record.held.as_str());
         let change = match &record.found {
@@ -160,7 +160,7 @@ mod ssr {
             let when = |at: time::OffsetDateTime| at.format(&time).unwrap_or_default();
             return format!(
                 "{message} (denied {} times between {} and {} UTC)",
-                crate::inventory::thousands(entry.count.unsigned_abs()),
+                crate::format::thousands(entry.count.unsigned_abs()),
                 when(entry.first_at),
                 when(entry.at)
             );

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod drift;
 pub mod error;
 pub mod exceptions;
+pub mod format;
 pub mod identity;
 pub mod inventory;
 mod pages;

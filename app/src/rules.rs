@@ -141,11 +141,13 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     let counts = async {
         let Ok(policy) = &policy else { return Ok((None, None)) };
         let (kept, freshness) = tokio::try_join!(
-            crate::inventory::ssr::protection(&pool, &project.name, &version, policy),
-            crate::inventory::ssr::freshness(&pool),
+            crate::inventory::counting::protection(&pool, &project.name, &version, policy),
+            crate::inventory::freshness::freshness(&pool),
         )?;
         Ok::<_, AppError>(match kept {
-            Some(kept) => (Some(kept.value), Some(crate::inventory::ssr::kept_freshness(freshness, kept.current))),
+            Some(kept) => {
+                (Some(kept.value), Some(crate::inventory::freshness::kept_freshness(freshness, kept.current)))
+            }
             None => (None, None),
         })
     };
@@ -346,7 +348,7 @@ pub async fn rule_impact(
             let state = existing.as_ref().map_or(RuleState::Enforced, |rule| rule.state);
             let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
             after.extend(changed.clone().map(|rule| PolicyRule { state, ..rule }));
-            crate::inventory::ssr::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
+            crate::inventory::counting::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
         }
         .await,
     )

@@ -32,6 +32,8 @@ pub struct AppState {
     pub sign_in: SignInOptions,
     /// Whether this tagward takes one-time exceptions at all (`TAGWARD_EXCEPTIONS`).
     pub exceptions: crate::policy::ExceptionsSwitch,
+    /// What pages count over projects' inventories, kept between them.
+    pub inventory_counts: Arc<crate::inventory::counting::InventoryCounts>,
 }
 
 /// How people sign in: the identity provider's name when one is configured, and who may use a

@@ -22,18 +22,18 @@ pub async fn project_tags(
         Ok(policy) => (Some(policy), None),
         Err(problem) => (None, Some(problem)),
     };
-    let (filter, filter_error) = match crate::inventory::ssr::filter(&repositories, &tags) {
+    let (filter, filter_error) = match crate::inventory::counting::filter(&repositories, &tags) {
         Ok(filter) => (filter, None),
         Err(error) => (
-            crate::inventory::ssr::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?,
+            crate::inventory::counting::filter("", "").map_err(anyhow::Error::msg).map_err(AppError::internal)?,
             Some(error),
         ),
     };
     // The project's tags with what protects each, read once per policy and inventory state (not
     // per page: at 100,000 tags a read takes a third of a second).
     let (kept, freshness, drift) = tokio::try_join!(
-        crate::inventory::ssr::listing(&pool, &access.name, &version, policy),
-        crate::inventory::ssr::freshness(&pool),
+        crate::inventory::counting::listing(&pool, &access.name, &version, policy),
+        crate::inventory::freshness::freshness(&pool),
         crate::drift::ssr::drift_view(&access),
     )?;
     let Some(kept) = kept else {
@@ -47,7 +47,7 @@ pub async fn project_tags(
     // Saturating: `page` is any number a URL can carry.
     let skip = (page - 1).saturating_mul(TAGS_PER_PAGE);
     let (mut matched, mut total) =
-        (crate::inventory::ssr::Counter::default(), crate::inventory::ssr::Counter::default());
+        (crate::inventory::counting::Counter::default(), crate::inventory::counting::Counter::default());
     let mut immutable = 0;
     // The page's tags (full name, tag, rules) found by counting, then their digests read.
     let mut on_page: Vec<(String, String, Vec<i64>)> = Vec::new();
@@ -151,7 +151,7 @@ pub async fn project_tags(
     Ok(TagsView {
         drift,
         project: access,
-        freshness: crate::inventory::ssr::kept_freshness(freshness, kept.current),
+        freshness: crate::inventory::freshness::kept_freshness(freshness, kept.current),
         rows,
         matched: Counted { examples: Vec::new(), ..matched.counted },
         total: Counted { examples: Vec::new(), ..total.counted },

@@ -586,7 +586,7 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     let plan = crate::policy_file::plan(&name, &text, project.as_str(), &stored)?;
     print!("{}", plan.describe(project.as_str()));
     let before = app::store::StoredRule::policy_rules(&stored);
-    let impact = app::inventory::ssr::impact(&pool, project.as_str(), &before, &plan.rules_after(&before), None)
+    let impact = app::inventory::counting::impact(&pool, project.as_str(), &before, &plan.rules_after(&before), None)
         .await
         .map_err(|error| anyhow::anyhow!("counting the impact on existing tags: {error}"))?;
     println!("{}", crate::policy_file::describe_impact(&impact));

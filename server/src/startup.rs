@@ -71,6 +71,7 @@ impl Application {
                 password_login: config.sign_in.password_login,
             },
             exceptions: config.exceptions.exceptions,
+            inventory_counts: Arc::default(),
         }
         .install()
         .map_err(anyhow::Error::msg)?;

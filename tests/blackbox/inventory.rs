@@ -451,17 +451,16 @@ async fn the_tags_tab_says_what_each_immutable_tag_holds_and_keeps_from_garbage_
     let multi = blob_bytes(&registry, "shop/multi", &[&index]).await;
     let release = blob_bytes(&registry, "shop/app", &[&v1.manifest, &signature.manifest]).await;
     let text = page_text(&app, &client, "/projects/shop/tags").await;
-    let holds_multi = format!("holds 2 platforms (linux/amd64, linux/arm64), {}", app::inventory::bytes(multi));
+    let holds_multi = format!("holds 2 platforms (linux/amd64, linux/arm64), {}", app::format::bytes(multi));
     assert!(text.contains(&holds_multi), "{holds_multi} in: {text}");
-    let holds_v1 = format!("holds {}; attached: 1 signature", app::inventory::bytes(release));
+    let holds_v1 = format!("holds {}; attached: 1 signature", app::format::bytes(release));
     assert!(text.contains(&holds_v1), "{holds_v1} in: {text}");
     // The two `sha256-…` lists are not rows: what they list is shown with v1.
     assert!(text.contains("2 attachment lists (sha256-… tags) are not listed as tags"), "{text}");
     assert!(!text.contains(&v1.manifest.replace(':', "-")), "{text}");
     assert!(text.contains("3 tags in 2 repositories (2 immutable)"), "{text}");
     // Together, each blob once; `latest` (mutable) adds nothing, though it shares a layer with v1.
-    let kept =
-        format!("Immutable tags keep {} of blobs from garbage collection", app::inventory::bytes(multi + release));
+    let kept = format!("Immutable tags keep {} of blobs from garbage collection", app::format::bytes(multi + release));
     assert!(text.contains(&kept), "{kept} in: {text}");
 
     // The impact preview weighs what a rule would lock.

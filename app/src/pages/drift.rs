@@ -3,7 +3,7 @@
 //! Plain forms: they work without JavaScript.
 
 use crate::drift::{AcknowledgeDrift, DriftView, RestoreDrift};
-use crate::inventory::short_digest as short;
+use crate::format::short_digest as short;
 use leptos::prelude::*;
 
 #[component]

@@ -4,7 +4,8 @@
 
 use super::rule_dialog::{DialogState, RuleEditor};
 use crate::error::AppError;
-use crate::inventory::{thousands, Impact};
+use crate::format::thousands;
+use crate::inventory::Impact;
 use crate::policy::RuleState;
 use crate::policy::MAX_RULES;
 use crate::rules::{DeleteRule, RuleRow, RulesView, SaveRule, SetRuleState};

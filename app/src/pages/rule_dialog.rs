@@ -5,7 +5,8 @@
 //! page (`/new`, `/<id>/edit`); with it, the list's Add Rule and Edit links open it in place.
 
 use crate::error::AppError;
-use crate::inventory::{thousands, Counted, Impact};
+use crate::format::thousands;
+use crate::inventory::{Counted, Impact};
 use crate::policy::{Field, RuleInput};
 use crate::rules::rule_impact;
 use crate::rules::{preview, RuleFormError, RuleRow, SaveRule, DRAFT_RULE_ID};

@@ -3,7 +3,8 @@
 //! and a GET form: it works without JavaScript.
 
 use crate::error::AppError;
-use crate::inventory::{bytes, thousands, Freshness, Holding, TagsView, MAX_WEIGHED_TAGS};
+use crate::format::{bytes, thousands};
+use crate::inventory::{Freshness, Holding, TagsView, MAX_WEIGHED_TAGS};
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
@@ -159,7 +160,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                     </tr></thead>
                     <tbody>
                         {view.rows.into_iter().map(|row| {
-                            let short = crate::inventory::short_digest(&row.digest);
+                            let short = crate::format::short_digest(&row.digest);
                             let project = project.clone();
                             let allow_one = format!(
                                 "/projects/{project}/exceptions/new?repository={}&target={}",
