@@ -136,6 +136,9 @@ pub enum RuleChange<'a> {
     Create(&'a RuleSpec, RuleState),
     Update(i64, &'a RuleSpec),
     SetState(i64, RuleState),
+    /// An evaluating rule made enforced; refused for a rule in any other state (enabling a
+    /// disabled rule is a different decision, with its own word).
+    Promote(i64),
     Delete(i64),
 }
 
@@ -227,7 +230,7 @@ async fn apply_change(
     let resulting = match &change {
         RuleChange::Create(spec, _) => Some((None, (*spec).clone())),
         RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
-        RuleChange::SetState(..) | RuleChange::Delete(_) => None,
+        RuleChange::SetState(..) | RuleChange::Promote(_) | RuleChange::Delete(_) => None,
     };
     if let Some((replaced, changed)) = resulting {
         let mut specs: Vec<RuleSpec> =
@@ -284,8 +287,18 @@ async fn apply_change(
             .await?;
             (AuditKind::RuleUpdate, *id, Some(before))
         }
-        RuleChange::SetState(id, state) => {
+        RuleChange::SetState(id, _) | RuleChange::Promote(id) => {
             let rule = find(*id)?;
+            let state = match change {
+                RuleChange::SetState(_, state) => state,
+                _ if rule.state != RuleState::Evaluating => {
+                    return Err(StoreError::Refused(format!(
+                        "rule {id} is {}, not evaluating; enable a disabled rule instead (`rule enable`)",
+                        rule.state
+                    )));
+                }
+                _ => &RuleState::Enforced,
+            };
             let kind = match (rule.state, state) {
                 (_, RuleState::Disabled) => AuditKind::RuleDisable,
                 (_, RuleState::Evaluating) => AuditKind::RuleEvaluate,
