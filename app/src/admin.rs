@@ -82,9 +82,8 @@ pub mod ssr {
         Ok(me)
     }
 
-    /// `message` says what is wrong with the value, naming it (`UserName::parse`'s do).
     pub fn invalid(field: &str, message: String) -> AppError {
-        crate::policy::FieldError::without_value(field, message).into()
+        AppError::Invalid(format!("{field}: {message}"))
     }
 }
 
