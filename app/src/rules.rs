@@ -133,7 +133,8 @@ pub(crate) mod ssr {
 
 #[server(prefix = "/portal", endpoint = "rules")]
 pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool.clone();
+    let state = crate::auth::ssr::state()?;
+    let pool = state.pool.clone();
     let (project, rules) = ssr::visible_rules(&project).await?;
     let (version, policy) = ssr::compiled_policy(&project.name, &rules).await?;
     // Counts of existing tags are a help, not the page: kept between pages, and when they cannot
@@ -141,7 +142,7 @@ pub async fn list_rules(project: String) -> Result<RulesView, AppError> {
     let counts = async {
         let Ok(policy) = &policy else { return Ok((None, None)) };
         let (kept, freshness) = tokio::try_join!(
-            crate::inventory::counting::protection(&pool, &project.name, &version, policy),
+            crate::inventory::counting::protection(&pool, &state.inventory_counts, &project.name, &version, policy),
             crate::inventory::freshness::freshness(&pool),
         )?;
         Ok::<_, AppError>(match kept {
@@ -316,7 +317,8 @@ pub async fn rule_impact(
     remove: bool,
 ) -> Result<Impact, AppError> {
     use crate::policy::{PolicyRule, RuleSpec};
-    let pool = crate::auth::ssr::state()?.pool.clone();
+    let portal = crate::auth::ssr::state()?;
+    let pool = portal.pool.clone();
     crate::auth::ssr::answered(
         async {
             let (access, stored) = ssr::visible_rules(&project).await?;
@@ -348,7 +350,15 @@ pub async fn rule_impact(
             let state = existing.as_ref().map_or(RuleState::Enforced, |rule| rule.state);
             let mut after: Vec<PolicyRule> = before.iter().filter(|rule| Some(rule.id) != rule_id).cloned().collect();
             after.extend(changed.clone().map(|rule| PolicyRule { state, ..rule }));
-            crate::inventory::counting::impact(&pool, &access.name, &before, &after, changed.as_ref()).await
+            crate::inventory::counting::impact(
+                &pool,
+                Some(&portal.inventory_counts),
+                &access.name,
+                &before,
+                &after,
+                changed.as_ref(),
+            )
+            .await
         }
         .await,
     )

@@ -2,10 +2,38 @@
 //! paged, with the rules that make each immutable and what the immutable ones hold.
 
 use crate::error::AppError;
-use crate::inventory::TagsView;
 #[cfg(feature = "ssr")]
-use crate::inventory::{AttachmentKind, Counted, Holding, TagRow, TAGS_PER_PAGE};
+use crate::inventory::{AttachmentKind, Holding, TAGS_PER_PAGE};
+use crate::inventory::{Counted, Freshness, Locked, TagRow};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The Tags tab's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagsView {
+    pub project: crate::account::ProjectAccess,
+    pub freshness: Freshness,
+    pub rows: Vec<TagRow>,
+    /// Tags and repositories matching the filter, and of the project.
+    pub matched: Counted,
+    pub total: Counted,
+    /// Immutable tags among those matching.
+    pub immutable: u64,
+    pub page: usize,
+    pub pages: usize,
+    /// What is wrong with the filter (it is then not applied), naming the field and value.
+    pub filter_error: Option<String>,
+    /// Why the policy cannot be evaluated (then no tag is shown as immutable or mutable).
+    pub policy_problem: Option<String>,
+    /// What the project's immutable tags keep from garbage collection (`None`: more than
+    /// [`crate::inventory::MAX_WEIGHED_TAGS`] immutable tags, not weighed here).
+    pub locked: Option<Locked>,
+    /// Immutable tags changed behind tagward's back, until someone deals with them.
+    pub drift: crate::drift::DriftView,
+    /// The project's attachment list tags (`sha256-<hex>`, `.sig`, …), left out of the rows: what
+    /// they list is shown with the tags whose images they belong to.
+    pub attachment_lists: u64,
+}
 
 /// A project's tags (filtered by repository and tag patterns, paged) with what protects each.
 #[server(prefix = "/portal", endpoint = "project_tags")]
@@ -15,7 +43,8 @@ pub async fn project_tags(
     tags: String,
     page: usize,
 ) -> Result<TagsView, AppError> {
-    let pool = crate::auth::ssr::state()?.pool.clone();
+    let state = crate::auth::ssr::state()?;
+    let pool = state.pool.clone();
     let (access, stored) = crate::rules::ssr::visible_rules(&project).await?;
     let (version, policy) = crate::rules::ssr::compiled_policy(&access.name, &stored).await?;
     let (policy, policy_problem) = match policy {
@@ -32,7 +61,7 @@ pub async fn project_tags(
     // The project's tags with what protects each, read once per policy and inventory state (not
     // per page: at 100,000 tags a read takes a third of a second).
     let (kept, freshness, drift) = tokio::try_join!(
-        crate::inventory::counting::listing(&pool, &access.name, &version, policy),
+        crate::inventory::counting::listing(&pool, &state.inventory_counts, &access.name, &version, policy),
         crate::inventory::freshness::freshness(&pool),
         crate::drift::ssr::drift_view(&access),
     )?;

@@ -1,7 +1,8 @@
 //! The layering of docs/architecture.md, held by the code's own imports: within each crate, the
-//! top-level modules import one another without a loop, and the rule engine (`app::policy`)
-//! imports nothing else of its crate. A loop coming back fails here, naming the modules and the
-//! files that close it.
+//! top-level modules import only modules of their own layer or below (the layers as the document
+//! lists them), without a loop, and the rule engine (`app::policy`) imports nothing else of its
+//! crate. An import going up, a module the document does not place, or a loop fails here, naming
+//! the modules and the file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -104,6 +105,60 @@ fn a_loop(graph: &BTreeMap<String, BTreeMap<String, PathBuf>>) -> Option<Vec<Str
     graph.keys().find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
 }
 
+/// The layers docs/architecture.md lists for `krate` ("In `app`, from the bottom:", then one
+/// numbered line per layer naming its modules in backticks before the dash): each module's layer,
+/// counted from 1 at the bottom.
+fn documented_layers(document: &str, krate: &str) -> BTreeMap<String, usize> {
+    let heading = format!("In `{krate}`, from the bottom:");
+    let after = document.split_once(&heading).unwrap_or_else(|| panic!("docs/architecture.md lacks `{heading}`")).1;
+    let mut layers = BTreeMap::new();
+    let mut started = false;
+    for line in after.lines() {
+        let Some((number, rest)) = line.split_once(". ") else {
+            if started && !line.starts_with(' ') {
+                break;
+            }
+            continue;
+        };
+        let Ok(layer) = number.trim().parse::<usize>() else {
+            if started {
+                break;
+            }
+            continue;
+        };
+        started = true;
+        let named = rest.split(" — ").next().unwrap_or_default();
+        for module in named.split('`').skip(1).step_by(2) {
+            layers.insert(module.to_owned(), layer);
+        }
+    }
+    layers
+}
+
+/// Every import that goes up the layers, and every module without a layer, as sentences.
+fn against_layers(
+    graph: &BTreeMap<String, BTreeMap<String, PathBuf>>,
+    layers: &BTreeMap<String, usize>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (module, imports) in graph {
+        let Some(own) = layers.get(module) else {
+            wrong.push(format!("`{module}` is in no layer of docs/architecture.md"));
+            continue;
+        };
+        for (imported, file) in imports {
+            match layers.get(imported) {
+                Some(layer) if layer > own => wrong.push(format!(
+                    "`{module}` (layer {own}) imports `{imported}` (layer {layer}) in {}",
+                    file.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    wrong
+}
+
 fn crate_sources(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name).join("src")
 }
@@ -120,6 +175,18 @@ fn modules_import_one_another_without_loops() {
                 .collect();
             panic!("{name} has an import loop:\n  {}", steps.join("\n  "));
         }
+    }
+}
+
+#[test]
+fn modules_import_only_their_own_layer_or_below_as_docs_architecture_lists_them() {
+    let document =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/architecture.md")).unwrap();
+    for name in ["app", "server"] {
+        let layers = documented_layers(&document, name);
+        assert!(layers.len() > 5, "{name}: no layers read from docs/architecture.md ({layers:?})");
+        let wrong = against_layers(&imports(&crate_sources(name)), &layers);
+        assert!(wrong.is_empty(), "{name} breaks its layering:\n  {}", wrong.join("\n  "));
     }
 }
 
@@ -142,4 +209,24 @@ fn the_loop_check_finds_a_loop() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(a_loop(&graph), Some(vec!["pages".into(), "store".into(), "pages".into()]));
     assert!(graph["policy"].is_empty());
+}
+
+/// The direction check finds an import going up, and a module the document does not place.
+#[test]
+fn the_layer_check_finds_an_import_going_up() {
+    let document = "In `demo`, from the bottom:\n\n1. `policy` — the engine.\n2. `store`, `format` — SQL;\n   more.\n3. `pages` — views.\n\nAfter.";
+    let layers = documented_layers(document, "demo");
+    assert_eq!(layers.get("format"), Some(&2));
+    assert_eq!(layers.len(), 4);
+    let edge = |to: &str| BTreeMap::from([(to.to_owned(), PathBuf::from("x.rs"))]);
+    let graph = BTreeMap::from([
+        ("policy".to_owned(), edge("store")),
+        ("pages".to_owned(), edge("store")),
+        ("stray".to_owned(), BTreeMap::new()),
+    ]);
+    let wrong = against_layers(&graph, &layers);
+    assert_eq!(
+        wrong,
+        ["`policy` (layer 1) imports `store` (layer 2) in x.rs", "`stray` is in no layer of docs/architecture.md"]
+    );
 }

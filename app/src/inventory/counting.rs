@@ -148,11 +148,6 @@ impl Default for InventoryCounts {
     }
 }
 
-/// The process's kept counts.
-fn counts() -> Result<&'static InventoryCounts, AppError> {
-    Ok(&crate::auth::ssr::state()?.inventory_counts)
-}
-
 /// A turn to read a whole project's inventory, or why not now.
 async fn scan_turn(counts: &InventoryCounts) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
     match tokio::time::timeout(SCAN_WAIT, counts.scans.acquire()).await {
@@ -166,16 +161,16 @@ async fn scan_turn(counts: &InventoryCounts) -> Result<tokio::sync::SemaphorePer
 
 /// Feeds every repository of `project` to `each` as (path inside the project, its tags),
 /// leaving out attachment lists (`sha256-<hex>`, `.sig`, …: not releases, but lists of what is
-/// attached to them); returns how many were left out.
+/// attached to them); returns how many were left out. The portal's readers take turns
+/// (`counts`); the command line (one operator, one read) has none to take.
 pub async fn each_repository(
     pool: &PgPool,
+    counts: Option<&InventoryCounts>,
     project: &str,
     mut each: impl FnMut(&str, &[String]),
 ) -> Result<u64, AppError> {
-    // The portal's readers take turns; the command line (one operator, one read) has no portal
-    // state and reads at once.
-    let _turn = match crate::state::AppState::installed() {
-        Some(state) => Some(scan_turn(&state.inventory_counts).await?),
+    let _turn = match counts {
+        Some(counts) => Some(scan_turn(counts).await?),
         None => None,
     };
     let prefix = format!("{project}/");
@@ -203,6 +198,7 @@ fn is_attachment_list(tag: &str) -> bool {
 /// policies compile with the server's matcher (what enforcement answers with).
 pub async fn impact(
     pool: &PgPool,
+    counts: Option<&InventoryCounts>,
     project: &str,
     before: &[PolicyRule],
     after: &[PolicyRule],
@@ -222,7 +218,7 @@ pub async fn impact(
     .await
     .map_err(AppError::internal)??;
     let mut counter = ImpactCounter::new(before, after, rule);
-    let lists = each_repository(pool, project, |path, tags| counter.add_repository(path, tags)).await?;
+    let lists = each_repository(pool, counts, project, |path, tags| counter.add_repository(path, tags)).await?;
     if lists > 0 {
         counter.add_attachment_lists(&format!("{project}/"), &store::attachment_lists(pool, project).await?);
     }
@@ -250,23 +246,24 @@ pub type Protection = std::sync::Arc<std::collections::HashMap<i64, (u64, u64)>>
 /// is still running after a short wait.
 pub async fn protection(
     pool: &PgPool,
+    counts: &'static InventoryCounts,
     project: &str,
     version: &PolicyVersion,
     policy: &CompiledPolicy,
 ) -> Result<Option<Kept<Protection>>, AppError> {
     let inventory = store::inventory_version(pool, project).await?;
     let (pool, project_name, policy) = (pool.clone(), project.to_owned(), policy.clone());
-    Ok(counts()?
+    Ok(counts
         .protection
         .get(project, version, inventory, async move {
-            let mut counts = std::collections::HashMap::<i64, (u64, u64)>::new();
-            each_repository(&pool, &project_name, |path, tags| {
+            let mut protected = std::collections::HashMap::<i64, (u64, u64)>::new();
+            each_repository(&pool, Some(counts), &project_name, |path, tags| {
                 let in_repository = policy.in_repository(path);
                 for tag in tags {
                     let mask = in_repository.immutable_rules(tag);
                     let alone = mask.len() == 1;
                     for id in policy.rule_ids(mask) {
-                        let count = counts.entry(id).or_default();
+                        let count = protected.entry(id).or_default();
                         count.0 += 1;
                         if alone {
                             count.1 += 1;
@@ -275,7 +272,7 @@ pub async fn protection(
                 }
             })
             .await?;
-            Ok(std::sync::Arc::new(counts))
+            Ok(std::sync::Arc::new(protected))
         })
         .await)
 }
@@ -301,18 +298,19 @@ pub type ListedTag = (String, Box<[i64]>);
 /// inventory version and kept for a few projects at a time (it holds every tag name).
 pub async fn listing(
     pool: &PgPool,
+    counts: &'static InventoryCounts,
     project: &str,
     version: &PolicyVersion,
     policy: Option<CompiledPolicy>,
 ) -> Result<Option<Kept<std::sync::Arc<Listing>>>, AppError> {
     let inventory = store::inventory_version(pool, project).await?;
     let (pool, project_name) = (pool.clone(), project.to_owned());
-    Ok(counts()?
+    Ok(counts
         .listing
         .get(project, version, inventory, async move {
             let mut listing = Listing::default();
             let mut immutable: Vec<(String, String)> = Vec::new();
-            listing.attachment_lists = each_repository(&pool, &project_name, |path, tags| {
+            listing.attachment_lists = each_repository(&pool, Some(counts), &project_name, |path, tags| {
                 let by = policy.as_ref().map(|policy| (policy, policy.in_repository(path)));
                 let tags: Vec<ListedTag> = tags
                     .iter()

@@ -7,7 +7,6 @@
 //! project's tags), `recounted` (counts kept between pages, recounted when the policy or the
 //! inventory moves), `freshness` (how current the inventory is, in words).
 
-use crate::account::ProjectAccess;
 use crate::format::{bytes, thousands};
 use serde::{Deserialize, Serialize};
 
@@ -91,33 +90,6 @@ impl Locked {
             (held, unread) => format!("{} of blobs ({} not read yet)", bytes(held), manifests(unread)),
         }
     }
-}
-
-/// The Tags tab's data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagsView {
-    pub project: ProjectAccess,
-    pub freshness: Freshness,
-    pub rows: Vec<TagRow>,
-    /// Tags and repositories matching the filter, and of the project.
-    pub matched: Counted,
-    pub total: Counted,
-    /// Immutable tags among those matching.
-    pub immutable: u64,
-    pub page: usize,
-    pub pages: usize,
-    /// What is wrong with the filter (it is then not applied), naming the field and value.
-    pub filter_error: Option<String>,
-    /// Why the policy cannot be evaluated (then no tag is shown as immutable or mutable).
-    pub policy_problem: Option<String>,
-    /// What the project's immutable tags keep from garbage collection (`None`: more than
-    /// [`MAX_WEIGHED_TAGS`] immutable tags, not weighed here).
-    pub locked: Option<Locked>,
-    /// Immutable tags changed behind tagward's back, until someone deals with them.
-    pub drift: crate::drift::DriftView,
-    /// The project's attachment list tags (`sha256-<hex>`, `.sig`, …), left out of the rows: what
-    /// they list is shown with the tags whose images they belong to.
-    pub attachment_lists: u64,
 }
 
 /// How many tags in how many repositories, with the first few (`repository:tag`).

@@ -4,7 +4,8 @@
 
 use crate::error::AppError;
 use crate::format::{bytes, thousands};
-use crate::inventory::{Freshness, Holding, TagsView, MAX_WEIGHED_TAGS};
+use crate::inventory::{Freshness, Holding, MAX_WEIGHED_TAGS};
+use crate::tags::TagsView;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;

@@ -134,9 +134,10 @@ pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
     let plan = crate::policy_file::plan(&name, &text, project.as_str(), &stored)?;
     print!("{}", plan.describe(project.as_str()));
     let before = app::store::StoredRule::policy_rules(&stored);
-    let impact = app::inventory::counting::impact(&pool, project.as_str(), &before, &plan.rules_after(&before), None)
-        .await
-        .map_err(|error| anyhow::anyhow!("counting the impact on existing tags: {error}"))?;
+    let impact =
+        app::inventory::counting::impact(&pool, None, project.as_str(), &before, &plan.rules_after(&before), None)
+            .await
+            .map_err(|error| anyhow::anyhow!("counting the impact on existing tags: {error}"))?;
     println!("{}", crate::policy_file::describe_impact(&impact));
     if dry_run || plan.steps.is_empty() {
         println!("{}", if dry_run { "dry run: nothing changed" } else { "nothing to change" });
