@@ -13,6 +13,7 @@ pub mod exceptions;
 pub mod format;
 pub mod identity;
 pub mod inventory;
+pub mod locks;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod password;

@@ -2,6 +2,7 @@
 //! working memory is reused.
 
 use crate::account::NewPassword;
+use crate::locks::Locked;
 
 /// Why a password could not be hashed or checked.
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +69,11 @@ async fn through_hashing_gate<T: Send + 'static>(
 /// under a storm of guesses and never gave them back.
 fn with_argon2_memory<T>(blocks: usize, work: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
     static FREE: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
-    let reused = FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+    let reused = FREE.locked().pop();
     let mut memory =
         reused.filter(|memory| memory.len() >= blocks).unwrap_or_else(|| vec![argon2::Block::default(); blocks]);
     let result = work(memory.get_mut(..blocks).unwrap_or_default());
-    FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(memory);
+    FREE.locked().push(memory);
     result
 }
 

@@ -1,5 +1,6 @@
 //! What every request handler shares, server side.
 
+use crate::locks::Locked;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
@@ -176,7 +177,7 @@ impl LoginThrottle {
 
     fn count(&self, limited: Vec<(String, usize)>) -> Result<Attempt, Duration> {
         let now = Instant::now();
-        let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut attempts = self.attempts.locked();
         if attempts.len() >= MAX_TRACKED_KEYS {
             let window = self.window;
             attempts.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
@@ -206,7 +207,7 @@ impl LoginThrottle {
 
     /// The attempt succeeded: it does not count, and the account's failures are forgotten.
     pub fn succeeded(&self, attempt: Attempt) {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut attempts = self.attempts.locked();
         for key in &attempt.keys {
             if key.starts_with("account:") {
                 attempts.remove(key);

@@ -4,6 +4,7 @@
 //! tags); the inventory sync reads its catalog and tag lists, page by page, with its own.
 
 use anyhow::Context;
+use app::locks::Locked;
 use app::policy::Digest;
 use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -96,13 +97,13 @@ struct OwnCredentials {
 
 impl OwnCredentials {
     fn token(&self, scope: &str) -> Option<HeaderValue> {
-        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tokens = self.tokens.locked();
         tokens.get(scope).filter(|(_, until)| *until > std::time::Instant::now()).map(|(token, _)| token.clone())
     }
 
     fn keep(&self, scope: &str, token: HeaderValue, for_seconds: u64) {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(for_seconds);
-        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self.tokens.locked();
         // Scopes are a registry's repositories: bounded, but never let a long-lived process grow.
         if tokens.len() >= MAX_CACHED_TOKENS {
             tokens.retain(|_, (_, until)| *until > std::time::Instant::now());

@@ -2,6 +2,7 @@
 //! when the project's policy or inventory moves, however many pages ask meanwhile.
 
 use crate::error::AppError;
+use crate::locks::Locked;
 use crate::policy::PolicyVersion;
 
 /// A value counted over a project's inventory, and whether it is the inventory's current state.
@@ -44,7 +45,7 @@ impl<T> Recounted<T> {
 
 impl<T: Clone + Send + 'static> Recounted<T> {
     fn slot(&self, project: &str) -> std::sync::Arc<Slot<T>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self.slots.locked();
         let slots = slots.get_or_insert_with(Default::default);
         if slots.len() >= self.projects && !slots.contains_key(project) {
             slots.retain(|_, slot| std::sync::Arc::strong_count(slot) > 1);
@@ -73,7 +74,7 @@ impl<T: Clone + Send + 'static> Recounted<T> {
         tokio::pin!(counted);
         counted.as_mut().enable();
         {
-            let mut state = slot.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut state = slot.state.locked();
             if let Some((kept_policy, kept_inventory, value)) = &state.last {
                 if kept_policy == policy && *kept_inventory == inventory {
                     return Some(Kept { value: value.clone(), current: true });
@@ -90,7 +91,7 @@ impl<T: Clone + Send + 'static> Recounted<T> {
             }
         }
         let _ = tokio::time::timeout(FIRST_COUNT_WAIT, counted).await;
-        let state = slot.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = slot.state.locked();
         let (kept_policy, kept_inventory, value) = state.last.as_ref()?;
         (kept_policy == policy).then(|| Kept { value: value.clone(), current: *kept_inventory == inventory })
     }
@@ -103,7 +104,7 @@ impl<T: Clone + Send + 'static> Recounted<T> {
     ) {
         let result = count.await;
         {
-            let mut state = slot.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut state = slot.state.locked();
             state.counting = false;
             match result {
                 Ok(value) => state.last = Some((policy, inventory, value)),

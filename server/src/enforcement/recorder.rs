@@ -8,6 +8,7 @@
 use super::cache::{ServiceToken, TokenCache};
 use super::{Check, Verdict};
 use crate::metrics::Metrics;
+use app::locks::Locked;
 use app::policy::Digest;
 use app::principal::Principal;
 use app::store::{self, Denial};
@@ -77,7 +78,7 @@ impl Pending {
     /// adding the one `denial` makes; `false` when the set is full.
     fn add(&self, identity: &Identity<'_>, at: OffsetDateTime, denial: impl FnOnce() -> Denial) -> bool {
         let hash = self.hasher.hash_one(identity);
-        let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut denials = self.denials.locked();
         if let Some(same) = denials.find_mut(hash, |waiting| Identity::of(waiting) == *identity) {
             same.count += 1;
             same.last_at = same.last_at.max(at);
@@ -94,7 +95,7 @@ impl Pending {
     }
 
     fn take(&self) -> Vec<Denial> {
-        let mut denials = self.denials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut denials = self.denials.locked();
         let mut taken: Vec<Denial> = std::mem::take(&mut *denials).into_iter().collect();
         taken.sort_by_key(|denial| denial.at);
         taken

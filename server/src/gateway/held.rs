@@ -15,6 +15,7 @@
 use crate::enforcement::Protection;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{BlobRole, ManifestError, ManifestRefs, Sha256};
+use app::locks::Locked;
 use app::policy::{AttachmentList, Digest, Holder, ListKind, Relation, RepositoryName, Tag};
 use axum::http::HeaderValue;
 use clap::Args;
@@ -71,7 +72,7 @@ pub struct WalkTurn<'a> {
 impl WalkTurns {
     /// A turn for `client`, unless it already has `limit` under way.
     pub fn take(&self, client: std::net::IpAddr, limit: usize) -> Option<WalkTurn<'_>> {
-        let mut under_way = self.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut under_way = self.under_way.locked();
         let count = under_way.entry(client).or_default();
         if *count >= limit.max(1) {
             return None;
@@ -83,7 +84,7 @@ impl WalkTurns {
 
 impl Drop for WalkTurn<'_> {
     fn drop(&mut self) {
-        let mut under_way = self.turns.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut under_way = self.turns.under_way.locked();
         if let Some(count) = under_way.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
@@ -289,7 +290,7 @@ impl<'a> Walk<'a> {
         };
         let refs = Arc::new(ManifestRefs::parse(digest, &bytes).map_err(WalkError::Manifest)?);
         self.cache.insert(digest, refs.clone());
-        self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((digest, refs.clone()));
+        self.learned.locked().push((digest, refs.clone()));
         Ok(Some(refs))
     }
 
@@ -346,7 +347,7 @@ impl<'a> Walk<'a> {
                     if self.cache.get(&manifest).is_none() {
                         let refs = Arc::new(ManifestRefs::parse(manifest, &bytes).map_err(WalkError::Manifest)?);
                         self.cache.insert(manifest, refs.clone());
-                        self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((manifest, refs));
+                        self.learned.locked().push((manifest, refs));
                     }
                     found.push(manifest);
                 }

@@ -24,13 +24,14 @@
 //! session lost by then (killed, or the database restarted) refuses the change.
 
 use crate::metrics::Metrics;
+use app::locks::Locked;
 use clap::Args;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -189,7 +190,7 @@ impl Locks {
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+        self.keys.locked()
     }
 
     /// One key: joined (shared, already held in shared mode here), or claimed here and then taken
@@ -313,7 +314,7 @@ impl Locks {
         if connection.is_none() {
             let made = session.options.connect().await.map_err(|error| LockError::Unavailable(error.to_string()))?;
             *connection = Some(made);
-            let mut state = session.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = session.state.locked();
             if state.connected_once {
                 state.granting_from = Some(Instant::now() + self.grace);
                 tracing::warn!(
@@ -323,7 +324,7 @@ impl Locks {
             }
             state.connected_once = true;
         }
-        let granting_from = session.state.lock().unwrap_or_else(PoisonError::into_inner).granting_from;
+        let granting_from = session.state.locked().granting_from;
         if let Some(from) = granting_from {
             let now = Instant::now();
             if now < from {

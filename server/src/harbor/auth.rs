@@ -2,6 +2,7 @@
 //! remembered briefly) or a service token acting within its grant.
 
 use super::{HarborError, HarborState};
+use app::locks::Locked;
 use app::principal::{Denied, Principal};
 use app::store;
 use axum::extract::FromRequestParts;
@@ -24,12 +25,12 @@ const MAX_CACHED_CREDENTIALS: usize = 10_000;
 
 impl CredentialCache {
     pub(super) fn lookup(&self, key: &[u8; 32]) -> Option<(i64, i32)> {
-        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.entries.locked();
         entries.get(key).filter(|(_, _, at)| at.elapsed() < CREDENTIALS_TTL).map(|(id, epoch, _)| (*id, *epoch))
     }
 
     pub(super) fn remember(&self, key: [u8; 32], id: i64, epoch: i32) {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.locked();
         if entries.len() >= MAX_CACHED_CREDENTIALS {
             entries.retain(|_, (_, _, at)| at.elapsed() < CREDENTIALS_TTL);
         }

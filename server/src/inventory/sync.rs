@@ -8,6 +8,7 @@
 use crate::enforcement::Enforcer;
 use crate::registry::{LookupError, Registry};
 use app::artifact::{ManifestRefs, Sha256};
+use app::locks::Locked;
 use app::policy::{Digest, RepositoryName, Tag};
 use app::store::FoundBy;
 use axum::http::Uri;
@@ -371,7 +372,7 @@ impl Throttle {
         self.metrics.record_sync_request();
         let Some(period) = self.period else { return };
         let at = {
-            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut next = self.next.locked();
             let at = (*next).max(Instant::now());
             *next = at + period;
             at

@@ -1,18 +1,8 @@
-//! What decisions are made from: every project's compiled policy, every service token's hash and
-//! every usable one-time exception, in memory, kept in step with the database by its notifications.
-//!
-//! Order matters for not missing a change: the listening connection subscribes first and the
-//! full load comes after, so a change committed in between is both loaded and notified (applying
-//! it twice is harmless). Notifications sent while the connection is down are lost, so every
-//! reconnection is followed by a full reload.
+//! Every project's compiled policy, shared between projects whose active rules read the same.
 
-use crate::metrics::{Metrics, Reload};
-use app::policy::{
-    check_stored_size, CompiledPolicy, ExceptionsSwitch, PolicyRule, PolicyVersion, RefusedChange, RuleInput, RuleState,
-};
-use app::store::{self, ProjectPolicySource, UsableException, EXCEPTIONS_CHANNEL, RULES_CHANNEL, TOKENS_CHANNEL};
-use sqlx::postgres::PgListener;
-use sqlx::PgPool;
+use app::locks::{Locked, ReadWrite};
+use app::policy::{check_stored_size, CompiledPolicy, PolicyRule, PolicyVersion, RuleInput, RuleState};
+use app::store::ProjectPolicySource;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -64,7 +54,7 @@ impl SharedPolicy {
         if self.compiled.get().is_some() || self.compiling.swap(true, Ordering::AcqRel) {
             return;
         }
-        let source = self.source.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let source = self.source.locked().take();
         let _ = self.compiled.set(Self::compile(&source.unwrap_or_default()));
         self.compiled_now.notify_waiters();
     }
@@ -218,16 +208,16 @@ pub struct PolicyCache {
 }
 
 impl PolicyCache {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self { projects: RwLock::default(), current: AtomicBool::new(false), loaded_at: AtomicI64::new(0) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Projects> {
-        self.projects.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.projects.reading()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Projects> {
-        self.projects.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.projects.writing()
     }
 
     pub fn project(&self, name: &str) -> Option<Arc<ProjectPolicy>> {
@@ -265,6 +255,25 @@ impl PolicyCache {
         problems
     }
 
+    /// Loads every project's policy and marks the cache current. Policies compiled before (a
+    /// reload after a reconnection) are kept where the rules did not change.
+    pub(super) async fn load_all(&self, pool: &sqlx::PgPool) -> Result<(), app::store::StoreError> {
+        let mut loaded = Projects { shared: self.read().shared.clone(), ..Projects::default() };
+        app::store::each_project_policy(pool, |source| {
+            let policy = loaded.policy(source);
+            loaded.insert(policy);
+        })
+        .await?;
+        self.replace_all(loaded);
+        self.current.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The notifications were lost: what the cache holds may be out of date until it is reloaded.
+    pub(super) fn mark_stale(&self) {
+        self.current.store(false, Ordering::Release);
+    }
+
     fn replace_all(&self, projects: Projects) {
         *self.write() = projects;
         self.loaded_at.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Release);
@@ -294,7 +303,7 @@ impl PolicyCache {
     }
 
     /// Puts in the project's current state: `None` when it no longer exists.
-    fn replace_one(&self, id: i64, source: Option<ProjectPolicySource>) {
+    pub(super) fn replace_one(&self, id: i64, source: Option<ProjectPolicySource>) {
         let mut projects = self.write();
         let old = projects.remove(id);
         if let Some(source) = source {
@@ -313,231 +322,5 @@ impl app::state::EnforcedPolicies for PolicyCache {
             let policy = self.project(project).filter(|policy| policy.version() == version)?;
             Some(policy.evaluate(COMPILE_WAIT).await.cloned())
         })
-    }
-}
-
-/// A service token as requests present it.
-#[derive(Debug)]
-pub struct ServiceToken {
-    pub id: i64,
-    /// The token as a caller (`Principal::Token`: its name and grant), made once when loaded.
-    pub principal: app::principal::Principal,
-    /// When it was last presented (Unix seconds), written to the database in batches.
-    pub last_used: AtomicI64,
-}
-
-/// Every unrevoked service token, by the SHA-256 of its secret.
-#[derive(Default)]
-pub struct TokenCache {
-    tokens: RwLock<HashMap<[u8; 32], Arc<ServiceToken>>>,
-}
-
-impl TokenCache {
-    /// The token whose secret is `presented`, if it is valid and not revoked.
-    pub fn find(&self, presented: &str) -> Option<Arc<ServiceToken>> {
-        let hash = app::account::token_sha256(presented);
-        self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&hash).cloned()
-    }
-
-    pub fn all(&self) -> Vec<Arc<ServiceToken>> {
-        self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
-    }
-
-    fn replace_all(&self, active: Vec<store::ActiveToken>) {
-        let mut tokens = self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let last_used: HashMap<i64, i64> =
-            tokens.values().map(|token| (token.id, token.last_used.load(Ordering::Relaxed))).collect();
-        *tokens = active
-            .into_iter()
-            .filter_map(|token| {
-                let hash: [u8; 32] = token.sha256.as_slice().try_into().ok()?;
-                let last_used = AtomicI64::new(last_used.get(&token.id).copied().unwrap_or(0));
-                let principal = app::principal::Principal::Token(app::principal::ServiceToken {
-                    id: token.id,
-                    name: token.name,
-                    grant: token.grant,
-                });
-                Some((hash, Arc::new(ServiceToken { id: token.id, principal, last_used })))
-            })
-            .collect();
-    }
-}
-
-/// Every usable one-time exception, by project id: looked at only when the rules refuse a change
-/// (a project without any has no entry). Empty for good when exceptions are switched off.
-pub struct ExceptionCache {
-    switch: ExceptionsSwitch,
-    by_project: RwLock<HashMap<i64, Arc<[UsableException]>>>,
-}
-
-impl ExceptionCache {
-    fn new(switch: ExceptionsSwitch) -> Self {
-        Self { switch, by_project: RwLock::default() }
-    }
-
-    /// The id of an exception of `project_id` that lets `change` through now, not one of `taken`
-    /// (one exception releases one change).
-    pub fn releasing(&self, project_id: i64, change: &RefusedChange<'_>, taken: &[i64]) -> Option<i64> {
-        let by_project = self.by_project.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = OffsetDateTime::now_utc();
-        by_project.get(&project_id)?.iter().find_map(|exception| {
-            (exception.expires_at > now && !taken.contains(&exception.id) && exception.scope.releases(change))
-                .then_some(exception.id)
-        })
-    }
-
-    /// How many usable exceptions are held, in all.
-    pub fn count(&self) -> usize {
-        self.by_project.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().map(|list| list.len()).sum()
-    }
-
-    /// Drops `ids` of the project's exceptions now (used here, or found gone), before the
-    /// notification that says so arrives.
-    pub fn forget(&self, project_id: i64, ids: &[i64]) {
-        let mut by_project = self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(held) = by_project.get(&project_id) {
-            let kept = held.iter().filter(|e| !ids.contains(&e.id)).cloned().collect();
-            Self::put(&mut by_project, project_id, kept);
-        }
-    }
-
-    /// Holds `usable` as the project's exceptions; a project without any has no entry.
-    fn put(by_project: &mut HashMap<i64, Arc<[UsableException]>>, project_id: i64, usable: Vec<UsableException>) {
-        if usable.is_empty() {
-            by_project.remove(&project_id);
-        } else {
-            by_project.insert(project_id, Arc::from(usable));
-        }
-    }
-
-    fn replace_all(&self, usable: Vec<UsableException>) {
-        if self.switch == ExceptionsSwitch::Off {
-            return;
-        }
-        let mut by_project: HashMap<i64, Vec<UsableException>> = HashMap::new();
-        for exception in usable {
-            by_project.entry(exception.project_id).or_default().push(exception);
-        }
-        *self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            by_project.into_iter().map(|(id, list)| (id, Arc::from(list))).collect();
-    }
-
-    fn replace_project(&self, project_id: i64, usable: Vec<UsableException>) {
-        if self.switch == ExceptionsSwitch::Off {
-            return;
-        }
-        Self::put(&mut self.by_project.write().unwrap_or_else(|poisoned| poisoned.into_inner()), project_id, usable);
-    }
-}
-
-/// Keeps a [`PolicyCache`], a [`TokenCache`] and an [`ExceptionCache`] in step with the database.
-pub struct CacheSync {
-    pool: PgPool,
-    pub policies: Arc<PolicyCache>,
-    pub tokens: Arc<TokenCache>,
-    pub exceptions: Arc<ExceptionCache>,
-    metrics: Arc<Metrics>,
-}
-
-impl CacheSync {
-    /// Subscribes and loads everything once; fails when the database cannot be reached, since
-    /// there would be nothing to decide from.
-    pub async fn start(
-        pool: PgPool,
-        metrics: Arc<Metrics>,
-        exceptions: ExceptionsSwitch,
-    ) -> anyhow::Result<(Self, PgListener)> {
-        let sync = Self {
-            pool,
-            policies: Arc::new(PolicyCache::new()),
-            tokens: Arc::new(TokenCache::default()),
-            exceptions: Arc::new(ExceptionCache::new(exceptions)),
-            metrics,
-        };
-        let listener = sync.subscribe_and_load().await?;
-        Ok((sync, listener))
-    }
-
-    async fn subscribe_and_load(&self) -> anyhow::Result<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([RULES_CHANNEL, TOKENS_CHANNEL, EXCEPTIONS_CHANNEL]).await?;
-        let started = std::time::Instant::now();
-        self.tokens.replace_all(store::active_tokens(&self.pool).await?);
-        self.exceptions.replace_all(store::usable_exceptions(&self.pool, None).await?);
-        self.metrics.set_usable_exceptions(self.exceptions.count());
-        // Policies compiled before (a reload after a reconnection) are kept where the rules did not change.
-        let mut loaded = Projects { shared: self.policies.read().shared.clone(), ..Projects::default() };
-        store::each_project_policy(&self.pool, |source| {
-            let policy = loaded.policy(source);
-            loaded.insert(policy);
-        })
-        .await?;
-        self.policies.replace_all(loaded);
-        self.policies.current.store(true, Ordering::Release);
-        self.metrics.record_reload(Reload::Full, self.policies.project_count());
-        tracing::info!(
-            projects = self.policies.project_count(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "policy cache loaded"
-        );
-        Ok(listener)
-    }
-
-    /// Follows the notifications for good: on any failure the cache is marked not current, and
-    /// once the database answers again everything is reloaded.
-    pub async fn run(self, mut listener: PgListener) {
-        loop {
-            let error = self.follow(&mut listener).await;
-            self.policies.current.store(false, Ordering::Release);
-            self.metrics.set_database_up(false);
-            tracing::warn!(%error, "lost the database's notifications; decisions come from the cache until it is back");
-            let mut backoff = Duration::from_millis(100);
-            listener = loop {
-                tokio::time::sleep(backoff).await;
-                match self.subscribe_and_load().await {
-                    Ok(listener) => break listener,
-                    Err(error) => {
-                        tracing::debug!(%error, "database still unreachable");
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                    }
-                }
-            };
-            self.metrics.set_database_up(true);
-            tracing::info!("database back; policy cache reloaded");
-        }
-    }
-
-    /// Applies notifications until the connection drops or a reload fails.
-    async fn follow(&self, listener: &mut PgListener) -> anyhow::Error {
-        loop {
-            let notification = match listener.try_recv().await {
-                Ok(Some(notification)) => notification,
-                Ok(None) => return anyhow::anyhow!("the listening connection closed"),
-                Err(error) => return error.into(),
-            };
-            let channel = notification.channel();
-            // Every channel but the tokens' names the project whose rules or exceptions changed.
-            let project = (channel != TOKENS_CHANNEL).then(|| notification.payload().parse::<i64>());
-            let applied = match project {
-                None => store::active_tokens(&self.pool).await.map(|active| self.tokens.replace_all(active)),
-                Some(Ok(id)) if channel == EXCEPTIONS_CHANNEL => {
-                    store::usable_exceptions(&self.pool, Some(id)).await.map(|usable| {
-                        self.exceptions.replace_project(id, usable);
-                        self.metrics.set_usable_exceptions(self.exceptions.count());
-                    })
-                }
-                Some(Ok(id)) => store::project_policy(&self.pool, id).await.map(|project| {
-                    self.policies.replace_one(id, project);
-                    self.metrics.record_reload(Reload::Project, self.policies.project_count());
-                }),
-                Some(Err(_)) => {
-                    tracing::warn!(channel, payload = notification.payload(), "ignoring a malformed notification");
-                    Ok(())
-                }
-            };
-            if let Err(error) = applied {
-                return anyhow::Error::new(error).context("reloading after a notification");
-            }
-        }
     }
 }
