@@ -2,6 +2,8 @@
 //! requests, the audit trail, metrics, a second process and a database outage.
 
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::{spawn_app, spawn_app_over, CuttableProxy, TestApp};
 
@@ -24,15 +26,15 @@ fn push(repository: &str, tag: &str, digest: &str, current: Option<&str>) -> Val
 
 /// Polls `check` until it answers as `allowed` says, for at most `within`; returns how long it took.
 async fn until_decided(app: &TestApp, token: &str, body: &Value, allowed: bool, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (status, verdict) = app.check(token, CHECK, body).await;
-        if status == 200 && verdict["allowed"] == allowed {
-            return started.elapsed();
+    let what = format!("the decision allowed = {allowed}");
+    let (_, took) = tests::eventually(&what, within, || async {
+        match app.check(token, CHECK, body).await {
+            (200, verdict) if verdict["allowed"] == allowed => Ok(()),
+            (status, verdict) => Err(format!("{status} {verdict}")),
         }
-        assert!(started.elapsed() < within, "still {status} {verdict} after {within:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
+    took
 }
 
 #[tokio::test]
@@ -464,13 +466,15 @@ async fn decisions_survive_a_database_outage() {
     let token = app.db.token("registry").await;
     until_decided(&app, &token, &push("shop/api", "v1", B, Some(A)), false, Duration::from_secs(2)).await;
 
+    // Decisions asked without a pause from before the outage until after it; `answered` counts
+    // them as they come, `stop` ends the stream.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let stream = {
-        let (url, token) = (app.url(CHECK), token.clone());
+        let (url, token, answered, stop) = (app.url(CHECK), token.clone(), answered.clone(), stop.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let mut answered = 0;
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(4) {
+            while !stop.load(Ordering::SeqCst) {
                 for (body, allowed) in
                     [(push("shop/api", "v1", B, Some(A)), false), (push("shop/api", "dev", B, Some(A)), true)]
                 {
@@ -478,41 +482,46 @@ async fn decisions_survive_a_database_outage() {
                     assert_eq!(response.status(), 200, "a decision failed during the outage");
                     let verdict: Value = response.json().await.unwrap();
                     assert_eq!(verdict["allowed"], allowed, "wrong decision during the outage: {verdict}");
-                    answered += 1;
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            answered
         })
     };
+    let decisions_past = |n: usize| {
+        let answered = answered.clone();
+        move || {
+            let answered = answered.clone();
+            async move { answered.load(Ordering::SeqCst) >= n }
+        }
+    };
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tests::until("decisions answered before the outage", Duration::from_secs(10), decisions_past(20)).await;
     proxy.cut();
-    let started = Instant::now();
-    loop {
+    let at_cut = answered.load(Ordering::SeqCst);
+    tests::until("readiness saying the database is unreachable", Duration::from_secs(5), || async {
         let ready = reqwest::get(app.url("/readyz")).await.unwrap();
         assert_eq!(ready.status(), 200);
-        if ready.text().await.unwrap().starts_with("degraded: database unreachable") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "readiness never said degraded");
-    }
+        ready.text().await.unwrap().starts_with("degraded: database unreachable")
+    })
+    .await;
     // Meanwhile somebody changes the rules (straight to the database, not through the proxy).
     let stable = app.db.rule("shop", "matching:**", "matching:stable").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tests::until("decisions answered during the outage", Duration::from_secs(30), decisions_past(at_cut + 60)).await;
     proxy.restore();
+    stop.store(true, Ordering::SeqCst);
 
-    let answered = stream.await.expect("the decision stream saw no 5xx and no wrong decision");
+    stream.await.expect("the decision stream saw no 5xx and no wrong decision");
+    let answered = answered.load(Ordering::SeqCst) - at_cut;
     assert!(answered > 50, "only {answered} decisions");
     println!("{answered} decisions during the outage stream, all right");
 
     until_decided(&app, &token, &push("shop/api", "stable", B, Some(A)), false, Duration::from_secs(10)).await;
     let (_, verdict) = app.check(&token, CHECK, &push("shop/api", "stable", B, Some(A))).await;
     assert_eq!(verdict["rules"][0]["id"], stable);
-    let started = Instant::now();
-    while reqwest::get(app.url("/readyz")).await.unwrap().text().await.unwrap() != "ready\n" {
-        assert!(started.elapsed() < Duration::from_secs(10), "never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tests::until("ready again", Duration::from_secs(10), || async {
+        reqwest::get(app.url("/readyz")).await.unwrap().text().await.unwrap() == "ready\n"
+    })
+    .await;
 }
 
 /// A client retrying a refused push in a loop: identical denials fold into one row with their

@@ -14,15 +14,15 @@ fn push_check(repository: &str, tag: &str, digest: &str, current: Option<&str>) 
 
 /// Asks until the decision's `allowed` is `allowed` (the caches follow a change within moments).
 async fn until_allowed(app: &TestApp, token: &str, body: &serde_json::Value, allowed: bool) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let (status, verdict) = app.check(token, CHECK, body).await;
-        if status == 200 && verdict["allowed"] == allowed {
-            return verdict;
+    let what = format!("the decision allowed = {allowed}");
+    let (verdict, _) = tests::eventually(&what, Duration::from_secs(10), || async {
+        match app.check(token, CHECK, body).await {
+            (200, verdict) if verdict["allowed"] == allowed => Ok(verdict),
+            (status, verdict) => Err(format!("{status} {verdict}")),
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "still {status} {verdict}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    verdict
 }
 
 /// The would-be denials recorded so far: (operation, count, rule ids, message).

@@ -204,12 +204,8 @@ async fn open_drift(app: &TestApp) -> Vec<(i64, String, String, Option<String>, 
     .unwrap()
 }
 
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let since = Instant::now();
-    while !done().await {
-        assert!(since.elapsed() < Duration::from_secs(20), "{what} did not happen within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, done: impl FnMut() -> F) {
+    tests::until(what, Duration::from_secs(20), done).await;
 }
 
 #[tokio::test]
@@ -257,13 +253,20 @@ async fn an_immutable_tag_moved_or_deleted_at_the_registry_is_reported_and_can_b
     // A developer may not restore; the project admin does, and the registry has v1 at the first image again.
     let bob = app.logged_in("bob", PASSWORD).await;
     let fields = [("project", "shop"), ("drift_id", &id.to_string()), ("back", "tags")];
+    let notifications = || async {
+        sqlx::query_scalar::<_, i64>("select coalesce(max(notifications), 0) from registry_event_stream")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+    };
+    let before_restore = notifications().await;
     let refused = app.call(&bob, "restore_drift", &fields).await;
     assert_eq!(refused.status(), 403);
     let restored = app.call(&ann, "restore_drift", &fields).await;
     assert!(restored.status().is_success() || restored.status().is_redirection(), "{:?}", restored.text().await);
     assert_eq!(registry.digest("shop/web", "v1").await.as_deref(), Some(first.digest.as_str()));
     // The registry's event for the restore arrives and is no new drift.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("the registry's event for the restore", || async { notifications().await > before_restore }).await;
     assert!(open_drift(&app).await.is_empty());
     assert_eq!(v1(&app).await.as_deref(), Some(first.digest.as_str()));
     let text = page_text(&app, &ann, "/projects/shop/tags").await;

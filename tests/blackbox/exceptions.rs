@@ -22,15 +22,11 @@ fn delete_tag(tag: &str) -> Value {
 /// database's notifications within moments).
 async fn until_usable(base: &str, count: usize) {
     let wanted = format!("tagward_usable_exceptions {count}\n");
-    let started = Instant::now();
-    loop {
-        let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-        if metrics.contains(&wanted) {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "never {count} usable exceptions at {base}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{count} usable exceptions at {base}");
+    tests::until(&what, Duration::from_secs(10), || async {
+        reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap().contains(&wanted)
+    })
+    .await;
 }
 
 /// Grants an exception as the operator (what the CLI does): its id.

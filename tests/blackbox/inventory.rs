@@ -19,20 +19,16 @@ async fn portal_syncing(db: TestDb, registry: SocketAddr, rate: &str) -> TestApp
 
 /// Waits until a sync pass that started after `after` (database time) has completed.
 async fn synced_since(db: &TestDb, after: time::OffsetDateTime) {
-    let started = Instant::now();
-    loop {
+    tests::until("a sync pass completed", Duration::from_secs(30), || async {
         let done: Option<bool> = sqlx::query_scalar("select completed_started_at > $1 from registry_sync")
             .bind(after)
             .fetch_optional(&db.pool)
             .await
             .unwrap()
             .flatten();
-        if done == Some(true) {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        done == Some(true)
+    })
+    .await;
 }
 
 async fn database_now(db: &TestDb) -> time::OffsetDateTime {
@@ -384,9 +380,12 @@ async fn a_hostile_registry_can_neither_loop_the_sync_nor_flood_its_memory() {
         (repository.to_owned(), tag.to_owned(), HOSTILE_DIGEST.to_owned(), "sync".to_owned())
     };
     assert_eq!(inventory(&app.db, "shop").await, [found("shop/a", "v1"), found("shop/b", "v2")]);
-    // Passes run every second; a sync that followed the endless `Link`s would have made
-    // thousands of requests (it may make 1,000 a second) by now.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two more passes (they run every second): a sync that followed the endless `Link`s would
+    // have made thousands of requests (it may make 1,000 a second) by the end of them.
+    for _ in 0..2 {
+        let since = database_now(&app.db).await;
+        synced_since(&app.db, since).await;
+    }
     let (completed,): (time::OffsetDateTime,) =
         sqlx::query_as("select completed_at from registry_sync").fetch_one(&app.db.pool).await.unwrap();
     let requests = registry.tag_list_requests.load(Ordering::Relaxed);

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
 pub mod browser;
+pub mod eventually;
+pub use eventually::{eventually, until};
 pub mod gateway;
 pub mod inventory;
 pub mod oidc;
