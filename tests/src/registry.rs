@@ -72,11 +72,12 @@ impl Registry {
         Self::start_on(None, tls, extra).await
     }
 
-    /// `extra`: more of the configuration (`auth:`, `notifications:`), as YAML.
+    /// `extra`: more of the configuration (`auth:`, `notifications:`), as YAML. Without `port`,
+    /// the registry picks a free one itself and says which (`listening on …`), so no other test
+    /// can take it in between.
     async fn start_on(port: Option<u16>, tls: Option<&TestCa>, extra: &str) -> Self {
         let storage = TempDir::new("registry");
-        let port = port.unwrap_or_else(free_port);
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let asked: SocketAddr = format!("127.0.0.1:{}", port.unwrap_or(0)).parse().unwrap();
         let config = storage.0.join("config.yml");
         let tls_config = tls
             .map(|ca| {
@@ -90,18 +91,41 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{tls_config}{extra}",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {asked}\n{tls_config}{extra}",
                 storage.0.join("data").display()
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("docker-registry is installed (scripts/dev test installs it)");
+        // Its log (every request, at info) is read on a thread of its own to the end, so the
+        // registry never blocks on a full pipe; the line saying where it listens is passed on.
+        let (listening, heard) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let log = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut listening = Some(listening);
+            for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+                let address = line.split("listening on ").nth(1).and_then(|rest| rest.split(['"', ',']).next());
+                if let Some(address) = address.and_then(|address| address.parse().ok()) {
+                    if let Some(listening) = listening.take() {
+                        let _ = listening.send(address);
+                    }
+                }
+            }
+        });
+        let address = match tokio::time::timeout(Duration::from_secs(20), heard).await {
+            Ok(Ok(address)) => address,
+            _ => panic!(
+                "docker-registry did not say where it listens with:\n{}",
+                std::fs::read_to_string(&config).unwrap_or_default()
+            ),
+        };
         let registry = Self { address, child, _storage: storage };
         let started = Instant::now();
         loop {
