@@ -380,14 +380,7 @@ impl Gateway {
                             None => None,
                         };
                         let check = Check::DeleteTag { repository: repository.clone(), tag: tag.clone(), list };
-                        let verdict = self.enforcer.decide(&GATEWAY, &protection, &check).await;
-                        if !verdict.allowed {
-                            return Err(denied(&verdict, &repository));
-                        }
-                        if let Some(locks) = &locks {
-                            self.confirm(locks).await?;
-                        }
-                        Ok(self.upstream.forward(request).await)
+                        self.decide_then_forward(&protection, &check, &repository, locks.as_ref(), request).await
                     })
                     .await?
                 }
@@ -584,12 +577,7 @@ impl Gateway {
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
             let check = self.held_check(repository, protection, authorization, Target::Manifest(digest)).await?;
-            let verdict = self.enforcer.decide(&GATEWAY, protection, &check).await;
-            if !verdict.allowed {
-                return Err(denied(&verdict, repository));
-            }
-            self.confirm(&locks).await?;
-            Ok(self.upstream.forward(request).await)
+            self.decide_then_forward(protection, &check, repository, Some(&locks), request).await
         })
         .await
     }
@@ -621,12 +609,8 @@ impl Gateway {
         self.holding(async {
             let authorization = request.headers().get(header::AUTHORIZATION);
             let check = self.held_check(repository, &protection, authorization, Target::Blob(&delete.digest)).await?;
-            let verdict = self.enforcer.decide(&GATEWAY, &protection, &check).await;
-            if !verdict.allowed {
-                return Err(denied(&verdict, repository));
-            }
-            self.confirm(&locks).await?;
-            Ok((GatewayOutcome::Allowed, self.upstream.forward(request).await))
+            let response = self.decide_then_forward(&protection, &check, repository, Some(&locks), request).await?;
+            Ok((GatewayOutcome::Allowed, response))
         })
         .await
     }
@@ -747,6 +731,27 @@ impl Gateway {
     }
 
     /// Refuses (503) a guarded change whose locks were lost since they were taken.
+    /// The one way a guarded change reaches the registry: the enforcer decides `check`; a refusal
+    /// is answered with the OCI denial, and an allowed change is forwarded only once `locks` are
+    /// confirmed still held (a lock lost meanwhile refuses it).
+    async fn decide_then_forward(
+        &self,
+        protection: &Protection,
+        check: &Check,
+        repository: &RepositoryName,
+        locks: Option<&locks::LockGuard>,
+        request: Request,
+    ) -> Result<Response, Refusal> {
+        let verdict = self.enforcer.decide(&GATEWAY, protection, check).await;
+        if !verdict.allowed {
+            return Err(denied(&verdict, repository));
+        }
+        if let Some(locks) = locks {
+            self.confirm(locks).await?;
+        }
+        Ok(self.upstream.forward(request).await)
+    }
+
     async fn confirm(&self, locks: &locks::LockGuard) -> Result<(), Refusal> {
         locks.confirm().await.map_err(|error| {
             self.enforcer.metrics.record_lock_refused("lost");
