@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The tagward server: configuration, startup, sessions, the decision API and the admin command line.
 
 pub mod cli;
