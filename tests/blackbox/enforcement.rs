@@ -487,15 +487,10 @@ async fn decisions_survive_a_database_outage() {
             }
         })
     };
-    let decisions_past = |n: usize| {
-        let answered = answered.clone();
-        move || {
-            let answered = answered.clone();
-            async move { answered.load(Ordering::SeqCst) >= n }
-        }
-    };
+    let answered_at_least = |n: usize| answered.load(Ordering::SeqCst) >= n;
 
-    tests::until("decisions answered before the outage", Duration::from_secs(10), decisions_past(20)).await;
+    tests::until("decisions answered before the outage", Duration::from_secs(10), || async { answered_at_least(20) })
+        .await;
     proxy.cut();
     let at_cut = answered.load(Ordering::SeqCst);
     tests::until("readiness saying the database is unreachable", Duration::from_secs(5), || async {
@@ -506,7 +501,10 @@ async fn decisions_survive_a_database_outage() {
     .await;
     // Meanwhile somebody changes the rules (straight to the database, not through the proxy).
     let stable = app.db.rule("shop", "matching:**", "matching:stable").await;
-    tests::until("decisions answered during the outage", Duration::from_secs(30), decisions_past(at_cut + 60)).await;
+    tests::until("decisions answered during the outage", Duration::from_secs(30), || async {
+        answered_at_least(at_cut + 60)
+    })
+    .await;
     proxy.restore();
     stop.store(true, Ordering::SeqCst);
 

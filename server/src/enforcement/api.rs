@@ -73,7 +73,8 @@ impl ApiError {
         ApiError::Invalid { code: "INVALID_REQUEST", error }
     }
 
-    fn missing(field: impl Into<String>, why: impl Into<String>) -> Self {
+    /// `field` refused with no value to show (missing, not used here, or not the JSON it must be).
+    fn refused(field: impl Into<String>, why: impl Into<String>) -> Self {
         Self::invalid(FieldError::without_value(field, why))
     }
 
@@ -275,14 +276,14 @@ impl<'a> CheckRequest<'a> {
     fn parse(self, at: &str) -> Result<Check, ApiError> {
         let field = |name: &str| format!("{at}{name}");
         let operation = self.operation.ok_or_else(|| {
-            ApiError::missing(field("operation"), "is required: push, delete_tag, delete_manifest or delete_blob")
+            ApiError::refused(field("operation"), "is required: push, delete_tag, delete_manifest or delete_blob")
         })?;
         let required = |name: &str, value: Option<Text<'a>>| {
-            value.ok_or_else(|| ApiError::missing(field(name), format!("is required for {operation}")))
+            value.ok_or_else(|| ApiError::refused(field(name), format!("is required for {operation}")))
         };
         let unused = |name: &str, given: bool| {
             if given {
-                Err(ApiError::missing(field(name), format!("is not used by {operation}")))
+                Err(ApiError::refused(field(name), format!("is not used by {operation}")))
             } else {
                 Ok(())
             }
@@ -305,7 +306,7 @@ impl<'a> CheckRequest<'a> {
                 .map(|(i, holder)| {
                     let at = format!("held_by[{i}].");
                     let missing = |name: &str| {
-                        ApiError::missing(
+                        ApiError::refused(
                             field(&format!("{at}{name}")),
                             "is required for each manifest holding the target",
                         )
@@ -353,7 +354,7 @@ impl<'a> CheckRequest<'a> {
                 let tag = tag(&required("tag", self.tag)?, field("tag"))?;
                 let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
                 let current = self.current_digest.ok_or_else(|| {
-                    ApiError::missing(
+                    ApiError::refused(
                         field("current_digest"),
                         "is required for push: the digest the tag points at now, or null when it does not exist",
                     )
@@ -407,7 +408,7 @@ impl<'a> CheckRequest<'a> {
                 unused("current_digest", self.current_digest.is_some())?;
                 let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
                 let tagged = self.tags.ok_or_else(|| {
-                    ApiError::missing(
+                    ApiError::refused(
                         field("tags"),
                         "is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
                     )
@@ -425,7 +426,7 @@ impl<'a> CheckRequest<'a> {
                 unused("tags", self.tags.is_some())?;
                 let blob = digest(&required("digest", self.digest)?, field("digest"))?;
                 let holders = self.held_by.ok_or_else(|| {
-                    ApiError::missing(
+                    ApiError::refused(
                         field("held_by"),
                         "is required for delete_blob: the manifests referencing the blob ([] for none)",
                     )
@@ -452,7 +453,7 @@ fn json_body<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::missing(field, error.inner().to_string())
+        ApiError::refused(field, error.inner().to_string())
     })
 }
 
@@ -514,7 +515,7 @@ async fn check_batch(
 ) -> Result<Json<BatchVerdict>, ApiError> {
     let batch = json_body::<BatchRequest>(&body)?;
     if batch.checks.is_empty() || batch.checks.len() > MAX_BATCH {
-        return Err(ApiError::missing(
+        return Err(ApiError::refused(
             "checks",
             format!("holds {} checks; a batch holds 1 to {MAX_BATCH}", batch.checks.len()),
         ));
@@ -573,10 +574,10 @@ async fn immutable(
     crate::extract::Checked(axum::extract::Query(query), _): Query<TagQuery>,
 ) -> Result<Json<TagStatus>, ApiError> {
     let project = ProjectName::parse(&project).map_err(|error| ApiError::name("NAME_INVALID", "project", error))?;
-    let path = query.repository.ok_or_else(|| ApiError::missing("repository", "is required"))?;
+    let path = query.repository.ok_or_else(|| ApiError::refused("repository", "is required"))?;
     let repository = RepositoryName::parse(&format!("{project}/{path}"))
         .map_err(|error| ApiError::name("NAME_INVALID", "repository", error))?;
-    let tag = query.tag.ok_or_else(|| ApiError::missing("tag", "is required"))?;
+    let tag = query.tag.ok_or_else(|| ApiError::refused("tag", "is required"))?;
     let tag = Tag::parse(&tag).map_err(|error| ApiError::name("TAG_INVALID", "tag", error))?;
     let protection = enforcer.protection(project.as_str()).await;
     let (rules, policy_error) = match &protection {
