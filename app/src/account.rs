@@ -173,11 +173,18 @@ pub enum TokenScope {
     RulesWrite,
     /// Sending the registry's notifications (pushes and deletes) to keep the tag inventory live.
     Events,
+    /// Reading the audit trail as a stream (a SIEM's collector), of the projects it reaches.
+    AuditRead,
 }
 
 impl TokenScope {
-    pub const ALL: [TokenScope; 4] =
-        [TokenScope::Decisions, TokenScope::RulesRead, TokenScope::RulesWrite, TokenScope::Events];
+    pub const ALL: [TokenScope; 5] = [
+        TokenScope::Decisions,
+        TokenScope::RulesRead,
+        TokenScope::RulesWrite,
+        TokenScope::Events,
+        TokenScope::AuditRead,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -185,6 +192,7 @@ impl TokenScope {
             TokenScope::RulesRead => "rules:read",
             TokenScope::RulesWrite => "rules:write",
             TokenScope::Events => "events",
+            TokenScope::AuditRead => "audit:read",
         }
     }
 
@@ -251,8 +259,10 @@ impl TokenGrant {
             TokenScope::RulesRead => has(TokenScope::RulesRead) || has(TokenScope::RulesWrite),
             TokenScope::RulesWrite => has(TokenScope::RulesWrite),
             TokenScope::Events => has(TokenScope::Events),
+            TokenScope::AuditRead => has(TokenScope::AuditRead),
         };
-        // Decisions and events concern the whole registry; only the rule scopes are limited to projects.
+        // Decisions and events concern the whole registry; the rule and audit scopes are limited
+        // to projects.
         let project_wide = matches!(scope, TokenScope::Decisions | TokenScope::Events);
         scoped && (project_wide || project.is_none_or(|p| self.reaches(p)))
     }

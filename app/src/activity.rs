@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE: u32 = 25;
 
 /// The kinds the trail can be filtered by (the part of an entry's kind before the dot).
-pub const KINDS: [(&str, &str); 10] = [
+pub const KINDS: [(&str, &str); 11] = [
     ("rule", "Rule changes"),
     ("denial", "Denials"),
     ("evaluation", "Would have been denied (evaluating rules)"),
@@ -19,6 +19,7 @@ pub const KINDS: [(&str, &str); 10] = [
     ("drift", "Changes behind tagward"),
     ("group", "Group mappings"),
     ("exception", "Exceptions (granted, used, expired, revoked)"),
+    ("webhook", "Webhooks"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,10 @@ pub struct Counted {
     pub name: String,
     pub count: i64,
 }
+
+/// One line saying what an audit entry records (the Activity tab's, a Slack message's).
+#[cfg(feature = "ssr")]
+pub use ssr::summary;
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -225,7 +230,22 @@ mod ssr {
                 text(before, "exceptions"),
                 text(after, "exceptions")
             ),
+            AuditKind::WebhookCreate => format!("added {}", webhook(after)),
+            AuditKind::WebhookChange => format!("changed {} → {}", webhook(before), webhook(after)),
+            AuditKind::WebhookRemove => format!("removed {}", webhook(before)),
+            AuditKind::WebhookResume => format!("resumed the paused {}", webhook(after)),
         }
+    }
+
+    /// A webhook as the trail keeps it: `webhook 3 to https://… (cloudevents: drift.found, denial)`.
+    fn webhook(value: Option<&Value>) -> String {
+        let id = value.and_then(|v| v.get("id")).and_then(Value::as_i64).unwrap_or_default();
+        let events: Vec<&str> = value
+            .and_then(|v| v.get("events"))
+            .and_then(Value::as_array)
+            .map(|events| events.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        format!("webhook {id} to {} ({}: {})", text(value, "url"), text(value, "format"), events.join(", "))
     }
 }
 

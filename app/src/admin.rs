@@ -260,6 +260,7 @@ pub async fn create_token(
     #[server(default)] rules_read: Option<String>,
     #[server(default)] rules_write: Option<String>,
     #[server(default)] events: Option<String>,
+    #[server(default)] audit_read: Option<String>,
     #[server(default)] projects: Option<String>,
 ) -> Result<(), AppError> {
     use crate::account::{TokenGrant, TokenName, TokenScope, TokenSecret};
@@ -272,6 +273,7 @@ pub async fn create_token(
             (rules_read, TokenScope::RulesRead),
             (rules_write, TokenScope::RulesWrite),
             (events, TokenScope::Events),
+            (audit_read, TokenScope::AuditRead),
         ]
         .into_iter()
         .filter(|(ticked, _)| ticked.is_some())

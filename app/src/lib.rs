@@ -29,6 +29,7 @@ pub mod state;
 #[cfg(feature = "ssr")]
 pub mod store;
 pub mod tags;
+pub mod webhooks;
 
 /// A stored time as every page shows it: `2026-11-27 14:02 UTC`.
 #[cfg(feature = "ssr")]

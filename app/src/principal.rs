@@ -181,6 +181,25 @@ impl Principal {
         }
     }
 
+    /// Configuring `project`'s webhooks: its admins, system administrators, the operator.
+    pub fn may_manage_webhooks(&self, role: Option<Role>) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => Err(Denied("service tokens may not configure webhooks".into())),
+            other if other.is_administrator() || role == Some(Role::Admin) => Ok(()),
+            _ => Err(Denied("only project admins may configure webhooks".into())),
+        }
+    }
+
+    /// Reading the audit stream of `project` (or of every project, for `None`): tokens with
+    /// `audit:read` reaching it; system administrators and the operator.
+    pub fn may_read_audit(&self, project: Option<&str>) -> Result<(), Denied> {
+        match self {
+            Principal::Token(_) => self.token_needs(TokenScope::AuditRead, project),
+            other if other.is_administrator() => Ok(()),
+            _ => Err(Denied("only system administrators and tokens with audit:read may read the audit stream".into())),
+        }
+    }
+
     /// Granting, approving and revoking `project`'s one-time exceptions: its admins, system
     /// administrators, the operator; never maintainers, developers or service tokens.
     pub fn may_grant_exceptions(&self, role: Option<Role>) -> Result<(), Denied> {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub exceptions: crate::policy::ExceptionsSwitch,
     /// What pages count over projects' inventories, kept between them.
     pub inventory_counts: Arc<crate::inventory::counting::InventoryCounts>,
+    /// Whether webhooks may be sent to internal addresses (`TAGWARD_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhooks_allow_private: bool,
 }
 
 /// How people sign in: the identity provider's name when one is configured, and who may use a

@@ -115,6 +115,9 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub sign_in: crate::sign_in::SignInConfig,
 
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
+
     /// While the database has no users, start by creating the system administrator `admin` with
     /// this password (what `scripts/dev serve` does on a fresh database).
     #[arg(long = "bootstrap-admin-password", env = "TAGWARD_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]

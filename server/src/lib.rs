@@ -1,6 +1,7 @@
 #![recursion_limit = "256"]
 //! The tagward server: configuration, startup, sessions, the decision API and the admin command line.
 
+mod audit;
 pub mod cli;
 pub mod config;
 pub mod core;
@@ -19,6 +20,7 @@ mod policy_file;
 pub mod registry;
 pub mod sign_in;
 pub mod startup;
+pub mod webhooks;
 
 pub use config::ServeConfig;
 pub use startup::Application;

@@ -145,6 +145,9 @@ pub struct Metrics {
     lock_waiting: Gauge,
     lock_refusals: Family<OutcomeLabels, Counter>,
     db_connections: Family<OutcomeLabels, Gauge>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_oldest_pending: Gauge<f64, std::sync::atomic::AtomicU64>,
+    webhook_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -277,6 +280,25 @@ impl Default for Metrics {
              --db-max-connections), sampled every second",
             db_connections.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts this process made, by outcome: `delivered`, `retry` (failed, tried again \
+             later), `gave-up` (failed for 24 hours), `paused` (failed and paused its endpoint)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_oldest_pending = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "webhook_outbox_oldest_pending_seconds",
+            "How long the oldest undelivered webhook notification has waited (0: none waits), sampled every 5 s",
+            webhook_oldest_pending.clone(),
+        );
+        let webhook_pending = Gauge::default();
+        registry.register(
+            "webhook_outbox_pending",
+            "Webhook notifications waiting to be delivered (of paused endpoints too), sampled every 5 s",
+            webhook_pending.clone(),
+        );
         database_up.set(1);
         Self {
             registry,
@@ -302,6 +324,9 @@ impl Default for Metrics {
             lock_waiting,
             lock_refusals,
             db_connections,
+            webhook_deliveries,
+            webhook_oldest_pending,
+            webhook_pending,
         }
     }
 }
@@ -316,6 +341,15 @@ impl Drop for Waiting<'_> {
 }
 
 impl Metrics {
+    pub fn record_webhook_delivery(&self, outcome: &'static str) {
+        self.webhook_deliveries.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn record_outbox(&self, oldest_pending_seconds: f64, pending: i64) {
+        self.webhook_oldest_pending.set(oldest_pending_seconds);
+        self.webhook_pending.set(pending);
+    }
+
     pub fn record_lock_wait(&self, took: Duration) {
         self.lock_wait_seconds.observe(took.as_secs_f64());
     }

@@ -10,6 +10,7 @@ pub fn document() -> serde_json::Value {
     let mut document = crate::enforcement::api::ApiDoc::openapi();
     document.merge(crate::harbor::HarborDoc::openapi());
     document.merge(crate::inventory::events::EventsApi::openapi());
+    document.merge(crate::audit::AuditApi::openapi());
     let mut document = serde_json::to_value(document).unwrap_or_default();
     link_the_rule_life_cycle(&mut document);
     mark_required_parameters(&mut document);

@@ -37,6 +37,12 @@ impl Application {
             bootstrap_admin(&pool, password).await?;
         }
         let registry = config.registry.start(&pool, &core.enforcer, None)?;
+        crate::webhooks::start(
+            pool.clone(),
+            config.webhooks.clone(),
+            config.registry.ca_file.as_deref(),
+            core.enforcer.metrics.clone(),
+        )?;
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?;
@@ -72,6 +78,7 @@ impl Application {
             },
             exceptions: config.exceptions.exceptions,
             inventory_counts: Arc::default(),
+            webhooks_allow_private: config.webhooks.allow_private,
         }
         .install()
         .map_err(anyhow::Error::msg)?;
@@ -97,6 +104,8 @@ impl Application {
             pool: pool.clone(),
             enforcer: core.enforcer.clone(),
         });
+        let audit =
+            crate::audit::router(crate::audit::AuditState { pool: pool.clone(), enforcer: core.enforcer.clone() });
         let api = crate::enforcement::api::router(core.enforcer);
 
         let mut portal_routes = portal(state.clone());
@@ -110,6 +119,7 @@ impl Application {
             .layer(sessions)
             .merge(api)
             .merge(events)
+            .merge(audit)
             .merge(harbor)
             .route("/api/v1/openapi.json", axum::routing::get(openapi))
             .merge(ops)

@@ -19,7 +19,7 @@ async fn the_openapi_document_describes_what_the_server_does() {
     let db = tests::fresh_database().await;
     db.project("shop").await;
     db.rule("shop", "matching:**", "matching:v*").await;
-    let grant = app::account::TokenGrant::parse(&["decisions", "rules:write"], &[]).unwrap();
+    let grant = app::account::TokenGrant::parse(&["decisions", "rules:write", "audit:read"], &[]).unwrap();
     let token = db.token_with("contract", &grant).await;
     let url = db.url.clone();
     // The checks for ignored authentication send wrong credentials again and again; the throttle

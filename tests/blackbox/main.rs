@@ -24,3 +24,4 @@ mod rules;
 mod sign_in;
 mod structure;
 mod upstream;
+mod webhooks;

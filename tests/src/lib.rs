@@ -13,6 +13,7 @@ pub use eventually::{eventually, until};
 pub mod gateway;
 pub mod inventory;
 pub mod oidc;
+pub mod receiver;
 pub mod registry;
 
 /// Values several tests share.

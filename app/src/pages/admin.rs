@@ -320,7 +320,8 @@ fn Tokens(
                 <code>"Authorization: Bearer …"</code>"). Only a hash is stored, so a token is shown once, when it is created. "
                 "Give each token only what it needs: a registry backend needs decisions; scripts that manage rules through "
                 "the Harbor API need rules:read or rules:write, which can be limited to some projects; a registry that sends "
-                "its notifications to tagward needs events."
+                "its notifications to tagward needs events; a SIEM's collector reading the audit stream needs audit:read, "
+                "which can be limited to some projects."
             </p>
             <ActionForm action=create_token attr:class="create-row" attr:id="create-token">
                 <NameField id="new-token-name" name="name" label="Token name" example="e.g. registry-eu"/>
@@ -330,9 +331,10 @@ fn Tokens(
                     <label class="check"><input type="checkbox" name="rules_read" id="scope-rules-read"/>"rules:read"</label>
                     <label class="check"><input type="checkbox" name="rules_write" id="scope-rules-write"/>"rules:write"</label>
                     <label class="check"><input type="checkbox" name="events" id="scope-events"/>"events"</label>
+                    <label class="check"><input type="checkbox" name="audit_read" id="scope-audit-read"/>"audit:read"</label>
                 </fieldset>
                 <div class="grow">
-                    <label for="new-token-projects">"Rule scopes limited to projects"</label>
+                    <label for="new-token-projects">"Rule and audit scopes limited to projects"</label>
                     <input type="text" id="new-token-projects" name="projects" placeholder="all projects, or e.g. shop, web" autocomplete="off"/>
                 </div>
                 <button type="submit" class="button primary">"Create token"</button>

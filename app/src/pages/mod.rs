@@ -14,6 +14,7 @@ pub mod project;
 pub mod projects;
 mod rule_dialog;
 pub mod tags;
+mod webhooks;
 
 use leptos::prelude::*;
 

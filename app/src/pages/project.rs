@@ -23,6 +23,7 @@ enum Tab {
         granting: bool,
     },
     Members,
+    Webhooks,
     Activity,
 }
 
@@ -30,7 +31,7 @@ impl Tab {
     /// The tab (and, on the Policy tab, the dialog or confirmation) from the path after
     /// `/projects/<name>`: ``, `/policy`, `/policy/immutability/new`, `/policy/immutability/<id>/edit`,
     /// `/policy/immutability/<id>/delete`, `/tags`, `/exceptions`, `/exceptions/new`, `/members`,
-    /// `/activity`.
+    /// `/webhooks`, `/activity`.
     fn parse(rest: &str) -> Option<Tab> {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let rule = |id: &str| id.parse::<i64>().ok();
@@ -43,6 +44,7 @@ impl Tab {
             ["exceptions"] => Tab::Exceptions { granting: false },
             ["exceptions", "new"] => Tab::Exceptions { granting: true },
             ["members"] => Tab::Members,
+            ["webhooks"] => Tab::Webhooks,
             ["activity"] => Tab::Activity,
             _ => return None,
         })
@@ -124,6 +126,16 @@ pub fn ProjectPage() -> impl IntoView {
             }
         },
     );
+    let webhook_actions = super::webhooks::WebhookActions::new();
+    let webhooks = Resource::new(
+        move || (name(), tab(), webhook_actions.version()),
+        |(project, tab, _)| async move {
+            match tab {
+                Some(Tab::Webhooks) => crate::webhooks::list_webhooks(project).await.map(Some),
+                _ => Ok(None),
+            }
+        },
+    );
     let members = Resource::new(
         move || (name(), tab(), set_member.version().get()),
         |(project, tab, _)| async move {
@@ -148,6 +160,7 @@ pub fn ProjectPage() -> impl IntoView {
                             <A href=format!("{base}/tags") attr:aria-current=current(tab == Tab::Tags)>"Tags"</A>
                             <A href=format!("{base}/exceptions") attr:aria-current=current(matches!(tab, Tab::Exceptions { .. }))>"Exceptions"</A>
                             <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
+                            <A href=format!("{base}/webhooks") attr:aria-current=current(tab == Tab::Webhooks)>"Webhooks"</A>
                             <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
                         </nav>
                         {match tab {
@@ -160,6 +173,9 @@ pub fn ProjectPage() -> impl IntoView {
                                 <super::exceptions::GrantForm view=exceptions grant=exception_actions.grant/>
                             }.into_any(),
                             Tab::Members => view! { <MembersTab members set_member/> }.into_any(),
+                            Tab::Webhooks => view! {
+                                <super::webhooks::WebhooksTab view=webhooks actions=webhook_actions/>
+                            }.into_any(),
                             Tab::Activity => view! { <super::activity::ActivityList activity show_project=false/> }.into_any(),
                         }}
                     }.into_any()

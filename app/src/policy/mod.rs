@@ -15,6 +15,7 @@ mod pattern;
 pub mod reference;
 pub mod route;
 mod rule;
+pub mod webhook;
 
 pub use attachment::{AttachmentList, ListDelete, ListEntries, ListKind, ListPush, ListUpdate};
 pub use compiled::{
@@ -32,6 +33,7 @@ pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, 
 #[cfg(feature = "ssr")]
 pub use rule::PolicyVersion;
 pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, RuleState, Selector};
+pub use webhook::{forbidden_address, WebhookEvent, WebhookFormat, WebhookSecret, WebhookUrl};
 
 /// The fuzzing entry point: parse anything as a rule, and if it parses, compile and query it.
 pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {

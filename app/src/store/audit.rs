@@ -49,10 +49,15 @@ pub enum AuditKind {
     /// An exception that ran out unused. Nobody writes it: the trail derives it from the
     /// exception's own row once its time is up.
     ExceptionExpire,
+    WebhookCreate,
+    WebhookChange,
+    WebhookRemove,
+    /// A paused webhook (too many failures in a row) resumed.
+    WebhookResume,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 31] = [
+    pub const ALL: [AuditKind; 35] = [
         AuditKind::RuleCreate,
         AuditKind::RuleUpdate,
         AuditKind::RuleEnable,
@@ -84,6 +89,10 @@ impl AuditKind {
         AuditKind::ExceptionUse,
         AuditKind::ProjectExceptions,
         AuditKind::ExceptionExpire,
+        AuditKind::WebhookCreate,
+        AuditKind::WebhookChange,
+        AuditKind::WebhookRemove,
+        AuditKind::WebhookResume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +128,10 @@ impl AuditKind {
             AuditKind::ExceptionUse => "exception.use",
             AuditKind::ProjectExceptions => "project.exceptions",
             AuditKind::ExceptionExpire => "exception.expire",
+            AuditKind::WebhookCreate => "webhook.create",
+            AuditKind::WebhookChange => "webhook.change",
+            AuditKind::WebhookRemove => "webhook.remove",
+            AuditKind::WebhookResume => "webhook.resume",
         }
     }
 
@@ -152,11 +165,22 @@ impl AuditEntry {
         Self { after: Some(value), ..self }
     }
 
-    /// Records the change as made by `by`, in the caller's transaction (both land or neither).
+    /// Records the change as made by `by`, in the caller's transaction (both land or neither),
+    /// and in the same statement the notification of every webhook of the project that takes it.
     pub async fn record(self, db: impl PgExecutor<'_>, by: &Principal) -> Result<(), StoreError> {
+        let event = super::webhooks::event_of(self.kind, self.after.as_ref()).map(|event| event.as_str());
         sqlx::query(
-            r"insert into audit_events (actor, project_id, kind, rule_id, before, after)
-              values ($1, $2, $3, $4, $5, $6)",
+            r"with entry as (
+                insert into audit_events (actor, project_id, kind, rule_id, before, after)
+                values ($1, $2, $3, $4, $5, $6)
+                returning id, at
+              )
+              insert into webhook_deliveries (endpoint_id, event, payload)
+              select w.id, $7, jsonb_build_object('audit_id', entry.id, 'at', entry.at, 'actor', $1::text,
+                         'project', p.name, 'kind', $3::text, 'rule_id', $4::bigint, 'before', $5::jsonb,
+                         'after', $6::jsonb)
+              from entry, webhook_endpoints w join projects p on p.id = w.project_id
+              where w.project_id = $2 and $7::text = any(w.events)",
         )
         .bind(by.actor())
         .bind(self.project_id)
@@ -164,6 +188,7 @@ impl AuditEntry {
         .bind(self.rule_id)
         .bind(self.before)
         .bind(self.after)
+        .bind(event)
         .execute(db)
         .await?;
         Ok(())
@@ -190,22 +215,49 @@ pub struct Denial {
     pub evaluated: bool,
 }
 
-/// Writes a batch of denials in one statement.
+/// Writes a batch of denials in one statement, and with them the notifications of the webhooks
+/// that take denials (or what evaluating rules would have denied): at most one per endpoint, rules
+/// and repository within [`DENIAL_WINDOW_SECONDS`](super::webhooks::DENIAL_WINDOW_SECONDS).
 pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Result<(), StoreError> {
     let column = |f: fn(&Denial) -> Option<String>| denials.iter().map(f).collect::<Vec<_>>();
     // Postgres arrays cannot be ragged, so the rule ids travel as JSON arrays.
     let rule_ids: Vec<serde_json::Value> = denials.iter().map(|d| serde_json::json!(d.rule_ids)).collect();
     sqlx::query(
-        r"insert into enforcement_denials
-            (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
-             last_at, count, evaluated)
-          select at, token, operation, project_id, repository, tag, digest, current_digest,
-                 array(select jsonb_array_elements_text(rule_ids)::bigint), message, last_at, count, evaluated
-          from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-                      $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::bigint[],
-                      $13::boolean[])
-            as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
-                 last_at, count, evaluated)",
+        r"with inserted as (
+            insert into enforcement_denials
+              (at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
+               last_at, count, evaluated)
+            select at, token, operation, project_id, repository, tag, digest, current_digest,
+                   array(select jsonb_array_elements_text(rule_ids)::bigint), message, last_at, count, evaluated
+            from unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+                        $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::bigint[],
+                        $13::boolean[])
+              as d(at, token, operation, project_id, repository, tag, digest, current_digest, rule_ids, message,
+                   last_at, count, evaluated)
+            returning *
+          ),
+          told as (
+            select w.id as endpoint_id, case when i.evaluated then $14 else $15 end as event,
+                   i.evaluated::text || ' ' || i.rule_ids::text || ' ' || i.repository as key,
+                   jsonb_build_object('at', i.at, 'caller', i.token, 'operation', i.operation, 'project', p.name,
+                       'repository', i.repository, 'tag', i.tag, 'digest', i.digest,
+                       'current_digest', i.current_digest, 'rule_ids', to_jsonb(i.rule_ids),
+                       'message', i.message, 'count', i.count, 'window_seconds', $16::bigint) as payload
+            from inserted i
+            join webhook_endpoints w on w.project_id = i.project_id
+            join projects p on p.id = i.project_id
+            where (case when i.evaluated then $14 else $15 end) = any(w.events)
+          ),
+          opened as (
+            insert into webhook_folds (endpoint_id, key, until)
+            select distinct endpoint_id, key, now() + make_interval(secs => $16) from told
+            on conflict (endpoint_id, key) do update set until = excluded.until where webhook_folds.until <= now()
+            returning endpoint_id, key
+          )
+          insert into webhook_deliveries (endpoint_id, event, payload)
+          select distinct on (t.endpoint_id, t.key) t.endpoint_id, t.event, t.payload
+          from told t join opened o on o.endpoint_id = t.endpoint_id and o.key = t.key
+          order by t.endpoint_id, t.key",
     )
     .bind(denials.iter().map(|d| d.at).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.token.clone()).collect::<Vec<_>>())
@@ -220,6 +272,9 @@ pub async fn insert_denials(db: impl PgExecutor<'_>, denials: &[Denial]) -> Resu
     .bind(denials.iter().map(|d| d.last_at).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.count).collect::<Vec<_>>())
     .bind(denials.iter().map(|d| d.evaluated).collect::<Vec<_>>())
+    .bind(crate::policy::WebhookEvent::WouldDeny.as_str())
+    .bind(crate::policy::WebhookEvent::Denial.as_str())
+    .bind(super::webhooks::DENIAL_WINDOW_SECONDS)
     .execute(db)
     .await?;
     Ok(())
@@ -379,3 +434,136 @@ macro_rules! most_denied {
 }
 const MOST_DENIED_REPOSITORIES: &str = most_denied!("repository");
 const MOST_DENIED_CALLERS: &str = most_denied!("token");
+
+/// Where a reader of the audit stream is: after this entry. Entries come in the order their
+/// transactions began (then denials after changes, then by id), and only once every older
+/// transaction has finished, so an entry committed late is never passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCursor {
+    txid: u64,
+    source: i32,
+    id: i64,
+}
+
+impl StreamCursor {
+    /// `<transaction>-<0 change | 1 denial>-<id>`, as [`fmt::Display`] writes it.
+    pub fn parse(value: &str) -> Result<Self, crate::policy::FieldError> {
+        let refuse = || crate::policy::FieldError::new("after", value, "is not a cursor this stream gave");
+        let mut parts = value.split('-');
+        let (Some(txid), Some(source), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(refuse());
+        };
+        let cursor = Self {
+            txid: txid.parse().map_err(|_| refuse())?,
+            source: source.parse().map_err(|_| refuse())?,
+            id: id.parse().map_err(|_| refuse())?,
+        };
+        if !(0..=1).contains(&cursor.source) {
+            return Err(refuse());
+        }
+        Ok(cursor)
+    }
+}
+
+impl std::fmt::Display for StreamCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.txid, self.source, self.id)
+    }
+}
+
+/// One entry of the audit stream: a change, or a (folded) denial.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamEntry {
+    /// Resume after this entry with it.
+    pub cursor: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    pub kind: String,
+    pub actor: String,
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    /// A denial's: what was refused and why, how many times since `first_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<serde_json::Value>,
+}
+
+/// Who reads the stream, of what: every project (`None`) or these.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    pub projects: Option<Vec<String>>,
+    pub since: Option<time::OffsetDateTime>,
+}
+
+/// Up to `limit` entries of the audit stream after `after` (from the start without one).
+pub async fn audit_stream(
+    db: impl PgExecutor<'_>,
+    after: Option<StreamCursor>,
+    filter: &StreamFilter,
+    limit: i64,
+) -> Result<Vec<StreamEntry>, StoreError> {
+    type Row = (
+        String,
+        i32,
+        i64,
+        time::OffsetDateTime,
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        r"with entries as (
+            select a.txid, 0 as source, a.id, a.at, a.kind, a.actor, p.name as project, a.rule_id, a.before,
+                   a.after, null::jsonb as denial
+            from audit_events a left join projects p on p.id = a.project_id
+            union all
+            select d.txid, 1, d.id, d.last_at, case when d.evaluated then 'evaluation.' else 'denial.' end || d.operation,
+                   d.token, p.name, null, null, null,
+                   jsonb_build_object('message', d.message, 'repository', d.repository, 'tag', d.tag,
+                       'digest', d.digest, 'current_digest', d.current_digest, 'rule_ids', to_jsonb(d.rule_ids),
+                       'count', d.count, 'first_at', d.at)
+            from enforcement_denials d left join projects p on p.id = d.project_id
+          )
+          select e.txid::text, e.source, e.id, e.at, e.kind, e.actor, e.project, e.rule_id, e.before, e.after, e.denial
+          from entries e
+          where e.txid < pg_snapshot_xmin(pg_current_snapshot())
+            and ($1::text is null or (e.txid, e.source, e.id) > ($1::text::xid8, $2::int, $3::bigint))
+            and ($4::text[] is null or e.project = any($4))
+            and ($5::timestamptz is null or e.at >= $5)
+          order by e.txid, e.source, e.id
+          limit $6",
+    )
+    .bind(after.map(|cursor| cursor.txid.to_string()))
+    .bind(after.map_or(0, |cursor| cursor.source))
+    .bind(after.map_or(0, |cursor| cursor.id))
+    .bind(filter.projects.clone())
+    .bind(filter.since)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(txid, source, id, at, kind, actor, project, rule_id, before, after, denial)| {
+            let txid = txid.parse().map_err(|_| anyhow::anyhow!("transaction id `{txid}` is not a number"))?;
+            Ok(StreamEntry {
+                cursor: StreamCursor { txid, source, id }.to_string(),
+                at,
+                kind,
+                actor,
+                project,
+                rule_id,
+                before,
+                after,
+                denial,
+            })
+        })
+        .collect()
+}

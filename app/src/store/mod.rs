@@ -16,10 +16,11 @@ mod projects;
 mod rules;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use audit::{
-    activity, denial_counts, insert_denials, would_have_denied, ActivityEntry, AuditKind, Denial, DenialCounts,
-    WouldHaveDenied,
+    activity, audit_stream, denial_counts, insert_denials, would_have_denied, ActivityEntry, AuditKind, Denial,
+    DenialCounts, StreamCursor, StreamEntry, StreamFilter, WouldHaveDenied,
 };
 pub use drift::{close_drift, open_drift, open_drift_by_id, record_drift, Drift, DriftRecord, FoundBy};
 pub use exceptions::{
@@ -53,6 +54,12 @@ pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, to
 pub use users::{
     active_user, check_credentials, count_users, create_first_administrator, create_user, set_password,
     set_user_active, users, UserListing,
+};
+pub use webhooks::{
+    add_webhook, change_webhook, claim_deliveries, delivery_failed, delivery_succeeded, outbox_backlog,
+    project_webhooks, queue_timed_events, recent_deliveries, redeliver, remove_webhook, resume_webhook,
+    send_test_event, AfterFailure, DeliveryListing, DueDelivery, WebhookListing, WebhookSpec, DENIAL_WINDOW_SECONDS,
+    WEBHOOKS_CHANNEL,
 };
 
 use sqlx::postgres::{PgPool, PgPoolOptions};

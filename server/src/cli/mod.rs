@@ -2,12 +2,14 @@
 //! group mappings and exceptions (one file per command group), each through the same store
 //! operation, checks and audit as the portal.
 
+mod audit;
 mod exceptions;
 mod groups;
 mod health;
 mod rules;
 mod tokens;
 mod users;
+mod webhooks;
 
 use crate::config::{DatabaseConfig, ServeConfig};
 use anyhow::Context;
@@ -59,6 +61,12 @@ pub enum Command {
     /// One-time exceptions: let one refused overwrite or delete of a protected tag through, once.
     #[command(subcommand)]
     Exception(ExceptionCommand),
+    /// A project's webhooks: where its events are sent, signed.
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
+    /// The audit trail, for a SIEM: `tagward audit export`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Exit 0 when the tagward in this container answers `/healthz` with 200, else 1: the container
     /// image's HEALTHCHECK (the image has no shell and no curl).
     Healthcheck {
@@ -115,6 +123,8 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Token(command) => tokens::run(command).await,
         Command::Group(command) => groups::run(command).await,
         Command::Exception(command) => exceptions::run(command).await,
+        Command::Webhook(command) => webhooks::run(command).await,
+        Command::Audit(command) => audit::run(command).await,
     }
 }
 

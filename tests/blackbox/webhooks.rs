@@ -1,0 +1,389 @@
+//! Project webhooks, end to end: configured with the CLI and the portal, delivered from the outbox
+//! by real `tagward serve` processes to a receiver the test runs (which checks signatures and
+//! shapes), retried, refused where they would reach inside the network, once across instances,
+//! taken over after a crash; and the audit stream a SIEM polls.
+
+use std::time::{Duration, Instant};
+use tests::fixtures::PASSWORD;
+use tests::receiver::{Answer, Receiver, Shape};
+use tests::{eventually, spawn_app_with, TestDb};
+
+const SECRET: &str = "a webhook secret of some length";
+
+/// `tagward <args>` against `db`, as a process: (succeeded, stdout, stderr).
+async fn tagward(db: &TestDb, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(tests::tagward_bin())
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env("TAGWARD_WEBHOOK_SECRET", SECRET)
+        .env_remove("TAGWARD_WEBHOOK_ALLOW_PRIVATE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run tagward");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+/// A webhook to `receiver` for `events`, added with the CLI (allowed to reach loopback); its id.
+async fn add_webhook(db: &TestDb, receiver: &Receiver, events: &str, format: &str) -> i64 {
+    let url = receiver.url("/hook");
+    let args =
+        ["webhook", "add", "shop", &url, "--events", events, "--format", format, "--webhook-allow-private", "true"];
+    let (ok, out, err) = tagward(db, &args).await;
+    assert!(ok, "{err}");
+    out.trim().parse().unwrap_or_else(|_| panic!("an id, not {out}"))
+}
+
+/// The flags of a serve process that delivers to loopback receivers, retrying fast.
+const FAST: [&str; 6] = ["--webhook-allow-private", "true", "--webhook-first-retry", "0.2", "--webhook-timeout", "2"];
+
+async fn delivery_state(db: &TestDb, id: i64) -> (String, i32, Option<i32>, Option<String>) {
+    sqlx::query_as("select state, attempts, last_status, last_error from webhook_deliveries where id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn shop() -> TestDb {
+    let db = tests::fresh_database().await;
+    db.user("ann", PASSWORD, false).await;
+    db.project("shop").await;
+    db.member("shop", "ann", "admin").await;
+    db
+}
+
+#[tokio::test]
+async fn a_rule_change_reaches_the_receiver_signed_after_a_failure_and_a_retry_after() {
+    let db = shop().await;
+    let receiver = Receiver::start(
+        SECRET,
+        Shape::CloudEvents,
+        vec![Answer::status(500), Answer::status(503).header("retry-after", "1")],
+    )
+    .await;
+    let webhook = add_webhook(&db, &receiver, "rule.created,rule.state_changed", "cloudevents").await;
+    let url = db.url.clone();
+    let app = spawn_app_with(db, url, &FAST).await;
+
+    let rule = app.db.rule("shop", "matching:**", "matching:v*").await;
+    let received = receiver.wait_for(3, Duration::from_secs(20)).await;
+    assert!(received.iter().all(|r| r.signed && r.shaped), "every request signed and CloudEvents");
+    assert_eq!(received.iter().map(|r| r.answered).collect::<Vec<_>>(), [500, 503, 200]);
+    let delivery = received[0].delivery();
+    assert!(received.iter().all(|r| r.delivery() == delivery), "one delivery, retried under its id");
+    assert!(received[2].at - received[1].at >= Duration::from_millis(950), "Retry-After: 1 was honoured");
+    let event = received[2].json();
+    assert_eq!(event["type"], "dev.tagward.rule.created");
+    assert_eq!(event["source"], "tagward/projects/shop");
+    assert_eq!(event["subject"], format!("rule/{rule}"));
+    assert_eq!(event["data"]["kind"], "rule.create");
+    assert_eq!(event["data"]["after"]["tags"], "v*");
+    assert_eq!(received[2].header("x-tagward-event").as_deref(), Some("rule.created"));
+    let delivered = ("delivered".to_owned(), 3, Some(200), None);
+    eventually("the delivery recorded as delivered", Duration::from_secs(10), || async {
+        let state = delivery_state(&app.db, delivery).await;
+        if state == delivered {
+            Ok(())
+        } else {
+            Err(format!("{state:?}"))
+        }
+    })
+    .await;
+
+    // Denials are folded: three refused pushes of one tag are told once.
+    let token = app.db.token("registry").await;
+    let check = serde_json::json!({"operation": "push", "repository": "shop/api", "tag": "v1",
+        "digest": tests::fixtures::DIGEST_B, "current_digest": tests::fixtures::DIGEST_A});
+    let (ok, _, err) = tagward(
+        &app.db,
+        &["webhook", "add", "shop", &receiver.url("/denials"), "--events", "denial", "--webhook-allow-private", "true"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    tests::until("the token and the webhook reaching the server", Duration::from_secs(10), || async {
+        app.check(&token, tests::fixtures::CHECK, &check).await.0 == 200
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(app.check(&token, tests::fixtures::CHECK, &check).await.0, 200);
+    }
+    let denials = receiver.wait_for(4, Duration::from_secs(20)).await;
+    let denial = denials[3].json();
+    assert_eq!(denial["type"], "dev.tagward.denial");
+    assert_eq!(denial["subject"], "shop/api:v1");
+    assert!(denial["data"]["message"].as_str().unwrap().contains("immutable"), "{denial}");
+    let told: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where event = 'denial'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let denied: i64 = sqlx::query_scalar("select coalesce(sum(count), 0)::bigint from enforcement_denials")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(denied >= 3, "{denied} denials recorded");
+    assert_eq!(told, 1, "denials of one rule and repository are told once per window");
+
+    let (ok, listed, err) = tagward(&app.db, &["webhook", "list", "shop"]).await;
+    assert!(ok, "{err}");
+    assert!(listed.contains(&format!("{webhook}\t{}", receiver.url("/hook"))), "{listed}");
+    assert!(listed.contains("delivered\t3 attempts\tstatus 200"), "{listed}");
+    eventually("the deliveries counted in /metrics", Duration::from_secs(10), || async {
+        let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let counted = metrics.contains("tagward_webhook_deliveries_total{outcome=\"retry\"} 2")
+            && metrics.contains("tagward_webhook_deliveries_total{outcome=\"delivered\"} 2");
+        if counted {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_and_redirecting_receivers_fail_and_a_failing_endpoint_is_paused_until_resumed() {
+    let db = shop().await;
+    let slow = Receiver::start(SECRET, Shape::Slack, vec![Answer::status(200).after(Duration::from_secs(5))]).await;
+    let elsewhere = Receiver::start(SECRET, Shape::Slack, vec![]).await;
+    let redirecting =
+        Receiver::start(SECRET, Shape::Slack, vec![Answer::status(302).header("location", elsewhere.url("/"))]).await;
+    let slow_hook = add_webhook(&db, &slow, "rule.created", "slack").await;
+    add_webhook(&db, &redirecting, "rule.created", "slack").await;
+    let url = db.url.clone();
+    let flags = [
+        "--webhook-allow-private",
+        "true",
+        "--webhook-first-retry",
+        "30",
+        "--webhook-timeout",
+        "1",
+        "--webhook-pause-after",
+        "1",
+    ];
+    let app = spawn_app_with(db, url, &flags).await;
+    let ann = app.logged_in("ann", PASSWORD).await;
+
+    app.db.rule("shop", "matching:**", "matching:v*").await;
+    let (rows, _) =
+        eventually("two failed first attempts, and their endpoints paused", Duration::from_secs(20), || async {
+            let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+                "select w.url, d.state, d.last_error, w.paused_at is not null
+             from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id order by w.id",
+            )
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+            if rows.len() == 2 && rows.iter().all(|row| row.2.is_some() && row.3) {
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        })
+        .await;
+    let error_of = |url: &str| rows.iter().find(|row| row.0 == url).unwrap().2.clone().unwrap();
+    assert!(error_of(&slow.url("/hook")).contains("timed out"), "{rows:?}");
+    assert!(error_of(&redirecting.url("/hook")).contains("redirects are not followed"), "{rows:?}");
+    assert!(rows.iter().all(|row| row.1 == "pending"), "to be retried: {rows:?}");
+    assert!(elsewhere.received().is_empty(), "a redirect was followed");
+    assert_eq!(slow.received().len(), 1);
+    assert!(redirecting.received()[0].shaped, "the Slack body is {{\"text\": …}}");
+
+    // The Webhooks tab shows the pause; resuming sends what waited.
+    let page = app.page(&ann, "/projects/shop/webhooks").await.text().await.unwrap();
+    assert!(page.contains("paused since") && page.contains("timed out"), "{page}");
+    let (ok, _, err) = tagward(&app.db, &["webhook", "resume", "shop", &slow_hook.to_string()]).await;
+    assert!(ok, "{err}");
+    let again = slow.wait_for(2, Duration::from_secs(20)).await;
+    let text = again[1].json()["text"].as_str().unwrap().to_owned();
+    assert!(text.starts_with("[tagward] shop · Rule created: added rule"), "{text}");
+    let trail = app.page(&ann, "/projects/shop/activity?kind=webhook").await.text().await.unwrap();
+    assert!(trail.contains("resumed the paused webhook"), "{trail}");
+    assert!(!trail.contains(SECRET), "the secret is never shown");
+}
+
+#[tokio::test]
+async fn addresses_inside_the_network_are_refused_when_saved_and_when_connecting() {
+    let db = shop().await;
+    for url in
+        ["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/", "http://localhost:8080/", "http://[::1]/"]
+    {
+        let (ok, _, err) = tagward(&db, &["webhook", "add", "shop", url]).await;
+        assert!(!ok, "{url} was taken");
+        assert!(err.contains("url: `") && err.contains("webhooks may not reach the network"), "{url}: {err}");
+    }
+    let (ok, _, err) = tagward(&db, &["webhook", "add", "shop", "https://hooks.example/", "--events", "push"]).await;
+    assert!(!ok && err.contains("--events: `push` is not an event"), "{err}");
+    let (ok, _, err) = tagward(&db, &["webhook", "add", "shop", "ftp://hooks.example/"]).await;
+    assert!(!ok && err.contains("must start with https:// or http://"), "{err}");
+    // A stored endpoint that points inside (a name that resolves elsewhere by now) is never connected to.
+    let inside = Receiver::start(SECRET, Shape::Slack, vec![]).await;
+    sqlx::query(
+        "insert into webhook_endpoints (project_id, url, events, format, secret, created_by)
+         select id, $1, '{rule.created}', 'slack', $2, 'test' from projects where name = 'shop'",
+    )
+    .bind(inside.url("/"))
+    .bind(SECRET)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let url = db.url.clone();
+    let app = spawn_app_with(db, url, &["--webhook-first-retry", "30"]).await;
+
+    // The portal refuses them too, naming the field; nothing is stored.
+    let ann = app.logged_in("ann", PASSWORD).await;
+    let fields = [
+        ("project", "shop"),
+        ("url", "http://10.0.0.7/hook"),
+        ("events[]", "drift.found"),
+        ("format", "cloudevents"),
+        ("secret", SECRET),
+    ];
+    let refused = app.call(&ann, "add_webhook", &fields).await;
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("url") && body.contains("10.0.0.7") && body.contains("a private address"), "{body}");
+    let short = [
+        ("project", "shop"),
+        ("url", "https://hooks.example/"),
+        ("events[]", "drift.found"),
+        ("format", "slack"),
+        ("secret", "short"),
+    ];
+    let refused = app.call(&ann, "add_webhook", &short).await.text().await.unwrap();
+    assert!(refused.contains("secret") && refused.contains("16"), "{refused}");
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from webhook_endpoints").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(stored, 1, "only the row the test wrote");
+
+    app.db.rule("shop", "matching:**", "matching:v*").await;
+    let (error, _) = eventually("the attempt refused", Duration::from_secs(20), || async {
+        let error: Option<Option<String>> =
+            sqlx::query_scalar("select last_error from webhook_deliveries").fetch_optional(&app.db.pool).await.unwrap();
+        error.flatten().ok_or_else(|| "not attempted yet".to_owned())
+    })
+    .await;
+    assert!(error.contains("refused: 127.0.0.1 is a loopback address"), "{error}");
+    assert!(inside.received().is_empty(), "an address inside the network was reached");
+}
+
+#[tokio::test]
+async fn two_instances_deliver_each_notification_once_and_a_crashed_ones_claim_is_taken_over() {
+    let db = shop().await;
+    let receiver = Receiver::start(SECRET, Shape::CloudEvents, vec![]).await;
+    let webhook = add_webhook(&db, &receiver, "all", "cloudevents").await;
+    let project: i64 =
+        sqlx::query_scalar("select id from projects where name = 'shop'").fetch_one(&db.pool).await.unwrap();
+    let url = db.url.clone();
+    let (_, first) = tests::spawn_server(&url, &FAST).await;
+    let app = spawn_app_with(db, url.clone(), &FAST).await;
+
+    let sent = 300;
+    for _ in 0..sent {
+        app_store_test_event(&app.db, project, webhook).await;
+    }
+    let received = receiver.wait_for(sent, Duration::from_secs(60)).await;
+    let mut ids: Vec<i64> = received.iter().map(|r| r.delivery()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), sent, "each notification delivered once");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), sent, "and no more");
+
+    // An instance that dies mid-delivery: the other takes the notification over after its lease.
+    let hanging =
+        Receiver::start(SECRET, Shape::CloudEvents, vec![Answer::status(200).after(Duration::from_secs(3600))]).await;
+    let hung = add_webhook(&app.db, &hanging, "all", "cloudevents").await;
+    drop(app);
+    let (_, doomed) = tests::spawn_server(&url, &FAST).await;
+    let db = tests::TestDb { url: url.clone(), pool: app_pool(&url).await };
+    let delivery = app_store_test_event(&db, project, hung).await;
+    hanging.wait_for(1, Duration::from_secs(20)).await;
+    drop(doomed);
+    let started = Instant::now();
+    let (_, survivor) = tests::spawn_server(&url, &FAST).await;
+    let again = hanging.wait_for(2, Duration::from_secs(40)).await;
+    assert_eq!(again[1].delivery(), delivery, "the same notification, again");
+    println!("taken over {:?} after the crash", started.elapsed());
+    drop(survivor);
+}
+
+async fn app_pool(url: &str) -> sqlx::PgPool {
+    app::store::connect(url).await.unwrap()
+}
+
+/// Queues a test event as the operator; the delivery's id.
+async fn app_store_test_event(db: &TestDb, project: i64, webhook: i64) -> i64 {
+    app::store::send_test_event(&db.pool, &tests::operator(), project, webhook).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_audit_stream_resumes_from_a_cursor_with_exactly_the_new_entries() {
+    let db = shop().await;
+    db.project("web").await;
+    let all = app::account::TokenGrant::parse(&["audit:read"], &[]).unwrap();
+    let only_web = app::account::TokenGrant::parse(&["audit:read"], &["web"]).unwrap();
+    let reader = db.token_with("siem", &all).await;
+    let web_reader = db.token_with("siem-web", &only_web).await;
+    let decisions = db.token("registry").await;
+    let url = db.url.clone();
+    let app = spawn_app_with(db, url, &[]).await;
+    let read = |token: String, query: String| {
+        let app = &app;
+        async move {
+            let response =
+                app.client().get(app.url(&format!("/api/v1/audit{query}"))).bearer_auth(token).send().await.unwrap();
+            let status = response.status().as_u16();
+            let next = response.headers().get("tagward-next-cursor").map(|v| v.to_str().unwrap().to_owned());
+            let lines: Vec<serde_json::Value> =
+                response.text().await.unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+            (status, next, lines)
+        }
+    };
+    let (_, next, first) = eventually("the token reaching the server", Duration::from_secs(10), || async {
+        let answer = read(reader.clone(), String::new()).await;
+        if answer.0 == 200 {
+            Ok(answer)
+        } else {
+            Err(format!("{}", answer.0))
+        }
+    })
+    .await
+    .0;
+    let kinds: Vec<&str> = first.iter().map(|line| line["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"project.create") && kinds.contains(&"member.add"), "{kinds:?}");
+    let cursor = next.unwrap();
+    assert_eq!(first.last().unwrap()["cursor"], cursor.as_str());
+
+    app.db.rule("shop", "matching:**", "matching:v*").await;
+    app.db.rule("web", "matching:**", "matching:release-*").await;
+    let (_, _, new) = read(reader.clone(), format!("?after={cursor}")).await;
+    let new: Vec<(&str, &str)> =
+        new.iter().map(|line| (line["kind"].as_str().unwrap(), line["project"].as_str().unwrap())).collect();
+    assert_eq!(new, [("rule.create", "shop"), ("rule.create", "web")], "exactly the new entries");
+    let (_, _, nothing) = read(reader.clone(), format!("?after={cursor}&project=web&limit=1")).await;
+    assert_eq!(nothing.len(), 1);
+    assert_eq!(nothing[0]["after"]["tags"], "release-*");
+
+    // A token limited to `web` reads only web's entries, and may not ask for shop's.
+    let (_, _, web) = read(web_reader.clone(), String::new()).await;
+    assert!(!web.is_empty() && web.iter().all(|line| line["project"] == "web"), "{web:?}");
+    assert_eq!(read(web_reader, "?project=shop".into()).await.0, 403);
+    assert_eq!(read(decisions, String::new()).await.0, 403);
+    let (status, _, _) = read(reader.clone(), "?after=not-a-cursor".into()).await;
+    assert_eq!(status, 400);
+
+    // The CLI prints the same stream.
+    let (ok, out, err) = tagward(&app.db, &["audit", "export", "--after", &cursor]).await;
+    assert!(ok, "{err}");
+    let exported: Vec<serde_json::Value> = out.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(exported.len(), 2);
+    let (ok, out, _) =
+        tagward(&app.db, &["audit", "export", "--project", "web", "--since", "2000-01-01T00:00:00Z"]).await;
+    assert!(ok && out.lines().all(|line| line.contains("\"project\":\"web\"")), "{out}");
+    let (ok, _, err) = tagward(&app.db, &["audit", "export", "--since", "yesterday"]).await;
+    assert!(!ok && err.contains("--since: `yesterday` is not an RFC 3339 time"), "{err}");
+}
