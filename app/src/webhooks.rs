@@ -185,6 +185,8 @@ pub async fn add_webhook(
     use crate::policy::{FieldError, WebhookEvent, WebhookFormat, WebhookSecret};
     ssr::then_back(&project, async {
         let (access, pool, me) = ssr::context(&project).await?;
+        // Who may not add one is told so before anything they typed is looked at (or resolved).
+        me.may_manage_webhooks(access.role).map_err(|denied| AppError::Forbidden(denied.0))?;
         let allow_private = crate::auth::ssr::state()?.webhooks_allow_private;
         let events = WebhookEvent::parse_list("events", &events.join(","))
             .map_err(|_| FieldError::without_value("events", "tick at least one event"))?;

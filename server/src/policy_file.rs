@@ -10,6 +10,11 @@
 //!                       # (files written before states say `enabled: true|false`, still read)
 //!     repositories: {action: matching, patterns: "**"}
 //!     tags: {action: matching, patterns: "v*.*.*"}
+//! webhooks:             # optional: when given, the project's webhooks are exactly these
+//!   - url: https://hooks.example.com/tagward
+//!     events: [drift.found, exception.used]   # or [all]
+//!     format: cloudevents                     # or slack
+//!     secret_env: SHOP_HOOK_SECRET            # the variable holding its secret (needed to add one)
 //! ```
 
 use app::inventory::Impact;
@@ -28,6 +33,24 @@ pub struct PolicyFile {
     pub project: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleEntry>,
+    /// Absent: the project's webhooks are left as they are.
+    #[serde(default)]
+    pub webhooks: Option<Vec<WebhookEntry>>,
+}
+
+/// A webhook as a policy file names it. Secrets never appear in a file: `secret_env` and
+/// `authorization_env` name the environment variables that hold them when they are set or changed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub authorization_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,8 +98,26 @@ fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }
 
-/// The project's rules as a policy file: rule order, each with its sentence as a comment.
-pub fn export(project: &str, rules: &[StoredRule]) -> String {
+/// The project's rules (and webhooks) as a policy file: rule order, each with its sentence as a comment.
+pub fn export(project: &str, rules: &[StoredRule], webhooks: &[app::store::WebhookListing]) -> String {
+    let mut out = export_rules(project, rules);
+    if !webhooks.is_empty() {
+        let _ = writeln!(out, "webhooks:");
+        for webhook in webhooks {
+            let events: Vec<String> = webhook.events.iter().map(|event| quoted(event)).collect();
+            let _ = writeln!(out, "  - url: {}", quoted(&webhook.url));
+            let _ = writeln!(out, "    events: [{}]", events.join(", "));
+            let _ = writeln!(out, "    format: {}", webhook.format);
+            let _ = writeln!(
+                out,
+                "    # secret_env: NAME   # secrets are never exported; name a variable to set a new one"
+            );
+        }
+    }
+    out
+}
+
+fn export_rules(project: &str, rules: &[StoredRule]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# tag immutability policy of project {project}");
     let _ = writeln!(out, "# apply with: tagward policy apply {project} -f <this file> [--dry-run]");
@@ -124,6 +165,8 @@ pub enum Step {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub unchanged: usize,
+    /// The webhooks the project is to have, when the file says.
+    pub webhooks: Option<Vec<WebhookEntry>>,
 }
 
 impl Plan {
@@ -299,7 +342,7 @@ pub fn plan(file: &str, text: &str, project: &str, stored: &[StoredRule]) -> Res
     }
     // Removals first (room under the limit), then changes, enabling/disabling, additions.
     steps.extend(later);
-    Ok(Plan { steps, unchanged })
+    Ok(Plan { steps, unchanged, webhooks: policy.webhooks.clone() })
 }
 
 /// Where each entry of `rules:` starts in a block-style file, to name lines in refusals.

@@ -387,3 +387,238 @@ async fn the_audit_stream_resumes_from_a_cursor_with_exactly_the_new_entries() {
     let (ok, _, err) = tagward(&app.db, &["audit", "export", "--since", "yesterday"]).await;
     assert!(!ok && err.contains("--since: `yesterday` is not an RFC 3339 time"), "{err}");
 }
+
+#[tokio::test]
+async fn an_admin_adds_tests_and_redelivers_a_webhook_in_chromium_with_and_without_javascript() {
+    use tests::browser::Browser;
+    let db = shop().await;
+    db.user("dev", PASSWORD, false).await;
+    db.member("shop", "dev", "developer").await;
+    let url = db.url.clone();
+    let app = spawn_app_with(db, url, &FAST).await;
+    for (round, javascript) in [(1, true), (2, false)] {
+        let (shape, format) = if javascript { (Shape::CloudEvents, "cloudevents") } else { (Shape::Slack, "slack") };
+        let receiver = Receiver::start(SECRET, shape, vec![]).await;
+        let browser = Browser::start(1280, javascript).await;
+        browser.log_in(&app.url(""), "ann", PASSWORD).await;
+        browser.goto(&app.url("/projects/shop/webhooks")).await;
+        if round == 1 {
+            browser.text_containing("#no-webhooks", "No webhook is configured").await;
+        }
+        browser.find("#webhook-url").await.send_keys(&receiver.url("/hook")).await.unwrap();
+        // Everything but denials.
+        browser.find("#event-denial").await.click().await.unwrap();
+        browser.find(&format!("#webhook-format option[value={format}]")).await.click().await.unwrap();
+        browser.find("#webhook-secret").await.send_keys(SECRET).await.unwrap();
+        if javascript {
+            assert_eq!(browser.accessibility_violations().await, Vec::<String>::new());
+            browser.screenshot("webhooks-add-1280").await;
+        }
+        browser.find("#add-webhook button[type=submit]").await.click().await.unwrap();
+        let (id,): (i64,) = eventually("the webhook stored", Duration::from_secs(10), || async {
+            sqlx::query_as("select id from webhook_endpoints where url = $1")
+                .bind(receiver.url("/hook"))
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap()
+                .ok_or_else(|| "not yet".to_owned())
+        })
+        .await
+        .0;
+        browser.wait_for_path("/projects/shop/webhooks").await;
+        let card = browser.text_containing(&format!("#webhook-{id}"), "active").await;
+        assert!(card.contains(format) && !card.contains("denial,") && card.contains("drift.found"), "{card}");
+        assert!(!browser.client.source().await.unwrap().contains(SECRET), "the secret is never shown again");
+
+        browser.find(&format!("#test-{id}")).await.click().await.unwrap();
+        let test = receiver.wait_for(1, Duration::from_secs(20)).await.remove(0);
+        assert!(test.signed && test.shaped && test.header("x-tagward-event").as_deref() == Some("test"));
+        let delivery = test.delivery();
+        eventually("the delivery shown as delivered", Duration::from_secs(20), || async {
+            browser.goto(&app.url("/projects/shop/webhooks")).await;
+            let row = browser.text(&format!("#delivery-{delivery}")).await;
+            if row.contains("delivered") && row.contains("200 at") {
+                Ok(())
+            } else {
+                Err(row)
+            }
+        })
+        .await;
+        if javascript {
+            assert_eq!(browser.accessibility_violations().await, Vec::<String>::new());
+            browser.screenshot("webhooks-1280").await;
+        }
+        browser.find(&format!("#redeliver-{delivery}")).await.click().await.unwrap();
+        let again = receiver.wait_for(2, Duration::from_secs(20)).await;
+        assert_eq!(again[1].delivery(), delivery, "the same delivery, sent again");
+        if !javascript {
+            browser.goto(&app.url("/projects/shop/webhooks")).await;
+            browser.find(&format!("#remove-{id}")).await.click().await.unwrap();
+            browser.wait_for_path("/projects/shop/webhooks").await;
+            let gone: i64 = sqlx::query_scalar("select count(*) from webhook_endpoints where id = $1")
+                .bind(id)
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+            assert_eq!(gone, 0);
+        }
+        browser.close().await;
+    }
+    // A developer sees the webhooks but no form to change them, and is refused if they post one.
+    let dev = app.logged_in("dev", PASSWORD).await;
+    let page = app.page(&dev, "/projects/shop/webhooks").await.text().await.unwrap();
+    assert!(page.contains("Webhooks") && !page.contains("add-webhook"), "{page}");
+    let fields = [
+        ("project", "shop"),
+        ("url", "https://hooks.example/"),
+        ("events[]", "drift.found"),
+        ("format", "slack"),
+        ("secret", SECRET),
+    ];
+    assert_eq!(app.call(&dev, "add_webhook", &fields).await.status(), 403);
+}
+
+#[tokio::test]
+async fn a_drift_through_the_registrys_events_reaches_the_receiver_within_seconds() {
+    use tests::registry::{push, OciLayout, Registry};
+    let db = shop().await;
+    db.rule("shop", "matching:**", "matching:v*").await;
+    let events = app::account::TokenGrant::parse(&["events"], &[]).unwrap();
+    let token = db.token_with("registry-events", &events).await;
+    let receiver = Receiver::start(SECRET, Shape::Slack, vec![]).await;
+    add_webhook(&db, &receiver, "drift.found", "slack").await;
+    let url = db.url.clone();
+    let app = spawn_app_with(db, url, &FAST).await;
+    let registry = Registry::start_notifying(None, &app.url("/api/v1/registry/events"), &token).await;
+
+    let (first, second) = (OciLayout::image_of("hook-first"), OciLayout::image_of("hook-second"));
+    assert!(push(&first, registry.address, "shop/web:v1", false).await.status.success());
+    tests::until("the first push reaching the inventory", Duration::from_secs(20), || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from registry_tags where tag = 'v1'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    // Pushed straight to the registry over the immutable v1.
+    let pushed = Instant::now();
+    assert!(push(&second, registry.address, "shop/web:v1", false).await.status.success());
+    let told = receiver.wait_for(1, Duration::from_secs(20)).await.remove(0);
+    println!("drift told {:?} after the push finished", pushed.elapsed());
+    let text = told.json()["text"].as_str().unwrap().to_owned();
+    assert!(text.starts_with("[tagward] shop · Drift found: found shop/web:v1 moved from"), "{text}");
+    assert!(told.signed && told.shaped);
+}
+
+#[tokio::test]
+async fn exceptions_running_out_are_told_once_across_two_instances() {
+    let db = shop().await;
+    let receiver = Receiver::start(SECRET, Shape::CloudEvents, vec![]).await;
+    add_webhook(&db, &receiver, "exception.granted,exception.expiring,exception.expired", "cloudevents").await;
+    let url = db.url.clone();
+    let (_, other) = tests::spawn_server(&url, &FAST).await;
+    let app = spawn_app_with(db, url, &FAST).await;
+    let args =
+        ["exception", "grant", "shop/api:v1", "--operation", "overwrite", "--reason", "INC-7", "--expires-in", "10m"];
+    let (ok, _, err) = tagward(&app.db, &args).await;
+    assert!(ok, "{err}");
+    // Granted at once; within the 15-minute lead, so expiring soon as well.
+    let told = receiver.wait_for(2, Duration::from_secs(20)).await;
+    let mut kinds: Vec<String> = told.iter().map(|r| r.header("x-tagward-event").unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["exception.expiring", "exception.granted"]);
+    // Time passes: it ran out unused.
+    sqlx::query("update tag_exceptions set granted_at = granted_at - interval '1 hour', expires_at = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("update webhook_endpoints set created_at = created_at - interval '1 hour'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let told = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let expired = told.iter().find(|r| r.header("x-tagward-event").as_deref() == Some("exception.expired")).unwrap();
+    assert_eq!(expired.json()["data"]["after"]["reason"], "INC-7");
+    // Both instances' schedulers ran; a third run (the test's own) queues nothing more either.
+    let queued = app::store::queue_timed_events(&app.db.pool, Duration::from_secs(900)).await.unwrap();
+    assert_eq!(queued, 0, "each time-based event is queued once");
+    let per_kind: Vec<(String, i64)> =
+        sqlx::query_as("select event, count(*) from webhook_deliveries group by event order by event")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        per_kind,
+        [("exception.expired".into(), 1), ("exception.expiring".into(), 1), ("exception.granted".into(), 1)]
+    );
+    drop(other);
+}
+
+#[tokio::test]
+async fn a_policy_file_sets_the_webhooks_and_export_never_writes_their_secrets() {
+    let db = shop().await;
+    let receiver = Receiver::start(SECRET, Shape::CloudEvents, vec![]).await;
+    let kept = add_webhook(&db, &receiver, "all", "cloudevents").await;
+    let file = tests::registry::TempDir::new("policy-webhooks");
+    let path = file.0.join("shop.yaml");
+    let (ok, exported, err) = tagward(&db, &["policy", "export", "shop"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        exported.contains(&format!("  - url: \"{}\"", receiver.url("/hook"))) && !exported.contains(SECRET),
+        "{exported}"
+    );
+    let policy = format!(
+        "project: shop\nrules: []\nwebhooks:\n  - url: \"{}\"\n    events: [drift.found]\n    format: slack\n  - url: \"{}\"\n    events: [all]\n    secret_env: SHOP_HOOK_SECRET\n",
+        receiver.url("/hook"),
+        receiver.url("/second")
+    );
+    std::fs::write(&path, policy).unwrap();
+    let path = path.to_str().unwrap();
+    let apply = |extra: &'static [&'static str]| {
+        let db = &db;
+        async move {
+            let mut args = vec!["policy", "apply", "shop", "-f", path, "--webhook-allow-private", "true"];
+            args.extend_from_slice(extra);
+            tagward(db, &args).await
+        }
+    };
+    // Without the variable the new webhook's secret is in, nothing changes.
+    let (ok, _, err) = apply(&[]).await;
+    assert!(
+        !ok && err.contains("webhooks[1].secret_env: `SHOP_HOOK_SECRET` names an environment variable that is not set"),
+        "{err}"
+    );
+    let output = tokio::process::Command::new(tests::tagward_bin())
+        .args(["policy", "apply", "shop", "-f", path, "--webhook-allow-private", "true"])
+        .env("DATABASE_URL", &db.url)
+        .env("SHOP_HOOK_SECRET", "another long secret value")
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        out.contains(&format!("~ change   webhook {kept} to {} (slack: drift.found)", receiver.url("/hook"))),
+        "{out}"
+    );
+    assert!(out.contains(&format!("+ add      webhook to {}", receiver.url("/second"))), "{out}");
+    let stored: Vec<(String, String, Vec<String>, String)> =
+        sqlx::query_as("select url, format, events, secret from webhook_endpoints order by id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        (stored[0].1.as_str(), stored[0].2.clone(), stored[0].3.as_str()),
+        ("slack", vec!["drift.found".to_owned()], SECRET)
+    );
+    assert_eq!(stored[1].3, "another long secret value");
+    let (ok, out, _) = apply(&["--dry-run"]).await;
+    assert!(ok && out.contains("dry run") && !out.contains("webhook "), "applied again, nothing to do: {out}");
+    // A file without them leaves them be; a file with an empty list removes them.
+    std::fs::write(path, "project: shop\nrules: []\nwebhooks: []\n").unwrap();
+    let (ok, out, err) = apply(&[]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("- remove   webhook").count(), 2, "{out}");
+}

@@ -6,6 +6,7 @@ mod audit;
 mod exceptions;
 mod groups;
 mod health;
+mod policy_webhooks;
 mod rules;
 mod tokens;
 mod users;

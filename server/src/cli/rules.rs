@@ -25,6 +25,9 @@ pub enum PolicyCommand {
         /// Only print the difference.
         #[arg(long)]
         dry_run: bool,
+        /// Let the file's webhooks point at loopback, private or link-local addresses.
+        #[arg(long = "webhook-allow-private", env = "TAGWARD_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+        allow_private: bool,
     },
 }
 
@@ -121,8 +124,9 @@ pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
     let (PolicyCommand::Export { project } | PolicyCommand::Apply { project, .. }) = &command;
     let OpenProject { pool, id: project_id, name: project } = project.open().await?;
     let stored = project_rules(&pool, project_id).await?;
-    let PolicyCommand::Apply { file, dry_run, .. } = command else {
-        print!("{}", crate::policy_file::export(project.as_str(), &stored));
+    let webhooks = app::store::project_webhooks(&pool, project_id).await?;
+    let PolicyCommand::Apply { file, dry_run, allow_private, .. } = command else {
+        print!("{}", crate::policy_file::export(project.as_str(), &stored, &webhooks));
         return Ok(());
     };
     let (name, text) = if file.as_os_str() == "-" {
@@ -132,19 +136,28 @@ pub async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
         (file.display().to_string(), text)
     };
     let plan = crate::policy_file::plan(&name, &text, project.as_str(), &stored)?;
+    // Every webhook entry is checked before anything changes.
+    let webhook_steps = match &plan.webhooks {
+        Some(entries) => super::policy_webhooks::plan(entries, &webhooks, allow_private).await?,
+        None => Vec::new(),
+    };
     print!("{}", plan.describe(project.as_str()));
+    print!("{}", super::policy_webhooks::describe(&webhook_steps));
     let before = app::store::StoredRule::policy_rules(&stored);
     let impact =
         app::inventory::counting::impact(&pool, None, project.as_str(), &before, &plan.rules_after(&before), None)
             .await
             .map_err(|error| anyhow::anyhow!("counting the impact on existing tags: {error}"))?;
     println!("{}", crate::policy_file::describe_impact(&impact));
-    if dry_run || plan.steps.is_empty() {
+    if dry_run || (plan.steps.is_empty() && webhook_steps.is_empty()) {
         println!("{}", if dry_run { "dry run: nothing changed" } else { "nothing to change" });
         return Ok(());
     }
-    change_rules_together(&pool, &operator(), project_id, Some(&stored), &plan.changes()).await?;
-    println!("applied {} change(s)", plan.steps.len());
+    if !plan.steps.is_empty() {
+        change_rules_together(&pool, &operator(), project_id, Some(&stored), &plan.changes()).await?;
+    }
+    super::policy_webhooks::apply(&pool, project_id, &webhook_steps).await?;
+    println!("applied {} change(s)", plan.steps.len() + webhook_steps.len());
     Ok(())
 }
 
