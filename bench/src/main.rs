@@ -14,6 +14,7 @@ mod portal;
 mod pushes;
 mod report;
 mod run;
+mod webhooks;
 mod wrk;
 
 use clap::{Parser, ValueEnum};
@@ -73,6 +74,7 @@ enum Part {
     Events,
     Attachments,
     Pushes,
+    Webhooks,
 }
 
 #[tokio::main]
@@ -115,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants(Part::Pushes) {
         pushes::run(&args, &mut report).await?;
+    }
+    if wants(Part::Webhooks) {
+        webhooks::run(&args, &mut report).await?;
     }
     report.print();
     report.write(&args.json)?;

@@ -622,3 +622,51 @@ async fn a_policy_file_sets_the_webhooks_and_export_never_writes_their_secrets()
     assert!(ok, "{err}");
     assert_eq!(out.matches("- remove   webhook").count(), 2, "{out}");
 }
+
+#[tokio::test]
+async fn postgresql_restarted_with_notifications_pending_loses_none() {
+    let cluster = tests::postgres::PrivateCluster::start().await;
+    let admin = app::store::connect(&cluster.url("postgres")).await.unwrap();
+    sqlx::query("create database tagward").execute(&admin).await.unwrap();
+    admin.close().await;
+    let url = cluster.url("tagward");
+    let pool = app::store::connect(&url).await.unwrap();
+    app::store::migrate(&pool).await.unwrap();
+    let db = TestDb { url: url.clone(), pool };
+    db.project("shop").await;
+    // The receiver is away (503) for the first attempts; then it takes everything.
+    let away: Vec<Answer> = (0..40).map(|_| Answer::status(503)).collect();
+    let receiver = Receiver::start(SECRET, Shape::CloudEvents, away).await;
+    let webhook = add_webhook(&db, &receiver, "all", "cloudevents").await;
+    let project: i64 = sqlx::query_scalar("select id from projects").fetch_one(&db.pool).await.unwrap();
+    // Failing attempts must not pause the endpoint here (20 in a row would).
+    let flags = [&FAST[..], &["--webhook-pause-after", "1000"]].concat();
+    let (_, server) = tests::spawn_server(&url, &flags).await;
+    let mut queued = Vec::new();
+    for _ in 0..20 {
+        queued.push(app_store_test_event(&db, project, webhook).await);
+    }
+    receiver.wait_for(20, Duration::from_secs(20)).await;
+    cluster.restart().await;
+    // Written after the restart, while the server's connections are being re-made.
+    let pool = app::store::connect(&url).await.unwrap();
+    let db = TestDb { url: url.clone(), pool };
+    for _ in 0..20 {
+        queued.push(app_store_test_event(&db, project, webhook).await);
+    }
+    let (delivered, _) = eventually("every notification delivered", Duration::from_secs(60), || async {
+        let mut delivered: Vec<i64> =
+            receiver.received().iter().filter(|r| r.answered == 200).map(|r| r.delivery()).collect();
+        delivered.sort_unstable();
+        if delivered.len() >= queued.len() {
+            Ok(delivered)
+        } else {
+            Err(format!("{} of {}", delivered.len(), queued.len()))
+        }
+    })
+    .await;
+    queued.sort_unstable();
+    assert_eq!(delivered, queued, "each one delivered, once");
+    drop(server);
+    db.pool.close().await;
+}

@@ -13,6 +13,7 @@ pub use eventually::{eventually, until};
 pub mod gateway;
 pub mod inventory;
 pub mod oidc;
+pub mod postgres;
 pub mod receiver;
 pub mod registry;
 

@@ -14,7 +14,7 @@ pub enum TokenCommand {
         /// What it may do: `decisions`, `rules:read`, `rules:write`, `events` (repeat or comma-separate).
         #[arg(long = "scope", value_delimiter = ',')]
         scopes: Vec<String>,
-        /// Limit its rule scopes to these projects (repeat or comma-separate); default: every project.
+        /// Limit its rule and audit scopes to these projects (repeat or comma-separate); default: every project.
         #[arg(long = "project", value_delimiter = ',')]
         projects: Vec<String>,
         #[command(flatten)]
