@@ -154,6 +154,7 @@ pub async fn login(
             tracing::info!(username = ?username, %address, "login failed");
             return Err(AppError::Invalid("wrong user name or password".into()));
         };
+        crate::store::record_sign_in(&state.pool, user.id).await?;
         let session = ssr::session().await?;
         // A new id on login, so that an id planted before login is worthless after it.
         session.cycle_id().await.map_err(AppError::internal)?;

@@ -46,6 +46,19 @@ impl Service {
     }
 }
 
+/// The name `/etc/passwd` gives user id `uid`, if it has one.
+#[cfg(unix)]
+fn login_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok()? == uid && !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
+            .then(|| name.to_owned())
+    })
+}
+
 /// A service token as a caller.
 #[derive(Debug, Clone)]
 pub struct ServiceToken {
@@ -66,7 +79,9 @@ impl fmt::Display for Denied {
 
 impl Principal {
     /// The operator at this command line: `cli:` and the login name (`$SUDO_USER` first, so that a
-    /// change made with sudo names the person), or the numeric user id when no name is known.
+    /// change made with sudo names the person, then `$USER`, `$LOGNAME`, then the name the system's
+    /// user database gives the process's user id, as in a container where no variable is set), or
+    /// the numeric id when no name is known.
     pub fn command_line() -> Self {
         let from_env = ["SUDO_USER", "USER", "LOGNAME"]
             .into_iter()
@@ -76,7 +91,10 @@ impl Principal {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::MetadataExt;
-                std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid {}", m.uid()))
+                match std::fs::metadata("/proc/self").map(|m| m.uid()) {
+                    Ok(uid) => login_name(uid).unwrap_or_else(|| format!("uid {uid}")),
+                    Err(_) => "unknown".to_owned(),
+                }
             }
             #[cfg(not(unix))]
             "unknown".to_owned()

@@ -446,6 +446,7 @@ async fn callback(
             .ok_or_else(|| SignInError::failed("the callback has no `code` or no `state`"))?;
         let signed_in = state.provider.finish(&flow, code, &returned_state).await?;
         let (user, epoch) = app::store::sign_in_from_provider(&state.app.pool, &signed_in.identity).await?;
+        app::store::record_sign_in(&state.app.pool, user.id).await?;
         start_session(&session, &user, epoch, signed_in.logout, state.provider.session_max).await?;
         tracing::info!(username = ?user.name, subject = ?signed_in.identity.subject, groups = ?signed_in.identity.groups, "signed in through the identity provider");
         Ok(flow.next)

@@ -473,3 +473,66 @@ async fn rules_can_evaluate_first_and_be_promoted_from_the_command_line_and_poli
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("paused"), "{}", stderr(&bad));
 }
+
+#[tokio::test]
+async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_last_one() {
+    let db = fresh_database().await;
+    // As in a container: no login name in the environment; the trail names the system's user.
+    let run = |args: &[&str], stdin: &str| {
+        let mut command = command(&db.url, args);
+        command.env_remove("USER").env_remove("LOGNAME").env_remove("SUDO_USER");
+        let out = output(command, stdin);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out))
+    };
+    assert!(run(&["user", "create", "alice", "--system-admin"], "a long enough password\n").0);
+    assert!(run(&["user", "create", "bob"], "another long password\n").0);
+    let (ok, listed, err) = run(&["user", "list"], "");
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "NAME\tSIGNS IN\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN",
+            "alice\tlocal\tyes\tyes\tnever",
+            "bob\tlocal\tno\tyes\tnever"
+        ]
+    );
+
+    let (ok, _, err) = run(&["user", "deactivate", "alice"], "");
+    assert!(!ok && err.contains("`alice` is the last active system administrator"), "{err}");
+    let (ok, out, err) = run(&["user", "set-system-admin", "bob", "true"], "");
+    assert!(ok && out.contains("`bob` is a system administrator"), "{err}");
+    assert!(run(&["user", "deactivate", "alice"], "").0);
+    let (ok, _, err) = run(&["user", "set-system-admin", "bob", "false"], "");
+    assert!(!ok && err.contains("`bob` is the last active system administrator"), "{err}");
+    let (_, listed, _) = run(&["user", "list"], "");
+    assert!(listed.contains("alice\tlocal\tyes\tno\tnever"), "{listed}");
+    assert!(run(&["user", "activate", "alice"], "").0);
+
+    let (ok, out, err) = run(&["user", "reset-password", "bob"], "a brand new password\n");
+    assert!(ok && out.contains("set the password of `bob`"), "{err}");
+    for (args, stdin, error) in [
+        (vec!["user", "reset-password", "bob"], "short\n", "at least 12"),
+        (vec!["user", "reset-password", "zed"], "a brand new password\n", "user `zed` does not exist"),
+        (vec!["user", "deactivate", "Not A Name"], "", "user name `Not A Name`"),
+        (vec!["user", "set-system-admin", "bob", "maybe"], "", "maybe"),
+    ] {
+        let (ok, _, err) = run(&args, stdin);
+        assert!(!ok && err.contains(error), "{args:?}: {err}");
+    }
+
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap();
+    let actors: Vec<(String, String)> =
+        sqlx::query_as("select kind, actor from audit_events order by id").fetch_all(&db.pool).await.unwrap();
+    let kinds: Vec<&str> = actors.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["user.create", "user.create", "user.system_admin", "user.deactivate", "user.activate", "user.password_reset"]
+    );
+    for (_, actor) in &actors {
+        assert!(actor.starts_with("cli:") && !actor.contains("uid"), "{actor}");
+        if root {
+            assert_eq!(actor, "cli:root");
+        }
+    }
+}

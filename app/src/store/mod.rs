@@ -52,8 +52,8 @@ pub use rules::{
 };
 pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, tokens, ActiveToken, TokenListing};
 pub use users::{
-    active_user, check_credentials, count_users, create_first_administrator, create_user, set_password,
-    set_user_active, users, UserListing,
+    active_user, check_credentials, count_users, create_first_administrator, create_user, record_sign_in, set_password,
+    set_system_admin, set_user_active, users, UserListing,
 };
 pub use webhooks::{
     add_webhook, change_webhook, claim_deliveries, delivery_failed, delivery_succeeded, outbox_backlog,

@@ -152,6 +152,9 @@ pub async fn set_user_active(pool: &PgPool, by: &Principal, name: &UserName, act
         return Err(StoreError::Refused("you cannot deactivate yourself; ask another system administrator".into()));
     }
     let mut tx = pool.begin().await?;
+    if !active {
+        keep_an_administrator(&mut tx, name).await?;
+    }
     let updated = sqlx::query(r"update users set is_active = $2 where name = $1")
         .bind(name.as_str())
         .bind(active)
@@ -169,6 +172,65 @@ pub async fn set_user_active(pool: &PgPool, by: &Principal, name: &UserName, act
     Ok(())
 }
 
+/// Notes that `user_id` signed in now (the login form, or through the identity provider).
+pub async fn record_sign_in(db: impl PgExecutor<'_>, user_id: i64) -> Result<(), StoreError> {
+    sqlx::query(r"update users set last_sign_in_at = now() where id = $1").bind(user_id).execute(db).await?;
+    Ok(())
+}
+
+/// Refuses a change that would leave no active system administrator (nobody could administer
+/// tagward from the portal any more). Called with the users table locked, in the change's
+/// transaction, before the change.
+async fn keep_an_administrator(tx: &mut sqlx::PgConnection, name: &UserName) -> Result<(), StoreError> {
+    sqlx::query("lock table users in share row exclusive mode").execute(&mut *tx).await?;
+    let (others,): (i64,) =
+        sqlx::query_as(r"select count(*) from users where is_system_admin and is_active and name <> $1")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    let (is_one,): (bool,) =
+        sqlx::query_as(r"select exists (select 1 from users where name = $1 and is_system_admin and is_active)")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    if is_one && others == 0 {
+        return Err(StoreError::Refused(format!(
+            "`{name}` is the last active system administrator; make someone else one first"
+        )));
+    }
+    Ok(())
+}
+
+/// Makes `name` a system administrator or takes it from them (keeping at least one active).
+pub async fn set_system_admin(pool: &PgPool, by: &Principal, name: &UserName, admin: bool) -> Result<(), StoreError> {
+    by.may_administer()?;
+    let mut tx = pool.begin().await?;
+    if !admin {
+        keep_an_administrator(&mut tx, name).await?;
+    }
+    let updated = sqlx::query(r"update users set is_system_admin = $2 where name = $1 and is_system_admin <> $2")
+        .bind(name.as_str())
+        .bind(admin)
+        .execute(&mut *tx)
+        .await?;
+    if updated.rows_affected() == 0 {
+        let exists: Option<(i64,)> = sqlx::query_as(r"select id from users where name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return match exists {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!("user `{name}` does not exist"))),
+        };
+    }
+    AuditEntry::new(AuditKind::UserSystemAdmin)
+        .after(serde_json::json!({ "user": name.as_str(), "system_admin": admin }))
+        .record(&mut *tx, by)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A user as the administration page lists them.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserListing {
@@ -178,11 +240,13 @@ pub struct UserListing {
     pub is_system_admin: bool,
     pub is_active: bool,
     pub created_at: time::OffsetDateTime,
+    pub last_sign_in_at: Option<time::OffsetDateTime>,
 }
 
 pub async fn users(db: impl PgExecutor<'_>) -> Result<Vec<UserListing>, StoreError> {
     Ok(sqlx::query_as(
-        r"select name, provider_subject is not null as from_provider, is_system_admin, is_active, created_at
+        r"select name, provider_subject is not null as from_provider, is_system_admin, is_active, created_at,
+                 last_sign_in_at
           from users order by name",
     )
     .fetch_all(db)

@@ -18,6 +18,40 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseConfig,
     },
+    /// List the users: name, how they sign in (local or provider), system administrator, active,
+    /// last sign-in.
+    List {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Deactivate a user: their sessions end at once and they cannot sign in (the last active
+    /// system administrator is kept).
+    Deactivate {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Reactivate a deactivated user.
+    Activate {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Set a local user's password (read from the first line of stdin, as `create` does); their
+    /// sessions end.
+    ResetPassword {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Make a user a system administrator (`true`) or take it (`false`; the last active one is kept).
+    SetSystemAdmin {
+        name: String,
+        #[arg(action = clap::ArgAction::Set)]
+        system_admin: bool,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,15 +74,63 @@ pub enum ProjectCommand {
     },
 }
 
+fn user_name(name: &str) -> anyhow::Result<UserName> {
+    UserName::parse(name).map_err(|why| anyhow::anyhow!("user name `{name}`: {why}"))
+}
+
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Create { name, system_admin, database } = command;
-    let name = UserName::parse(&name).map_err(anyhow::Error::msg)?;
-    let password = read_password()?;
-    let pool = database.connect().await?;
-    let hash = app::password::hash_password(password).await?;
-    app::store::create_user(&pool, &operator(), &name, &hash, system_admin).await?;
-    let kind = if system_admin { "system administrator" } else { "user" };
-    println!("created {kind} `{name}`");
+    let me = operator();
+    match command {
+        UserCommand::Create { name, system_admin, database } => {
+            let name = user_name(&name)?;
+            let password = read_password()?;
+            let pool = database.connect().await?;
+            let hash = app::password::hash_password(password).await?;
+            app::store::create_user(&pool, &me, &name, &hash, system_admin).await?;
+            let kind = if system_admin { "system administrator" } else { "user" };
+            println!("created {kind} `{name}`");
+        }
+        UserCommand::List { database } => {
+            let pool = database.connect().await?;
+            me.may_administer().map_err(anyhow::Error::msg)?;
+            println!("NAME\tSIGNS IN\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN");
+            for user in app::store::users(&pool).await? {
+                let yes = |flag: bool| if flag { "yes" } else { "no" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    user.name,
+                    if user.from_provider { "provider" } else { "local" },
+                    yes(user.is_system_admin),
+                    yes(user.is_active),
+                    user.last_sign_in_at.map_or_else(|| "never".to_owned(), app::shown_time)
+                );
+            }
+        }
+        UserCommand::Deactivate { name, database } => {
+            let name = user_name(&name)?;
+            app::store::set_user_active(&database.connect().await?, &me, &name, false).await?;
+            println!("deactivated `{name}`");
+        }
+        UserCommand::Activate { name, database } => {
+            let name = user_name(&name)?;
+            app::store::set_user_active(&database.connect().await?, &me, &name, true).await?;
+            println!("reactivated `{name}`");
+        }
+        UserCommand::ResetPassword { name, database } => {
+            let name = user_name(&name)?;
+            let password = read_password()?;
+            let pool = database.connect().await?;
+            let hash = app::password::hash_password(password).await?;
+            app::store::set_password(&pool, &me, &name, &hash).await?;
+            println!("set the password of `{name}`; their sessions have ended");
+        }
+        UserCommand::SetSystemAdmin { name, system_admin, database } => {
+            let name = user_name(&name)?;
+            app::store::set_system_admin(&database.connect().await?, &me, &name, system_admin).await?;
+            let now = if system_admin { "is a system administrator" } else { "is no system administrator" };
+            println!("`{name}` {now}");
+        }
+    }
     Ok(())
 }
 
