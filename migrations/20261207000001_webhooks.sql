@@ -43,7 +43,8 @@ create table webhook_deliveries (
     delivered_at timestamptz,
     unique (endpoint_id, once_key)
 );
-create index webhook_deliveries_due on webhook_deliveries (next_attempt_at) where state = 'pending';
+-- The claim's order, so that taking the next due ones reads only them however long the queue is.
+create index webhook_deliveries_due on webhook_deliveries (next_attempt_at, id) where state = 'pending';
 create index webhook_deliveries_endpoint on webhook_deliveries (endpoint_id, id desc);
 
 -- Denials are told at most once per endpoint, rule and repository within a window: the window a

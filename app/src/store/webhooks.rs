@@ -379,7 +379,8 @@ pub async fn delivery_succeeded(
             set state = 'delivered', delivered_at = now(), last_status = $3, last_error = null, lease_until = null
             where id = $1
           )
-          update webhook_endpoints set consecutive_failures = 0 where id = $2",
+          -- Only when it had failed: every delivery to an endpoint locking its row would serialise them.
+          update webhook_endpoints set consecutive_failures = 0 where id = $2 and consecutive_failures <> 0",
     )
     .bind(delivery.id)
     .bind(delivery.endpoint_id)
