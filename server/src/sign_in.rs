@@ -21,8 +21,8 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, Scope,
-    TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -57,12 +57,12 @@ pub struct SignInConfig {
     #[arg(long = "oidc-username-claim", env = "TAGWARD_OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
     pub username_claim: String,
 
-    /// The ID token claim that lists the user's groups (an array of strings).
+    /// The claim that lists the user's groups (an array of strings), in the ID token or at UserInfo.
     #[arg(long = "oidc-groups-claim", env = "TAGWARD_OIDC_GROUPS_CLAIM", default_value = "groups")]
     pub groups_claim: String,
 
-    /// Claims an ID token must carry to be let in, as `name=value` (repeat or comma-separate): a
-    /// claim that is a list must contain the value. E.g. `hd=example.com` (Google: your domain
+    /// Claims a sign-in must carry to be let in (in the ID token or at UserInfo), as `name=value`
+    /// (repeat or comma-separate): a claim that is a list must contain the value. E.g. `hd=example.com` (Google: your domain
     /// only), `groups=tagward-users`.
     #[arg(long = "oidc-required-claim", env = "TAGWARD_OIDC_REQUIRED_CLAIMS", value_delimiter = ',', value_parser = parse_required_claim)]
     pub required_claims: Vec<(String, String)>,
@@ -153,6 +153,8 @@ struct OtherClaims {
 impl AdditionalClaims for OtherClaims {}
 
 type ProviderClaims = openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>;
+
+type ProviderUserInfo = openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim>;
 
 type ProviderIdToken =
     IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
@@ -263,11 +265,40 @@ impl IdentityProvider {
         let claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone()))
             .map_err(|error| SignInError::failed(format!("the ID token is refused: {}", with_causes(&error))))?;
-        let name_value = self.claim_text(claims, &self.username_claim).ok_or_else(|| {
-            SignInError::new("name-invalid", format!("the ID token has no `{}` claim", self.username_claim))
-        })?;
+        // Entra ID leaves the groups out of a token when a user has too many, and says where to
+        // fetch them instead: signing in without them would silently drop every role they grant.
+        if let Some(sources) = claims.additional_claims().claims.get("_claim_names") {
+            if sources.get(&self.groups_claim).is_some() {
+                return Err(SignInError::new(
+                    "groups-overage",
+                    format!(
+                        "the provider left the `{}` claim out (too many groups: Entra ID's groups overage); have it \
+                         send only the groups assigned to the application",
+                        self.groups_claim
+                    ),
+                ));
+            }
+        }
+        // Providers that follow OpenID Connect Core 5.4 serve the profile and groups claims at
+        // UserInfo, not in the ID token: asked there (for this subject only) when the token lacks them.
+        let missing = |name: &str| self.claim_value(claims, None, name).is_none();
+        let userinfo = if missing(&self.username_claim) || missing(&self.groups_claim) {
+            self.user_info(&client, tokens.access_token().clone(), claims.subject().clone()).await?
+        } else {
+            None
+        };
+        let userinfo = userinfo.as_ref();
+        let name_value = self
+            .claim_value(claims, userinfo, &self.username_claim)
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                SignInError::new(
+                    "name-invalid",
+                    format!("neither the ID token nor UserInfo has a `{}` claim", self.username_claim),
+                )
+            })?;
         for (claim, wanted) in &self.required_claims {
-            let value = self.claim_value(claims, claim);
+            let value = self.claim_value(claims, userinfo, claim);
             let found = match &value {
                 Some(serde_json::Value::Array(items)) => items.iter().any(|item| item.as_str() == Some(wanted)),
                 Some(serde_json::Value::String(text)) => text == wanted,
@@ -285,11 +316,11 @@ impl IdentityProvider {
         let name_value = name_value.split('@').next().unwrap_or_default().to_owned();
         let name = app::account::UserName::parse(&name_value.to_lowercase())
             .map_err(|why| SignInError::new("name-invalid", format!("claim `{}`: {why}", self.username_claim)))?;
-        let groups = match claims.additional_claims().claims.get(&self.groups_claim) {
+        let groups = match self.claim_value(claims, userinfo, &self.groups_claim) {
             Some(serde_json::Value::Array(items)) => {
                 items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect()
             }
-            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            Some(serde_json::Value::String(one)) => vec![one],
             _ => Vec::new(),
         };
         let logout = end_session.map(|endpoint| {
@@ -308,22 +339,50 @@ impl IdentityProvider {
         Ok(SignedIn { identity, logout })
     }
 
-    /// A claim's text: the standard ones by their accessors, any other from the rest.
-    fn claim_text(&self, claims: &ProviderClaims, name: &str) -> Option<String> {
-        self.claim_value(claims, name).and_then(|value| value.as_str().map(str::to_owned))
+    /// The provider's UserInfo answer for `subject` (`None` when it has no UserInfo endpoint). An
+    /// answer for another subject is refused (OpenID Connect Core 5.3.2), as is one that fails.
+    async fn user_info(
+        &self,
+        client: &ProviderClient,
+        access_token: openidconnect::AccessToken,
+        subject: openidconnect::SubjectIdentifier,
+    ) -> Result<Option<ProviderUserInfo>, SignInError> {
+        let Ok(request) = client.user_info(access_token, Some(subject)) else { return Ok(None) };
+        let answer: ProviderUserInfo = request
+            .request_async(&self.http)
+            .await
+            .map_err(|error| SignInError::failed(format!("the UserInfo endpoint: {}", with_causes(&error))))?;
+        Ok(Some(answer))
     }
 
-    /// A claim's value: the standard ones by their accessors, any other from the rest.
-    fn claim_value(&self, claims: &ProviderClaims, name: &str) -> Option<serde_json::Value> {
+    /// A claim's value, from the ID token or else from UserInfo: the standard ones by their
+    /// accessors, any other from the rest.
+    fn claim_value(
+        &self,
+        claims: &ProviderClaims,
+        userinfo: Option<&ProviderUserInfo>,
+        name: &str,
+    ) -> Option<serde_json::Value> {
         let text = |value: Option<&str>| value.map(|v| serde_json::Value::String(v.to_owned()));
-        match name {
+        let from_token = match name {
             "sub" => text(Some(claims.subject().as_str())),
             "preferred_username" => text(claims.preferred_username().map(|n| n.as_str())),
             "email" => text(claims.email().map(|e| e.as_str())),
             "nickname" => text(claims.nickname().and_then(|n| n.get(None)).map(|n| n.as_str())),
             "name" => text(claims.name().and_then(|n| n.get(None)).map(|n| n.as_str())),
             other => claims.additional_claims().claims.get(other).cloned(),
-        }
+        };
+        from_token.or_else(|| {
+            let userinfo = userinfo?;
+            match name {
+                "sub" => text(Some(userinfo.subject().as_str())),
+                "preferred_username" => text(userinfo.preferred_username().map(|n| n.as_str())),
+                "email" => text(userinfo.email().map(|e| e.as_str())),
+                "nickname" => text(userinfo.nickname().and_then(|n| n.get(None)).map(|n| n.as_str())),
+                "name" => text(userinfo.name().and_then(|n| n.get(None)).map(|n| n.as_str())),
+                other => userinfo.additional_claims().claims.get(other).cloned(),
+            }
+        })
     }
 }
 

@@ -345,3 +345,29 @@ async fn signing_in_through_the_provider_in_chromium_with_and_without_javascript
     browser.screenshot("login-provider-down-1024").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_provider_serving_claims_only_at_userinfo_signs_people_in_with_their_groups() {
+    // oidc-provider with its default settings: an access token is issued, so the user name and
+    // groups are at UserInfo, and the ID token carries `sub` alone.
+    let accounts: &[(&str, &[&str])] = &[("dana", &["shop-devs"])];
+    let flags = ["--oidc-required-claim", "preferred_username=dana"];
+    let (app, provider) = tests::oidc::portal_with_provider_conforming(accounts, &flags, true).await;
+    app.db.project("shop").await;
+    sqlx::query("insert into group_role_mappings (group_name, project_id, role, created_by) select 'shop-devs', id, 'developer', 'test' from projects where name = 'shop'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (dana, response) = fresh_sign_in(&app, "dana").await;
+    assert_eq!(response.status(), 200, "the signed-in page: {}", location(&response));
+    assert_eq!(app.whoami(&dana).await.as_deref(), Some("dana"));
+    assert_eq!(members_of(&app, "shop").await, vec![("dana".to_owned(), "developer".to_owned(), true)]);
+    // The groups at UserInfo are read at every sign-in, like those in a token.
+    provider.set_groups("dana", &[]);
+    let (_, response) = fresh_sign_in(&app, "dana").await;
+    assert_eq!(response.status(), 200);
+    assert!(members_of(&app, "shop").await.is_empty());
+    let (last,): (Option<time::OffsetDateTime>,) =
+        sqlx::query_as("select last_sign_in_at from users where name = 'dana'").fetch_one(&app.db.pool).await.unwrap();
+    assert!(last.is_some(), "the sign-in is recorded");
+}

@@ -47,8 +47,9 @@ const provider = new Provider(issuer, {
   jwks: { keys: [jwk] },
   cookies: { keys: ['tagward-test-provider'] },
   claims: { openid: ['sub'], profile: ['preferred_username', 'name'], email: ['email'], groups: ['groups'] },
-  // The scopes' claims go in the ID token (where tagward reads them), not only to userinfo.
-  conformIdTokenClaims: false,
+  // The scopes' claims go in the ID token, not only to UserInfo; with CONFORM_ID_TOKEN_CLAIMS=1,
+  // oidc-provider's default (OpenID Connect Core 5.4): only to UserInfo, as an access token is issued.
+  conformIdTokenClaims: process.env.CONFORM_ID_TOKEN_CLAIMS === '1',
   features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   // Consent is given once the person logs in: the test's client is the organisation's own.

@@ -19,6 +19,8 @@ pub struct TestProvider {
     /// The users and their groups (JSON), removed on drop.
     accounts: PathBuf,
     process: Option<tokio::process::Child>,
+    /// oidc-provider's default: the profile and groups claims only at UserInfo.
+    conforming: bool,
 }
 
 impl Drop for TestProvider {
@@ -31,9 +33,15 @@ impl TestProvider {
     /// Starts a provider for a portal that will listen at `portal_port`, knowing `accounts`
     /// (login → groups).
     pub async fn start(portal_port: u16, users: &[(&str, &[&str])]) -> Self {
+        Self::start_with(portal_port, users, false).await
+    }
+
+    /// [`Self::start`], with `conforming`: oidc-provider's default settings, which serve the
+    /// profile and groups claims at UserInfo only (OpenID Connect Core 5.4).
+    pub async fn start_with(portal_port: u16, users: &[(&str, &[&str])], conforming: bool) -> Self {
         let port = free_port();
         let accounts = std::env::temp_dir().join(format!("tagward-test-provider-{}-{port}.json", std::process::id()));
-        let mut provider = TestProvider { port, portal_port, accounts, process: None };
+        let mut provider = TestProvider { port, portal_port, accounts, process: None, conforming };
         for (login, groups) in users {
             provider.set_groups(login, groups);
         }
@@ -70,6 +78,7 @@ impl TestProvider {
             .env("REDIRECT_URI", format!("{portal}/login/oidc/callback"))
             .env("POST_LOGOUT_URI", format!("{portal}/login"))
             .env("ACCOUNTS_FILE", &self.accounts)
+            .env("CONFORM_ID_TOKEN_CLAIMS", if self.conforming { "1" } else { "0" })
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(if std::env::var_os("TEST_LOG").is_some() {
@@ -134,8 +143,18 @@ impl TestProvider {
 /// A portal signing in through a fresh test provider that knows `accounts`; `flags` are more
 /// `tagward serve` flags.
 pub async fn portal_with_provider(accounts: &[(&str, &[&str])], flags: &[&str]) -> (TestApp, TestProvider) {
+    portal_with_provider_conforming(accounts, flags, false).await
+}
+
+/// [`portal_with_provider`], the provider with its default settings when `conforming` (claims at
+/// UserInfo only).
+pub async fn portal_with_provider_conforming(
+    accounts: &[(&str, &[&str])],
+    flags: &[&str],
+    conforming: bool,
+) -> (TestApp, TestProvider) {
     let portal_port = free_port();
-    let provider = TestProvider::start(portal_port, accounts).await;
+    let provider = TestProvider::start_with(portal_port, accounts, conforming).await;
     let mut all: Vec<String> = provider.portal_flags();
     all.extend(flags.iter().map(|flag| (*flag).to_owned()));
     all.extend(["--login-attempts-per-minute".to_owned(), "5".to_owned()]);

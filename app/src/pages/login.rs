@@ -23,6 +23,9 @@ fn sign_in_failure(code: &str, provider: &str) -> String {
         "not-allowed" => {
             "your identity provider account is not one that may use tagward; ask your administrator".to_owned()
         }
+        "groups-overage" => "the identity provider sent none of your groups (you are in too many for its token); \
+                             ask your administrator to have it send only the groups assigned to tagward"
+            .to_owned(),
         "too-many-attempts" => "too many sign-in attempts from your address; wait a minute and try again".to_owned(),
         _ => format!("signing in with {provider} failed; try again, and tell your administrator if it keeps failing"),
     }
