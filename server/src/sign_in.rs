@@ -265,10 +265,21 @@ impl IdentityProvider {
         let claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone()))
             .map_err(|error| SignInError::failed(format!("the ID token is refused: {}", with_causes(&error))))?;
+        // Providers that follow OpenID Connect Core 5.4 serve the profile and groups claims at
+        // UserInfo, not in the ID token: asked there (for this subject only) when the token lacks them.
+        let missing = |name: &str| self.claim_value(claims, None, name).is_none();
+        let userinfo = if missing(&self.username_claim) || missing(&self.groups_claim) {
+            self.user_info(&client, tokens.access_token().clone(), claims.subject().clone()).await?
+        } else {
+            None
+        };
+        let userinfo = userinfo.as_ref();
         // Entra ID leaves the groups out of a token when a user has too many, and says where to
         // fetch them instead: signing in without them would silently drop every role they grant.
-        if let Some(sources) = claims.additional_claims().claims.get("_claim_names") {
-            if sources.get(&self.groups_claim).is_some() {
+        if let Some(sources) = self.claim_value(claims, userinfo, "_claim_names") {
+            if sources.get(&self.groups_claim).is_some()
+                && self.claim_value(claims, userinfo, &self.groups_claim).is_none()
+            {
                 return Err(SignInError::new(
                     "groups-overage",
                     format!(
@@ -279,15 +290,6 @@ impl IdentityProvider {
                 ));
             }
         }
-        // Providers that follow OpenID Connect Core 5.4 serve the profile and groups claims at
-        // UserInfo, not in the ID token: asked there (for this subject only) when the token lacks them.
-        let missing = |name: &str| self.claim_value(claims, None, name).is_none();
-        let userinfo = if missing(&self.username_claim) || missing(&self.groups_claim) {
-            self.user_info(&client, tokens.access_token().clone(), claims.subject().clone()).await?
-        } else {
-            None
-        };
-        let userinfo = userinfo.as_ref();
         let name_value = self
             .claim_value(claims, userinfo, &self.username_claim)
             .and_then(|value| value.as_str().map(str::to_owned))

@@ -370,4 +370,11 @@ async fn a_provider_serving_claims_only_at_userinfo_signs_people_in_with_their_g
     let (last,): (Option<time::OffsetDateTime>,) =
         sqlx::query_as("select last_sign_in_at from users where name = 'dana'").fetch_one(&app.db.pool).await.unwrap();
     assert!(last.is_some(), "the sign-in is recorded");
+
+    // Too many groups for the token (Entra ID's overage): refused, and the page says why.
+    provider.set_overage("dana");
+    let (_, response) = fresh_sign_in(&app, "dana").await;
+    assert_eq!(location(&response), "/login?error=groups-overage");
+    let page = app.client().get(app.url("/login?error=groups-overage")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("sent none of your groups"), "{page}");
 }

@@ -74,7 +74,10 @@ const provider = new Provider(issuer, {
           preferred_username: current.username ?? id,
           name: current.name ?? id,
           email: `${id}@example.test`,
-          groups: current.groups ?? [],
+          // Entra ID's groups overage: the groups are left out, and said to be elsewhere.
+          ...(current.overage
+            ? { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.example.test/v1.0/me/memberOf' } } }
+            : { groups: current.groups ?? [] }),
         };
       },
     };

@@ -63,6 +63,14 @@ impl TestProvider {
         std::fs::write(&self.accounts, serde_json::to_vec(&accounts).unwrap()).unwrap();
     }
 
+    /// Makes `login`'s groups overflow their token, as Entra ID does past 200 groups.
+    pub fn set_overage(&self, login: &str) {
+        let mut accounts: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&self.accounts).unwrap()).unwrap();
+        accounts.insert(login.to_owned(), serde_json::json!({ "overage": true }));
+        std::fs::write(&self.accounts, serde_json::to_vec(&accounts).unwrap()).unwrap();
+    }
+
     async fn run(&mut self) {
         use tokio::io::AsyncBufReadExt;
         let modules = std::env::var("TAGWARD_OIDC_PROVIDER_MODULES").unwrap_or_else(|_| {
