@@ -116,12 +116,13 @@ fn Endpoint(webhook: WebhookRow, project: String, can_manage: bool, actions: Web
             </p>
             <p class="small">"Events: " <code>{webhook.events.join(", ")}</code></p>
             {can_manage.then(|| view! {
-                <p class="actions">
+                // A div: forms inside a <p> would close it (HTML does not nest them).
+                <div class="actions">
                     {row_button!(actions.test, for_actions.clone(), "id", id, "Send test event", format!("test-{id}"))}
                     {webhook.paused.is_some().then(|| row_button!(actions.resume, for_actions.clone(), "id", id, "Resume", format!("resume-{id}")))}
                     {row_button!(actions.remove, for_actions.clone(), "id", id, "Remove", format!("remove-{id}"),
                         "button danger", format!("Remove the webhook to {url}"))}
-                </p>
+                </div>
             })}
             <Deliveries rows=webhook.deliveries project actions/>
         </article>
