@@ -53,7 +53,7 @@ pub struct WebhooksView {
 }
 
 #[cfg(feature = "ssr")]
-pub use ssr::resolve_allowed;
+pub use ssr::{reachable, resolve_allowed};
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -90,7 +90,8 @@ mod ssr {
         Ok(addresses)
     }
 
-    /// The URL, if a webhook may be sent there.
+    /// The URL, if a webhook may be sent there: the portal, `tagward webhook add` and policy files
+    /// check it alike.
     pub async fn reachable(field: &str, url: &str, allow_private: bool) -> Result<WebhookUrl, FieldError> {
         let parsed = WebhookUrl::parse(field, url)?;
         resolve_allowed(parsed.host(), allow_private).await.map_err(|why| FieldError::new(field, url, why))?;
@@ -192,19 +193,7 @@ pub async fn add_webhook(
             .map_err(|_| FieldError::without_value("events", "tick at least one event"))?;
         let format = WebhookFormat::parse("format", &format)?;
         let secret = WebhookSecret::parse("secret", &secret)?;
-        let authorization = authorization.trim();
-        let authorization = match authorization.is_empty() {
-            true => None,
-            false
-                if authorization.len() > crate::policy::webhook::MAX_SECRET_CHARS
-                    || authorization.chars().any(char::is_control) =>
-            {
-                return Err(
-                    FieldError::without_value("authorization", "must be one line of at most 1024 characters").into()
-                )
-            }
-            false => Some(authorization.to_owned()),
-        };
+        let authorization = crate::policy::parse_authorization("authorization", &authorization)?;
         let url = ssr::reachable("url", &url, allow_private).await?;
         let spec = crate::store::WebhookSpec { url, events, format, authorization };
         crate::store::add_webhook(&pool, &me, access.id, &spec, &secret).await?;

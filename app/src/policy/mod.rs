@@ -33,7 +33,7 @@ pub use pattern::{parse_list, Field, Pattern, PatternError, Problem, MAX_ITEMS, 
 #[cfg(feature = "ssr")]
 pub use rule::PolicyVersion;
 pub use rule::{Action, PolicyRule, RuleErrors, RuleInput, RuleSpec, RuleState, Selector};
-pub use webhook::{forbidden_address, WebhookEvent, WebhookFormat, WebhookSecret, WebhookUrl};
+pub use webhook::{forbidden_address, parse_authorization, WebhookEvent, WebhookFormat, WebhookSecret, WebhookUrl};
 
 /// The fuzzing entry point: parse anything as a rule, and if it parses, compile and query it.
 pub fn fuzz_rule(repositories: &str, tags: &str, name: &str) {

@@ -248,6 +248,20 @@ fn check_port(port: &str) -> Result<(), &'static str> {
     }
 }
 
+/// An optional `Authorization` value (empty: none): one line of at most 1024 characters.
+pub fn parse_authorization(field: &str, value: &str) -> Result<Option<String>, FieldError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    // Bytes, not characters: it goes out as a header value.
+    if value.len() > MAX_SECRET_CHARS || value.chars().any(char::is_control) {
+        // Like a secret, it is never echoed.
+        return Err(FieldError::without_value(field, "must be one line of at most 1024 bytes"));
+    }
+    Ok(Some(value.to_owned()))
+}
+
 /// The key every body is signed with: at least 16 characters, kept write-only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSecret(String);

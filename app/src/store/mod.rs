@@ -56,8 +56,8 @@ pub use users::{
     set_system_admin, set_user_active, users, UserListing,
 };
 pub use webhooks::{
-    add_webhook, change_webhook, claim_deliveries, delivery_failed, delivery_succeeded, outbox_backlog,
-    project_webhooks, queue_timed_events, recent_deliveries, redeliver, remove_webhook, resume_webhook,
+    add_webhook, change_webhook, claim_deliveries, delivery_failed, delivery_succeeded, forget_old_deliveries,
+    outbox_backlog, project_webhooks, queue_timed_events, recent_deliveries, redeliver, remove_webhook, resume_webhook,
     send_test_event, AfterFailure, DeliveryListing, DueDelivery, WebhookListing, WebhookSpec, DENIAL_WINDOW_SECONDS,
     WEBHOOKS_CHANNEL,
 };

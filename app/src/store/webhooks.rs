@@ -165,8 +165,10 @@ pub async fn change_webhook(
     .map_err(on_constraint("webhook_endpoints_project_id_url_key", "url", || {
         format!("url: `{}` already has a webhook in this project", spec.url.as_str())
     }))?;
-    let after = spec.json(id);
-    if before != after || secret.is_some() {
+    // As stored now: a kept `Authorization` value is still there although the spec names none.
+    let (after, _) = lock_endpoint(&mut tx, project_id, id).await?;
+    // A new secret or `Authorization` value is a change too, though the trail never shows either.
+    if before != after || secret.is_some() || spec.authorization.is_some() {
         AuditEntry::new(AuditKind::WebhookChange)
             .project(project_id)
             .before(before)
@@ -440,8 +442,8 @@ pub async fn delivery_failed(
 
 /// Queues what time, not a transaction, makes happen: an unused exception running out within
 /// `lead` (`exception.expiring`) and one that ran out (`exception.expired`). Each is queued once
-/// per endpoint however many instances run this (the outbox's unique key takes the first). Also
-/// forgets closed denial windows and old deliveries. How many notifications it queued.
+/// per endpoint however many instances run this (the outbox's unique key takes the first). How
+/// many notifications it queued.
 pub async fn queue_timed_events(db: &PgPool, lead: Duration) -> Result<u64, StoreError> {
     let queued = sqlx::query(
         r"insert into webhook_deliveries (endpoint_id, event, payload, once_key)
@@ -468,6 +470,11 @@ pub async fn queue_timed_events(db: &PgPool, lead: Duration) -> Result<u64, Stor
     .execute(db)
     .await?
     .rows_affected();
+    Ok(queued)
+}
+
+/// Forgets closed denial windows and deliveries finished more than [`KEPT_DAYS`] ago.
+pub async fn forget_old_deliveries(db: &PgPool) -> Result<(), StoreError> {
     sqlx::query(r"delete from webhook_folds where until < now() - interval '1 hour'").execute(db).await?;
     sqlx::query(
         r"delete from webhook_deliveries
@@ -476,7 +483,7 @@ pub async fn queue_timed_events(db: &PgPool, lead: Duration) -> Result<u64, Stor
     .bind(KEPT_DAYS)
     .execute(db)
     .await?;
-    Ok(queued)
+    Ok(())
 }
 
 /// How long the oldest undelivered notification has waited (none waiting: `None`), and how many wait.

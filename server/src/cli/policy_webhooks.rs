@@ -3,7 +3,7 @@
 
 use super::operator;
 use crate::policy_file::WebhookEntry;
-use app::policy::{FieldError, WebhookEvent, WebhookFormat, WebhookSecret, WebhookUrl};
+use app::policy::{FieldError, WebhookEvent, WebhookFormat, WebhookSecret};
 use app::store::{WebhookListing, WebhookSpec};
 use sqlx::PgPool;
 
@@ -27,10 +27,7 @@ pub async fn plan(
     let mut steps = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let field = |name: &str| format!("webhooks[{index}].{name}");
-        let url = WebhookUrl::parse(&field("url"), &entry.url)?;
-        app::webhooks::resolve_allowed(url.host(), allow_private)
-            .await
-            .map_err(|why| FieldError::new(field("url"), url.as_str(), why))?;
+        let url = app::webhooks::reachable(&field("url"), &entry.url, allow_private).await?;
         let events = WebhookEvent::parse_list(&field("events"), &entry.events.join(","))?;
         let format = WebhookFormat::parse(&field("format"), entry.format.as_deref().unwrap_or("cloudevents"))?;
         // A variable that is not set keeps an existing webhook's secret; a new one needs it.
@@ -39,8 +36,13 @@ pub async fn plan(
             Some((_, Some(value))) => Some(WebhookSecret::parse(&field("secret_env"), value)?),
             _ => None,
         };
-        let authorization =
-            entry.authorization_env.as_deref().map(|name| from_env(field("authorization_env"), name)).transpose()?;
+        let authorization = match entry.authorization_env.as_deref() {
+            Some(name) => {
+                let value = from_env(field("authorization_env"), name)?;
+                app::policy::parse_authorization(&field("authorization_env"), &value)?
+            }
+            None => None,
+        };
         let spec = WebhookSpec { url, events, format, authorization };
         match stored.iter().find(|webhook| webhook.url == spec.url.as_str()) {
             None => {

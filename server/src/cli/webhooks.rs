@@ -70,10 +70,11 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                 Some(secret) => (WebhookSecret::parse("--secret", &secret)?, false),
                 None => (WebhookSecret::parse("--secret", app::account::TokenSecret::generate().expose())?, true),
             };
-            let url = app::policy::WebhookUrl::parse("url", &url)?;
-            app::webhooks::resolve_allowed(url.host(), allow_private)
-                .await
-                .map_err(|why| app::policy::FieldError::new("url", url.as_str(), why))?;
+            let authorization = match authorization {
+                Some(value) => app::policy::parse_authorization("--authorization", &value)?,
+                None => None,
+            };
+            let url = app::webhooks::reachable("url", &url, allow_private).await?;
             let project = project.open().await?;
             let spec = app::store::WebhookSpec { url, events, format, authorization };
             let id = app::store::add_webhook(&project.pool, &me, project.id, &spec, &secret).await?;

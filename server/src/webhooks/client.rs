@@ -102,16 +102,7 @@ fn describe(error: reqwest::Error) -> String {
     } else {
         "failed"
     };
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    match causes.last() {
-        Some(cause) => format!("{what}: {cause}"),
-        None => format!("{what}: {error}"),
-    }
+    format!("{what}: {}", crate::registry::with_causes(&error))
 }
 
 /// `Retry-After` as seconds (`120`) or an HTTP date.

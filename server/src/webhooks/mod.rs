@@ -74,6 +74,8 @@ const IN_FLIGHT: usize = 32;
 const POLL: Duration = Duration::from_secs(1);
 /// How often time-based events are queued and the backlog is sampled.
 const SCHEDULE: Duration = Duration::from_secs(5);
+/// How often closed denial windows and old deliveries are forgotten.
+const PRUNE: Duration = Duration::from_secs(3600);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How long a notification is tried.
@@ -122,32 +124,39 @@ impl Deliverer {
     /// Wakes the deliverer whenever notifications are committed; reconnects when the connection drops.
     async fn listen(self: Arc<Self>) {
         loop {
-            let listening = async {
-                let mut listener = PgListener::connect_with(&self.pool).await?;
-                listener.listen(WEBHOOKS_CHANNEL).await?;
-                // Whatever was committed while not listening is picked up now.
-                self.wake.notify_one();
-                loop {
-                    listener.recv().await?;
-                    self.wake.notify_one();
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), sqlx::Error>(())
-            };
-            if let Err(error) = listening.await {
-                tracing::debug!(%error, "webhook notifications: listening again in a second");
-            }
+            let Err(error) = self.wake_on_notifications().await;
+            tracing::debug!(%error, "webhook notifications: listening again in a second");
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Wakes the deliverer at every notification until the listening connection fails.
+    async fn wake_on_notifications(&self) -> Result<std::convert::Infallible, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WEBHOOKS_CHANNEL).await?;
+        // Whatever was committed while not listening is picked up now.
+        self.wake.notify_one();
+        loop {
+            listener.recv().await?;
+            self.wake.notify_one();
         }
     }
 
     async fn schedule(self: Arc<Self>) {
         let lead = Duration::from_secs(self.config.expiry_lead_minutes * 60);
         let mut every = tokio::time::interval(SCHEDULE);
+        let mut last_pruned: Option<std::time::Instant> = None;
         loop {
             every.tick().await;
             if let Err(error) = store::queue_timed_events(&self.pool, lead).await {
                 tracing::warn!(%error, "queueing time-based webhook events failed; trying again");
+            }
+            // Forgetting what is old reads the whole history: hourly, not at every tick.
+            if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE) {
+                match store::forget_old_deliveries(&self.pool).await {
+                    Ok(()) => last_pruned = Some(std::time::Instant::now()),
+                    Err(error) => tracing::warn!(%error, "forgetting old webhook deliveries failed; trying again"),
+                }
             }
             match store::outbox_backlog(&self.pool).await {
                 Ok((oldest, pending)) => self.metrics.record_outbox(oldest.unwrap_or(0.0), pending),
