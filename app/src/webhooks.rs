@@ -103,8 +103,8 @@ mod ssr {
         WebhookRow {
             id: listing.id,
             url: listing.url,
-            events: listing.events,
-            format: listing.format,
+            events: listing.events.iter().map(|event| event.as_str().to_owned()).collect(),
+            format: listing.format.as_str().to_owned(),
             has_authorization: listing.has_authorization,
             created: format!("{} by {}", shown(listing.created_at), listing.created_by),
             paused: listing.paused_at.map(|at| format!("paused since {}", shown(at))),
@@ -115,7 +115,7 @@ mod ssr {
                 .filter(|delivery| delivery.endpoint_id == listing.id)
                 .map(|delivery| DeliveryRow {
                     id: delivery.id,
-                    event: delivery.event.clone(),
+                    event: delivery.event.as_str().to_owned(),
                     created_at: shown(delivery.created_at),
                     state: delivery.state.clone(),
                     attempts: delivery.attempts,

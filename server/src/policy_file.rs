@@ -104,10 +104,10 @@ pub fn export(project: &str, rules: &[StoredRule], webhooks: &[app::store::Webho
     if !webhooks.is_empty() {
         let _ = writeln!(out, "webhooks:");
         for webhook in webhooks {
-            let events: Vec<String> = webhook.events.iter().map(|event| quoted(event)).collect();
+            let events: Vec<String> = webhook.events.iter().map(|event| quoted(event.as_str())).collect();
             let _ = writeln!(out, "  - url: {}", quoted(&webhook.url));
             let _ = writeln!(out, "    events: [{}]", events.join(", "));
-            let _ = writeln!(out, "    format: {}", webhook.format);
+            let _ = writeln!(out, "    format: {}", webhook.format.as_str());
             let _ = writeln!(
                 out,
                 "    # secret_env: NAME   # secrets are never exported; name a variable to set a new one"

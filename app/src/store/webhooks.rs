@@ -91,8 +91,8 @@ pub async fn add_webhook(
     )
     .bind(project_id)
     .bind(spec.url.as_str())
-    .bind(spec.events.iter().map(|event| event.as_str()).collect::<Vec<_>>())
-    .bind(spec.format.as_str())
+    .bind(&spec.events)
+    .bind(spec.format)
     .bind(secret.expose())
     .bind(spec.authorization.as_deref())
     .bind(by.actor())
@@ -156,8 +156,8 @@ pub async fn change_webhook(
     )
     .bind(id)
     .bind(spec.url.as_str())
-    .bind(spec.events.iter().map(|event| event.as_str()).collect::<Vec<_>>())
-    .bind(spec.format.as_str())
+    .bind(&spec.events)
+    .bind(spec.format)
     .bind(secret.map(WebhookSecret::expose))
     .bind(spec.authorization.as_deref())
     .execute(&mut *tx)
@@ -261,8 +261,8 @@ pub async fn redeliver(pool: &PgPool, by: &Principal, project_id: i64, delivery:
 pub struct WebhookListing {
     pub id: i64,
     pub url: String,
-    pub events: Vec<String>,
-    pub format: String,
+    pub events: Vec<WebhookEvent>,
+    pub format: WebhookFormat,
     pub has_authorization: bool,
     pub created_by: String,
     pub created_at: OffsetDateTime,
@@ -289,7 +289,7 @@ pub async fn project_webhooks(db: impl PgExecutor<'_>, project_id: i64) -> Resul
 pub struct DeliveryListing {
     pub id: i64,
     pub endpoint_id: i64,
-    pub event: String,
+    pub event: WebhookEvent,
     pub created_at: OffsetDateTime,
     /// pending, delivered, failed
     pub state: String,
@@ -328,10 +328,10 @@ pub struct DueDelivery {
     pub id: i64,
     pub endpoint_id: i64,
     pub url: String,
-    pub format: String,
+    pub format: WebhookFormat,
     pub secret: String,
     pub authorization_value: Option<String>,
-    pub event: String,
+    pub event: WebhookEvent,
     pub payload: Value,
     /// This attempt's number (1 for the first).
     pub attempts: i32,

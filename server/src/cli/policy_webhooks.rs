@@ -59,8 +59,7 @@ pub async fn plan(
                 steps.push(WebhookStep::Add(spec, secret));
             }
             Some(webhook) => {
-                let events: Vec<&str> = spec.events.iter().map(|event| event.as_str()).collect();
-                let same = webhook.events == events && webhook.format == spec.format.as_str();
+                let same = webhook.events == spec.events && webhook.format == spec.format;
                 if !same || secret.is_some() || spec.authorization.is_some() {
                     steps.push(WebhookStep::Change(webhook.id, spec, secret));
                 }

@@ -95,8 +95,8 @@ pub async fn run(command: WebhookCommand) -> anyhow::Result<()> {
                     "{}\t{}\t{}\t{}\t{state}\t{} pending\t{} failures in a row",
                     webhook.id,
                     webhook.url,
-                    webhook.format,
-                    webhook.events.join(","),
+                    webhook.format.as_str(),
+                    webhook.events.iter().map(|event| event.as_str()).collect::<Vec<_>>().join(","),
                     webhook.pending,
                     webhook.consecutive_failures
                 );

@@ -26,8 +26,7 @@ pub struct Body {
 
 /// The body `delivery` is sent as, in its endpoint's format.
 pub fn body(delivery: &DueDelivery) -> Body {
-    let format = WebhookFormat::parse("format", &delivery.format).unwrap_or(WebhookFormat::CloudEvents);
-    match format {
+    match delivery.format {
         WebhookFormat::CloudEvents => {
             let mut event = json!({
                 "specversion": "1.0",
@@ -74,15 +73,12 @@ fn subject(payload: &Value) -> Option<String> {
 
 /// One line for a chat channel: `[tagward] shop · Drift found: found shop/api:v1 moved … (by …)`.
 fn text(delivery: &DueDelivery) -> String {
-    let event = WebhookEvent::parse(&delivery.event);
-    let title: &str = match event {
-        Some(event) => event.title(),
-        None => &delivery.event,
-    };
+    let event = delivery.event;
+    let title = event.title();
     let payload = &delivery.payload;
     let field = |name: &str| payload.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
     let what = match event {
-        Some(WebhookEvent::Denial | WebhookEvent::WouldDeny) => {
+        WebhookEvent::Denial | WebhookEvent::WouldDeny => {
             format!(
                 "{} (by {}; told once per rule and repository every {} minutes)",
                 field("message"),
@@ -90,14 +86,14 @@ fn text(delivery: &DueDelivery) -> String {
                 app::store::DENIAL_WINDOW_SECONDS / 60
             )
         }
-        Some(WebhookEvent::ExceptionExpiring | WebhookEvent::ExceptionExpired) => {
+        WebhookEvent::ExceptionExpiring | WebhookEvent::ExceptionExpired => {
             let after = payload.get("after");
             let of = |name: &str| after.and_then(|a| a.get(name)).and_then(Value::as_str).unwrap_or("?").to_owned();
             let target = match after.and_then(|a| a.get("tag")).and_then(Value::as_str) {
                 Some(tag) => format!("{}:{tag}", of("repository")),
                 None => format!("{}@{}", of("repository"), of("digest")),
             };
-            let when = if event == Some(WebhookEvent::ExceptionExpiring) { "runs out" } else { "ran out" };
+            let when = if event == WebhookEvent::ExceptionExpiring { "runs out" } else { "ran out" };
             format!(
                 "exception {} ({} of {target}, granted by {}: “{}”) {when} unused at {}",
                 after.and_then(|a| a.get("id")).and_then(Value::as_i64).unwrap_or_default(),
@@ -107,7 +103,7 @@ fn text(delivery: &DueDelivery) -> String {
                 of("expires_at")
             )
         }
-        Some(WebhookEvent::Test) => field("message"),
+        WebhookEvent::Test => field("message"),
         _ => match audit_entry(delivery) {
             Some(entry) => format!("{} (by {})", app::activity::summary(&entry), entry.actor),
             None => String::new(),

@@ -216,7 +216,7 @@ impl Deliverer {
         };
         put(SIGNATURE_HEADER, body::signature(&delivery.secret, timestamp, &body.bytes));
         put(TIMESTAMP_HEADER, timestamp.to_string());
-        put(EVENT_HEADER, delivery.event.clone());
+        put(EVENT_HEADER, delivery.event.as_str().to_owned());
         put(DELIVERY_HEADER, delivery.id.to_string());
         if let Some(value) = delivery.authorization_value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(AUTHORIZATION, value);
