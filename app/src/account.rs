@@ -108,13 +108,47 @@ impl fmt::Display for Role {
     }
 }
 
+/// Where a user signs in: with a tagward password, through the OpenID Connect provider, or with
+/// their password in the LDAP / Active Directory directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    Local,
+    Provider,
+    Directory,
+}
+
+impl UserSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserSource::Local => "local",
+            UserSource::Provider => "provider",
+            UserSource::Directory => "directory",
+        }
+    }
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "local" => Ok(UserSource::Local),
+            "provider" => Ok(UserSource::Provider),
+            "directory" => Ok(UserSource::Directory),
+            other => Err(format!("user source `{other}` is not one of local, provider, directory")),
+        }
+    }
+}
+
+impl fmt::Display for UserSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The signed-in user, as pages see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: i64,
     pub name: String,
     pub is_system_admin: bool,
-    /// Signs in through the identity provider (has no tagward password).
+    /// Signs in through the identity provider or the directory (has no tagward password).
     #[serde(default)]
     pub from_provider: bool,
 }

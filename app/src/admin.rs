@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRow {
     pub name: String,
-    /// Signs in through the identity provider (has no tagward password).
-    pub from_provider: bool,
+    pub source: crate::account::UserSource,
     pub is_system_admin: bool,
     pub is_active: bool,
     pub created_at: String,
@@ -107,7 +106,7 @@ pub async fn admin_users() -> Result<Vec<UserRow>, AppError> {
                 .into_iter()
                 .map(|u| UserRow {
                     name: u.name,
-                    from_provider: u.from_provider,
+                    source: u.source,
                     is_system_admin: u.is_system_admin,
                     is_active: u.is_active,
                     created_at: crate::shown_time(u.created_at),
@@ -423,7 +422,7 @@ pub async fn change_password(current: String, new: String, confirm: String) -> R
         let me = crate::auth::ssr::require_user().await?;
         let address = crate::auth::ssr::client_address().await?;
         // Counted like a login: a stolen session must not become a password oracle.
-        if state.login_throttle.check_credentials(&pool, &me.name, current, address).await?.is_none() {
+        if state.login_throttle.check_credentials(&pool, None, &me.name, current, address).await?.is_none() {
             return Err(AppError::Invalid("current password: it is not your current password".into()));
         }
         if new != confirm {

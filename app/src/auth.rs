@@ -145,7 +145,10 @@ pub async fn login(
         let state = ssr::state()?;
         let address = ssr::client_address().await?;
         let username = username.trim().to_owned();
-        let checked = state.login_throttle.check_credentials(&state.pool, &username, password, address).await;
+        let checked = state
+            .login_throttle
+            .check_credentials(&state.pool, state.directory.as_deref(), &username, password, address)
+            .await;
         let Some((user, epoch)) = checked.inspect_err(|error| {
             tracing::warn!(username = ?username, %address, %error, "login refused");
         })?
@@ -202,6 +205,9 @@ pub struct SignInOffer {
     pub provider_name: Option<String>,
     /// Whether passwords are for system administrators only (the form is then the break-glass way).
     pub passwords_for_admins_only: bool,
+    /// What the directory is called, when people sign in with their directory password.
+    #[serde(default)]
+    pub directory_name: Option<String>,
 }
 
 #[server(prefix = "/portal", endpoint = "sign_in_choices")]
@@ -209,6 +215,9 @@ pub async fn sign_in_choices() -> Result<SignInOffer, AppError> {
     let options = &ssr::state()?.sign_in;
     Ok(SignInOffer {
         provider_name: options.provider_name.clone(),
-        passwords_for_admins_only: options.password_login == crate::state::PasswordLogin::SystemAdmins,
+        // With a directory, the form is everyone's way in, whoever may use a tagward password.
+        passwords_for_admins_only: options.password_login == crate::state::PasswordLogin::SystemAdmins
+            && options.directory_name.is_none(),
+        directory_name: options.directory_name.clone(),
     })
 }

@@ -25,6 +25,9 @@ pub enum AppError {
     /// seconds.
     #[error("{message}; try again in {retry_after} seconds")]
     Throttled { message: String, retry_after: u64 },
+    /// A service tagward needs for this (the directory) cannot answer now; says which.
+    #[error("{0}")]
+    Unavailable(String),
     /// The registry refused or failed what tagward asked of it (a Restore); says why.
     #[error("{0}")]
     Registry(String),
@@ -55,6 +58,7 @@ impl AppError {
             AppError::Invalid(_) | AppError::Field(_) => StatusCode::BAD_REQUEST,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Registry(_) => StatusCode::BAD_GATEWAY,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +92,7 @@ impl From<crate::store::StoreError> for AppError {
             StoreError::Forbidden(message) => AppError::Forbidden(message),
             StoreError::Conflict { message, .. } | StoreError::Refused(message) => AppError::Invalid(message),
             StoreError::TryLater { message, retry_after } => AppError::Throttled { message, retry_after },
+            StoreError::Unavailable(message) => AppError::Unavailable(message),
             StoreError::Unexpected(error) => AppError::internal(error),
         }
     }

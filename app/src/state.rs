@@ -37,13 +37,17 @@ pub struct AppState {
     pub inventory_counts: Arc<crate::inventory::counting::InventoryCounts>,
     /// Whether webhooks may be sent to internal addresses (`TAGWARD_WEBHOOK_ALLOW_PRIVATE`).
     pub webhooks_allow_private: bool,
+    /// The LDAP / Active Directory directory whose users sign in with their password there, when
+    /// one is configured (`TAGWARD_LDAP_URL`).
+    pub directory: Option<Arc<dyn PasswordDirectory>>,
 }
 
-/// How people sign in: the identity provider's name when one is configured, and who may use a
-/// password.
+/// How people sign in: the identity provider's name when one is configured, the directory's when
+/// one is, and who may use a tagward password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInOptions {
     pub provider_name: Option<String>,
+    pub directory_name: Option<String>,
     pub password_login: PasswordLogin,
 }
 
@@ -92,6 +96,19 @@ pub trait RegistryRestore: Send + Sync {
         digest: &'a crate::policy::Digest,
     ) -> RegistryAnswer<'a>;
 }
+
+/// The LDAP / Active Directory directory people sign in at with their password there.
+pub trait PasswordDirectory: Send + Sync {
+    /// Checks `password` by binding as the one entry the user filter finds for `name`: who they
+    /// are, with their groups, or `None` when nobody is found or the password is wrong (answered
+    /// alike). `Err` says, in words for the person signing in, that the directory cannot answer.
+    fn verify<'a>(&'a self, name: &'a str, password: &'a str) -> DirectoryAnswer<'a>;
+}
+
+/// What [`PasswordDirectory::verify`] answers.
+pub type DirectoryAnswer<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<crate::identity::ProviderIdentity>, String>> + Send + 'a>,
+>;
 
 /// What [`RegistryRestore::put_back`] answers.
 pub type RegistryAnswer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
@@ -223,24 +240,42 @@ impl LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// Checks `name`'s password, the attempt counted against the limits before it is verified.
+    /// Checks `name`'s password, the attempt counted against the limits before it is verified: a
+    /// local user's against their tagward password; anyone else's at the `directory`, when there
+    /// is one (a directory user signs in as a provider user does: created at first, their groups
+    /// applied each time). A local user is never looked up in the directory, so local system
+    /// administrators get in while it is down.
     pub async fn check_credentials(
         &self,
         pool: &PgPool,
+        directory: Option<&dyn PasswordDirectory>,
         name: &str,
         password: String,
         address: IpAddr,
     ) -> Result<Option<(crate::account::User, i32)>, crate::store::StoreError> {
-        let attempt = self.begin(name, address).map_err(|wait| crate::store::StoreError::TryLater {
+        use crate::store::StoreError;
+        let attempt = self.begin(name, address).map_err(|wait| StoreError::TryLater {
             message: "too many failed attempts".into(),
             retry_after: wait.as_secs().max(1),
         })?;
-        let checked = crate::store::check_credentials(pool, name, password).await?;
+        let checked = match directory {
+            Some(directory) if !crate::store::has_password(pool, name).await? => {
+                match directory.verify(name, &password).await.map_err(StoreError::Unavailable)? {
+                    Some(identity) => Some(crate::store::sign_in_from_provider(pool, &identity).await?),
+                    None => None,
+                }
+            }
+            _ => crate::store::check_credentials(pool, name, password).await?,
+        };
         if checked.is_some() {
             self.succeeded(attempt);
         }
         match checked {
-            Some((user, _)) if self.password_login == PasswordLogin::SystemAdmins && !user.is_system_admin => {
+            Some((user, _))
+                if self.password_login == PasswordLogin::SystemAdmins
+                    && !user.is_system_admin
+                    && !user.from_provider =>
+            {
                 Err(crate::store::StoreError::Forbidden(
                     "password login is only for system administrators here; sign in through the identity provider"
                         .into(),

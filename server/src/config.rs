@@ -116,6 +116,9 @@ pub struct ServeConfig {
     pub sign_in: crate::sign_in::SignInConfig,
 
     #[command(flatten)]
+    pub directory: crate::directory::DirectoryConfig,
+
+    #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookConfig,
 
     /// While the database has no users, start by creating the system administrator `admin` with

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 mod csrf;
+pub mod directory;
 pub mod enforcement;
 mod extract;
 pub mod gateway;

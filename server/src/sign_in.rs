@@ -314,9 +314,7 @@ impl IdentityProvider {
                 ));
             }
         }
-        // `alice@example.com` (an e-mail address, an Entra user principal name) gives `alice`.
-        let name_value = name_value.split('@').next().unwrap_or_default().to_owned();
-        let name = app::account::UserName::parse(&name_value.to_lowercase())
+        let name = app::identity::user_name_from(&name_value)
             .map_err(|why| SignInError::new("name-invalid", format!("claim `{}`: {why}", self.username_claim)))?;
         let groups = match self.claim_value(claims, userinfo, &self.groups_claim) {
             Some(serde_json::Value::Array(items)) => {
@@ -336,6 +334,7 @@ impl IdentityProvider {
             issuer: claims.issuer().as_str().to_owned(),
             subject: claims.subject().as_str().to_owned(),
             name,
+            email: self.claim_value(claims, userinfo, "email").and_then(|email| email.as_str().map(str::to_owned)),
             groups,
         };
         Ok(SignedIn { identity, logout })

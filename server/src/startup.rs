@@ -31,6 +31,8 @@ pub struct Application {
 impl Application {
     /// Connects to and migrates the database, and binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        // Settings are checked before anything is connected to, so that a wrong one is named at once.
+        let directory = crate::directory::LdapDirectory::from_config(&config.directory)?;
         let core = crate::core::Core::start(&config.database, config.exceptions).await?;
         let pool = core.pool.clone();
         if let Some(password) = &config.bootstrap_admin_password {
@@ -59,8 +61,13 @@ impl Application {
             .hash_file(Arc::from(hash_file.to_string_lossy().as_ref()))
             .build();
         let provider = crate::sign_in::IdentityProvider::from_config(&config.sign_in, config.cookie_secure)?;
-        if provider.is_none() && config.sign_in.password_login == app::state::PasswordLogin::SystemAdmins {
-            tracing::warn!("password login is for system administrators only, and no identity provider is configured");
+        if provider.is_none()
+            && directory.is_none()
+            && config.sign_in.password_login == app::state::PasswordLogin::SystemAdmins
+        {
+            tracing::warn!(
+                "password login is for system administrators only, and no identity provider or directory is configured"
+            );
         }
         let state = AppState {
             pool: pool.clone(),
@@ -74,11 +81,13 @@ impl Application {
             registry: registry.map(|registry| Arc::new(registry) as Arc<dyn app::state::RegistryRestore>),
             sign_in: app::state::SignInOptions {
                 provider_name: provider.as_ref().map(|_| config.sign_in.provider_name.clone()),
+                directory_name: directory.as_ref().map(|_| config.directory.ldap_display_name.clone()),
                 password_login: config.sign_in.password_login,
             },
             exceptions: config.exceptions.exceptions,
             inventory_counts: Arc::default(),
             webhooks_allow_private: config.webhooks.allow_private,
+            directory: directory.map(|directory| Arc::new(directory) as Arc<dyn app::state::PasswordDirectory>),
         }
         .install()
         .map_err(anyhow::Error::msg)?;

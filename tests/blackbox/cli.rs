@@ -492,9 +492,9 @@ async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_
     assert_eq!(
         lines,
         [
-            "NAME\tSIGNS IN\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN",
-            "alice\tlocal\tyes\tyes\tnever",
-            "bob\tlocal\tno\tyes\tnever"
+            "NAME\tSOURCE\tE-MAIL\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN",
+            "alice\tlocal\t-\tyes\tyes\tnever",
+            "bob\tlocal\t-\tno\tyes\tnever"
         ]
     );
 
@@ -506,7 +506,7 @@ async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_
     let (ok, _, err) = run(&["user", "set-system-admin", "bob", "false"], "");
     assert!(!ok && err.contains("`bob` is the last active system administrator"), "{err}");
     let (_, listed, _) = run(&["user", "list"], "");
-    assert!(listed.contains("alice\tlocal\tyes\tno\tnever"), "{listed}");
+    assert!(listed.contains("alice\tlocal\t-\tyes\tno\tnever"), "{listed}");
     assert!(run(&["user", "activate", "alice"], "").0);
 
     let (ok, out, err) = run(&["user", "reset-password", "bob"], "a brand new password\n");

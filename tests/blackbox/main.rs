@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod container;
 mod contract;
+mod directory;
 mod enforcement;
 mod evaluation;
 mod events;

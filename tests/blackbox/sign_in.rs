@@ -46,13 +46,11 @@ async fn a_first_sign_in_creates_the_user_and_groups_grant_roles_until_they_leav
     app.db.project("shop").await;
     app.db.project("web").await;
     let admin = app.logged_in("root", PASSWORD).await;
-    for (group, role, project) in
-        [("shop-devs", "developer", "shop"), ("shop-leads", "admin", "shop"), ("platform-admins", "system-admin", "")]
-    {
-        let response =
-            app.call(&admin, "add_group_mapping", &[("group", group), ("role", role), ("project", project)]).await;
-        assert!(response.status().is_success(), "mapping {group}: {}", response.text().await.unwrap());
-    }
+    app.map_groups(
+        &admin,
+        &[("shop-devs", "developer", "shop"), ("shop-leads", "admin", "shop"), ("platform-admins", "system-admin", "")],
+    )
+    .await;
     // A bad mapping names the field and the value, and stores nothing.
     let response =
         app.call(&admin, "add_group_mapping", &[("group", "x"), ("role", "owner"), ("project", "shop")]).await;

@@ -12,6 +12,7 @@ pub mod eventually;
 pub use eventually::{eventually, until};
 pub mod gateway;
 pub mod inventory;
+pub mod ldap;
 pub mod oidc;
 pub mod postgres;
 pub mod receiver;
@@ -339,6 +340,16 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Maps each (group, role, project) as a system administrator's `client` does on the Sign-in
+    /// groups page (project empty for `system-admin`), failing the test if one is refused.
+    pub async fn map_groups(&self, client: &reqwest::Client, mappings: &[(&str, &str, &str)]) {
+        for (group, role, project) in mappings {
+            let response =
+                self.call(client, "add_group_mapping", &[("group", group), ("role", role), ("project", project)]).await;
+            assert!(response.status().is_success(), "mapping {group}: {}", response.text().await.unwrap());
+        }
     }
 
     /// A client logged in as `user`.

@@ -25,7 +25,7 @@ pub fn AccountPage() -> impl IntoView {
                 {move || session.user.get().map(|user| match user {
                     Ok(Some(user)) if user.from_provider => view! {
                         <p class="muted">"Signed in as " <strong>{user.name}</strong></p>
-                        <p id="provider-account">"You sign in through your organisation's identity provider: your password and your groups are managed there. Your roles here follow your groups at each sign-in."</p>
+                        <p id="provider-account">"You sign in through your organisation's identity provider or directory: your password and your groups are managed there. Your roles here follow your groups at each sign-in."</p>
                     }.into_any(),
                     Ok(Some(user)) => view! { <p class="muted">"Signed in as " <strong>{user.name}</strong></p> <PasswordForm change changed/> }.into_any(),
                     Ok(None) => view! { <leptos_router::components::Redirect path="/login"/> }.into_any(),

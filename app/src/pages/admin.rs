@@ -2,6 +2,7 @@
 //! plain form first (it works without JavaScript); with JavaScript the lists refresh in place.
 
 use super::layout::failure;
+use crate::account::UserSource;
 use crate::admin::{
     admin_group_mappings, admin_projects, admin_tokens, admin_users, AddGroupMapping, CreateProject, CreateToken,
     CreateUser, DeleteProject, ProjectRow, RemoveGroupMapping, ResetPassword, RevokeToken, SetUserActive, TokenRow,
@@ -214,7 +215,11 @@ fn Users(
                                     <td>
                                         <span class="strong">{user.name.clone()}</span>" "
                                         {user.is_system_admin.then(|| view! { <span class="badge">"system admin"</span> })}
-                                        {user.from_provider.then(|| view! { <span class="badge" title="Signs in through the identity provider">"identity provider"</span> })}
+                                        {match user.source {
+                                            UserSource::Local => None,
+                                            UserSource::Provider => Some(view! { <span class="badge" title="Signs in through the identity provider">"identity provider"</span> }),
+                                            UserSource::Directory => Some(view! { <span class="badge" title="Signs in with their directory (LDAP) password">"directory"</span> }),
+                                        }}
                                     </td>
                                     <td>{if user.is_active {
                                         view! { <span class="badge ok">"active"</span> }
@@ -222,7 +227,7 @@ fn Users(
                                         view! { <span class="badge off">"deactivated"</span> }
                                     }}</td>
                                     <td class="muted">{user.created_at.clone()}</td>
-                                    <td>{(!user.from_provider).then(|| view! {
+                                    <td>{(user.source == UserSource::Local).then(|| view! {
                                         <ActionForm action=reset_password attr:class="row-form">
                                             <input type="hidden" name="name" value=for_reset.clone()/>
                                             <input type="password" name="password" required minlength="12" autocomplete="new-password"

@@ -1,5 +1,6 @@
 //! The login page: "Sign in with <provider>" when an identity provider is configured, and the
-//! password form (folded away as the break-glass way in when passwords are for system
+//! password form (for tagward passwords, and directory passwords when a directory is configured;
+//! folded away as the break-glass way in when passwords are for system
 //! administrators only). Plain links and forms, with or without JavaScript: logging in ends in a
 //! full page load, so every part of the page (the header too) is rendered afresh for the session.
 
@@ -53,7 +54,14 @@ pub fn LoginPage() -> impl IntoView {
             <p class="muted">"Tag immutability rules for your registry projects."</p>
             <Suspense fallback=|| ()>
                 {move || choices.get().map(|choices| {
-                    let choices = choices.unwrap_or(SignInOffer { provider_name: None, passwords_for_admins_only: false });
+                    let choices = choices.unwrap_or(SignInOffer {
+                        provider_name: None,
+                        passwords_for_admins_only: false,
+                        directory_name: None,
+                    });
+                    let directory_hint = choices.directory_name.clone().map(|name| view! {
+                        <p class="hint" id="directory-hint">{format!("Use your {name} user name and password.")}</p>
+                    });
                     let provider = choices.provider_name.clone();
                     let failure = sign_in_error().map(|code| {
                         sign_in_failure(&code, provider.as_deref().unwrap_or("the identity provider"))
@@ -61,6 +69,7 @@ pub fn LoginPage() -> impl IntoView {
                     let password_form = view! {
                         <form method="post" action=Login::PATH class="stack" id="login-form">
                             <input type="hidden" name="next" value=next/>
+                            {directory_hint}
                             <label for="username">"User name"</label>
                             <input id="username" name="username" type="text" autocomplete="username" required
                                 autofocus=provider.is_none()/>
@@ -84,6 +93,10 @@ pub fn LoginPage() -> impl IntoView {
                         }
                     });
                     let has_provider = provider_link.is_some();
+                    let or_password = match &choices.directory_name {
+                        Some(name) => format!("or with your {name} password"),
+                        None => "or with a tagward password".to_owned(),
+                    };
                     view! {
                         {failure.map(|message| view! { <p class="error" role="alert" id="sign-in-error">{message}</p> })}
                         {provider_link}
@@ -96,7 +109,7 @@ pub fn LoginPage() -> impl IntoView {
                                 </details>
                             }.into_any()
                         } else if has_provider {
-                            view! { <p class="or"><span>"or with a tagward password"</span></p> {password_form} }.into_any()
+                            view! { <p class="or"><span>{or_password}</span></p> {password_form} }.into_any()
                         } else {
                             password_form.into_any()
                         }}

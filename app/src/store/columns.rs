@@ -6,6 +6,7 @@
 
 use super::drift::FoundBy;
 use super::inventory::TagSource;
+use crate::account::UserSource;
 use crate::policy::{Digest, ProjectName, RepositoryName, Tag, WebhookEvent, WebhookFormat};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -46,7 +47,7 @@ macro_rules! text_column {
     };
 }
 
-text_column!(ProjectName, RepositoryName, Tag, Digest, TagSource, FoundBy);
+text_column!(ProjectName, RepositoryName, Tag, Digest, TagSource, FoundBy, UserSource);
 text_column!(@parsed_by WebhookFormat, |text| WebhookFormat::parse("format", text));
 text_column!(@parsed_by WebhookEvent, |text: &str| {
     WebhookEvent::parse(text).ok_or_else(|| format!("`{text}` is not a webhook event"))

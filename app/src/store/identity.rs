@@ -104,7 +104,8 @@ pub fn provider_groups_actor() -> Principal {
     Principal::Tagward(crate::principal::Service::ProviderGroups)
 }
 
-/// A sign-in through the provider, its ID token verified: the user `identity` names (created at
+/// A sign-in through the provider, its ID token verified (or with a password the directory
+/// verified): the user `identity` names (created at
 /// their first sign-in, under the name the provider gives), with the roles their groups grant now
 /// applied, and their session epoch. Roles granted by hand are left alone; roles granted by groups
 /// the user is no longer in are taken away. A deactivated user stays out whatever the provider says.
@@ -147,6 +148,13 @@ pub async fn sign_in_from_provider(pool: &PgPool, identity: &ProviderIdentity) -
     if !active {
         return Err(StoreError::Forbidden(format!("your tagward account `{name}` is deactivated")));
     }
+    // As the provider or directory has it now; an address no mail system takes is not kept.
+    let email = identity.email.as_deref().filter(|email| email.len() <= 320);
+    sqlx::query(r"update users set email = $2 where id = $1 and email is distinct from $2")
+        .bind(id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
     let mappings = group_mappings(&mut *tx).await?;
     let granted = granted_roles(&mappings, identity.groups.iter().map(String::as_str));
 

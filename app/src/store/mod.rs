@@ -52,8 +52,8 @@ pub use rules::{
 };
 pub use tokens::{active_tokens, create_token, record_token_use, revoke_token, tokens, ActiveToken, TokenListing};
 pub use users::{
-    active_user, check_credentials, count_users, create_first_administrator, create_user, record_sign_in, set_password,
-    set_system_admin, set_user_active, users, UserListing,
+    active_user, check_credentials, count_users, create_first_administrator, create_user, has_password, record_sign_in,
+    set_password, set_system_admin, set_user_active, users, UserListing,
 };
 pub use webhooks::{
     add_webhook, change_webhook, claim_deliveries, delivery_failed, delivery_succeeded, forget_old_deliveries,
@@ -82,6 +82,10 @@ pub enum StoreError {
     /// `retry_after` seconds.
     #[error("{message}; try again in {retry_after} seconds")]
     TryLater { message: String, retry_after: u64 },
+    /// A service the operation needs (the directory) cannot answer now; the message says which, in
+    /// words for the person asking.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

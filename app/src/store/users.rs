@@ -90,6 +90,17 @@ pub async fn check_credentials(
     Ok(user.filter(|_| verified))
 }
 
+/// Whether `name` is a user with a tagward password (active or not): they are checked against it,
+/// never against the directory.
+pub async fn has_password(db: impl PgExecutor<'_>, name: &str) -> Result<bool, StoreError> {
+    let (found,): (bool,) =
+        sqlx::query_as(r"select exists (select 1 from users where name = $1 and password_hash is not null)")
+            .bind(name)
+            .fetch_one(db)
+            .await?;
+    Ok(found)
+}
+
 /// The user behind a session and their session epoch, if they still exist and are active.
 pub async fn active_user(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(User, i32)>, StoreError> {
     let row: Option<(i64, String, bool, bool, i32)> = sqlx::query_as(
@@ -235,8 +246,8 @@ pub async fn set_system_admin(pool: &PgPool, by: &Principal, name: &UserName, ad
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserListing {
     pub name: String,
-    /// Signs in through the identity provider (no tagward password).
-    pub from_provider: bool,
+    pub source: crate::account::UserSource,
+    pub email: Option<String>,
     pub is_system_admin: bool,
     pub is_active: bool,
     pub created_at: time::OffsetDateTime,
@@ -245,10 +256,14 @@ pub struct UserListing {
 
 pub async fn users(db: impl PgExecutor<'_>) -> Result<Vec<UserListing>, StoreError> {
     Ok(sqlx::query_as(
-        r"select name, provider_subject is not null as from_provider, is_system_admin, is_active, created_at,
-                 last_sign_in_at
+        r"select name,
+                 case when provider_issuer is null then 'local'
+                      when provider_issuer = $1 then 'directory'
+                      else 'provider' end as source,
+                 email, is_system_admin, is_active, created_at, last_sign_in_at
           from users order by name",
     )
+    .bind(crate::identity::DIRECTORY_ISSUER)
     .fetch_all(db)
     .await?)
 }

@@ -93,13 +93,14 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List { database } => {
             let pool = database.connect().await?;
             me.may_administer().map_err(anyhow::Error::msg)?;
-            println!("NAME\tSIGNS IN\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN");
+            println!("NAME\tSOURCE\tE-MAIL\tSYSTEM ADMIN\tACTIVE\tLAST SIGN-IN");
             for user in app::store::users(&pool).await? {
                 let yes = |flag: bool| if flag { "yes" } else { "no" };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     user.name,
-                    if user.from_provider { "provider" } else { "local" },
+                    user.source,
+                    user.email.as_deref().unwrap_or("-"),
                     yes(user.is_system_admin),
                     yes(user.is_active),
                     user.last_sign_in_at.map_or_else(|| "never".to_owned(), app::shown_time)

@@ -88,7 +88,11 @@ impl FromRequestParts<HarborState> for Caller {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
         let address = app::state::client_address(peer, &parts.headers, &state.trusted_proxies);
-        match state.throttle.check_credentials(&state.pool, name, password.to_owned(), address).await? {
+        match state
+            .throttle
+            .check_credentials(&state.pool, state.directory.as_deref(), name, password.to_owned(), address)
+            .await?
+        {
             Some((user, epoch)) => {
                 state.credentials.remember(key, user.id, epoch);
                 Ok(Caller(Principal::User(user)))

@@ -48,6 +48,7 @@ impl From<StoreError> for HarborError {
                 message: format!("{message}; try again in {retry_after} seconds"),
                 retry_after: Some(retry_after),
             },
+            StoreError::Unavailable(message) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
             StoreError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "Harbor API request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server; it has been logged")
@@ -64,7 +65,7 @@ pub struct HarborErrors {
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HarborErrorItem {
-    /// `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `CONFLICT`, `INTERNAL_SERVER_ERROR`
+    /// `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `CONFLICT`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_SERVER_ERROR`
     pub code: String,
     pub message: String,
 }
@@ -82,6 +83,7 @@ impl IntoResponse for HarborError {
             StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
             StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+            StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
             _ => "INTERNAL_SERVER_ERROR",
         };
         let body = HarborErrors { errors: vec![HarborErrorItem { code: code.into(), message: self.message }] };

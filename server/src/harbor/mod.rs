@@ -36,6 +36,8 @@ pub struct HarborState {
     pub credentials: Arc<CredentialCache>,
     /// The portal's throttle: one count of password attempts, whichever door they come through.
     pub throttle: Arc<LoginThrottle>,
+    /// The portal's directory: its users log in with HTTP Basic as they do at the login form.
+    pub directory: Option<Arc<dyn app::state::PasswordDirectory>>,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
@@ -46,6 +48,7 @@ impl HarborState {
             enforcer,
             credentials: Arc::new(CredentialCache::default()),
             throttle: portal.login_throttle.clone(),
+            directory: portal.directory.clone(),
             trusted_proxies: portal.trusted_proxies.clone(),
         }
     }
