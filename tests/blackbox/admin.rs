@@ -195,11 +195,10 @@ async fn projects_with_rules_are_not_deleted_and_revoked_tokens_are_refused_at_o
     assert_eq!(again["tokens"][0]["name"], "registry");
 
     let body = serde_json::json!({"operation": "delete_tag", "repository": "shop/api", "tag": "v1"});
-    let started = Instant::now();
-    while app.check(&secret, tests::fixtures::CHECK, &body).await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(2), "the new token never worked");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tests::until("the new token never worked", Duration::from_secs(2), || async {
+        app.check(&secret, tests::fixtures::CHECK, &body).await.0 == 200
+    })
+    .await;
     // Last use is written off the request path, every few seconds.
     let started = Instant::now();
     loop {
@@ -211,12 +210,11 @@ async fn projects_with_rules_are_not_deleted_and_revoked_tokens_are_refused_at_o
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status(&app, &root, "revoke_token", &[("name", "registry")]).await, 200);
-    let started = Instant::now();
-    while app.check(&secret, tests::fixtures::CHECK, &body).await.0 != 401 {
-        assert!(started.elapsed() < Duration::from_secs(1), "the revoked token still worked");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    println!("portal revocation effective after {:?}", started.elapsed());
+    let waited = tests::until("the revoked token still worked", Duration::from_secs(1), || async {
+        app.check(&secret, tests::fixtures::CHECK, &body).await.0 == 401
+    })
+    .await;
+    println!("portal revocation effective after {:?}", waited);
     assert_eq!(audit_kinds(&app).await, ["project.create", "project.delete", "token.create", "token.revoke"]);
 }
 
@@ -259,11 +257,10 @@ async fn administration_through_the_browser() {
     fill(&browser, "#user-eve input[type=password]", "eve's new password!").await;
     submit(&browser, "#user-eve .row-form button").await;
     browser.text_containing("#users", "eve").await;
-    let started = Instant::now();
-    while app.whoami(&eve).await.is_some() {
-        assert!(started.elapsed() < Duration::from_secs(5), "reset did not end eve's session");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tests::until("reset did not end eve's session", Duration::from_secs(5), || async {
+        app.whoami(&eve).await.is_none()
+    })
+    .await;
     let eve = app.logged_in("eve", "eve's new password!").await;
     submit(&browser, "#user-eve button[aria-label='Deactivate eve']").await;
     browser.text_containing("#user-eve", "deactivated").await;
@@ -278,11 +275,10 @@ async fn administration_through_the_browser() {
     submit(&browser, "button[aria-label='Delete project shop']").await;
     browser.text_containing("[role=alert]", "project `shop` still has 1 tag immutability rule(s)").await;
     submit(&browser, "button[aria-label='Delete project web']").await;
-    let started = Instant::now();
-    while browser.text("#projects").await.contains("web") {
-        assert!(started.elapsed() < Duration::from_secs(5), "web was not deleted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tests::until("web was not deleted", Duration::from_secs(5), || async {
+        !browser.text("#projects").await.contains("web")
+    })
+    .await;
     browser.screenshot("admin-projects-1280").await;
 
     browser.find("a[href='/admin/tokens']").await.click().await.unwrap();
@@ -330,11 +326,10 @@ async fn members_and_password_through_the_browser_without_javascript() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     submit(&browser, "button[aria-label='Remove out']").await;
-    let started = Instant::now();
-    while browser.text("#members").await.contains("out") {
-        assert!(started.elapsed() < Duration::from_secs(5), "out was not removed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tests::until("out was not removed", Duration::from_secs(5), || async {
+        !browser.text("#members").await.contains("out")
+    })
+    .await;
 
     let elsewhere = app.logged_in("ann", PASSWORD).await;
     browser.goto(&app.url("/account")).await;

@@ -1,8 +1,9 @@
 //! The `tagward` command line, run as a process against a fresh database.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use tests::{fresh_database, tagward_bin};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 /// `tagward <args>` against `database_url`, its output captured.
 fn command(database_url: &str, args: &[&str]) -> Command {
@@ -13,14 +14,16 @@ fn command(database_url: &str, args: &[&str]) -> Command {
 }
 
 /// Runs `command` with `stdin` as its input.
-fn output(mut command: Command, stdin: &str) -> Output {
-    let mut child = command.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+async fn output(mut command: Command, stdin: &str) -> Output {
+    let mut child = command.kill_on_drop(true).spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
 }
 
-pub(crate) fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
-    output(command(database_url, args), stdin)
+pub(crate) async fn tagward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+    output(command(database_url, args), stdin).await
 }
 
 fn stderr(output: &Output) -> String {
@@ -30,12 +33,12 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn bootstrap_a_user_a_project_and_a_membership() {
     let db = fresh_database().await;
-    let created = tagward(&db.url, &["user", "create", "alice", "--system-admin"], "a long enough password\n");
+    let created = tagward(&db.url, &["user", "create", "alice", "--system-admin"], "a long enough password\n").await;
     assert!(created.status.success(), "{}", stderr(&created));
     assert_eq!(String::from_utf8_lossy(&created.stdout), "created system administrator `alice`\n");
-    let project = tagward(&db.url, &["project", "create", "shop"], "");
+    let project = tagward(&db.url, &["project", "create", "shop"], "").await;
     assert!(project.status.success(), "{}", stderr(&project));
-    let member = tagward(&db.url, &["project", "add-member", "shop", "alice", "maintainer"], "");
+    let member = tagward(&db.url, &["project", "add-member", "shop", "alice", "maintainer"], "").await;
     assert!(member.status.success(), "{}", stderr(&member));
 
     let (role,): (String,) = sqlx::query_as(
@@ -59,17 +62,17 @@ async fn trail(db: &tests::TestDb) -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_change_from_the_command_line_is_in_the_audit_trail_under_the_operators_name() {
     let db = fresh_database().await;
-    let run = |args: &[&str], stdin: &str| {
+    let run = async |args: &[&str], stdin: &str| {
         let mut as_jane = command(&db.url, args);
         as_jane.env("USER", "ops-jane").env_remove("SUDO_USER");
-        let output = output(as_jane, stdin);
+        let output = output(as_jane, stdin).await;
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
     };
-    run(&["user", "create", "ann"], "a long enough password\n");
-    run(&["project", "create", "shop"], "");
-    run(&["project", "add-member", "shop", "ann", "admin"], "");
-    run(&["token", "create", "registry"], "");
-    run(&["token", "revoke", "registry"], "");
+    run(&["user", "create", "ann"], "a long enough password\n").await;
+    run(&["project", "create", "shop"], "").await;
+    run(&["project", "add-member", "shop", "ann", "admin"], "").await;
+    run(&["token", "create", "registry"], "").await;
+    run(&["token", "revoke", "registry"], "").await;
     let kinds = ["user.create", "project.create", "member.add", "token.create", "token.revoke"];
     let expected: Vec<(String, String)> = kinds.iter().map(|kind| ("cli:ops-jane".into(), kind.to_string())).collect();
     assert_eq!(trail(&db).await, expected);
@@ -84,7 +87,7 @@ async fn the_command_line_cannot_demote_a_projects_last_admin() {
     db.member("shop", "ann", "admin").await;
     let before = trail(&db).await.len();
 
-    let demoted = tagward(&db.url, &["project", "add-member", "shop", "ann", "guest"], "");
+    let demoted = tagward(&db.url, &["project", "add-member", "shop", "ann", "guest"], "").await;
     assert!(!demoted.status.success());
     assert!(stderr(&demoted).contains("`ann` is the last admin of project `shop`"), "{}", stderr(&demoted));
     let (role,): (String,) =
@@ -96,9 +99,9 @@ async fn the_command_line_cannot_demote_a_projects_last_admin() {
     assert_eq!(trail(&db).await.len(), before, "and nothing was recorded");
 
     // With a second admin, the first may step down.
-    let promoted = tagward(&db.url, &["project", "add-member", "shop", "bob", "admin"], "");
+    let promoted = tagward(&db.url, &["project", "add-member", "shop", "bob", "admin"], "").await;
     assert!(promoted.status.success(), "{}", stderr(&promoted));
-    let stepped_down = tagward(&db.url, &["project", "add-member", "shop", "ann", "guest"], "");
+    let stepped_down = tagward(&db.url, &["project", "add-member", "shop", "ann", "guest"], "").await;
     assert!(stepped_down.status.success(), "{}", stderr(&stepped_down));
 }
 
@@ -122,7 +125,7 @@ async fn bad_input_is_refused_by_name_and_nothing_is_created() {
         (&["project", "create", "shop-"], "", "project name `shop-` is not valid"),
     ];
     for (args, stdin, expected) in cases {
-        let output = tagward(&db.url, args, stdin);
+        let output = tagward(&db.url, args, stdin).await;
         assert!(!output.status.success(), "{args:?} succeeded");
         assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
     }
@@ -133,27 +136,27 @@ async fn bad_input_is_refused_by_name_and_nothing_is_created() {
             .unwrap();
     assert_eq!((users, projects), (0, 0));
 
-    assert!(tagward(&db.url, &["user", "create", "alice"], "a long enough password\n").status.success());
-    let again = tagward(&db.url, &["user", "create", "alice"], "a long enough password\n");
+    assert!(tagward(&db.url, &["user", "create", "alice"], "a long enough password\n").await.status.success());
+    let again = tagward(&db.url, &["user", "create", "alice"], "a long enough password\n").await;
     assert!(!again.status.success());
     assert!(stderr(&again).contains("user `alice` already exists"), "{}", stderr(&again));
-    assert!(tagward(&db.url, &["project", "create", "shop"], "").status.success());
-    let duplicate = tagward(&db.url, &["project", "create", "shop"], "");
+    assert!(tagward(&db.url, &["project", "create", "shop"], "").await.status.success());
+    let duplicate = tagward(&db.url, &["project", "create", "shop"], "").await;
     assert!(stderr(&duplicate).contains("project `shop` already exists"), "{}", stderr(&duplicate));
-    let role = tagward(&db.url, &["project", "add-member", "shop", "alice", "owner"], "");
+    let role = tagward(&db.url, &["project", "add-member", "shop", "alice", "owner"], "").await;
     assert!(
         stderr(&role).contains("role `owner` is not one of admin, maintainer, developer, guest"),
         "{}",
         stderr(&role)
     );
-    let nobody = tagward(&db.url, &["project", "add-member", "shop", "bob", "guest"], "");
+    let nobody = tagward(&db.url, &["project", "add-member", "shop", "bob", "guest"], "").await;
     assert!(stderr(&nobody).contains("user `bob` does not exist"), "{}", stderr(&nobody));
     let (members,): (i64,) = sqlx::query_as("select count(*) from project_members").fetch_one(&db.pool).await.unwrap();
     assert_eq!(members, 0);
 }
 
-#[test]
-fn every_subcommand_has_help() {
+#[tokio::test]
+async fn every_subcommand_has_help() {
     for args in [
         &["--help"][..],
         &["serve", "--help"],
@@ -162,7 +165,7 @@ fn every_subcommand_has_help() {
         &["project", "create", "--help"],
         &["project", "add-member", "--help"],
     ] {
-        let output = Command::new(tagward_bin()).args(args).output().unwrap();
+        let output = Command::new(tagward_bin()).args(args).output().await.unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage:"), "{args:?}");
     }
@@ -173,34 +176,36 @@ async fn rules_from_the_command_line() {
     let db = fresh_database().await;
     db.project("shop").await;
     let add =
-        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:rc,test,nightly"], "");
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:rc,test,nightly"], "")
+            .await;
     assert!(add.status.success(), "{}", stderr(&add));
     let added = String::from_utf8_lossy(&add.stdout).into_owned();
     assert!(added.contains("For the repositories matching **, tags excluding rc, test, nightly"), "{added}");
     let id = added.trim_start_matches("added rule ").split(':').next().unwrap().to_owned();
 
-    let bad = tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v[1"], "");
+    let bad = tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v[1"], "").await;
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("tags: item 1 \"v[1\" has an unclosed character class"), "{}", stderr(&bad));
-    let no_action = tagward(&db.url, &["rule", "add", "shop", "--repos", "**", "--tags", "matching:v1"], "");
+    let no_action = tagward(&db.url, &["rule", "add", "shop", "--repos", "**", "--tags", "matching:v1"], "").await;
     assert!(
         stderr(&no_action).contains("`--repos` must be `<matching|excluding>:<patterns>`"),
         "{}",
         stderr(&no_action)
     );
     let duplicate =
-        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:nightly,rc,test"], "");
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "excluding:nightly,rc,test"], "")
+            .await;
     assert!(stderr(&duplicate).contains("an identical rule already exists"), "{}", stderr(&duplicate));
 
-    assert!(tagward(&db.url, &["rule", "disable", "shop", &id], "").status.success());
-    let list = tagward(&db.url, &["rule", "list", "shop"], "");
+    assert!(tagward(&db.url, &["rule", "disable", "shop", &id], "").await.status.success());
+    let list = tagward(&db.url, &["rule", "list", "shop"], "").await;
     assert_eq!(
         String::from_utf8_lossy(&list.stdout),
         format!("{id}\tdisabled\tFor the repositories matching **, tags excluding rc, test, nightly\n")
     );
-    assert!(tagward(&db.url, &["rule", "enable", "shop", &id], "").status.success());
-    assert!(tagward(&db.url, &["rule", "remove", "shop", &id], "").status.success());
-    let gone = tagward(&db.url, &["rule", "remove", "shop", &id], "");
+    assert!(tagward(&db.url, &["rule", "enable", "shop", &id], "").await.status.success());
+    assert!(tagward(&db.url, &["rule", "remove", "shop", &id], "").await.status.success());
+    let gone = tagward(&db.url, &["rule", "remove", "shop", &id], "").await;
     assert!(stderr(&gone).contains(&format!("rule {id} does not exist")), "{}", stderr(&gone));
     assert_eq!(db.rule_count().await, 0);
     let (kinds,): (Vec<String>,) =
@@ -214,7 +219,7 @@ async fn rules_from_the_command_line() {
 #[tokio::test]
 async fn service_tokens_are_created_listed_and_revoked() {
     let db = fresh_database().await;
-    let created = tagward(&db.url, &["token", "create", "registry-eu"], "");
+    let created = tagward(&db.url, &["token", "create", "registry-eu"], "").await;
     assert!(created.status.success(), "{}", stderr(&created));
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     let token = stdout.lines().last().unwrap();
@@ -227,34 +232,35 @@ async fn service_tokens_are_created_listed_and_revoked() {
         "only the hash is stored"
     );
 
-    let again = tagward(&db.url, &["token", "create", "registry-eu"], "");
+    let again = tagward(&db.url, &["token", "create", "registry-eu"], "").await;
     assert!(!again.status.success());
     assert!(stderr(&again).contains("a token named `registry-eu` already exists"), "{}", stderr(&again));
-    let bad = tagward(&db.url, &["token", "create", "Registry"], "");
+    let bad = tagward(&db.url, &["token", "create", "Registry"], "").await;
     assert!(stderr(&bad).contains("token name `Registry` is not valid"), "{}", stderr(&bad));
 
-    let listed = tagward(&db.url, &["token", "list"], "");
+    let listed = tagward(&db.url, &["token", "list"], "").await;
     assert!(String::from_utf8_lossy(&listed.stdout).starts_with("registry-eu\tdecisions\tactive "), "{listed:?}");
     // Scopes beyond decisions are given explicitly, and named when wrong.
     let scoped =
-        tagward(&db.url, &["token", "create", "terraform", "--scope", "rules:write", "--project", "shop,web"], "");
+        tagward(&db.url, &["token", "create", "terraform", "--scope", "rules:write", "--project", "shop,web"], "")
+            .await;
     assert!(
         String::from_utf8_lossy(&scoped.stdout)
             .starts_with("created token `terraform` (rules:write (projects shop, web))"),
         "{scoped:?}"
     );
-    let bogus = tagward(&db.url, &["token", "create", "x", "--scope", "admin"], "");
+    let bogus = tagward(&db.url, &["token", "create", "x", "--scope", "admin"], "").await;
     assert!(
         stderr(&bogus).contains("scopes: scope `admin` is not one of decisions, rules:read, rules:write"),
         "{}",
         stderr(&bogus)
     );
-    let revoked = tagward(&db.url, &["token", "revoke", "registry-eu"], "");
+    let revoked = tagward(&db.url, &["token", "revoke", "registry-eu"], "").await;
     assert_eq!(String::from_utf8_lossy(&revoked.stdout), "revoked token `registry-eu`\n");
-    let twice = tagward(&db.url, &["token", "revoke", "registry-eu"], "");
+    let twice = tagward(&db.url, &["token", "revoke", "registry-eu"], "").await;
     assert!(stderr(&twice).contains("there is no token named `registry-eu`"), "{}", stderr(&twice));
     // The name is free again once revoked.
-    assert!(tagward(&db.url, &["token", "create", "registry-eu"], "").status.success());
+    assert!(tagward(&db.url, &["token", "create", "registry-eu"], "").await.status.success());
 }
 
 fn stdout(output: &Output) -> String {
@@ -277,11 +283,11 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
     let api = db.rule("shop", "matching:api/**", "excluding:rc,test").await;
 
     // Export, then apply unchanged: nothing to do.
-    let exported = tagward(&db.url, &["policy", "export", "shop"], "");
+    let exported = tagward(&db.url, &["policy", "export", "shop"], "").await;
     assert!(exported.status.success(), "{}", stderr(&exported));
     let exported = stdout(&exported);
     assert!(exported.contains("# For the repositories matching api/**, tags excluding rc, test"), "{exported}");
-    let again = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &exported);
+    let again = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &exported).await;
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("0 added, 0 changed, 0 enabled, 0 disabled, 0 removed, 2 unchanged"));
 
@@ -292,7 +298,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
          tags: {{action: matching, patterns: latest}}\n    enabled: false\n"
     );
     let before = stored_rules(&db).await;
-    let dry = tagward(&db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file);
+    let dry = tagward(&db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file).await;
     assert!(dry.status.success(), "{}", stderr(&dry));
     let said = stdout(&dry);
     assert!(said.contains(&format!("- remove   rule {api}: For the repositories matching api/**")), "{said}");
@@ -304,7 +310,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
     assert!(said.contains("1 added, 1 changed, 0 enabled, 0 disabled, 1 removed, 0 unchanged"), "{said}");
     assert_eq!(stored_rules(&db).await, before, "a dry run changes nothing");
 
-    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file);
+    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file).await;
     assert!(applied.status.success(), "{}", stderr(&applied));
     let after = stored_rules(&db).await;
     assert_eq!(after.len(), 2);
@@ -322,7 +328,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
         ("project: other\nrules: []\n", ":1", "project: the file is for project `other`"),
     ];
     for (file, line, message) in cases {
-        let refused = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], file);
+        let refused = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], file).await;
         let said = stderr(&refused);
         assert!(!refused.status.success(), "{file}");
         assert!(said.contains(&format!("<stdin>{line}: ")) && said.contains(message), "{said}");
@@ -335,7 +341,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
         })
         .collect();
     let refused =
-        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{sixteen}"));
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{sixteen}")).await;
     assert!(
         stderr(&refused).contains("<stdin>:33: rules[15]: a project holds at most 15 rules"),
         "{}",
@@ -355,7 +361,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
         })
         .collect();
     let refused =
-        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{budget}"));
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &format!("project: shop\nrules:\n{budget}")).await;
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("pattern characters"), "{}", stderr(&refused));
     assert_eq!(stored_rules(&db).await, after, "nothing half-stored");
@@ -363,7 +369,7 @@ async fn a_policy_file_round_trips_and_applies_all_of_its_changes_or_none() {
     // A file without `project:` (and without ids) applies to any project the command line names.
     db.project("web").await;
     let shared = "rules:\n  - repositories: {action: matching, patterns: \"**\"}\n    tags: {action: matching, patterns: \"v*\"}\n";
-    let applied = tagward(&db.url, &["policy", "apply", "web", "-f", "-"], shared);
+    let applied = tagward(&db.url, &["policy", "apply", "web", "-f", "-"], shared).await;
     assert!(applied.status.success(), "{}", stderr(&applied));
     assert!(stdout(&applied).contains("project web: 1 added"), "{}", stdout(&applied));
 }
@@ -397,10 +403,10 @@ async fn group_mappings_are_made_listed_and_removed_from_the_command_line() {
     let db = fresh_database().await;
     db.project("shop").await;
     let out = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
-    let mapped = tagward(&db.url, &["group", "map", "shop-devs", "developer", "--project", "shop"], "");
+    let mapped = tagward(&db.url, &["group", "map", "shop-devs", "developer", "--project", "shop"], "").await;
     assert!(mapped.status.success(), "{}", stderr(&mapped));
     assert!(out(&mapped).contains("members of group `shop-devs` are developer of project `shop`"), "{}", out(&mapped));
-    let admins = tagward(&db.url, &["group", "map", "platform-admins", "system-admin"], "");
+    let admins = tagward(&db.url, &["group", "map", "platform-admins", "system-admin"], "").await;
     assert!(admins.status.success(), "{}", stderr(&admins));
 
     // Bad input names the field and value, and nothing is stored.
@@ -413,20 +419,20 @@ async fn group_mappings_are_made_listed_and_removed_from_the_command_line() {
             "group `shop-devs` already grants a role in project `shop`",
         ),
     ] {
-        let refused = tagward(&db.url, args, "");
+        let refused = tagward(&db.url, args, "").await;
         assert!(!refused.status.success(), "{args:?}");
         assert!(stderr(&refused).contains(says), "{args:?}: {}", stderr(&refused));
     }
 
-    let listed = tagward(&db.url, &["group", "list"], "");
+    let listed = tagward(&db.url, &["group", "list"], "").await;
     let lines: Vec<String> = out(&listed).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].ends_with("\tplatform-admins\tsystem administrator"), "{lines:?}");
     assert!(lines[1].ends_with("\tshop-devs\tdeveloper of project `shop`"), "{lines:?}");
     let id = lines[1].split('\t').next().unwrap();
-    let removed = tagward(&db.url, &["group", "unmap", id], "");
+    let removed = tagward(&db.url, &["group", "unmap", id], "").await;
     assert!(removed.status.success(), "{}", stderr(&removed));
-    assert_eq!(out(&tagward(&db.url, &["group", "list"], "")).lines().count(), 1);
+    assert_eq!(out(&tagward(&db.url, &["group", "list"], "").await).lines().count(), 1);
     let kinds: Vec<String> = trail(&db).await.into_iter().map(|(_, kind)| kind).collect();
     assert_eq!(
         kinds.iter().filter(|k| k.starts_with("group.")).cloned().collect::<Vec<_>>(),
@@ -440,24 +446,25 @@ async fn rules_can_evaluate_first_and_be_promoted_from_the_command_line_and_poli
     db.project("shop").await;
     let out = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
     let added =
-        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v*", "--evaluate"], "");
+        tagward(&db.url, &["rule", "add", "shop", "--repos", "matching:**", "--tags", "matching:v*", "--evaluate"], "")
+            .await;
     assert!(added.status.success(), "{}", stderr(&added));
     assert!(out(&added).contains("(evaluating: it denies nothing until promoted)"), "{}", out(&added));
     let id = out(&added).split_whitespace().nth(2).unwrap().trim_end_matches(|c: char| !c.is_ascii_digit()).to_owned();
-    let listed = tagward(&db.url, &["rule", "list", "shop"], "");
+    let listed = tagward(&db.url, &["rule", "list", "shop"], "").await;
     assert_eq!(out(&listed), format!("{id}\tevaluating\tFor the repositories matching **, tags matching v*\n"));
-    let exported = out(&tagward(&db.url, &["policy", "export", "shop"], ""));
+    let exported = out(&tagward(&db.url, &["policy", "export", "shop"], "").await);
     assert!(exported.contains("    state: evaluating\n"), "{exported}");
 
-    let promoted = tagward(&db.url, &["rule", "promote", "shop", &id], "");
+    let promoted = tagward(&db.url, &["rule", "promote", "shop", &id], "").await;
     assert!(promoted.status.success(), "{}", stderr(&promoted));
-    let again = tagward(&db.url, &["rule", "promote", "shop", &id], "");
+    let again = tagward(&db.url, &["rule", "promote", "shop", &id], "").await;
     assert!(!again.status.success());
     assert!(stderr(&again).contains(&format!("rule {id} is enforced, not evaluating")), "{}", stderr(&again));
 
     // The file exported while it evaluated sets it back: one step, named.
     let file = exported;
-    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file);
+    let applied = tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file).await;
     assert!(applied.status.success(), "{}", stderr(&applied));
     assert!(
         out(&applied).contains(&format!("~ evaluate rule {id}: For the repositories matching **, tags matching v*")),
@@ -469,7 +476,8 @@ async fn rules_can_evaluate_first_and_be_promoted_from_the_command_line_and_poli
     assert_eq!(kinds, ["project.create", "rule.create", "rule.promote", "rule.evaluate"]);
     // A bad state names the file, line and field.
     let bad =
-        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file.replace("state: evaluating", "state: paused"));
+        tagward(&db.url, &["policy", "apply", "shop", "-f", "-"], &file.replace("state: evaluating", "state: paused"))
+            .await;
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("paused"), "{}", stderr(&bad));
 }
@@ -478,15 +486,15 @@ async fn rules_can_evaluate_first_and_be_promoted_from_the_command_line_and_poli
 async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_last_one() {
     let db = fresh_database().await;
     // As in a container: no login name in the environment; the trail names the system's user.
-    let run = |args: &[&str], stdin: &str| {
+    let run = async |args: &[&str], stdin: &str| {
         let mut command = command(&db.url, args);
         command.env_remove("USER").env_remove("LOGNAME").env_remove("SUDO_USER");
-        let out = output(command, stdin);
+        let out = output(command, stdin).await;
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out))
     };
-    assert!(run(&["user", "create", "alice", "--system-admin"], "a long enough password\n").0);
-    assert!(run(&["user", "create", "bob"], "another long password\n").0);
-    let (ok, listed, err) = run(&["user", "list"], "");
+    assert!(run(&["user", "create", "alice", "--system-admin"], "a long enough password\n").await.0);
+    assert!(run(&["user", "create", "bob"], "another long password\n").await.0);
+    let (ok, listed, err) = run(&["user", "list"], "").await;
     assert!(ok, "{err}");
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(
@@ -498,18 +506,18 @@ async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_
         ]
     );
 
-    let (ok, _, err) = run(&["user", "deactivate", "alice"], "");
+    let (ok, _, err) = run(&["user", "deactivate", "alice"], "").await;
     assert!(!ok && err.contains("`alice` is the last active system administrator"), "{err}");
-    let (ok, out, err) = run(&["user", "set-system-admin", "bob", "true"], "");
+    let (ok, out, err) = run(&["user", "set-system-admin", "bob", "true"], "").await;
     assert!(ok && out.contains("`bob` is a system administrator"), "{err}");
-    assert!(run(&["user", "deactivate", "alice"], "").0);
-    let (ok, _, err) = run(&["user", "set-system-admin", "bob", "false"], "");
+    assert!(run(&["user", "deactivate", "alice"], "").await.0);
+    let (ok, _, err) = run(&["user", "set-system-admin", "bob", "false"], "").await;
     assert!(!ok && err.contains("`bob` is the last active system administrator"), "{err}");
-    let (_, listed, _) = run(&["user", "list"], "");
+    let (_, listed, _) = run(&["user", "list"], "").await;
     assert!(listed.contains("alice\tlocal\t-\tyes\tno\tnever"), "{listed}");
-    assert!(run(&["user", "activate", "alice"], "").0);
+    assert!(run(&["user", "activate", "alice"], "").await.0);
 
-    let (ok, out, err) = run(&["user", "reset-password", "bob"], "a brand new password\n");
+    let (ok, out, err) = run(&["user", "reset-password", "bob"], "a brand new password\n").await;
     assert!(ok && out.contains("set the password of `bob`"), "{err}");
     for (args, stdin, error) in [
         (vec!["user", "reset-password", "bob"], "short\n", "at least 12"),
@@ -517,7 +525,7 @@ async fn users_are_listed_deactivated_reset_and_made_administrators_keeping_the_
         (vec!["user", "deactivate", "Not A Name"], "", "user name `Not A Name`"),
         (vec!["user", "set-system-admin", "bob", "maybe"], "", "maybe"),
     ] {
-        let (ok, _, err) = run(&args, stdin);
+        let (ok, _, err) = run(&args, stdin).await;
         assert!(!ok && err.contains(error), "{args:?}: {err}");
     }
 

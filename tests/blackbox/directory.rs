@@ -175,6 +175,14 @@ async fn a_directory_that_is_down_or_silent_is_named_and_local_administrators_st
     let (_, status, _) = log_in(&app, "ann", &password_of("ann")).await;
     assert!(status < 400);
 
+    // A directory whose certificate does not chain to the CA given is not talked to.
+    let other_ca = tests::registry::TestCa::new();
+    let other_ca_file = other_ca.dir.0.join("ca.pem").display().to_string();
+    let untrusting = portal_with_directory(&directory, false, &["--ldap-ca", &other_ca_file]).await;
+    let (_, status, body) = log_in(&untrusting, "ann", &password_of("ann")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the directory cannot be reached right now"), "{body}");
+
     directory.stop().await;
     let (_, status, body) = log_in(&app, "ann", &password_of("ann")).await;
     assert_eq!(status, 503, "{body}");
@@ -215,9 +223,10 @@ async fn a_directory_that_is_down_or_silent_is_named_and_local_administrators_st
 }
 
 #[tokio::test]
-async fn the_harbor_api_takes_directory_users_with_basic_auth() {
+async fn the_harbor_api_takes_directory_users_with_basic_auth_over_ldaps() {
     let directory = TestDirectory::start().await;
-    let app = portal_with_directory(&directory, false, &[]).await;
+    let ldaps = format!("ldaps://127.0.0.1:{}", directory.tls_port);
+    let app = portal_with_directory(&directory, false, &["--ldap-url", &ldaps]).await;
     let client = reqwest::Client::new();
     let projects = |user: &str, password: String| {
         client.get(app.url("/api/v2.0/projects")).basic_auth(user, Some(password)).send()

@@ -70,11 +70,10 @@ async fn shop() -> (TestApp, reqwest::Client, String) {
     app.db.rule("shop", "matching:**", "matching:v*").await;
     let token = app.db.token("registry").await;
     let ann = app.logged_in("ann", PASSWORD).await;
-    let started = Instant::now();
-    while app.check(&token, CHECK, &overwrite("v1")).await.1["allowed"] != false {
-        assert!(started.elapsed() < Duration::from_secs(10), "the rule never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tests::until("the rule never applied", Duration::from_secs(10), || async {
+        app.check(&token, CHECK, &overwrite("v1")).await.1["allowed"] == false
+    })
+    .await;
     (app, ann, token)
 }
 
@@ -455,7 +454,7 @@ async fn an_admin_allows_one_change_from_the_tags_tab_with_and_without_javascrip
 async fn exceptions_from_the_command_line() {
     let db = tests::fresh_database().await;
     db.project("shop").await;
-    let run = |args: &[&str]| crate::cli::tagward(&db.url, args, "");
+    let run = async |args: &[&str]| crate::cli::tagward(&db.url, args, "").await;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let granted = run(&[
         "exception",
@@ -467,7 +466,8 @@ async fn exceptions_from_the_command_line() {
         "INC-30: hotfix",
         "--expires-in",
         "30m",
-    ]);
+    ])
+    .await;
     assert!(granted.status.success(), "{}", text(&granted.stderr));
     let out = text(&granted.stdout);
     assert!(
@@ -476,7 +476,7 @@ async fn exceptions_from_the_command_line() {
     );
     let first: i64 = out["exception ".len()..].split(':').next().unwrap().parse().unwrap();
     let by_digest =
-        run(&["exception", "grant", &format!("shop/api@{A}"), "--operation", "delete", "--reason", "INC-31"]);
+        run(&["exception", "grant", &format!("shop/api@{A}"), "--operation", "delete", "--reason", "INC-31"]).await;
     assert!(text(&by_digest.stdout).contains(&format!(": one delete of shop/api@{A}, usable for 60 minutes")));
     for (args, error) in [
         (
@@ -506,13 +506,13 @@ async fn exceptions_from_the_command_line() {
             "exceptions are switched off for this tagward (TAGWARD_EXCEPTIONS=off)",
         ),
     ] {
-        let refused = run(&args);
+        let refused = run(&args).await;
         assert!(!refused.status.success());
         assert!(text(&refused.stderr).contains(error), "{}", text(&refused.stderr));
     }
-    let revoked = run(&["exception", "revoke", "shop", &first.to_string()]);
+    let revoked = run(&["exception", "revoke", "shop", &first.to_string()]).await;
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
-    let listed = text(&run(&["exception", "list", "shop"]).stdout);
+    let listed = text(&run(&["exception", "list", "shop"]).await.stdout);
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(lines.len(), 2, "{listed}");
     assert!(lines[0].contains(&format!("\tactive\tdelete of shop/api@{A}\tgranted by cli:")), "{listed}");
@@ -521,13 +521,13 @@ async fn exceptions_from_the_command_line() {
             && lines[1].contains("revoked by cli:")
     );
 
-    let mode = run(&["exception", "mode", "shop", "four-eyes"]);
+    let mode = run(&["exception", "mode", "shop", "four-eyes"]).await;
     assert_eq!(text(&mode.stdout), "project `shop` exceptions: four-eyes\n");
-    let pending = run(&["exception", "grant", "shop/api:v2", "--operation", "delete", "--reason", "x"]);
+    let pending = run(&["exception", "grant", "shop/api:v2", "--operation", "delete", "--reason", "x"]).await;
     let out = text(&pending.stdout);
     assert!(out.contains("once another admin approves it (four-eyes)"), "{out}");
     let id = out["exception ".len()..].split(':').next().unwrap().to_owned();
-    let own = run(&["exception", "approve", "shop", &id]);
+    let own = run(&["exception", "approve", "shop", &id]).await;
     assert!(text(&own.stderr).contains("was granted by you: another admin must approve it"), "{}", text(&own.stderr));
 }
 

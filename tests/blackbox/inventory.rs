@@ -166,7 +166,7 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     let file = format!(
         "project: shop\nrules:\n  - id: {rule}\n    repositories: {{action: matching, patterns: '**'}}\n    tags: {{action: matching, patterns: 'v*'}}\n  - repositories: {{action: matching, patterns: web}}\n    tags: {{action: matching, patterns: '**'}}\n"
     );
-    let output = crate::cli::tagward(&app.db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file);
+    let output = crate::cli::tagward(&app.db.url, &["policy", "apply", "shop", "-f", "-", "--dry-run"], &file).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(

@@ -28,7 +28,9 @@ const PEOPLE: &[(&str, &str, &str, &[&str])] = &[
 const GROUPS: &[&str] = &["shop-devs", "shop-leads", "platform-admins"];
 
 pub struct TestDirectory {
+    /// Where it serves `ldap://` (StartTLS required) and `ldaps://`.
     pub port: u16,
+    pub tls_port: u16,
     pub ca: TestCa,
     child: Option<tokio::process::Child>,
     dir: TempDir,
@@ -40,7 +42,7 @@ impl TestDirectory {
         let ca = TestCa::new();
         let dir = TempDir::new("slapd");
         std::fs::create_dir_all(dir.0.join("data")).unwrap();
-        let mut directory = Self { port: 0, ca, child: None, dir };
+        let mut directory = Self { port: 0, tls_port: 0, ca, child: None, dir };
         directory.launch().await;
         directory.load().await;
         directory
@@ -76,18 +78,18 @@ impl TestDirectory {
         )
     }
 
-    /// Starts slapd on a free port; slapd cannot be handed a listener, so a port someone took
-    /// in between makes it exit, and another is tried.
+    /// Starts slapd on two free ports; slapd cannot be handed a listener, so a port someone took
+    /// in between makes it exit, and others are tried.
     async fn launch(&mut self) {
         let config = self.dir.0.join("slapd.conf");
         std::fs::write(&config, self.config()).unwrap();
         for _ in 0..5 {
-            let port = free_port();
+            let (port, tls_port) = (free_port(), free_port());
             let child = tokio::process::Command::new("slapd")
                 .args(["-d", "0", "-f"])
                 .arg(&config)
                 .arg("-h")
-                .arg(format!("ldap://127.0.0.1:{port}/"))
+                .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -110,6 +112,7 @@ impl TestDirectory {
             let child = child.into_inner().unwrap();
             if up {
                 self.port = port;
+                self.tls_port = tls_port;
                 self.child = Some(child);
                 return;
             }

@@ -294,6 +294,68 @@ pub struct Listing {
 /// A tag and the ids of the rules that make it immutable (none: mutable).
 pub type ListedTag = (String, Box<[i64]>);
 
+/// One page of a [`Listing`] under a filter: its tags (repository path, tag, rules), and the counts
+/// of all the filter matches.
+#[derive(Debug, Default)]
+pub struct ListingPage {
+    pub tags: Vec<(String, String, Vec<i64>)>,
+    pub matched: Counted,
+    pub total: Counted,
+    /// Immutable tags among those matching.
+    pub immutable: u64,
+}
+
+impl Listing {
+    /// The `per_page` tags after the first `skip` that `filter` matches (`None`: every tag).
+    pub fn page(&self, filter: Option<&CompiledPolicy>, skip: usize, per_page: usize) -> ListingPage {
+        let mut page = ListingPage::default();
+        let Some(filter) = filter else {
+            // Every tag matches: the counts are the listing's, and the page is found by skipping
+            // whole repositories (a render reads one page of tags, not 100,000).
+            let tags_in_all = self.repositories.iter().map(|(_, tags)| tags.len() as u64).sum();
+            page.total =
+                Counted { tags: tags_in_all, repositories: self.repositories.len() as u64, examples: Vec::new() };
+            page.matched = page.total.clone();
+            page.immutable = self.immutable;
+            let mut before = 0;
+            for (path, tags) in &self.repositories {
+                if before + tags.len() > skip {
+                    let from = skip.saturating_sub(before);
+                    for (tag, immutable_by) in tags.iter().skip(from).take(per_page - page.tags.len()) {
+                        page.tags.push((path.clone(), tag.clone(), immutable_by.to_vec()));
+                    }
+                }
+                before += tags.len();
+                if page.tags.len() == per_page {
+                    break;
+                }
+            }
+            return page;
+        };
+        let (mut matched, mut total) = (Counter::default(), Counter::default());
+        for (path, tags) in &self.repositories {
+            let filter = filter.in_repository(path);
+            for (tag, immutable_by) in tags {
+                total.add(path, tag);
+                if filter.immutable_rules(tag).is_empty() {
+                    continue;
+                }
+                if !immutable_by.is_empty() {
+                    page.immutable += 1;
+                }
+                let index = usize::try_from(matched.counted.tags).unwrap_or(usize::MAX);
+                matched.add(path, tag);
+                if (skip..skip.saturating_add(per_page)).contains(&index) {
+                    page.tags.push((path.clone(), tag.clone(), immutable_by.to_vec()));
+                }
+            }
+        }
+        page.matched = Counted { examples: Vec::new(), ..matched.counted };
+        page.total = Counted { examples: Vec::new(), ..total.counted };
+        page
+    }
+}
+
 /// The project's [`Listing`] under `policy` (none: every tag mutable), read once per policy and
 /// inventory version and kept for a few projects at a time (it holds every tag name).
 pub async fn listing(

@@ -4,7 +4,7 @@
 
 use crate::error::AppError;
 use crate::format::{bytes, thousands};
-use crate::inventory::{Freshness, Holding, MAX_WEIGHED_TAGS};
+use crate::inventory::{Freshness, Holding, TagRow, MAX_WEIGHED_TAGS};
 use crate::tags::TagsView;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
@@ -75,7 +75,6 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
         let (repositories, tag_patterns) = (encode(&repositories), encode(&tag_patterns));
         move |page: usize| format!("?repositories={repositories}&tags={tag_patterns}&page={page}")
     };
-    let rule_link = |project: &str, id: i64| format!("/projects/{project}/policy#rule-{id}");
     let project = view.project.name.clone();
     // Project admins and system administrators (who may manage members) may grant exceptions.
     let can_grant = view.project.can_manage_members;
@@ -92,20 +91,7 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
     };
     view! {
         <FreshnessNote freshness=view.freshness.clone()/>
-        <Form method="GET" action="" attr:class="filter-row" attr:id="tags-filter">
-            <div>
-                <label for="filter-repositories">"Repositories"</label>
-                <input type="text" id="filter-repositories" name="repositories" value=repositories.clone()
-                    placeholder="e.g. app, team/**" autocomplete="off" spellcheck="false"/>
-            </div>
-            <div>
-                <label for="filter-tags">"Tags"</label>
-                <input type="text" id="filter-tags" name="tags" value=tag_patterns.clone()
-                    placeholder="e.g. v*, release-*" autocomplete="off" spellcheck="false"/>
-            </div>
-            <button type="submit" class="button">"Filter"</button>
-            {filtered.then(|| view! { <A href="?" attr:class="button">"Clear"</A> })}
-        </Form>
+        <TagsFilter repositories=repositories.clone() tag_patterns=tag_patterns.clone() filtered/>
         <p class="hint">"Patterns as in a rule: comma-separated, " <code>"*"</code> " within a segment, " <code>"**"</code> " anything."</p>
         {view.filter_error.clone().map(|error| view! { <p class="error" role="alert" id="filter-error">{format!("Not filtered: {error}")}</p> })}
         {view.policy_problem.clone().map(|problem| view! {
@@ -160,46 +146,8 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                         <th scope="col" title="When the tag came to point at this digest: the push through tagward's gateway, or when a sync first found it">"Pushed or found"</th><th scope="col">"Immutable"</th>
                     </tr></thead>
                     <tbody>
-                        {view.rows.into_iter().map(|row| {
-                            let short = crate::format::short_digest(&row.digest);
-                            let project = project.clone();
-                            let allow_one = format!(
-                                "/projects/{project}/exceptions/new?repository={}&target={}",
-                                percent_encode(&format!("{project}/{}", row.repository)),
-                                percent_encode(&row.tag)
-                            );
-                            let allow_label = format!("Allow one change of {project}/{}:{}…", row.repository, row.tag);
-                            view! {
-                                <tr>
-                                    <td class="mono">{row.repository}</td>
-                                    <td class="mono">{row.tag}</td>
-                                    <td class="mono" title=row.digest.clone()>{short}</td>
-                                    <td class="muted nowrap">{row.pushed_at}<br/>
-                                        <span class="small">{match row.source.as_str() {
-                                            "gateway" => "pushed through the gateway",
-                                            "event" => "reported by the registry",
-                                            _ => "found by a sync",
-                                        }}</span>
-                                    </td>
-                                    <td>{if policy_broken {
-                                        view! { <span class="muted">"unknown"</span> }.into_any()
-                                    } else if row.immutable_by.is_empty() {
-                                        view! { <span class="badge">"mutable"</span> }.into_any()
-                                    } else {
-                                        view! {
-                                            <span class="badge ok">"immutable"</span>" by "
-                                            {row.immutable_by.into_iter().enumerate().map(|(i, id)| view! {
-                                                {(i > 0).then_some(", ")}
-                                                <a href=rule_link(&project, id)>{format!("rule {id}")}</a>
-                                            }).collect_view()}
-                                            {row.holds.map(|holds| view! { <br/><span class="small muted holds">{holding(&holds)}</span> })}
-                                            {can_grant.then(|| view! {
-                                                <br/><a class="small allow-one" href=allow_one aria-label=allow_label>"Allow one change…"</a>
-                                            })}
-                                        }.into_any()
-                                    }}</td>
-                                </tr>
-                            }
+                        {view.rows.into_iter().map(|row| view! {
+                            <TagRowView row project=project.clone() can_grant policy_broken/>
                         }).collect_view()}
                     </tbody>
                 </table>
@@ -210,6 +158,72 @@ fn TagsTable(view: TagsView, repositories: String, tag_patterns: String) -> impl
                 </nav>
             }.into_any()
         }}
+    }
+}
+
+/// The Tags tab's filter: repository and tag patterns, a plain GET form.
+#[component]
+fn TagsFilter(repositories: String, tag_patterns: String, filtered: bool) -> impl IntoView {
+    view! {
+        <Form method="GET" action="" attr:class="filter-row" attr:id="tags-filter">
+            <div>
+                <label for="filter-repositories">"Repositories"</label>
+                <input type="text" id="filter-repositories" name="repositories" value=repositories.clone()
+                    placeholder="e.g. app, team/**" autocomplete="off" spellcheck="false"/>
+            </div>
+            <div>
+                <label for="filter-tags">"Tags"</label>
+                <input type="text" id="filter-tags" name="tags" value=tag_patterns.clone()
+                    placeholder="e.g. v*, release-*" autocomplete="off" spellcheck="false"/>
+            </div>
+            <button type="submit" class="button">"Filter"</button>
+            {filtered.then(|| view! { <A href="?" attr:class="button">"Clear"</A> })}
+        </Form>
+    }
+}
+
+/// One tag of the Tags tab: where it points, since when and how tagward learnt it, and what makes
+/// it immutable (with what it holds, and the way to allow one change for those who may).
+#[component]
+fn TagRowView(row: TagRow, project: String, can_grant: bool, policy_broken: bool) -> impl IntoView {
+    let rule_link = |project: &str, id: i64| format!("/projects/{project}/policy#rule-{id}");
+    let short = crate::format::short_digest(&row.digest);
+    let allow_one = format!(
+        "/projects/{project}/exceptions/new?repository={}&target={}",
+        percent_encode(&format!("{project}/{}", row.repository)),
+        percent_encode(&row.tag)
+    );
+    let allow_label = format!("Allow one change of {project}/{}:{}…", row.repository, row.tag);
+    view! {
+        <tr>
+            <td class="mono">{row.repository}</td>
+            <td class="mono">{row.tag}</td>
+            <td class="mono" title=row.digest.clone()>{short}</td>
+            <td class="muted nowrap">{row.pushed_at}<br/>
+                <span class="small">{match row.source.as_str() {
+                    "gateway" => "pushed through the gateway",
+                    "event" => "reported by the registry",
+                    _ => "found by a sync",
+                }}</span>
+            </td>
+            <td>{if policy_broken {
+                view! { <span class="muted">"unknown"</span> }.into_any()
+            } else if row.immutable_by.is_empty() {
+                view! { <span class="badge">"mutable"</span> }.into_any()
+            } else {
+                view! {
+                    <span class="badge ok">"immutable"</span>" by "
+                    {row.immutable_by.into_iter().enumerate().map(|(i, id)| view! {
+                        {(i > 0).then_some(", ")}
+                        <a href=rule_link(&project, id)>{format!("rule {id}")}</a>
+                    }).collect_view()}
+                    {row.holds.map(|holds| view! { <br/><span class="small muted holds">{holding(&holds)}</span> })}
+                    {can_grant.then(|| view! {
+                        <br/><a class="small allow-one" href=allow_one aria-label=allow_label>"Allow one change…"</a>
+                    })}
+                }.into_any()
+            }}</td>
+        </tr>
     }
 }
 

@@ -45,15 +45,13 @@ impl ExceptionStatus {
     }
 }
 
-/// One exception as the list shows it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One exception as the list shows it, its scope parsed once here.
+#[derive(Debug, Clone)]
 pub struct ExceptionListing {
     pub id: i64,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-    pub operation: String,
-    pub to_digest: Option<String>,
+    /// What it answers for, as the engine reads it; for a row written outside tagward that does
+    /// not parse (it lets nothing through), what the row says, for the page to show.
+    pub scope: Result<ExceptionScope, String>,
     pub reason: String,
     pub granted_by: String,
     pub granted_at: OffsetDateTime,
@@ -64,6 +62,61 @@ pub struct ExceptionListing {
     pub used_for: Option<String>,
     pub revoked_by: Option<String>,
     pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ExceptionListing {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let repository: String = row.try_get("repository")?;
+        let operation: String = row.try_get("operation")?;
+        let scope = parse_scope(
+            &repository,
+            row.try_get("tag")?,
+            row.try_get("digest")?,
+            &operation,
+            row.try_get("to_digest")?,
+        )
+        .ok_or_else(|| format!("{operation} in {repository} (unreadable)"));
+        Ok(Self {
+            id: row.try_get("id")?,
+            scope,
+            reason: row.try_get("reason")?,
+            granted_by: row.try_get("granted_by")?,
+            granted_at: row.try_get("granted_at")?,
+            expires_at: row.try_get("expires_at")?,
+            approved_by: row.try_get("approved_by")?,
+            used_at: row.try_get("used_at")?,
+            used_by: row.try_get("used_by")?,
+            used_for: row.try_get("used_for")?,
+            revoked_by: row.try_get("revoked_by")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+}
+
+/// The scope a stored row describes, or `None` when it does not parse.
+fn parse_scope(
+    repository: &str,
+    tag: Option<String>,
+    digest: Option<String>,
+    operation: &str,
+    to_digest: Option<String>,
+) -> Option<ExceptionScope> {
+    let target = match (tag, digest) {
+        (Some(tag), None) => ExceptionTarget::Tag(Tag::parse(&tag).ok()?),
+        (None, Some(digest)) => ExceptionTarget::Digest(Digest::parse(&digest).ok()?),
+        _ => return None,
+    };
+    let to_digest = match to_digest {
+        Some(digest) => Some(Digest::parse(&digest).ok()?),
+        None => None,
+    };
+    Some(ExceptionScope {
+        repository: RepositoryName::parse(repository).ok()?,
+        target,
+        operation: crate::policy::ExceptionOperation::parse(operation).ok()?,
+        to_digest,
+    })
 }
 
 impl ExceptionListing {
@@ -81,30 +134,12 @@ impl ExceptionListing {
         }
     }
 
-    /// What it answers for, as the engine reads it (`None` for a row written outside tagward
-    /// that does not parse: it lets nothing through).
-    pub fn scope(&self) -> Option<ExceptionScope> {
-        let target = match (&self.tag, &self.digest) {
-            (Some(tag), None) => ExceptionTarget::Tag(Tag::parse(tag).ok()?),
-            (None, Some(digest)) => ExceptionTarget::Digest(Digest::parse(digest).ok()?),
-            _ => return None,
-        };
-        let to_digest = match &self.to_digest {
-            Some(digest) => Some(Digest::parse(digest).ok()?),
-            None => None,
-        };
-        Some(ExceptionScope {
-            repository: RepositoryName::parse(&self.repository).ok()?,
-            target,
-            operation: crate::policy::ExceptionOperation::parse(&self.operation).ok()?,
-            to_digest,
-        })
-    }
-
     /// The change it allows in words: `overwrite of shop/api:v1`, `delete of shop/api@sha256:…`.
     pub fn change(&self) -> String {
-        self.scope()
-            .map_or_else(|| format!("{} in {} (unreadable)", self.operation, self.repository), |scope| scope.summary())
+        match &self.scope {
+            Ok(scope) => scope.summary(),
+            Err(unreadable) => unreadable.clone(),
+        }
     }
 }
 
@@ -413,7 +448,7 @@ pub async fn usable_exceptions(
             Some(UsableException {
                 id: listing.id,
                 project_id,
-                scope: listing.scope()?,
+                scope: listing.scope.ok()?,
                 expires_at: listing.expires_at,
             })
         })

@@ -112,24 +112,58 @@ pub fn provider_groups_actor() -> Principal {
 pub async fn sign_in_from_provider(pool: &PgPool, identity: &ProviderIdentity) -> Result<(User, i32), StoreError> {
     let actor = provider_groups_actor();
     let mut tx = pool.begin().await?;
+    let known = find_or_create_provider_user(&mut tx, &actor, identity).await?;
+    if !known.active {
+        return Err(StoreError::Forbidden(format!("your tagward account `{}` is deactivated", known.name)));
+    }
+    // As the provider or directory has it now; an address no mail system takes is not kept.
+    let email = identity.email.as_deref().filter(|email| email.len() <= 320);
+    sqlx::query(r"update users set email = $2 where id = $1 and email is distinct from $2")
+        .bind(known.id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    let mappings = group_mappings(&mut *tx).await?;
+    let granted = granted_roles(&mappings, identity.groups.iter().map(String::as_str));
+    let is_system_admin = apply_system_admin(&mut tx, &actor, &known, granted.system_admin).await?;
+    apply_project_roles(&mut tx, &actor, &known, granted.projects).await?;
+    tx.commit().await?;
+    Ok((User { id: known.id, name: known.name, is_system_admin, from_provider: true }, known.epoch))
+}
+
+/// A provider's (or the directory's) user as a sign-in finds them, locked for its changes.
+struct ProviderUser {
+    id: i64,
+    name: String,
+    was_admin: bool,
+    admin_from_groups: bool,
+    active: bool,
+    epoch: i32,
+}
+
+/// The user `identity` names, created (under the name it gives, audited) at their first sign-in.
+async fn find_or_create_provider_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    actor: &Principal,
+    identity: &ProviderIdentity,
+) -> Result<ProviderUser, StoreError> {
     let found: Option<(i64, String, bool, bool, bool, i32)> = sqlx::query_as(
         r"select id, name, is_system_admin, system_admin_from_groups, is_active, session_epoch
           from users where provider_issuer = $1 and provider_subject = $2 for update",
     )
     .bind(&identity.issuer)
     .bind(&identity.subject)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    let (id, name, was_admin, admin_from_groups, active, epoch) = match found {
-        Some(row) => row,
-        None => {
-            let (id,): (i64,) = sqlx::query_as(
-                r"insert into users (name, provider_issuer, provider_subject) values ($1, $2, $3) returning id",
-            )
+    if let Some((id, name, was_admin, admin_from_groups, active, epoch)) = found {
+        return Ok(ProviderUser { id, name, was_admin, admin_from_groups, active, epoch });
+    }
+    let (id,): (i64,) =
+        sqlx::query_as(r"insert into users (name, provider_issuer, provider_subject) values ($1, $2, $3) returning id")
             .bind(identity.name.as_str())
             .bind(&identity.issuer)
             .bind(&identity.subject)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(on_constraint("users_name_key", "name", || {
                 format!(
@@ -138,75 +172,79 @@ pub async fn sign_in_from_provider(pool: &PgPool, identity: &ProviderIdentity) -
                     identity.name
                 )
             }))?;
-            AuditEntry::new(AuditKind::UserCreate)
-                .after(serde_json::json!({ "user": identity.name.as_str(), "system_admin": false, "provider": identity.issuer }))
-                .record(&mut *tx, &actor)
-                .await?;
-            (id, identity.name.as_str().to_owned(), false, false, true, 0)
-        }
-    };
-    if !active {
-        return Err(StoreError::Forbidden(format!("your tagward account `{name}` is deactivated")));
-    }
-    // As the provider or directory has it now; an address no mail system takes is not kept.
-    let email = identity.email.as_deref().filter(|email| email.len() <= 320);
-    sqlx::query(r"update users set email = $2 where id = $1 and email is distinct from $2")
-        .bind(id)
-        .bind(email)
-        .execute(&mut *tx)
+    AuditEntry::new(AuditKind::UserCreate)
+        .after(
+            serde_json::json!({ "user": identity.name.as_str(), "system_admin": false, "provider": identity.issuer }),
+        )
+        .record(&mut **tx, actor)
         .await?;
-    let mappings = group_mappings(&mut *tx).await?;
-    let granted = granted_roles(&mappings, identity.groups.iter().map(String::as_str));
+    let name = identity.name.as_str().to_owned();
+    Ok(ProviderUser { id, name, was_admin: false, admin_from_groups: false, active: true, epoch: 0 })
+}
 
-    // System administrator: from groups, unless granted by hand (then left alone).
-    let granted_by_hand = was_admin && !admin_from_groups;
-    if !granted_by_hand && granted.system_admin != was_admin {
+/// System administrator from groups (`granted`), unless it was granted by hand (then left alone);
+/// whether the user is one now.
+async fn apply_system_admin(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    actor: &Principal,
+    user: &ProviderUser,
+    granted: bool,
+) -> Result<bool, StoreError> {
+    let granted_by_hand = user.was_admin && !user.admin_from_groups;
+    if !granted_by_hand && granted != user.was_admin {
         sqlx::query(r"update users set is_system_admin = $2, system_admin_from_groups = $2 where id = $1")
-            .bind(id)
-            .bind(granted.system_admin)
-            .execute(&mut *tx)
+            .bind(user.id)
+            .bind(granted)
+            .execute(&mut **tx)
             .await?;
-        let snapshot = |admin: bool| serde_json::json!({ "user": name, "system_admin": admin, "from_groups": true });
+        let snapshot =
+            |admin: bool| serde_json::json!({ "user": user.name, "system_admin": admin, "from_groups": true });
         AuditEntry::new(AuditKind::UserSystemAdmin)
-            .before(snapshot(was_admin))
-            .after(snapshot(granted.system_admin))
-            .record(&mut *tx, &actor)
+            .before(snapshot(user.was_admin))
+            .after(snapshot(granted))
+            .record(&mut **tx, actor)
             .await?;
     }
-    let is_system_admin = granted_by_hand || granted.system_admin;
+    Ok(granted_by_hand || granted)
+}
 
-    // Project roles.
+/// The project roles groups grant (`wanted`, each project's highest), applied: memberships groups
+/// gave are changed or taken away, new ones added; memberships given by hand are left alone.
+async fn apply_project_roles(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    actor: &Principal,
+    user: &ProviderUser,
+    mut wanted: std::collections::BTreeMap<ProjectName, Role>,
+) -> Result<(), StoreError> {
     let held: Vec<(i64, String, String, bool)> = sqlx::query_as(
         r"select m.project_id, p.name, m.role, m.from_groups
           from project_members m join projects p on p.id = m.project_id
           where m.user_id = $1 for update of m",
     )
-    .bind(id)
-    .fetch_all(&mut *tx)
+    .bind(user.id)
+    .fetch_all(&mut **tx)
     .await?;
-    let mut wanted = granted.projects;
     for (project_id, project, role, from_groups) in held {
         let wanted_role = ProjectName::parse(&project).ok().and_then(|p| wanted.remove(&p));
         let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
         if !from_groups || wanted_role == Some(role) {
             continue;
         }
-        set_group_membership(&mut tx, &actor, project_id, id, &name, Some(role), wanted_role).await?;
+        set_group_membership(tx, actor, project_id, user.id, &user.name, Some(role), wanted_role).await?;
     }
     // The projects groups grant a role in that the user is not yet a member of, in one look-up.
     let names: Vec<&str> = wanted.keys().map(ProjectName::as_str).collect();
     let new_projects: Vec<(i64, String)> =
         sqlx::query_as(r"select id, name from projects where name = any($1) order by name")
             .bind(&names)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
     for (project_id, project) in new_projects {
         if let Some(role) = ProjectName::parse(&project).ok().and_then(|project| wanted.get(&project).copied()) {
-            set_group_membership(&mut tx, &actor, project_id, id, &name, None, Some(role)).await?;
+            set_group_membership(tx, actor, project_id, user.id, &user.name, None, Some(role)).await?;
         }
     }
-    tx.commit().await?;
-    Ok((User { id, name, is_system_admin, from_provider: true }, epoch))
+    Ok(())
 }
 
 /// Changes a membership that groups grant (`before` → `after`), audited in the project's trail.

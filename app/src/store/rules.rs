@@ -211,37 +211,8 @@ async fn apply_change(
 ) -> Result<i64, StoreError> {
     let actor = by.actor();
     let rules = project_rules(&mut **tx, project_id).await?;
-    let find = |id: i64| {
-        rules.iter().find(|r| r.id == id).ok_or_else(|| StoreError::NotFound(format!("rule {id} does not exist")))
-    };
-    let refuse_duplicate = |spec: &RuleSpec, except: Option<i64>| -> Result<(), StoreError> {
-        for other in rules.iter().filter(|r| Some(r.id) != except) {
-            if other.spec.as_ref().is_ok_and(|other| other.same_as(spec)) {
-                return Err(StoreError::Conflict {
-                    field: "rule",
-                    message: format!("an identical rule already exists: rule {} ({})", other.id, spec.summary()),
-                });
-            }
-        }
-        Ok(())
-    };
-    // The rule set as it would be stored must stay enforceable (size budget, compiles), checked
-    // under the project lock so concurrent changes cannot together pass it.
-    let resulting = match &change {
-        RuleChange::Create(spec, _) => Some((None, (*spec).clone())),
-        RuleChange::Update(id, spec) => Some((Some(*id), (*spec).clone())),
-        RuleChange::SetState(..) | RuleChange::Promote(_) | RuleChange::Delete(_) => None,
-    };
-    if let Some((replaced, changed)) = resulting {
-        let mut specs: Vec<RuleSpec> =
-            rules.iter().filter(|rule| Some(rule.id) != replaced).filter_map(|rule| rule.spec.clone().ok()).collect();
-        specs.push(changed.clone());
-        tokio::task::spawn_blocking(move || crate::policy::check_rule_set(&specs, Some(&changed)))
-            .await
-            .map_err(|e| StoreError::Unexpected(e.into()))?
-            .map_err(|error| StoreError::Refused(error.to_string()))?;
-    }
-    let (kind, rule_id, before) = match &change {
+    check_resulting_rule_set(&rules, change).await?;
+    let (kind, rule_id, before) = match change {
         RuleChange::Create(spec, state) => {
             if rules.len() >= MAX_RULES {
                 return Err(StoreError::Refused(format!(
@@ -249,27 +220,12 @@ async fn apply_change(
                     rules.len()
                 )));
             }
-            refuse_duplicate(spec, None)?;
-            let input = spec.to_input();
-            let (id,): (i64,) = sqlx::query_as(
-                r"insert into immutability_rules
-                    (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, state)
-                  values ($1, $2, $3, $4, $5, $6, $6, $7) returning id",
-            )
-            .bind(project_id)
-            .bind(&input.repositories_action)
-            .bind(&input.repositories)
-            .bind(&input.tags_action)
-            .bind(&input.tags)
-            .bind(&actor)
-            .bind(state.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
-            (AuditKind::RuleCreate, id, None)
+            refuse_duplicate(&rules, spec, None)?;
+            (AuditKind::RuleCreate, insert_rule(tx, project_id, &actor, spec, *state).await?, None)
         }
         RuleChange::Update(id, spec) => {
-            let before = find(*id)?.snapshot();
-            refuse_duplicate(spec, Some(*id))?;
+            let before = find_rule(&rules, *id)?.snapshot();
+            refuse_duplicate(&rules, spec, Some(*id))?;
             let input = spec.to_input();
             sqlx::query(
                 r"update immutability_rules
@@ -288,34 +244,18 @@ async fn apply_change(
             (AuditKind::RuleUpdate, *id, Some(before))
         }
         RuleChange::SetState(id, _) | RuleChange::Promote(id) => {
-            let rule = find(*id)?;
-            let state = match change {
-                RuleChange::SetState(_, state) => state,
-                _ if rule.state != RuleState::Evaluating => {
-                    return Err(StoreError::Refused(format!(
-                        "rule {id} is {}, not evaluating; enable a disabled rule instead (`rule enable`)",
-                        rule.state
-                    )));
-                }
-                _ => &RuleState::Enforced,
-            };
-            let kind = match (rule.state, state) {
-                (_, RuleState::Disabled) => AuditKind::RuleDisable,
-                (_, RuleState::Evaluating) => AuditKind::RuleEvaluate,
-                (RuleState::Evaluating, RuleState::Enforced) => AuditKind::RulePromote,
-                (_, RuleState::Enforced) => AuditKind::RuleEnable,
-            };
-            let before = rule.snapshot();
+            let rule = find_rule(&rules, *id)?;
+            let (kind, state) = state_change(rule, change)?;
             sqlx::query(r"update immutability_rules set state = $2, updated_by = $3, updated_at = now() where id = $1")
                 .bind(id)
                 .bind(state.as_str())
                 .bind(&actor)
                 .execute(&mut **tx)
                 .await?;
-            (kind, *id, Some(before))
+            (kind, *id, Some(rule.snapshot()))
         }
         RuleChange::Delete(id) => {
-            let before = find(*id)?.snapshot();
+            let before = find_rule(&rules, *id)?.snapshot();
             sqlx::query(r"delete from immutability_rules where id = $1").bind(id).execute(&mut **tx).await?;
             (AuditKind::RuleDelete, *id, Some(before))
         }
@@ -325,6 +265,86 @@ async fn apply_change(
         .record(&mut **tx, by)
         .await?;
     Ok(rule_id)
+}
+
+fn find_rule(rules: &[StoredRule], id: i64) -> Result<&StoredRule, StoreError> {
+    rules.iter().find(|r| r.id == id).ok_or_else(|| StoreError::NotFound(format!("rule {id} does not exist")))
+}
+
+/// Refuses `spec` when another rule of `rules` (other than `except`, the one being edited) is the same.
+fn refuse_duplicate(rules: &[StoredRule], spec: &RuleSpec, except: Option<i64>) -> Result<(), StoreError> {
+    match rules.iter().filter(|r| Some(r.id) != except).find(|r| r.spec.as_ref().is_ok_and(|o| o.same_as(spec))) {
+        Some(other) => Err(StoreError::Conflict {
+            field: "rule",
+            message: format!("an identical rule already exists: rule {} ({})", other.id, spec.summary()),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The rule set as it would be stored after `change` must stay enforceable (size budget, compiles):
+/// checked under the project lock so that concurrent changes cannot together pass it.
+async fn check_resulting_rule_set(rules: &[StoredRule], change: &RuleChange<'_>) -> Result<(), StoreError> {
+    let (replaced, changed) = match change {
+        RuleChange::Create(spec, _) => (None, (*spec).clone()),
+        RuleChange::Update(id, spec) => (Some(*id), (*spec).clone()),
+        RuleChange::SetState(..) | RuleChange::Promote(_) | RuleChange::Delete(_) => return Ok(()),
+    };
+    let mut specs: Vec<RuleSpec> =
+        rules.iter().filter(|rule| Some(rule.id) != replaced).filter_map(|rule| rule.spec.clone().ok()).collect();
+    specs.push(changed.clone());
+    tokio::task::spawn_blocking(move || crate::policy::check_rule_set(&specs, Some(&changed)))
+        .await
+        .map_err(|e| StoreError::Unexpected(e.into()))?
+        .map_err(|error| StoreError::Refused(error.to_string()))
+}
+
+/// A new rule in `state`; its id.
+async fn insert_rule(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    project_id: i64,
+    actor: &str,
+    spec: &RuleSpec,
+    state: RuleState,
+) -> Result<i64, StoreError> {
+    let input = spec.to_input();
+    let (id,): (i64,) = sqlx::query_as(
+        r"insert into immutability_rules
+            (project_id, repositories_action, repositories, tags_action, tags, created_by, updated_by, state)
+          values ($1, $2, $3, $4, $5, $6, $6, $7) returning id",
+    )
+    .bind(project_id)
+    .bind(&input.repositories_action)
+    .bind(&input.repositories)
+    .bind(&input.tags_action)
+    .bind(&input.tags)
+    .bind(actor)
+    .bind(state.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// The state `change` (a state change or a promotion) moves `rule` to, with its audit kind; a
+/// promotion of a rule that is not evaluating is refused.
+fn state_change(rule: &StoredRule, change: &RuleChange<'_>) -> Result<(AuditKind, RuleState), StoreError> {
+    let state = match change {
+        RuleChange::SetState(_, state) => *state,
+        _ if rule.state != RuleState::Evaluating => {
+            return Err(StoreError::Refused(format!(
+                "rule {} is {}, not evaluating; enable a disabled rule instead (`rule enable`)",
+                rule.id, rule.state
+            )));
+        }
+        _ => RuleState::Enforced,
+    };
+    let kind = match (rule.state, state) {
+        (_, RuleState::Disabled) => AuditKind::RuleDisable,
+        (_, RuleState::Evaluating) => AuditKind::RuleEvaluate,
+        (RuleState::Evaluating, RuleState::Enforced) => AuditKind::RulePromote,
+        (_, RuleState::Enforced) => AuditKind::RuleEnable,
+    };
+    Ok((kind, state))
 }
 
 /// One project's active (enforced and evaluating) rules as stored, in order: what the enforcement

@@ -271,174 +271,199 @@ fn present_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Opt
     Option::<Vec<Text<'de>>>::deserialize(deserializer).map(Some)
 }
 
+/// How a check's fields are named in errors (`checks[2].tag`) and the operation they are read for.
+struct Fields<'p> {
+    at: &'p str,
+    operation: &'p str,
+}
+
+impl Fields<'_> {
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.at)
+    }
+
+    fn required<'a>(&self, name: &str, value: Option<Text<'a>>) -> Result<Text<'a>, ApiError> {
+        value.ok_or_else(|| ApiError::refused(self.name(name), format!("is required for {}", self.operation)))
+    }
+
+    /// Refuses each of `given` (a field's name, and whether the request has it) that is there.
+    fn unused(&self, given: &[(&str, bool)]) -> Result<(), ApiError> {
+        match given.iter().find(|(_, given)| *given) {
+            Some((name, _)) => Err(ApiError::refused(self.name(name), format!("is not used by {}", self.operation))),
+            None => Ok(()),
+        }
+    }
+
+    fn tag(&self, value: &str, name: &str) -> Result<Tag, ApiError> {
+        Tag::parse(value).map_err(|error| ApiError::name("TAG_INVALID", self.name(name), error))
+    }
+
+    fn digest(&self, value: &str, name: &str) -> Result<Digest, ApiError> {
+        Digest::parse(value).map_err(|error| ApiError::name("DIGEST_INVALID", self.name(name), error))
+    }
+
+    fn tags(&self, values: Vec<Text<'_>>, name: &str) -> Result<Vec<Tag>, ApiError> {
+        values.iter().enumerate().map(|(i, value)| self.tag(value, &format!("{name}[{i}]"))).collect()
+    }
+
+    fn digests(&self, values: Vec<Text<'_>>, name: &str) -> Result<Vec<Digest>, ApiError> {
+        values.iter().enumerate().map(|(i, value)| self.digest(value, &format!("{name}[{i}]"))).collect()
+    }
+
+    fn held_by(&self, holders: Vec<HolderRequest<'_>>) -> Result<Vec<Holder>, ApiError> {
+        holders.into_iter().enumerate().map(|(i, holder)| self.holder(&format!("held_by[{i}]."), holder)).collect()
+    }
+
+    fn holder(&self, at: &str, holder: HolderRequest<'_>) -> Result<Holder, ApiError> {
+        let missing = |name: &str| {
+            ApiError::refused(self.name(&format!("{at}{name}")), "is required for each manifest holding the target")
+        };
+        let relation = holder.relation.ok_or_else(|| missing("relation"))?;
+        let relation = match &*relation {
+            "child" => Relation::Child,
+            "config" => Relation::Config,
+            "layer" => Relation::Layer,
+            "referrer" => Relation::Referrer,
+            other => {
+                return Err(ApiError::invalid(FieldError::new(
+                    self.name(&format!("{at}relation")),
+                    other,
+                    "is not a relation: use child, config, layer or referrer",
+                )));
+            }
+        };
+        let held = holder.digest.ok_or_else(|| missing("digest"))?;
+        Ok(Holder {
+            digest: self.digest(&held, &format!("{at}digest"))?,
+            tags: self.tags(holder.tags.ok_or_else(|| missing("tags"))?, &format!("{at}tags"))?,
+            relation,
+        })
+    }
+}
+
+/// What a registry knows of an attachment list's subject: the manifests holding it (`held`), and
+/// the tags pointing at it as one more holder.
+fn subject_held_by(list: &AttachmentList, subject_tags: Vec<Tag>, mut held: Vec<Holder>) -> Vec<Holder> {
+    if !subject_tags.is_empty() {
+        held.insert(0, Holder { digest: list.subject().clone(), tags: subject_tags, relation: Relation::Referrer });
+    }
+    held
+}
+
 impl<'a> CheckRequest<'a> {
     /// Parses into a [`Check`]; `at` prefixes the field names in errors (`checks[2].`).
-    fn parse(self, at: &str) -> Result<Check, ApiError> {
-        let field = |name: &str| format!("{at}{name}");
-        let operation = self.operation.ok_or_else(|| {
-            ApiError::refused(field("operation"), "is required: push, delete_tag, delete_manifest or delete_blob")
+    fn parse(mut self, at: &str) -> Result<Check, ApiError> {
+        let operation = self.operation.take().ok_or_else(|| {
+            ApiError::refused(format!("{at}operation"), "is required: push, delete_tag, delete_manifest or delete_blob")
         })?;
-        let required = |name: &str, value: Option<Text<'a>>| {
-            value.ok_or_else(|| ApiError::refused(field(name), format!("is required for {operation}")))
-        };
-        let unused = |name: &str, given: bool| {
-            if given {
-                Err(ApiError::refused(field(name), format!("is not used by {operation}")))
-            } else {
-                Ok(())
-            }
-        };
-        let repository = required("repository", self.repository)?;
+        let fields = Fields { at, operation: &operation };
+        let repository = fields.required("repository", self.repository.take())?;
         let repository = RepositoryName::parse(&repository)
-            .map_err(|error| ApiError::name("NAME_INVALID", field("repository"), error))?;
-        let tag =
-            |value: &str, name: String| Tag::parse(value).map_err(|error| ApiError::name("TAG_INVALID", name, error));
-        let digest = |value: &str, name: String| {
-            Digest::parse(value).map_err(|error| ApiError::name("DIGEST_INVALID", name, error))
-        };
-        let tags = |values: Vec<Text<'a>>, at: &str| -> Result<Vec<Tag>, ApiError> {
-            values.iter().enumerate().map(|(i, value)| tag(value, field(&format!("{at}[{i}]")))).collect()
-        };
-        let held_by = |holders: Vec<HolderRequest<'a>>| -> Result<Vec<Holder>, ApiError> {
-            holders
-                .into_iter()
-                .enumerate()
-                .map(|(i, holder)| {
-                    let at = format!("held_by[{i}].");
-                    let missing = |name: &str| {
-                        ApiError::refused(
-                            field(&format!("{at}{name}")),
-                            "is required for each manifest holding the target",
-                        )
-                    };
-                    let relation = holder.relation.ok_or_else(|| missing("relation"))?;
-                    let relation = match &*relation {
-                        "child" => Relation::Child,
-                        "config" => Relation::Config,
-                        "layer" => Relation::Layer,
-                        "referrer" => Relation::Referrer,
-                        other => {
-                            return Err(ApiError::invalid(FieldError::new(
-                                field(&format!("{at}relation")),
-                                other,
-                                "is not a relation: use child, config, layer or referrer",
-                            )));
-                        }
-                    };
-                    let held = holder.digest.ok_or_else(|| missing("digest"))?;
-                    Ok(Holder {
-                        digest: digest(&held, field(&format!("{at}digest")))?,
-                        tags: tags(holder.tags.ok_or_else(|| missing("tags"))?, &format!("{at}tags"))?,
-                        relation,
-                    })
-                })
-                .collect()
-        };
-        let digests = |values: Vec<Text<'a>>, at: &str| -> Result<Vec<Digest>, ApiError> {
-            values.iter().enumerate().map(|(i, value)| digest(value, field(&format!("{at}[{i}]")))).collect()
-        };
-        // What a registry knows of an attachment list's subject: the tags pointing at it, and the
-        // manifests holding it (`held_by`).
-        let subject_held_by = |list: &AttachmentList, subject_tags: Vec<Tag>, mut held: Vec<Holder>| {
-            if !subject_tags.is_empty() {
-                held.insert(
-                    0,
-                    Holder { digest: list.subject().clone(), tags: subject_tags, relation: Relation::Referrer },
-                );
-            }
-            held
-        };
+            .map_err(|error| ApiError::name("NAME_INVALID", fields.name("repository"), error))?;
         match &*operation {
-            "push" => {
-                unused("tags", self.tags.is_some())?;
-                let tag = tag(&required("tag", self.tag)?, field("tag"))?;
-                let pushed = digest(&required("digest", self.digest)?, field("digest"))?;
-                let current = self.current_digest.ok_or_else(|| {
-                    ApiError::refused(
-                        field("current_digest"),
-                        "is required for push: the digest the tag points at now, or null when it does not exist",
-                    )
-                })?;
-                let current = current.map(|value| digest(&value, field("current_digest"))).transpose()?;
-                // Read (and checked) whatever the tag; used only when it names an attachment list,
-                // so a registry may send them with every push.
-                let pushed_entries = self.entries.map(|entries| digests(entries, "entries")).transpose()?;
-                let current_entries = self
-                    .current_entries
-                    .map(|entries| entries.map(|entries| digests(entries, "current_entries")).transpose())
-                    .transpose()?;
-                let held_by = held_by(self.held_by.unwrap_or_default())?;
-                let subject_tags = tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
-                let Some(list) = AttachmentList::of(&tag) else {
-                    return Ok(Check::Push { repository, tag, digest: pushed, current, list: None });
-                };
-                // Without both lists an append cannot be told from a rewrite.
-                let update = match (pushed_entries, current_entries) {
-                    (Some(entries), Some(current_entries)) => Some(ListUpdate {
-                        current: current_entries.map(ListEntries::from_entries),
-                        pushed: ListEntries::from_entries(entries),
-                        foreign: Vec::new(),
-                    }),
-                    _ => None,
-                };
-                let subject_held_by = subject_held_by(&list, subject_tags, held_by);
-                let list = Some(Box::new(ListPush { list, update, subject_held_by }));
-                Ok(Check::Push { repository, tag, digest: pushed, current, list })
-            }
-            "delete_tag" => {
-                unused("digest", self.digest.is_some())?;
-                unused("current_digest", self.current_digest.is_some())?;
-                unused("tags", self.tags.is_some())?;
-                unused("entries", self.entries.is_some())?;
-                unused("current_entries", self.current_entries.is_some())?;
-                let tag = tag(&required("tag", self.tag)?, field("tag"))?;
-                let held_by = held_by(self.held_by.unwrap_or_default())?;
-                let subject_tags = tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
-                let Some(list) = AttachmentList::of(&tag) else {
-                    return Ok(Check::DeleteTag { repository, tag, list: None });
-                };
-                let subject_held_by = subject_held_by(&list, subject_tags, held_by);
-                Ok(Check::DeleteTag { repository, tag, list: Some(ListDelete { list, subject_held_by }) })
-            }
-            "delete_manifest" => {
-                unused("tag", self.tag.is_some())?;
-                unused("entries", self.entries.is_some())?;
-                unused("current_entries", self.current_entries.is_some())?;
-                unused("subject_tags", self.subject_tags.is_some())?;
-                unused("current_digest", self.current_digest.is_some())?;
-                let manifest = digest(&required("digest", self.digest)?, field("digest"))?;
-                let tagged = self.tags.ok_or_else(|| {
-                    ApiError::refused(
-                        field("tags"),
-                        "is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
-                    )
-                })?;
-                let tagged = tags(tagged, "tags")?;
-                let held_by = held_by(self.held_by.unwrap_or_default())?;
-                Ok(Check::DeleteManifest { repository, digest: manifest, tags: tagged, held_by })
-            }
-            "delete_blob" => {
-                unused("tag", self.tag.is_some())?;
-                unused("entries", self.entries.is_some())?;
-                unused("current_entries", self.current_entries.is_some())?;
-                unused("subject_tags", self.subject_tags.is_some())?;
-                unused("current_digest", self.current_digest.is_some())?;
-                unused("tags", self.tags.is_some())?;
-                let blob = digest(&required("digest", self.digest)?, field("digest"))?;
-                let holders = self.held_by.ok_or_else(|| {
-                    ApiError::refused(
-                        field("held_by"),
-                        "is required for delete_blob: the manifests referencing the blob ([] for none)",
-                    )
-                })?;
-                Ok(Check::DeleteBlob { repository, digest: blob, held_by: held_by(holders)? })
-            }
+            "push" => self.push(&fields, repository),
+            "delete_tag" => self.delete_tag(&fields, repository),
+            "delete_manifest" => self.delete_manifest(&fields, repository),
+            "delete_blob" => self.delete_blob(&fields, repository),
             other => Err(ApiError::invalid(FieldError::new(
-                field("operation"),
+                fields.name("operation"),
                 other,
                 "is not an operation: use push, delete_tag, delete_manifest or delete_blob",
             ))),
         }
+    }
+
+    fn push(self, fields: &Fields<'_>, repository: RepositoryName) -> Result<Check, ApiError> {
+        fields.unused(&[("tags", self.tags.is_some())])?;
+        let tag = fields.tag(&fields.required("tag", self.tag)?, "tag")?;
+        let pushed = fields.digest(&fields.required("digest", self.digest)?, "digest")?;
+        let current = self.current_digest.ok_or_else(|| {
+            ApiError::refused(
+                fields.name("current_digest"),
+                "is required for push: the digest the tag points at now, or null when it does not exist",
+            )
+        })?;
+        let current = current.map(|value| fields.digest(&value, "current_digest")).transpose()?;
+        // Read (and checked) whatever the tag; used only when it names an attachment list, so a
+        // registry may send them with every push.
+        let pushed_entries = self.entries.map(|entries| fields.digests(entries, "entries")).transpose()?;
+        let current_entries = self
+            .current_entries
+            .map(|entries| entries.map(|entries| fields.digests(entries, "current_entries")).transpose())
+            .transpose()?;
+        let held_by = fields.held_by(self.held_by.unwrap_or_default())?;
+        let subject_tags = fields.tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
+        let Some(list) = AttachmentList::of(&tag) else {
+            return Ok(Check::Push { repository, tag, digest: pushed, current, list: None });
+        };
+        // Without both lists an append cannot be told from a rewrite.
+        let update = match (pushed_entries, current_entries) {
+            (Some(entries), Some(current_entries)) => Some(ListUpdate {
+                current: current_entries.map(ListEntries::from_entries),
+                pushed: ListEntries::from_entries(entries),
+                foreign: Vec::new(),
+            }),
+            _ => None,
+        };
+        let subject_held_by = subject_held_by(&list, subject_tags, held_by);
+        let list = Some(Box::new(ListPush { list, update, subject_held_by }));
+        Ok(Check::Push { repository, tag, digest: pushed, current, list })
+    }
+
+    fn delete_tag(self, fields: &Fields<'_>, repository: RepositoryName) -> Result<Check, ApiError> {
+        fields.unused(&[
+            ("digest", self.digest.is_some()),
+            ("current_digest", self.current_digest.is_some()),
+            ("tags", self.tags.is_some()),
+            ("entries", self.entries.is_some()),
+            ("current_entries", self.current_entries.is_some()),
+        ])?;
+        let tag = fields.tag(&fields.required("tag", self.tag)?, "tag")?;
+        let held_by = fields.held_by(self.held_by.unwrap_or_default())?;
+        let subject_tags = fields.tags(self.subject_tags.unwrap_or_default(), "subject_tags")?;
+        let Some(list) = AttachmentList::of(&tag) else {
+            return Ok(Check::DeleteTag { repository, tag, list: None });
+        };
+        let subject_held_by = subject_held_by(&list, subject_tags, held_by);
+        Ok(Check::DeleteTag { repository, tag, list: Some(ListDelete { list, subject_held_by }) })
+    }
+
+    /// The fields a delete by digest does not use.
+    fn unused_by_digest_deletes(&self) -> [(&'static str, bool); 5] {
+        [
+            ("tag", self.tag.is_some()),
+            ("entries", self.entries.is_some()),
+            ("current_entries", self.current_entries.is_some()),
+            ("subject_tags", self.subject_tags.is_some()),
+            ("current_digest", self.current_digest.is_some()),
+        ]
+    }
+
+    fn delete_manifest(self, fields: &Fields<'_>, repository: RepositoryName) -> Result<Check, ApiError> {
+        fields.unused(&self.unused_by_digest_deletes())?;
+        let manifest = fields.digest(&fields.required("digest", self.digest)?, "digest")?;
+        let tagged = self.tags.ok_or_else(|| {
+            ApiError::refused(
+                fields.name("tags"),
+                "is required for delete_manifest: the tags pointing at the manifest now ([] for none)",
+            )
+        })?;
+        let tagged = fields.tags(tagged, "tags")?;
+        let held_by = fields.held_by(self.held_by.unwrap_or_default())?;
+        Ok(Check::DeleteManifest { repository, digest: manifest, tags: tagged, held_by })
+    }
+
+    fn delete_blob(self, fields: &Fields<'_>, repository: RepositoryName) -> Result<Check, ApiError> {
+        fields.unused(&self.unused_by_digest_deletes())?;
+        fields.unused(&[("tags", self.tags.is_some())])?;
+        let blob = fields.digest(&fields.required("digest", self.digest)?, "digest")?;
+        let holders = self.held_by.ok_or_else(|| {
+            ApiError::refused(
+                fields.name("held_by"),
+                "is required for delete_blob: the manifests referencing the blob ([] for none)",
+            )
+        })?;
+        Ok(Check::DeleteBlob { repository, digest: blob, held_by: fields.held_by(holders)? })
     }
 }
 
