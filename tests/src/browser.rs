@@ -1,13 +1,14 @@
 //! A real headless Chromium, driven through chromedriver.
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// A chromedriver process and a browser session on it; both end when this is dropped.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    /// Killed when dropped.
+    _driver: tokio::process::Child,
     _profile: tempdir::Dir,
 }
 
@@ -21,20 +22,32 @@ mod tempdir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium `width` pixels wide, with JavaScript on or off.
     pub async fn start(width: u32, javascript: bool) -> Browser {
-        let port = free_port();
-        let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed (Debian package chromium-driver)");
+        use tokio::io::AsyncBufReadExt;
+        // Port 0: chromedriver takes a free port itself and says which, so no other test can
+        // take it in between.
+        let mut driver =
+            tokio::process::Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg("--port=0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("chromedriver is installed (Debian package chromium-driver)");
+        let mut lines = tokio::io::BufReader::new(driver.stdout.take().unwrap()).lines();
+        let announced = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(port) = line.split("started successfully on port ").nth(1) {
+                    return port.trim_end_matches('.').parse::<u16>().ok();
+                }
+            }
+            None
+        });
+        let port = announced.await.ok().flatten().expect("chromedriver says which port it listens on within 20 s");
+        // Drained to the end, so that chromedriver never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let profile = std::env::temp_dir().join(format!("tagward-chromium-{port}-{}", rand::random::<u32>()));
         let mut args = vec![
             "--headless".to_owned(),
@@ -57,17 +70,14 @@ impl Browser {
             serde_json::json!({ "args": args, "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()) }),
         );
         let url = format!("http://127.0.0.1:{port}");
+        // chromedriver listens once it has said so; a Chromium that fails to start under load
+        // is tried again, twice.
         let mut last_error = None;
-        for _ in 0..50 {
+        for _ in 0..3 {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
             match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
-                Ok(client) => {
-                    return Browser { client, driver, _profile: tempdir::Dir(profile) };
-                }
-                Err(error) => {
-                    last_error = Some(error);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Ok(client) => return Browser { client, _driver: driver, _profile: tempdir::Dir(profile) },
+                Err(error) => last_error = Some(error),
             }
         }
         panic!("could not start a Chromium session: {last_error:?}");
@@ -196,12 +206,5 @@ impl Browser {
     /// Ends the browser session (Chromium exits), then chromedriver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }

@@ -71,15 +71,12 @@ pub fn ProjectPage() -> impl IntoView {
         move || (name(), toggle.version().get(), delete.version().get(), save.version().get()),
         |(project, ..)| list_rules(project),
     );
-    let filter = super::activity::query_filter();
-    let activity = Resource::new(
-        move || (name(), tab(), filter()),
-        |(project, tab, (kind, page))| async move {
-            match tab {
-                Some(Tab::Activity) => crate::activity::activity(Some(project), kind, page).await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let activity = tab_resource(
+        name,
+        tab,
+        super::activity::query_filter(),
+        |tab| *tab == Tab::Activity,
+        |project, (kind, page)| crate::activity::activity(Some(project), kind, page),
     );
     // What the dialog (or the delete confirmation) shows of a change's impact on existing tags,
     // for the draft in the query (the no-JavaScript preview) or the rule as it is.
@@ -106,63 +103,45 @@ pub fn ProjectPage() -> impl IntoView {
             rule_impact(project, rule, draft, remove).await.map(Some)
         },
     );
-    let tag_filter = super::tags::query_filter();
-    let tags = Resource::new(
-        move || (name(), tab(), tag_filter()),
-        |(project, tab, (repositories, tags, page))| async move {
-            match tab {
-                Some(Tab::Tags) => crate::tags::project_tags(project, repositories, tags, page).await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let tags = tab_resource(
+        name,
+        tab,
+        super::tags::query_filter(),
+        |tab| *tab == Tab::Tags,
+        |project, (repositories, tags, page)| crate::tags::project_tags(project, repositories, tags, page),
     );
     let exception_actions = super::exceptions::ExceptionActions::new();
-    let exceptions = Resource::new(
-        move || (name(), tab(), exception_actions.version()),
-        |(project, tab, _)| async move {
-            match tab {
-                Some(Tab::Exceptions { .. }) => crate::exceptions::list_exceptions(project).await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let exceptions = tab_resource(
+        name,
+        tab,
+        move || exception_actions.version(),
+        |tab| matches!(tab, Tab::Exceptions { .. }),
+        |project, _| crate::exceptions::list_exceptions(project),
     );
     let webhook_actions = super::webhooks::WebhookActions::new();
-    let webhooks = Resource::new(
-        move || (name(), tab(), webhook_actions.version()),
-        |(project, tab, _)| async move {
-            match tab {
-                Some(Tab::Webhooks) => crate::webhooks::list_webhooks(project).await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let webhooks = tab_resource(
+        name,
+        tab,
+        move || webhook_actions.version(),
+        |tab| *tab == Tab::Webhooks,
+        |project, _| crate::webhooks::list_webhooks(project),
     );
-    let members = Resource::new(
-        move || (name(), tab(), set_member.version().get()),
-        |(project, tab, _)| async move {
-            match tab {
-                Some(Tab::Members) => list_members(project).await.map(Some),
-                _ => Ok(None),
-            }
-        },
+    let members = tab_resource(
+        name,
+        tab,
+        move || set_member.version().get(),
+        |tab| *tab == Tab::Members,
+        |project, _| list_members(project),
     );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || project.get().map(|result| match (result, tab()) {
                 (Ok(project), Some(tab)) => {
-                    let base = format!("/projects/{}", project.name);
-                    let current = |selected: bool| if selected { "page" } else { "false" };
                     view! {
                         <Title text=project.name.clone()/>
                         <nav class="crumbs" aria-label="Breadcrumb"><A href="/">"Projects"</A>" / "</nav>
                         <h1 class="project-title">{project.name.clone()}</h1>
-                        <nav class="tabs" aria-label="Project">
-                            <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
-                            <A href=format!("{base}/tags") attr:aria-current=current(tab == Tab::Tags)>"Tags"</A>
-                            <A href=format!("{base}/exceptions") attr:aria-current=current(matches!(tab, Tab::Exceptions { .. }))>"Exceptions"</A>
-                            <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
-                            <A href=format!("{base}/webhooks") attr:aria-current=current(tab == Tab::Webhooks)>"Webhooks"</A>
-                            <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
-                        </nav>
+                        <ProjectTabs project=project.name.clone() tab/>
                         {match tab {
                             Tab::Policy(mode) => view! { <ImmutabilityTab rules impact mode save toggle delete/> }.into_any(),
                             Tab::Tags => view! { <super::tags::TagsTab tags/> }.into_any(),
@@ -185,6 +164,51 @@ pub fn ProjectPage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// The project's tabs, the one shown marked as the current page.
+#[component]
+fn ProjectTabs(project: String, tab: Tab) -> impl IntoView {
+    let base = format!("/projects/{project}");
+    let current = |selected: bool| if selected { "page" } else { "false" };
+    view! {
+        <nav class="tabs" aria-label="Project">
+            <A href=format!("{base}/policy") attr:aria-current=current(matches!(tab, Tab::Policy(_)))>"Policy"</A>
+            <A href=format!("{base}/tags") attr:aria-current=current(tab == Tab::Tags)>"Tags"</A>
+            <A href=format!("{base}/exceptions") attr:aria-current=current(matches!(tab, Tab::Exceptions { .. }))>"Exceptions"</A>
+            <A href=format!("{base}/members") attr:aria-current=current(tab == Tab::Members)>"Members"</A>
+            <A href=format!("{base}/webhooks") attr:aria-current=current(tab == Tab::Webhooks)>"Webhooks"</A>
+            <A href=format!("{base}/activity") attr:aria-current=current(tab == Tab::Activity)>"Activity"</A>
+        </nav>
+    }
+}
+
+/// What one tab shows, loaded only while `shown(tab)` (`None` on the other tabs): `load` of the
+/// project and `key` (a filter from the URL, an action's version), again whenever either changes.
+fn tab_resource<K, T, Fut>(
+    name: impl Fn() -> String + Copy + Send + Sync + 'static,
+    tab: impl Fn() -> Option<Tab> + Copy + Send + Sync + 'static,
+    key: impl Fn() -> K + Send + Sync + 'static,
+    shown: fn(&Tab) -> bool,
+    load: fn(String, K) -> Fut,
+) -> Resource<Result<Option<T>, AppError>>
+where
+    K: PartialEq + Clone + Send + Sync + 'static,
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+{
+    Resource::new(
+        move || (name(), tab(), key()),
+        move |(project, tab, key)| {
+            let loading = tab.as_ref().is_some_and(shown).then(|| load(project, key));
+            async move {
+                match loading {
+                    Some(loading) => loading.await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        },
+    )
 }
 
 /// The project's members; project admins (and system admins) add, change and remove them.

@@ -179,52 +179,10 @@ fn RuleDialog(
             .map_err(|e| e.to_string())
     });
 
-    // With JavaScript, the impact follows the typing: asked of the server a moment after the
-    // last change (the inventory lives there), and at once when the dialog opens uncounted.
-    let live_impact = Action::new(|(project, rule, draft): &(String, Option<i64>, RuleInput)| {
-        rule_impact(project.clone(), *rule, Some(draft.clone()), false)
-    });
-    let counted = impact.is_some();
-    let typed = RwSignal::new(0u64);
-    let impact_project = project.clone();
-    Effect::new(move |previous: Option<()>| {
-        let draft = draft.get();
-        if previous.is_none() && counted {
-            return;
-        }
-        let version = typed.get_untracked() + 1;
-        typed.set(version);
-        let project = impact_project.clone();
-        #[cfg(feature = "hydrate")]
-        set_timeout(
-            move || {
-                if typed.get_untracked() == version {
-                    live_impact.dispatch((project, editing_id, draft));
-                }
-            },
-            std::time::Duration::from_millis(if previous.is_none() { 0 } else { 250 }),
-        );
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (project, draft, live_impact);
-    });
-    let shown_impact = Signal::derive(move || live_impact.value().get().or_else(|| impact.clone()));
-
+    let (shown_impact, impact_pending) = live_impact(project.clone(), editing_id, draft, impact);
     let dialog = NodeRef::<leptos::html::Dialog>::new();
     let opener = editing_id.map_or_else(|| "add-rule".to_owned(), |id| format!("edit-{id}"));
-    // With JavaScript the server-rendered, plainly open dialog becomes a real modal: the page
-    // behind it goes inert, focus moves in, Escape closes it.
-    Effect::new(move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(dialog) = dialog.get() {
-            if !dialog.matches(":modal").unwrap_or(false) {
-                dialog.close();
-                let _ = dialog.show_modal();
-            }
-            focus_element("repositories");
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = dialog;
-    });
+    become_modal(dialog);
     let close_dialog = move || {
         if let Some(dialog) = dialog.get_untracked() {
             dialog.close();
@@ -285,18 +243,8 @@ fn RuleDialog(
                     " matches any sequence of characters, " <code>"**"</code> " matches all tags."
                 </RuleSide>
 
-                <ImpactPreview impact=shown_impact pending=live_impact.pending()/>
-
-                <fieldset class="preview">
-                    <legend>"Preview on sample references"</legend>
-                    <label for="samples">"Sample references, one a line (" <code>"repository:tag"</code> ")"</label>
-                    <textarea id="samples" name="samples" rows="3" spellcheck="false"
-                        on:input=move |ev| samples.set(event_target_value(&ev))>{samples.get_untracked()}</textarea>
-                    <PreviewTable outcome/>
-                    <noscript>
-                        <button type="submit" class="button" formmethod="get" formaction=here.clone()>"Update preview"</button>
-                    </noscript>
-                </fieldset>
+                <ImpactPreview impact=shown_impact pending=impact_pending/>
+                <SamplePreview samples outcome here/>
 
                 {editing_id.is_none().then(|| view! {
                     <label class="check evaluate-first">
@@ -312,6 +260,83 @@ fn RuleDialog(
                 </div>
             </form>
         </dialog>
+    }
+}
+
+/// The impact the dialog shows (and whether a newer one is on its way): `counted`, what the page
+/// came with, until the draft changes. With JavaScript the impact follows the typing: asked of the
+/// server a moment after the last change (the inventory lives there), and at once when the dialog
+/// opens uncounted.
+fn live_impact(
+    project: String,
+    editing_id: Option<i64>,
+    draft: Memo<RuleInput>,
+    counted: Option<Result<Impact, AppError>>,
+) -> (Signal<Option<Result<Impact, AppError>>>, Memo<bool>) {
+    let asked = Action::new(|(project, rule, draft): &(String, Option<i64>, RuleInput)| {
+        rule_impact(project.clone(), *rule, Some(draft.clone()), false)
+    });
+    let came_counted = counted.is_some();
+    let typed = RwSignal::new(0u64);
+    Effect::new(move |previous: Option<()>| {
+        let draft = draft.get();
+        if previous.is_none() && came_counted {
+            return;
+        }
+        let version = typed.get_untracked() + 1;
+        typed.set(version);
+        let project = project.clone();
+        #[cfg(feature = "hydrate")]
+        set_timeout(
+            move || {
+                if typed.get_untracked() == version {
+                    asked.dispatch((project, editing_id, draft));
+                }
+            },
+            std::time::Duration::from_millis(if previous.is_none() { 0 } else { 250 }),
+        );
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (project, draft, asked, editing_id);
+    });
+    (Signal::derive(move || asked.value().get().or_else(|| counted.clone())), asked.pending())
+}
+
+/// With JavaScript the server-rendered, plainly open `dialog` becomes a real modal: the page behind
+/// it goes inert, focus moves in, Escape closes it.
+fn become_modal(dialog: NodeRef<leptos::html::Dialog>) {
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(dialog) = dialog.get() {
+            if !dialog.matches(":modal").unwrap_or(false) {
+                dialog.close();
+                let _ = dialog.show_modal();
+            }
+            focus_element("repositories");
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = dialog;
+    });
+}
+
+/// The draft tried on sample references as they are typed; without JavaScript, "Update preview"
+/// sends the form to the dialog's own address (`here`) to be shown again with the preview.
+#[component]
+fn SamplePreview(
+    samples: RwSignal<String>,
+    outcome: Memo<Result<Vec<crate::rules::PreviewLine>, String>>,
+    here: String,
+) -> impl IntoView {
+    view! {
+        <fieldset class="preview">
+            <legend>"Preview on sample references"</legend>
+            <label for="samples">"Sample references, one a line (" <code>"repository:tag"</code> ")"</label>
+            <textarea id="samples" name="samples" rows="3" spellcheck="false"
+                on:input=move |ev| samples.set(event_target_value(&ev))>{samples.get_untracked()}</textarea>
+            <PreviewTable outcome/>
+            <noscript>
+                <button type="submit" class="button" formmethod="get" formaction=here>"Update preview"</button>
+            </noscript>
+        </fieldset>
     }
 }
 
