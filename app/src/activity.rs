@@ -155,37 +155,17 @@ mod ssr {
     /// One line saying what an entry records.
     pub fn summary(entry: &ActivityEntry) -> String {
         let (before, after) = (entry.before.as_ref(), entry.after.as_ref());
-        let id = entry.rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
         let Some(kind) = AuditKind::parse(&entry.kind) else {
-            let message = entry.message.clone().unwrap_or_else(|| entry.kind.clone());
-            if entry.count <= 1 {
-                return message;
-            }
-            let time = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-            let when = |at: time::OffsetDateTime| at.format(&time).unwrap_or_default();
-            return format!(
-                "{message} (denied {} times between {} and {} UTC)",
-                crate::format::thousands(entry.count.unsigned_abs()),
-                when(entry.first_at),
-                when(entry.at)
-            );
+            return denial_summary(entry);
         };
         match kind {
-            AuditKind::RuleCreate => format!("added {id}: {}", after.and_then(rule).unwrap_or_default()),
-            AuditKind::RuleUpdate => format!(
-                "changed {id}: {} → {}",
-                before.and_then(rule).unwrap_or_default(),
-                after.and_then(rule).unwrap_or_default()
-            ),
-            AuditKind::RuleEnable => format!("enabled {id}: {}", after.and_then(rule).unwrap_or_default()),
-            AuditKind::RuleDisable => format!("disabled {id}: {}", after.and_then(rule).unwrap_or_default()),
-            AuditKind::RuleEvaluate => {
-                format!("set {id} to evaluate (it denies nothing): {}", after.and_then(rule).unwrap_or_default())
-            }
-            AuditKind::RulePromote => {
-                format!("promoted {id} from evaluating to enforced: {}", after.and_then(rule).unwrap_or_default())
-            }
-            AuditKind::RuleDelete => format!("deleted {id}: {}", before.and_then(rule).unwrap_or_default()),
+            AuditKind::RuleCreate
+            | AuditKind::RuleUpdate
+            | AuditKind::RuleEnable
+            | AuditKind::RuleDisable
+            | AuditKind::RuleEvaluate
+            | AuditKind::RulePromote
+            | AuditKind::RuleDelete => rule_summary(kind, entry.rule_id, before, after),
             AuditKind::MemberAdd => {
                 format!("added {} as {}{}", text(after, "user"), text(after, "role"), by_groups(after))
             }
@@ -234,6 +214,38 @@ mod ssr {
             AuditKind::WebhookChange => format!("changed {} → {}", webhook(before), webhook(after)),
             AuditKind::WebhookRemove => format!("removed {}", webhook(before)),
             AuditKind::WebhookResume => format!("resumed the paused {}", webhook(after)),
+        }
+    }
+
+    /// A denial (or a fold of many alike) as the trail keeps it: its message, and how often.
+    fn denial_summary(entry: &ActivityEntry) -> String {
+        let message = entry.message.clone().unwrap_or_else(|| entry.kind.clone());
+        if entry.count <= 1 {
+            return message;
+        }
+        let time = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let when = |at: time::OffsetDateTime| at.format(&time).unwrap_or_default();
+        format!(
+            "{message} (denied {} times between {} and {} UTC)",
+            crate::format::thousands(entry.count.unsigned_abs()),
+            when(entry.first_at),
+            when(entry.at)
+        )
+    }
+
+    /// A rule change: what the rule was or became.
+    fn rule_summary(kind: AuditKind, rule_id: Option<i64>, before: Option<&Value>, after: Option<&Value>) -> String {
+        let id = rule_id.map(|id| format!("rule {id}")).unwrap_or_default();
+        let (was, now) = (before.and_then(rule).unwrap_or_default(), after.and_then(rule).unwrap_or_default());
+        match kind {
+            AuditKind::RuleCreate => format!("added {id}: {now}"),
+            AuditKind::RuleUpdate => format!("changed {id}: {was} → {now}"),
+            AuditKind::RuleEnable => format!("enabled {id}: {now}"),
+            AuditKind::RuleDisable => format!("disabled {id}: {now}"),
+            AuditKind::RuleEvaluate => format!("set {id} to evaluate (it denies nothing): {now}"),
+            AuditKind::RulePromote => format!("promoted {id} from evaluating to enforced: {now}"),
+            // RuleDelete, the one rule kind left.
+            _ => format!("deleted {id}: {was}"),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use app::account::TokenGrant;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tests::fixtures::PASSWORD;
 use tests::inventory::{inventory, many_tags, page_text, shop_with_admin_ann};
 use tests::registry::{push, OciLayout, Registry};
@@ -64,16 +64,16 @@ async fn pushes_and_deletes_straight_to_the_registry_reach_the_tags_tab_at_once(
     let image = OciLayout::image_of("events-live");
     let pushed = push(&image, registry.address, "shop/web:v1", false).await;
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
-    let since = Instant::now();
-    loop {
+    let (_, since) = tests::eventually("the push showing on the Tags tab", Duration::from_secs(15), || async {
         let text = page_text(&app, &client, "/projects/shop/tags").await;
         if text.contains("web v1") && text.contains("reported by the registry") && !text.contains("being counted") {
-            break;
+            Ok(())
+        } else {
+            Err(text)
         }
-        assert!(since.elapsed() < Duration::from_secs(15), "the push never showed on the Tags tab: {text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!("a direct push showed on the Tags tab {} ms after skopeo returned", since.elapsed().as_millis());
+    })
+    .await;
+    println!("a direct push showed on the Tags tab {} ms after skopeo returned", since.as_millis());
     let row = inventory(&app.db, "shop").await;
     assert_eq!(row.len(), 1, "{row:?}");
     assert_eq!((row[0].2.as_str(), row[0].3.as_str()), (image.digest.as_str(), "event"));
@@ -85,11 +85,8 @@ async fn pushes_and_deletes_straight_to_the_registry_reach_the_tags_tab_at_once(
         .await
         .unwrap();
     assert_eq!(deleted.status(), 202);
-    let since = Instant::now();
-    while v1(&app).await.is_some() {
-        assert!(since.elapsed() < Duration::from_secs(15), "the delete never reached the inventory");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tests::until("the delete reaching the inventory", Duration::from_secs(15), || async { v1(&app).await.is_none() })
+        .await;
     let metrics = app.client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let applied = metrics
         .lines()

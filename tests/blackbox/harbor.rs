@@ -256,21 +256,15 @@ async fn the_activity_tab_shows_changes_and_denials() {
     let token = app.db.token("registry").await;
     let push = json!({"operation": "push", "repository": "shop/api", "tag": "v1",
         "digest": format!("sha256:{}", "b".repeat(64)), "current_digest": format!("sha256:{}", "a".repeat(64))});
-    let started = std::time::Instant::now();
-    while app.check(&token, tests::fixtures::CHECK, &push).await.1["allowed"] != false {
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let started = std::time::Instant::now();
-    while sqlx::query_scalar::<_, i64>("select count(*) from enforcement_denials")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
-        == 0
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "denial not recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    tests::until("the push refused", std::time::Duration::from_secs(2), || async {
+        app.check(&token, tests::fixtures::CHECK, &push).await.1["allowed"] == false
+    })
+    .await;
+    tests::until("the denial recorded", std::time::Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from enforcement_denials").fetch_one(&app.db.pool).await.unwrap()
+            > 0
+    })
+    .await;
 
     // Who may look: members of the project; every project's, system admins only.
     let gus = app.logged_in("gus", PASSWORD).await;

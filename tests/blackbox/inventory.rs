@@ -3,7 +3,7 @@
 //! mid-sync), and the Tags tab, the impact preview and `policy apply` count what the registry holds.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tests::fixtures::PASSWORD;
 use tests::inventory::{inventory, many_tags, page_text, shop_with_admin_ann};
 use tests::registry::{push, OciLayout, Registry};
@@ -195,15 +195,15 @@ async fn the_inventory_holds_what_the_registry_holds_and_the_portal_counts_it() 
     // a tag the rule protects, pushed straight to the registry, shows in them after the sync.
     assert!(page_text(&app, &client, "/projects/shop/policy").await.contains("Protects 2 existing tags"));
     assert!(push(&image_d, registry.address, "shop/app:v3", false).await.status.success());
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = page_text(&app, &client, "/projects/shop/policy").await;
+    let (text, _) = tests::eventually("the rule list counting the new tag", Duration::from_secs(10), || async {
+        let text = page_text(&app, &client, "/projects/shop/policy").await;
         if text.contains("Protects 3 existing tags, all by this rule alone") {
-            break;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(text.contains("Protects 3 existing tags, all by this rule alone"), "{text}");
+    })
+    .await;
     assert!(text.contains("Tag counts: As of"), "{text}");
 }
 
@@ -224,23 +224,21 @@ async fn a_sync_cut_off_from_the_registry_says_so_and_resumes_where_it_stopped()
     // 500 requests a second: 2,500 tags take about 5 s, so the cut lands mid-pass (after the
     // first 250 tags are stored).
     let app = portal_syncing(db, proxy.address, "500").await;
-    let started = Instant::now();
-    let pass_started = loop {
-        let (pass_started, resume_repository, ..) = sync_row(&app.db).await;
-        if resume_repository.is_some() {
-            break pass_started;
+    let (pass_started, _) = tests::eventually("the sync storing a page", Duration::from_secs(30), || async {
+        match sync_row(&app.db).await {
+            (pass_started, Some(_), ..) => Ok(pass_started),
+            row => Err(format!("{row:?}")),
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the sync stored no page within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     proxy.cut();
-    let failure = loop {
-        if let (_, _, Some(failure), _) = sync_row(&app.db).await {
-            break failure;
+    let (failure, _) = tests::eventually("the failure to be recorded", Duration::from_secs(30), || async {
+        match sync_row(&app.db).await {
+            (_, _, Some(failure), _) => Ok(failure),
+            row => Err(format!("{row:?}")),
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the failure was never recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert!(failure.contains("the registry could not be read"), "{failure}");
     let client = app.logged_in("ann", PASSWORD).await;
     let text = page_text(&app, &client, "/projects/shop/tags").await;
@@ -266,16 +264,16 @@ async fn a_sync_cut_off_from_the_registry_says_so_and_resumes_where_it_stopped()
     assert_eq!(app.db.rule_count().await, 1);
 
     proxy.restore();
-    loop {
-        let (resumed_pass, _, failure, completed) = sync_row(&app.db).await;
-        if completed.is_some() {
-            assert_eq!(resumed_pass, pass_started, "the pass resumed rather than starting over");
-            assert_eq!(failure, None);
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "the sync never completed after the registry came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ((resumed_pass, failure), _) =
+        tests::eventually("the sync completing after the registry came back", Duration::from_secs(30), || async {
+            match sync_row(&app.db).await {
+                (resumed_pass, _, failure, Some(_)) => Ok((resumed_pass, failure)),
+                row => Err(format!("{row:?}")),
+            }
+        })
+        .await;
+    assert_eq!(resumed_pass, pass_started, "the pass resumed rather than starting over");
+    assert_eq!(failure, None);
     assert_eq!(inventory(&app.db, "shop").await.len(), 2500);
     let text = page_text(&app, &client, "/projects/shop/tags").await;
     assert!(text.contains("2,500 tags in 10 repositories (1,000 immutable)."), "{text}");
@@ -394,14 +392,13 @@ async fn a_hostile_registry_can_neither_loop_the_sync_nor_flood_its_memory() {
     assert!(completed > since);
 
     registry.flood.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    let failure = loop {
-        if let (_, _, Some(failure), _) = sync_row(&app.db).await {
-            break failure;
+    let (failure, _) = tests::eventually("the flood to be refused", Duration::from_secs(60), || async {
+        match sync_row(&app.db).await {
+            (_, _, Some(failure), _) => Ok(failure),
+            row => Err(format!("{row:?}")),
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the flood was never refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert!(failure.contains("shop/b") && failure.contains("lists more than 100000 names"), "{failure}");
     assert_eq!(inventory(&app.db, "shop").await, [found("shop/a", "v1"), found("shop/b", "v2")]);
     println!("peak memory of the portal after the flood: {:.1} MiB", app.peak_memory_mib().unwrap_or(f64::NAN));
