@@ -574,6 +574,7 @@ async fn every_page_passes_axe_core_with_and_without_javascript() {
             browser.wait_for_hydration().await;
             browser.find("#add-rule").await.click().await.unwrap();
             browser.find("dialog.modal #repositories").await;
+            browser.find("fieldset.impact[aria-busy=false] #impact").await;
             found.extend(browser.accessibility_violations().await.into_iter().map(|v| format!("dialog: {v}")));
         }
         assert!(found.is_empty(), "JavaScript {javascript}: {found:#?}");

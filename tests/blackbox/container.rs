@@ -273,7 +273,11 @@ async fn the_image_runs_migrate_serve_and_gateway_and_docker_push_is_refused_whe
         let output = docker(&["stop", "--time", "10", &name]);
         (output.status.success(), started.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The rest of the body once the portal has taken the SIGTERM (it says so in its log).
+    tests::until("the portal to begin shutting down", Duration::from_secs(10), || async {
+        portal.logs().contains("shutting down; finishing requests in flight")
+    })
+    .await;
     in_flight.write_all(&body[10..]).unwrap();
     let mut answer = String::new();
     let _ = in_flight.read_to_string(&mut answer);

@@ -184,23 +184,20 @@ async fn deletes_of_what_an_immutable_tag_holds_are_denied() {
     let plain = json!({"operation": "delete_manifest", "repository": "shop/api", "digest": A, "tags": ["sig"]});
     assert_eq!(app.check(&token, CHECK, &plain).await.1["allowed"], true);
 
-    let started = Instant::now();
-    loop {
+    let (rows, _) = tests::eventually("both delete denials recorded", Duration::from_secs(5), || async {
         let rows: Vec<(String, Option<String>)> =
             sqlx::query_as("select operation, tag from enforcement_denials where operation <> 'push' order by id")
                 .fetch_all(&app.db.pool)
                 .await
                 .unwrap();
         if rows.len() == 2 {
-            assert_eq!(
-                rows,
-                [("delete_blob".into(), Some("v1".into())), ("delete_manifest".into(), Some("v1".into()))]
-            );
-            break;
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "denials not recorded: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(rows, [("delete_blob".into(), Some("v1".into())), ("delete_manifest".into(), Some("v1".into()))]);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tests::gateway::gateway_for;
 use tests::registry::{push, skopeo, OciLayout, Registry};
 use tests::{fresh_database, TestDb};
@@ -76,20 +76,20 @@ async fn pushes_and_deletes_through_the_gateway_follow_the_rules() {
     assert_eq!(registry.digest("shop/api", "nightly").await, None);
 
     // Both denials are in the audit trail, under the gateway's name.
-    let started = Instant::now();
-    loop {
+    let (rows, _) = tests::eventually("both denials recorded", Duration::from_secs(5), || async {
         let rows: Vec<(String, String)> =
             sqlx::query_as("select operation, token from enforcement_denials order by id")
                 .fetch_all(&db.pool)
                 .await
                 .unwrap();
         if rows.len() == 2 {
-            assert_eq!(rows, [("push".into(), "gateway".into()), ("delete_manifest".into(), "gateway".into())]);
-            break;
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "denials not recorded: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(rows, [("push".into(), "gateway".into()), ("delete_manifest".into(), "gateway".into())]);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! and nothing they are not), and one that takes only bearer tokens from its token service
 //! (distribution's `auth: token`), which the sync follows with its own credentials.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tests::gateway::{gateway_config, spawn_gateway};
 use tests::registry::{push, OciLayout, Registry, TestCa, TokenService};
 
@@ -85,19 +85,16 @@ async fn portal_syncing(db: tests::TestDb, registry: &str, flags: &[&str]) -> te
 
 /// Waits (at most 30 s) for a sync pass to complete: its failure, if any, and the tags it found.
 async fn completed_pass(app: &tests::TestApp) -> (Option<String>, Option<i64>) {
-    let started = Instant::now();
-    loop {
+    let (done, _) = tests::eventually("a sync pass to complete", Duration::from_secs(30), || async {
         let done: Option<(Option<String>, Option<i64>)> =
             sqlx::query_as("select failure, tags from registry_sync where completed_at is not null")
                 .fetch_optional(&app.db.pool)
                 .await
                 .unwrap();
-        if let Some(done) = done {
-            return done;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no sync pass completed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        done.ok_or_else(|| "none completed yet".to_owned())
+    })
+    .await;
+    done
 }
 
 #[tokio::test]
