@@ -12,32 +12,13 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
-/// What the forms of the tab act with (made by the page, inside the route, so a plain form's error
-/// sent back in the URL reaches them).
-#[derive(Clone, Copy)]
-pub struct ExceptionActions {
-    pub grant: ServerAction<GrantException>,
-    pub revoke: ServerAction<RevokeException>,
-    pub approve: ServerAction<ApproveException>,
-    pub set_mode: ServerAction<SetExceptionsMode>,
-}
-
-impl ExceptionActions {
-    pub fn new() -> Self {
-        Self {
-            grant: ServerAction::new(),
-            revoke: ServerAction::new(),
-            approve: ServerAction::new(),
-            set_mode: ServerAction::new(),
-        }
-    }
-
-    /// Changes whenever one of them has run (the list reloads).
-    pub fn version(&self) -> usize {
-        self.grant.version().get()
-            + self.revoke.version().get()
-            + self.approve.version().get()
-            + self.set_mode.version().get()
+server_actions! {
+    /// What the forms of the Exceptions tab act with.
+    ExceptionActions {
+        grant: GrantException,
+        revoke: RevokeException,
+        approve: ApproveException,
+        set_mode: SetExceptionsMode,
     }
 }
 

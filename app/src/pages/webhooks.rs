@@ -10,35 +10,14 @@ use crate::webhooks::{
 };
 use leptos::prelude::*;
 
-/// What the tab's forms act with (made by the page, inside the route, so a plain form's error
-/// sent back in the URL reaches them).
-#[derive(Clone, Copy)]
-pub struct WebhookActions {
-    pub add: ServerAction<AddWebhook>,
-    pub remove: ServerAction<RemoveWebhook>,
-    pub resume: ServerAction<ResumeWebhook>,
-    pub test: ServerAction<TestWebhook>,
-    pub redeliver: ServerAction<RedeliverWebhook>,
-}
-
-impl WebhookActions {
-    pub fn new() -> Self {
-        Self {
-            add: ServerAction::new(),
-            remove: ServerAction::new(),
-            resume: ServerAction::new(),
-            test: ServerAction::new(),
-            redeliver: ServerAction::new(),
-        }
-    }
-
-    /// Changes whenever one of them has run (the list reloads).
-    pub fn version(&self) -> usize {
-        self.add.version().get()
-            + self.remove.version().get()
-            + self.resume.version().get()
-            + self.test.version().get()
-            + self.redeliver.version().get()
+server_actions! {
+    /// What the forms of the Webhooks tab act with.
+    WebhookActions {
+        add: AddWebhook,
+        remove: RemoveWebhook,
+        resume: ResumeWebhook,
+        test: TestWebhook,
+        redeliver: RedeliverWebhook,
     }
 }
 
