@@ -181,8 +181,11 @@ impl LoginThrottle {
     }
 
     /// Counts an attempt at `account` from `address`, or says how long to wait when either has
-    /// used up its attempts within the window.
+    /// used up its attempts within the window. The account is counted as a directory matches
+    /// names (case and runs of spaces ignored, as LDAP's `caseIgnoreMatch` does), so that `Ann`,
+    /// `ANN` and ` ann ` are one account's attempts, not three times the limit.
     pub fn begin(&self, account: &str, address: IpAddr) -> Result<Attempt, Duration> {
+        let account = account.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         self.count(vec![
             (format!("account:{account}"), self.per_account),
             (format!("address:{address}"), self.per_address),
@@ -335,6 +338,8 @@ mod tests {
         throttle.succeeded(throttle.begin("bob", address).unwrap());
         assert!(throttle.begin("bob", address).is_ok() && throttle.begin("bob", address).is_ok());
         assert!(throttle.begin("bob", address).is_err());
+        // Spelt otherwise, it is the same account (a directory matches names so).
+        assert!(throttle.begin("BOB", address).is_err() && throttle.begin(" bob  ", address).is_err());
         // Other accounts at the same address still get the address's higher limit.
         let others = (0..10).filter(|i| throttle.begin(&format!("user{i}"), address).is_ok()).count();
         assert_eq!(others, 2 * ADDRESS_LIMIT_FACTOR - 2);
