@@ -360,7 +360,17 @@ async fn the_audit_stream_resumes_from_a_cursor_with_exactly_the_new_entries() {
 
     app.db.rule("shop", "matching:**", "matching:v*").await;
     app.db.rule("web", "matching:**", "matching:release-*").await;
-    let (_, _, new) = read(reader.clone(), format!("?after={cursor}")).await;
+    // An entry is streamed once no transaction older than it is still open anywhere in the cluster
+    // (commit-safe order), so with other tests' transactions running, both may take a moment.
+    let (new, _) = eventually("both new entries streamed", Duration::from_secs(10), || async {
+        let (_, _, new) = read(reader.clone(), format!("?after={cursor}")).await;
+        if new.len() >= 2 {
+            Ok(new)
+        } else {
+            Err(format!("{new:?}"))
+        }
+    })
+    .await;
     let new: Vec<(&str, &str)> =
         new.iter().map(|line| (line["kind"].as_str().unwrap(), line["project"].as_str().unwrap())).collect();
     assert_eq!(new, [("rule.create", "shop"), ("rule.create", "web")], "exactly the new entries");
